@@ -1,0 +1,437 @@
+//! `config.json`: parsing and validation.
+//!
+//! Parsing is strict (unknown fields are errors, so a typo never silently falls back to a
+//! default) and every error names the JSON path and the bad value, e.g.
+//! `services[0].real_servers[1].weight: 70000 is out of range (0..=65535)`.
+
+use crate::conn::{TcpState, Timeouts, UDP_STATE};
+use crate::service::{
+    is_prime, FwdMode, Persistence, Proto, RealServer, SchedFlags, SchedKind, VirtualService, MAX_PERSISTENCE_TIMEOUT,
+    MH_DEFAULT_TABLE_SIZE,
+};
+use crate::wire::MacAddr;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// A config problem: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {msg}")]
+pub struct ConfigError {
+    /// JSON path, e.g. `services[0].vip`.
+    pub path: String,
+    pub msg: String,
+}
+
+fn err(path: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    ConfigError { path: path.into(), msg: msg.into() }
+}
+
+// ---------------------------------------------------------------- raw JSON shape
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    director: RawDirector,
+    #[serde(default)]
+    neighbours: Vec<RawNeighbour>,
+    #[serde(default)]
+    gateway: Option<RawGateway>,
+    #[serde(default)]
+    conn: RawConn,
+    #[serde(default)]
+    services: Vec<RawService>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDirector {
+    interfaces: Vec<RawInterface>,
+    #[serde(default)]
+    dip: Option<String>,
+    #[serde(default)]
+    local_ports: Option<[u32; 2]>,
+    #[serde(default)]
+    mtu: Option<u32>,
+    #[serde(default)]
+    workers: Option<u32>,
+    #[serde(default)]
+    cores: Option<Vec<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    name: String,
+    mac: String,
+    ip: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNeighbour {
+    ip: String,
+    mac: String,
+    interface: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    mac: String,
+    interface: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConn {
+    #[serde(default)]
+    max_per_worker: Option<u64>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    tcp_established: Option<u64>,
+    tcp_syn_sent: Option<u64>,
+    tcp_syn_recv: Option<u64>,
+    tcp_fin_wait: Option<u64>,
+    tcp_time_wait: Option<u64>,
+    tcp_close: Option<u64>,
+    tcp_close_wait: Option<u64>,
+    tcp_last_ack: Option<u64>,
+    tcp_listen: Option<u64>,
+    tcp_synack: Option<u64>,
+    udp: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    proto: String,
+    vip: String,
+    port: u32,
+    #[serde(default)]
+    scheduler: Option<String>,
+    #[serde(default)]
+    sched_flags: Vec<String>,
+    #[serde(default)]
+    persistence_timeout: Option<u64>,
+    #[serde(default)]
+    persistence_netmask: Option<String>,
+    #[serde(default)]
+    mh_table_size: Option<u64>,
+    #[serde(default)]
+    real_servers: Vec<RawServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    addr: String,
+    #[serde(default)]
+    port: Option<u32>,
+    #[serde(default)]
+    weight: Option<u64>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    u_threshold: Option<u64>,
+    #[serde(default)]
+    l_threshold: Option<u64>,
+}
+
+// ---------------------------------------------------------------- validated config
+
+/// A director interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+}
+
+/// A next hop: where frames for `ip` go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    /// Index into [`Config::interfaces`].
+    pub interface: usize,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub interfaces: Vec<Interface>,
+    /// Director address: FULLNAT source and TUN outer source.
+    pub dip: Ipv4Addr,
+    /// FULLNAT local port range, inclusive.
+    pub local_ports: (u16, u16),
+    /// MTU of the links towards the real servers (bounds TUN encapsulation).
+    pub mtu: u16,
+    pub workers: u16,
+    /// Cores to pin workers to (empty: no pinning).
+    pub cores: Vec<usize>,
+    pub neighbours: Vec<Neighbour>,
+    /// Default next hop (MAC, interface index).
+    pub gateway: Option<(MacAddr, usize)>,
+    pub max_conns_per_worker: u32,
+    pub timeouts: Timeouts,
+    pub services: Vec<VirtualService>,
+}
+
+/// Default bound on connections per worker.
+pub const DEFAULT_MAX_CONNS: u32 = 1 << 20;
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| err(path.display().to_string(), e.to_string()))?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates config JSON text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let p = e.path().to_string();
+            err(if p == "." { "(top level)".to_string() } else { p }, e.inner().to_string())
+        })?;
+        validate(raw)
+    }
+
+    /// Replaces the services (e.g. with those of `ipvsadm -S -n` rules), validating them
+    /// against the rest of the config.
+    pub fn with_services(mut self, services: Vec<VirtualService>) -> Result<Config, ConfigError> {
+        check_services(&services)?;
+        self.services = services;
+        Ok(self)
+    }
+}
+
+fn ip(path: &str, s: &str) -> Result<Ipv4Addr, ConfigError> {
+    s.parse().map_err(|_| err(path, format!("'{s}' is not an IPv4 address")))
+}
+
+fn mac(path: &str, s: &str) -> Result<MacAddr, ConfigError> {
+    s.parse().map_err(|_| err(path, format!("'{s}' is not a MAC address (aa:bb:cc:dd:ee:ff)")))
+}
+
+fn range(path: &str, v: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
+    if v < lo || v > hi {
+        return Err(err(path, format!("{v} is out of range ({lo}..={hi})")));
+    }
+    Ok(v)
+}
+
+fn netmask(path: &str, s: &str) -> Result<Ipv4Addr, ConfigError> {
+    let m = ip(path, s)?;
+    let v = u32::from(m);
+    if v.leading_ones() + v.trailing_zeros() != 32 {
+        return Err(err(path, format!("'{s}' is not a contiguous netmask")));
+    }
+    Ok(m)
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let d = &raw.director;
+    if d.interfaces.is_empty() {
+        return Err(err("director.interfaces", "at least one interface is required"));
+    }
+    let mut interfaces = Vec::new();
+    for (i, r) in d.interfaces.iter().enumerate() {
+        let p = format!("director.interfaces[{i}]");
+        if r.name.is_empty() || r.name.len() > 15 {
+            return Err(err(format!("{p}.name"), format!("'{}' is not an interface name (1..=15 bytes)", r.name)));
+        }
+        if interfaces.iter().any(|x: &Interface| x.name == r.name) {
+            return Err(err(format!("{p}.name"), format!("'{}' is listed twice", r.name)));
+        }
+        interfaces.push(Interface { name: r.name.clone(), mac: mac(&format!("{p}.mac"), &r.mac)?, ip: ip(&format!("{p}.ip"), &r.ip)? });
+    }
+    let iface_index = |path: &str, name: &str| -> Result<usize, ConfigError> {
+        interfaces.iter().position(|x| x.name == name).ok_or_else(|| err(path, format!("'{name}' is not one of director.interfaces")))
+    };
+    let dip = match &d.dip {
+        Some(s) => ip("director.dip", s)?,
+        None => interfaces[0].ip,
+    };
+    let local_ports = match d.local_ports {
+        Some([lo, hi]) => {
+            range("director.local_ports[0]", lo as u64, 1, 65535)?;
+            range("director.local_ports[1]", hi as u64, lo as u64, 65535)?;
+            (lo as u16, hi as u16)
+        }
+        None => (1024, 65535),
+    };
+    let mtu = range("director.mtu", d.mtu.unwrap_or(1500) as u64, 576, 9000)? as u16;
+    let workers = range("director.workers", d.workers.unwrap_or(1) as u64, 1, 256)? as u16;
+    let cores = d.cores.clone().unwrap_or_default();
+    if !cores.is_empty() && cores.len() != workers as usize {
+        return Err(err("director.cores", format!("{} cores listed for {workers} workers", cores.len())));
+    }
+    let ports = local_ports.1 as u32 - local_ports.0 as u32 + 1;
+    if ports < workers as u32 {
+        return Err(err("director.local_ports", format!("{ports} ports cannot be shared by {workers} workers")));
+    }
+    let mut neighbours = Vec::new();
+    for (i, n) in raw.neighbours.iter().enumerate() {
+        let p = format!("neighbours[{i}]");
+        let nip = ip(&format!("{p}.ip"), &n.ip)?;
+        if neighbours.iter().any(|x: &Neighbour| x.ip == nip) {
+            return Err(err(format!("{p}.ip"), format!("'{nip}' is listed twice")));
+        }
+        neighbours.push(Neighbour { ip: nip, mac: mac(&format!("{p}.mac"), &n.mac)?, interface: iface_index(&format!("{p}.interface"), &n.interface)? });
+    }
+    let gateway = match &raw.gateway {
+        Some(g) => Some((mac("gateway.mac", &g.mac)?, iface_index("gateway.interface", &g.interface)?)),
+        None => None,
+    };
+    let max = raw.conn.max_per_worker.unwrap_or(DEFAULT_MAX_CONNS as u64);
+    let max_conns_per_worker = range("conn.max_per_worker", max, 16, 1 << 30)? as u32;
+    let timeouts = timeouts(&raw.conn.timeouts)?;
+    let mut services = Vec::new();
+    for (i, s) in raw.services.iter().enumerate() {
+        services.push(service(&format!("services[{i}]"), s)?);
+    }
+    check_services(&services)?;
+    Ok(Config { interfaces, dip, local_ports, mtu, workers, cores, neighbours, gateway, max_conns_per_worker, timeouts, services })
+}
+
+fn timeouts(t: &RawTimeouts) -> Result<Timeouts, ConfigError> {
+    let mut out = Timeouts::default();
+    let fields = [
+        ("tcp_established", t.tcp_established, TcpState::Established as u8),
+        ("tcp_syn_sent", t.tcp_syn_sent, TcpState::SynSent as u8),
+        ("tcp_syn_recv", t.tcp_syn_recv, TcpState::SynRecv as u8),
+        ("tcp_fin_wait", t.tcp_fin_wait, TcpState::FinWait as u8),
+        ("tcp_time_wait", t.tcp_time_wait, TcpState::TimeWait as u8),
+        ("tcp_close", t.tcp_close, TcpState::Close as u8),
+        ("tcp_close_wait", t.tcp_close_wait, TcpState::CloseWait as u8),
+        ("tcp_last_ack", t.tcp_last_ack, TcpState::LastAck as u8),
+        ("tcp_listen", t.tcp_listen, TcpState::Listen as u8),
+        ("tcp_synack", t.tcp_synack, TcpState::SynAck as u8),
+        ("udp", t.udp, UDP_STATE),
+    ];
+    for (name, v, idx) in fields {
+        if let Some(v) = v {
+            out.secs[idx as usize] = range(&format!("conn.timeouts.{name}"), v, 1, MAX_PERSISTENCE_TIMEOUT as u64)? as u32;
+        }
+    }
+    Ok(out)
+}
+
+fn service(p: &str, s: &RawService) -> Result<VirtualService, ConfigError> {
+    let proto = match s.proto.as_str() {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        other => return Err(err(format!("{p}.proto"), format!("'{other}' is not a protocol (tcp, udp)"))),
+    };
+    let vip = ip(&format!("{p}.vip"), &s.vip)?;
+    let port = range(&format!("{p}.port"), s.port as u64, 0, 65535)? as u16;
+    let scheduler = match &s.scheduler {
+        None => SchedKind::Wlc,
+        Some(n) => SchedKind::parse(n).ok_or_else(|| {
+            err(format!("{p}.scheduler"), format!("'{n}' is not a scheduler (rr, wrr, lc, wlc, sed, nq, sh, dh, mh)"))
+        })?,
+    };
+    let mut flags = SchedFlags::default();
+    for (i, f) in s.sched_flags.iter().enumerate() {
+        let fp = format!("{p}.sched_flags[{i}]");
+        let (prefix, what) = f.split_once('-').unwrap_or(("", f.as_str()));
+        let ok_prefix = matches!((prefix, scheduler), ("sh", SchedKind::Sh) | ("mh", SchedKind::Mh));
+        match (ok_prefix, what) {
+            (true, "fallback") => flags.fallback = true,
+            (true, "port") => flags.port = true,
+            _ => {
+                return Err(err(fp, format!("'{f}' is not a flag of scheduler {scheduler} (sh-fallback, sh-port, mh-fallback, mh-port)")))
+            }
+        }
+    }
+    let persistence = match (s.persistence_timeout, &s.persistence_netmask) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(err(format!("{p}.persistence_netmask"), "needs persistence_timeout"));
+        }
+        (Some(t), m) => {
+            let timeout_s = range(&format!("{p}.persistence_timeout"), t, 1, MAX_PERSISTENCE_TIMEOUT as u64)? as u32;
+            let netmask = match m {
+                Some(m) => netmask(&format!("{p}.persistence_netmask"), m)?,
+                None => Ipv4Addr::BROADCAST,
+            };
+            Some(Persistence { timeout_s, netmask })
+        }
+    };
+    if port == 0 && persistence.is_none() {
+        return Err(err(format!("{p}.port"), "0 (all ports) needs persistence_timeout"));
+    }
+    let mh_table_size = match s.mh_table_size {
+        None => MH_DEFAULT_TABLE_SIZE,
+        Some(n) => {
+            let n = range(&format!("{p}.mh_table_size"), n, 251, 131_071)? as u32;
+            if !is_prime(n as u32) {
+                return Err(err(format!("{p}.mh_table_size"), format!("{n} is not a prime")));
+            }
+            n
+        }
+    };
+    let mut servers: Vec<RealServer> = Vec::new();
+    for (i, r) in s.real_servers.iter().enumerate() {
+        let rp = format!("{p}.real_servers[{i}]");
+        let addr = ip(&format!("{rp}.addr"), &r.addr)?;
+        let mode = match &r.mode {
+            None => FwdMode::Dr,
+            Some(m) => FwdMode::parse(m).ok_or_else(|| err(format!("{rp}.mode"), format!("'{m}' is not a forwarding mode (nat, fullnat, tun, dr)")))?,
+        };
+        let mut rport = match r.port {
+            Some(v) => range(&format!("{rp}.port"), v as u64, 0, 65535)? as u16,
+            None => port,
+        };
+        if matches!(mode, FwdMode::Dr | FwdMode::Tun) {
+            if r.port.is_some() && rport != port {
+                return Err(err(format!("{rp}.port"), format!("{rport}: {} servers receive the service port {port} unchanged", mode.name())));
+            }
+            rport = port;
+        }
+        let weight = range(&format!("{rp}.weight"), r.weight.unwrap_or(1), 0, 65535)? as u32;
+        let u_threshold = range(&format!("{rp}.u_threshold"), r.u_threshold.unwrap_or(0), 0, i32::MAX as u64)? as u32;
+        let l_threshold = range(&format!("{rp}.l_threshold"), r.l_threshold.unwrap_or(0), 0, i32::MAX as u64)? as u32;
+        if u_threshold != 0 && l_threshold > u_threshold {
+            return Err(err(format!("{rp}.l_threshold"), format!("{l_threshold} is above u_threshold {u_threshold}")));
+        }
+        if servers.iter().any(|x| x.addr == addr && x.port == rport) {
+            return Err(err(format!("{rp}.addr"), format!("{addr}:{rport} is listed twice")));
+        }
+        servers.push(RealServer { addr, port: rport, weight, mode, u_threshold, l_threshold });
+    }
+    if servers.len() > u16::MAX as usize {
+        return Err(err(format!("{p}.real_servers"), "too many real servers"));
+    }
+    let mut vs = VirtualService::new(proto, vip, port, scheduler);
+    vs.flags = flags;
+    vs.persistence = persistence;
+    vs.mh_table_size = mh_table_size;
+    vs.servers = servers;
+    Ok(vs)
+}
+
+/// Checks across services: no duplicate (proto, vip, port).
+fn check_services(services: &[VirtualService]) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for (i, s) in services.iter().enumerate() {
+        if !seen.insert((s.proto, s.vip, s.port)) {
+            return Err(err(format!("services[{i}]"), format!("{} {}:{} is listed twice", s.proto.name(), s.vip, s.port)));
+        }
+        if s.servers.len() > u16::MAX as usize {
+            return Err(err(format!("services[{i}].real_servers"), "too many real servers"));
+        }
+    }
+    if services.len() > u16::MAX as usize {
+        return Err(err("services", "too many services"));
+    }
+    Ok(())
+}

@@ -1,0 +1,661 @@
+//! One worker's connection shard: slab + indexes + timer wheel + per-server load.
+
+use super::state::{next_state, Dir, TcpState, Timeouts, STATES, UDP_STATE};
+use crate::sched::DestLoad;
+use crate::service::FwdMode;
+use hashbrown::HashTable;
+use std::hash::{BuildHasher, Hasher};
+
+/// "No slab index".
+pub const NONE: u32 = u32::MAX;
+/// Clock resolution of connection timers.
+pub const TICK_MS: u64 = 10;
+/// Slots in the timer wheel (10 ms each: 655 s per turn, so most connections are filed once).
+const WHEEL_SLOTS: usize = 1 << 16;
+/// Marks a `prev` link that names a wheel slot rather than a connection.
+const SLOT_LINK: u32 = 0x8000_0000;
+/// An extra list after the wheel slots: the slot being expired, detached so that
+/// connections filed again into that same slot are not seen twice.
+const PENDING: usize = WHEEL_SLOTS;
+
+const F_IN_USE: u8 = 1;
+const F_TEMPLATE: u8 = 2;
+const F_INACTIVE: u8 = 4;
+const F_OUT_INDEXED: u8 = 8;
+const F_LPORT: u8 = 16;
+
+/// A flow key as seen on the wire (addresses host order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+impl ConnKey {
+    /// Persistence templates live in the same index under a protocol no packet carries.
+    pub fn template(proto: u8, client_net: u32, vip: u32, vport: u16) -> ConnKey {
+        ConnKey { saddr: client_net, daddr: vip, sport: 0, dport: vport, proto: proto | 0x80 }
+    }
+}
+
+/// One connection (or persistence template). 48 bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Conn {
+    /// Client address and port (the original source).
+    pub caddr: u32,
+    /// Virtual address and port (the original destination).
+    pub vaddr: u32,
+    /// Real server address and port.
+    pub daddr: u32,
+    /// FULLNAT local address; for templates the persistence timeout in ticks.
+    pub laddr: u32,
+    pub cport: u16,
+    pub vport: u16,
+    pub dport: u16,
+    /// FULLNAT local port.
+    pub lport: u16,
+    /// Tick at which the connection expires unless refreshed.
+    pub expires: u32,
+    next: u32,
+    prev: u32,
+    /// Slab index of the persistence template this connection follows (or NONE);
+    /// for a template, the number of connections that follow it.
+    pub template: u32,
+    /// Service index in the tables snapshot.
+    pub svc: u16,
+    /// Real-server index within the service.
+    pub dest: u16,
+    pub proto: u8,
+    /// [`TcpState`] as u8, or [`UDP_STATE`].
+    pub state: u8,
+    mode: u8,
+    flags: u8,
+}
+
+impl Conn {
+    pub fn in_key(&self) -> ConnKey {
+        if self.flags & F_TEMPLATE != 0 {
+            return ConnKey { saddr: self.caddr, daddr: self.vaddr, sport: 0, dport: self.vport, proto: self.proto };
+        }
+        ConnKey { saddr: self.caddr, daddr: self.vaddr, sport: self.cport, dport: self.vport, proto: self.proto }
+    }
+    /// The key of the real server's reply (NAT: to the client; FULLNAT: to DIP:lport).
+    pub fn out_key(&self) -> ConnKey {
+        if self.mode() == FwdMode::FullNat {
+            ConnKey { saddr: self.daddr, daddr: self.laddr, sport: self.dport, dport: self.lport, proto: self.proto }
+        } else {
+            ConnKey { saddr: self.daddr, daddr: self.caddr, sport: self.dport, dport: self.cport, proto: self.proto }
+        }
+    }
+    pub fn mode(&self) -> FwdMode {
+        match self.mode {
+            0 => FwdMode::Nat,
+            1 => FwdMode::FullNat,
+            2 => FwdMode::Tun,
+            _ => FwdMode::Dr,
+        }
+    }
+    pub fn is_template(&self) -> bool {
+        self.flags & F_TEMPLATE != 0
+    }
+    /// Counted as inactive (every state but ESTABLISHED, and UDP).
+    pub fn is_inactive(&self) -> bool {
+        self.flags & F_INACTIVE != 0
+    }
+    pub fn tcp_state(&self) -> Option<TcpState> {
+        TcpState::from_u8(self.state)
+    }
+}
+
+fn mode_code(m: FwdMode) -> u8 {
+    match m {
+        FwdMode::Nat => 0,
+        FwdMode::FullNat => 1,
+        FwdMode::Tun => 2,
+        FwdMode::Dr => 3,
+    }
+}
+
+/// How a shard is sized and timed.
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    /// Most connections + templates the shard holds; new ones beyond are refused.
+    pub capacity: u32,
+    pub timeouts: Timeouts,
+    /// FULLNAT local ports `[lo, hi]`; this shard owns those with
+    /// `(port - lo) % workers == worker`.
+    pub lport_range: (u16, u16),
+    pub worker: u16,
+    pub workers: u16,
+    /// Fixed hash seeds make runs reproducible (replay); the daemon passes random ones.
+    pub hash_seeds: [u64; 4],
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig {
+            capacity: 1 << 16,
+            timeouts: Timeouts::default(),
+            lport_range: (1024, 65535),
+            worker: 0,
+            workers: 1,
+            hash_seeds: [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89],
+        }
+    }
+}
+
+/// Everything needed to create a connection.
+#[derive(Clone, Copy, Debug)]
+pub struct NewConn {
+    /// The client's packet: client -> VIP.
+    pub key: ConnKey,
+    pub daddr: u32,
+    pub dport: u16,
+    pub mode: FwdMode,
+    /// FULLNAT local address (ignored otherwise).
+    pub laddr: u32,
+    pub svc: u16,
+    pub dest: u16,
+    /// Template to follow, or NONE.
+    pub template: u32,
+}
+
+/// Why a new connection was not created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    TableFull,
+    NoLocalPort,
+}
+
+/// Counters a shard keeps about itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub created: u64,
+    pub expired: u64,
+    pub templates_created: u64,
+    pub refused_full: u64,
+    pub refused_no_lport: u64,
+}
+
+/// A worker's connection table.
+pub struct ConnShard {
+    slab: Vec<Conn>,
+    free: u32,
+    used: u32,
+    by_in: HashTable<u32>,
+    by_out: HashTable<u32>,
+    hasher: ahash::RandomState,
+    wheel: Vec<u32>,
+    /// Every tick up to and including this one has been expired.
+    done_tick: u32,
+    /// The slot of tick `done_tick + 1` has been moved to the PENDING list.
+    pending_active: bool,
+    timeouts: [u32; STATES],
+    lports: Vec<u16>,
+    /// Per service, per real server: the load the schedulers read.
+    loads: Vec<Vec<DestLoad>>,
+    /// Per service, per real server: (u_threshold, l_threshold).
+    limits: Vec<Vec<(u32, u32)>>,
+    pub stats: ShardStats,
+}
+
+/// Converts milliseconds to timer ticks (wrapping).
+#[inline]
+pub fn ms_to_tick(ms: u64) -> u32 {
+    (ms / TICK_MS) as u32
+}
+
+/// `a` is later than `b` on the wrapping tick clock.
+#[inline]
+fn after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+fn secs_to_ticks(s: u32) -> u32 {
+    ((s as u64 * 1000 / TICK_MS).clamp(1, i32::MAX as u64 / 2)) as u32
+}
+
+impl ConnShard {
+    pub fn new(cfg: &ShardConfig) -> ConnShard {
+        let cap = cfg.capacity.clamp(1, SLOT_LINK - 1);
+        let mut slab = vec![Conn::default(); cap as usize];
+        for (i, c) in slab.iter_mut().enumerate() {
+            c.next = if i + 1 < cap as usize { i as u32 + 1 } else { NONE };
+            c.prev = NONE;
+        }
+        let (lo, hi) = cfg.lport_range;
+        let workers = cfg.workers.max(1) as u32;
+        // Pushed in reverse so the lowest port is handed out first.
+        let lports: Vec<u16> = (lo..=hi).rev().filter(|p| (*p as u32 - lo as u32) % workers == cfg.worker as u32).collect();
+        let [a, b, c, d] = cfg.hash_seeds;
+        let mut s = ConnShard {
+            slab,
+            free: 0,
+            used: 0,
+            by_in: HashTable::with_capacity(cap as usize),
+            by_out: HashTable::with_capacity(cap as usize),
+            hasher: ahash::RandomState::with_seeds(a, b, c, d),
+            wheel: vec![NONE; WHEEL_SLOTS + 1],
+            done_tick: 0,
+            pending_active: false,
+            timeouts: [0; STATES],
+            lports,
+            loads: Vec::new(),
+            limits: Vec::new(),
+            stats: ShardStats::default(),
+        };
+        s.set_timeouts(&cfg.timeouts);
+        s
+    }
+
+    pub fn set_timeouts(&mut self, t: &Timeouts) {
+        for (dst, s) in self.timeouts.iter_mut().zip(t.secs.iter()) {
+            *dst = secs_to_ticks(*s);
+        }
+    }
+
+    /// Starts the wheel at `now` (call once before the first packet).
+    pub fn start_clock(&mut self, now_ms: u64) {
+        self.done_tick = ms_to_tick(now_ms);
+    }
+
+    /// Control plane: the services' real servers and thresholds. Loads of servers that keep
+    /// their (service, index) position are kept.
+    pub fn set_dest_limits(&mut self, limits: Vec<Vec<(u32, u32)>>, weights: Vec<Vec<u32>>) {
+        let mut loads: Vec<Vec<DestLoad>> = Vec::with_capacity(limits.len());
+        for (si, svc) in weights.iter().enumerate() {
+            let mut v = Vec::with_capacity(svc.len());
+            for (di, w) in svc.iter().enumerate() {
+                let mut l = self.loads.get(si).and_then(|s| s.get(di)).copied().unwrap_or_default();
+                l.weight = *w;
+                v.push(l);
+            }
+            loads.push(v);
+        }
+        self.loads = loads;
+        self.limits = limits;
+    }
+
+    /// The loads of one service's real servers (what its scheduler reads).
+    #[inline]
+    pub fn loads(&self, svc: u16) -> &[DestLoad] {
+        self.loads.get(svc as usize).map(|v| v.as_slice()).unwrap_or(&[])
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.slab.len() as u32
+    }
+    /// Connections and templates in use.
+    pub fn len(&self) -> u32 {
+        self.used
+    }
+    pub fn is_empty(&self) -> bool {
+        self.used == 0
+    }
+    /// Free FULLNAT local ports.
+    pub fn free_lports(&self) -> usize {
+        self.lports.len()
+    }
+
+    #[inline]
+    pub fn hash(&self, k: &ConnKey) -> u64 {
+        hash_with(&self.hasher, k)
+    }
+
+    /// The connection a client->VIP packet belongs to.
+    #[inline]
+    pub fn lookup_in(&self, k: &ConnKey, hash: u64) -> Option<u32> {
+        let slab = &self.slab;
+        self.by_in.find(hash, |&i| slab[i as usize].in_key() == *k).copied()
+    }
+
+    /// The connection a real server's reply belongs to (NAT, FULLNAT).
+    #[inline]
+    pub fn lookup_out(&self, k: &ConnKey, hash: u64) -> Option<u32> {
+        let slab = &self.slab;
+        self.by_out.find(hash, |&i| slab[i as usize].out_key() == *k).copied()
+    }
+
+    #[inline]
+    pub fn conn(&self, idx: u32) -> &Conn {
+        &self.slab[idx as usize]
+    }
+
+    /// Live connections and templates (for listing; not for the hot path).
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Conn)> {
+        self.slab.iter().enumerate().filter(|(_, c)| c.flags & F_IN_USE != 0).map(|(i, c)| (i as u32, c))
+    }
+
+    fn alloc(&mut self) -> Option<u32> {
+        let i = self.free;
+        if i == NONE {
+            return None;
+        }
+        self.free = self.slab[i as usize].next;
+        self.used += 1;
+        Some(i)
+    }
+
+    /// Creates a connection for the client's first packet. It starts inactive in state NONE
+    /// (the caller then applies the packet with [`ConnShard::on_packet`]).
+    pub fn create(&mut self, n: &NewConn, now_ms: u64) -> Result<u32, Refused> {
+        let lport = if n.mode == FwdMode::FullNat {
+            match self.lports.pop() {
+                Some(p) => p,
+                None => {
+                    self.stats.refused_no_lport += 1;
+                    return Err(Refused::NoLocalPort);
+                }
+            }
+        } else {
+            0
+        };
+        let Some(i) = self.alloc() else {
+            if n.mode == FwdMode::FullNat {
+                self.lports.push(lport);
+            }
+            self.stats.refused_full += 1;
+            return Err(Refused::TableFull);
+        };
+        let udp = n.key.proto == crate::wire::ipv4::PROTO_UDP;
+        let state = if udp { UDP_STATE } else { TcpState::None as u8 };
+        let mut flags = F_IN_USE | F_INACTIVE;
+        if n.mode.replies_through_director() {
+            flags |= F_OUT_INDEXED;
+        }
+        if n.mode == FwdMode::FullNat {
+            flags |= F_LPORT;
+        }
+        let expires = ms_to_tick(now_ms).wrapping_add(self.timeouts[state as usize]);
+        self.slab[i as usize] = Conn {
+            caddr: n.key.saddr,
+            vaddr: n.key.daddr,
+            daddr: n.daddr,
+            laddr: n.laddr,
+            cport: n.key.sport,
+            vport: n.key.dport,
+            dport: n.dport,
+            lport,
+            expires,
+            next: NONE,
+            prev: NONE,
+            template: n.template,
+            svc: n.svc,
+            dest: n.dest,
+            proto: n.key.proto,
+            state,
+            mode: mode_code(n.mode),
+            flags,
+        };
+        let c = self.slab[i as usize];
+        self.index(i, &c);
+        self.link(i, expires);
+        if n.template != NONE {
+            if let Some(t) = self.slab.get_mut(n.template as usize) {
+                t.template = t.template.saturating_add(1);
+            }
+        }
+        self.bind(n.svc, n.dest);
+        self.stats.created += 1;
+        Ok(i)
+    }
+
+    /// Creates a persistence template (client net -> real server) living `timeout_s` after
+    /// its last use.
+    pub fn create_template(&mut self, key: ConnKey, n: &NewConn, timeout_s: u32, now_ms: u64) -> Result<u32, Refused> {
+        let Some(i) = self.alloc() else {
+            self.stats.refused_full += 1;
+            return Err(Refused::TableFull);
+        };
+        let ticks = secs_to_ticks(timeout_s);
+        let expires = ms_to_tick(now_ms).wrapping_add(ticks);
+        self.slab[i as usize] = Conn {
+            caddr: key.saddr,
+            vaddr: key.daddr,
+            daddr: n.daddr,
+            laddr: ticks,
+            cport: 0,
+            vport: key.dport,
+            dport: n.dport,
+            lport: 0,
+            expires,
+            next: NONE,
+            prev: NONE,
+            template: 0,
+            svc: n.svc,
+            dest: n.dest,
+            proto: key.proto,
+            state: 0,
+            mode: mode_code(n.mode),
+            flags: F_IN_USE | F_TEMPLATE,
+        };
+        let c = self.slab[i as usize];
+        self.index(i, &c);
+        self.link(i, expires);
+        self.stats.templates_created += 1;
+        Ok(i)
+    }
+
+    /// A template was used for a new connection: it lives another timeout from now.
+    pub fn touch_template(&mut self, idx: u32, now_ms: u64) {
+        if let Some(t) = self.slab.get_mut(idx as usize) {
+            t.expires = ms_to_tick(now_ms).wrapping_add(t.laddr);
+        }
+    }
+
+    fn index(&mut self, i: u32, c: &Conn) {
+        let h = self.hash(&c.in_key());
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        self.by_in.insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].in_key()));
+        if c.flags & F_OUT_INDEXED != 0 {
+            let h = self.hash(&c.out_key());
+            self.by_out.insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].out_key()));
+        }
+    }
+
+    fn unindex(&mut self, i: u32) {
+        let c = self.slab[i as usize];
+        let h = self.hash(&c.in_key());
+        if let Ok(e) = self.by_in.find_entry(h, |&j| j == i) {
+            e.remove();
+        }
+        if c.flags & F_OUT_INDEXED != 0 {
+            let h = self.hash(&c.out_key());
+            if let Ok(e) = self.by_out.find_entry(h, |&j| j == i) {
+                e.remove();
+            }
+        }
+    }
+
+    /// Applies one packet of connection `idx`: TCP state transition (with active/inactive
+    /// accounting) and timeout refresh. Returns the (possibly new) state.
+    #[inline]
+    pub fn on_packet(&mut self, idx: u32, dir: Dir, tcp_flags: Option<u8>, now_ms: u64) -> u8 {
+        let now = ms_to_tick(now_ms);
+        let Some(c) = self.slab.get_mut(idx as usize) else {
+            return 0;
+        };
+        let old = c.state;
+        let new = match (tcp_flags, TcpState::from_u8(old)) {
+            (Some(f), Some(s)) => next_state(s, dir, f) as u8,
+            _ => old,
+        };
+        let expires = now.wrapping_add(self.timeouts[new as usize]);
+        c.expires = expires;
+        if new == old {
+            // The wheel re-files it lazily when its slot comes round.
+            return new;
+        }
+        c.state = new;
+        let (svc, dest) = (c.svc, c.dest);
+        let est = TcpState::Established as u8;
+        let mut delta: i8 = 0;
+        if new == est && c.flags & F_INACTIVE != 0 {
+            c.flags &= !F_INACTIVE;
+            delta = 1;
+        } else if new != est && c.flags & F_INACTIVE == 0 {
+            c.flags |= F_INACTIVE;
+            delta = -1;
+        }
+        if let Some(l) = self.loads.get_mut(svc as usize).and_then(|v| v.get_mut(dest as usize)) {
+            if delta > 0 {
+                l.active += 1;
+                l.inactive = l.inactive.saturating_sub(1);
+            } else if delta < 0 {
+                l.active = l.active.saturating_sub(1);
+                l.inactive += 1;
+            }
+        }
+        // A state change may shorten the timeout: file it again at the right slot.
+        self.unlink(idx);
+        self.link(idx, expires);
+        new
+    }
+
+    fn bind(&mut self, svc: u16, dest: u16) {
+        let (u, _) = self.limit(svc, dest);
+        if let Some(l) = self.loads.get_mut(svc as usize).and_then(|v| v.get_mut(dest as usize)) {
+            l.inactive += 1;
+            if u != 0 && l.active + l.inactive >= u {
+                l.overloaded = true;
+            }
+        }
+    }
+
+    fn unbind(&mut self, svc: u16, dest: u16, inactive: bool) {
+        let (u, lt) = self.limit(svc, dest);
+        if let Some(l) = self.loads.get_mut(svc as usize).and_then(|v| v.get_mut(dest as usize)) {
+            if inactive {
+                l.inactive = l.inactive.saturating_sub(1);
+            } else {
+                l.active = l.active.saturating_sub(1);
+            }
+            let total = l.active as u64 + l.inactive as u64;
+            if l.overloaded && (u == 0 || (lt != 0 && total < lt as u64) || (lt == 0 && total * 4 < u as u64 * 3)) {
+                l.overloaded = false;
+            }
+        }
+    }
+
+    fn limit(&self, svc: u16, dest: u16) -> (u32, u32) {
+        self.limits.get(svc as usize).and_then(|v| v.get(dest as usize)).copied().unwrap_or((0, 0))
+    }
+
+    fn link(&mut self, i: u32, tick: u32) {
+        let slot = (tick as usize) & (WHEEL_SLOTS - 1);
+        let head = self.wheel[slot];
+        if head != NONE {
+            self.slab[head as usize].prev = i;
+        }
+        let c = &mut self.slab[i as usize];
+        c.next = head;
+        c.prev = SLOT_LINK | slot as u32;
+        self.wheel[slot] = i;
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let (prev, next) = {
+            let c = &self.slab[i as usize];
+            (c.prev, c.next)
+        };
+        if prev == NONE {
+            return;
+        }
+        if prev & SLOT_LINK != 0 {
+            self.wheel[(prev & !SLOT_LINK) as usize] = next;
+        } else {
+            self.slab[prev as usize].next = next;
+        }
+        if next != NONE {
+            self.slab[next as usize].prev = prev;
+        }
+        let c = &mut self.slab[i as usize];
+        c.next = NONE;
+        c.prev = NONE;
+    }
+
+    /// Expires what is due at `now`, handling at most `budget` connections (the rest waits for
+    /// the next call). Returns how many were freed.
+    pub fn expire(&mut self, now_ms: u64, budget: usize) -> usize {
+        let now = ms_to_tick(now_ms);
+        let mut seen = 0usize;
+        let mut freed = 0usize;
+        // Never walk more than one turn of the wheel: every slot is visited by then.
+        if !self.pending_active && now.wrapping_sub(self.done_tick) as usize > WHEEL_SLOTS {
+            self.done_tick = now.wrapping_sub(WHEEL_SLOTS as u32);
+        }
+        while after(now, self.done_tick) {
+            let tick = self.done_tick.wrapping_add(1);
+            if !self.pending_active {
+                let slot = (tick as usize) & (WHEEL_SLOTS - 1);
+                let head = self.wheel[slot];
+                self.wheel[slot] = NONE;
+                self.wheel[PENDING] = head;
+                if head != NONE {
+                    self.slab[head as usize].prev = SLOT_LINK | PENDING as u32;
+                }
+                self.pending_active = true;
+            }
+            loop {
+                let i = self.wheel[PENDING];
+                if i == NONE {
+                    break;
+                }
+                if seen >= budget {
+                    return freed;
+                }
+                seen += 1;
+                self.unlink(i);
+                let c = self.slab[i as usize];
+                if after(c.expires, now) {
+                    self.link(i, c.expires);
+                } else if c.is_template() && c.template > 0 {
+                    // Connections still follow it: keep it one more timeout.
+                    let e = now.wrapping_add(c.laddr);
+                    self.slab[i as usize].expires = e;
+                    self.link(i, e);
+                } else {
+                    self.free_conn(i);
+                    freed += 1;
+                }
+            }
+            self.pending_active = false;
+            self.done_tick = tick;
+        }
+        freed
+    }
+
+    fn free_conn(&mut self, i: u32) {
+        self.unindex(i);
+        let c = self.slab[i as usize];
+        if !c.is_template() {
+            self.unbind(c.svc, c.dest, c.is_inactive());
+            if c.template != NONE {
+                if let Some(t) = self.slab.get_mut(c.template as usize) {
+                    t.template = t.template.saturating_sub(1);
+                }
+            }
+            if c.flags & F_LPORT != 0 {
+                self.lports.push(c.lport);
+            }
+        }
+        let e = &mut self.slab[i as usize];
+        e.flags = 0;
+        e.next = self.free;
+        e.prev = NONE;
+        self.free = i;
+        self.used -= 1;
+        self.stats.expired += 1;
+    }
+}
+
+#[inline]
+fn hash_with(hasher: &ahash::RandomState, k: &ConnKey) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write_u64(((k.saddr as u64) << 32) | k.daddr as u64);
+    h.write_u64(((k.sport as u64) << 24) | ((k.dport as u64) << 8) | k.proto as u64);
+    h.finish()
+}

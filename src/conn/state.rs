@@ -1,0 +1,184 @@
+//! TCP connection states and IPVS's state table (`ip_vs_proto_tcp.c`), with per-state
+//! timeouts. The director tracks both directions for NAT/FULLNAT and the client's packets
+//! only for DR/TUN (IPVS's INPUT-ONLY table).
+
+/// IPVS TCP states (numbering = IPVS's `IP_VS_TCP_S_*`). UDP connections use [`UDP_STATE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TcpState {
+    None = 0,
+    Established = 1,
+    SynSent = 2,
+    SynRecv = 3,
+    FinWait = 4,
+    TimeWait = 5,
+    Close = 6,
+    CloseWait = 7,
+    LastAck = 8,
+    Listen = 9,
+    SynAck = 10,
+}
+
+/// Number of TCP states.
+pub const TCP_STATES: usize = 11;
+/// The state slot UDP connections use in the timeout table.
+pub const UDP_STATE: u8 = 11;
+/// Timeout table size: the TCP states plus UDP.
+pub const STATES: usize = 12;
+
+impl TcpState {
+    pub const ALL: [TcpState; TCP_STATES] = [
+        TcpState::None,
+        TcpState::Established,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::FinWait,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::Listen,
+        TcpState::SynAck,
+    ];
+    pub fn from_u8(v: u8) -> Option<TcpState> {
+        TcpState::ALL.get(v as usize).copied()
+    }
+    /// IPVS's name, as `ipvsadm -Lc` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::None => "NONE",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::Listen => "LISTEN",
+            TcpState::SynAck => "SYNACK",
+        }
+    }
+}
+
+/// Which table a packet's flags are looked up in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    /// Client to real server, replies are tracked too (NAT, FULLNAT).
+    Input = 0,
+    /// Real server to client (NAT, FULLNAT replies).
+    Output = 1,
+    /// Client to real server when replies bypass the director (DR, TUN).
+    InputOnly = 2,
+}
+
+use TcpState::{
+    Close as CL, CloseWait as CW, Established as ES, FinWait as FW, LastAck as LA, Listen as LI,
+    SynRecv as SR, SynSent as SS, TimeWait as TW,
+};
+
+/// `[dir][event][state] -> state`, events: syn, fin, ack, rst (IPVS `tcp_states`).
+#[rustfmt::skip]
+const TABLE: [[[TcpState; TCP_STATES]; 4]; 3] = [
+    // INPUT       sNO sES sSS sSR sFW sTW sCL sCW sLA sLI sSA
+    [
+        /*syn*/ [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
+        /*fin*/ [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, TW],
+        /*ack*/ [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+        /*rst*/ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, SR],
+    ],
+    // OUTPUT
+    [
+        /*syn*/ [SS, ES, SS, SR, SS, SS, SS, SS, SS, LI, SR],
+        /*fin*/ [TW, FW, SS, TW, FW, TW, CL, TW, LA, LI, TW],
+        /*ack*/ [ES, ES, SS, ES, FW, TW, CL, CW, LA, ES, ES],
+        /*rst*/ [CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL],
+    ],
+    // INPUT-ONLY
+    [
+        /*syn*/ [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
+        /*fin*/ [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
+        /*ack*/ [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+        /*rst*/ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
+    ],
+];
+
+/// The next state after a segment with `flags` (TCP flag byte) in direction `dir`.
+/// Segments with none of SYN/FIN/ACK/RST leave the state as it is (IPVS `tcp_state_idx`).
+#[inline]
+pub fn next_state(state: TcpState, dir: Dir, flags: u8) -> TcpState {
+    use crate::wire::tcp::{ACK, FIN, RST, SYN};
+    let event = if flags & RST != 0 {
+        3
+    } else if flags & SYN != 0 {
+        0
+    } else if flags & FIN != 0 {
+        1
+    } else if flags & ACK != 0 {
+        2
+    } else {
+        return state;
+    };
+    TABLE[dir as usize][event][state as usize]
+}
+
+/// Per-state timeouts in seconds (IPVS defaults unless configured).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Indexed by [`TcpState`] as u8, and [`UDP_STATE`] for UDP.
+    pub secs: [u32; STATES],
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let mut secs = [0u32; STATES];
+        secs[TcpState::None as usize] = 2;
+        secs[TcpState::Established as usize] = 900;
+        secs[TcpState::SynSent as usize] = 120;
+        secs[TcpState::SynRecv as usize] = 60;
+        secs[TcpState::FinWait as usize] = 120;
+        secs[TcpState::TimeWait as usize] = 120;
+        secs[TcpState::Close as usize] = 10;
+        secs[TcpState::CloseWait as usize] = 60;
+        secs[TcpState::LastAck as usize] = 30;
+        secs[TcpState::Listen as usize] = 120;
+        secs[TcpState::SynAck as usize] = 120;
+        secs[UDP_STATE as usize] = 300;
+        Timeouts { secs }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::tcp::{ACK, FIN, RST, SYN};
+
+    #[test]
+    fn three_way_handshake_and_close_through_nat() {
+        let mut s = next_state(TcpState::None, Dir::Input, SYN);
+        assert_eq!(s, TcpState::SynRecv);
+        s = next_state(s, Dir::Output, SYN | ACK);
+        assert_eq!(s, TcpState::SynRecv);
+        s = next_state(s, Dir::Input, ACK);
+        assert_eq!(s, TcpState::Established);
+        s = next_state(s, Dir::Input, FIN | ACK);
+        assert_eq!(s, TcpState::CloseWait);
+        s = next_state(s, Dir::Output, FIN | ACK);
+        assert_eq!(s, TcpState::TimeWait);
+        assert_eq!(next_state(TcpState::Established, Dir::Output, FIN | ACK), TcpState::FinWait);
+        assert_eq!(next_state(TcpState::Established, Dir::Input, RST), TcpState::Close);
+        assert_eq!(next_state(TcpState::Established, Dir::Input, 0), TcpState::Established);
+    }
+
+    #[test]
+    fn input_only_close() {
+        let mut s = next_state(TcpState::None, Dir::InputOnly, SYN);
+        s = next_state(s, Dir::InputOnly, ACK);
+        assert_eq!(s, TcpState::Established);
+        s = next_state(s, Dir::InputOnly, FIN | ACK);
+        assert_eq!(s, TcpState::FinWait);
+        s = next_state(s, Dir::InputOnly, ACK);
+        assert_eq!(s, TcpState::FinWait);
+        assert_eq!(next_state(TcpState::LastAck, Dir::InputOnly, ACK), TcpState::Close);
+    }
+}

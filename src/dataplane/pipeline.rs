@@ -1,0 +1,357 @@
+//! The per-packet decision: parse, look up, schedule, track, rewrite.
+//!
+//! [`Pipeline::process`] is a pure function of the frame, the tables snapshot, the worker's
+//! connection shard and schedulers, and the clock: the AF_XDP worker, the in-memory port used
+//! by tests and benchmarks, and `xvs replay` all run exactly this code.
+
+use super::frame::Frame;
+use super::stats::{DestCounters, DropReason, PassReason, Verdict, WorkerStats};
+use super::tables::{NextHop, Tables};
+use crate::conn::{ConnKey, ConnShard, Dir, NewConn, Refused, ShardConfig, NONE};
+use crate::modes::{dr, fullnat, nat, tun, L4};
+use crate::sched::{Flow, Scheduler};
+use crate::service::FwdMode;
+use crate::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN as ETH_LEN};
+use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::tcp::{self, TcpSegment};
+use crate::wire::udp::UdpDatagram;
+use crate::wire::{get_u16, WireError};
+use std::sync::Arc;
+
+/// A parsed IPv4 TCP/UDP frame: everything the decision needs, read once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Parsed {
+    pub key: ConnKey,
+    pub l4_off: u16,
+    pub tcp_flags: u8,
+    pub ttl: u8,
+}
+
+/// The outcome of parsing: a flow to look up, or a verdict already.
+pub enum Parse {
+    Flow(Parsed),
+    Done(Verdict),
+}
+
+/// One worker's packet core.
+pub struct Pipeline {
+    tables: Arc<Tables>,
+    scheds: Vec<Scheduler>,
+    pub shard: ConnShard,
+    pub stats: WorkerStats,
+    /// IP identification for headers the director creates (TUN outer, ICMP).
+    ident: u16,
+}
+
+impl Pipeline {
+    /// A pipeline for worker `worker` of `tables.workers`.
+    pub fn new(tables: Arc<Tables>, worker: u16) -> Pipeline {
+        let cfg = ShardConfig {
+            capacity: tables.max_conns_per_worker,
+            timeouts: tables.timeouts,
+            lport_range: tables.lport_range,
+            worker,
+            workers: tables.workers,
+            ..ShardConfig::default()
+        };
+        Pipeline::with_shard(tables, ConnShard::new(&cfg))
+    }
+
+    /// A pipeline over a given shard (tests size it themselves).
+    pub fn with_shard(tables: Arc<Tables>, shard: ConnShard) -> Pipeline {
+        let mut p = Pipeline { tables: tables.clone(), scheds: Vec::new(), shard, stats: WorkerStats::default(), ident: 0 };
+        p.set_tables(tables);
+        p
+    }
+
+    pub fn tables(&self) -> &Arc<Tables> {
+        &self.tables
+    }
+
+    /// Switches to a new snapshot (at a batch boundary): schedulers are rebuilt, connection
+    /// loads of servers at the same (service, index) position carry over.
+    pub fn set_tables(&mut self, tables: Arc<Tables>) {
+        self.scheds = tables
+            .services
+            .iter()
+            .map(|s| Scheduler::new(s.scheduler, s.flags, s.mh_table_size, &s.dest_specs()))
+            .collect();
+        let limits = tables.services.iter().map(|s| s.dests.iter().map(|d| (d.u_threshold, d.l_threshold)).collect()).collect();
+        let weights = tables.services.iter().map(|s| s.dests.iter().map(|d| d.weight).collect()).collect();
+        self.shard.set_dest_limits(limits, weights);
+        self.shard.set_timeouts(&tables.timeouts);
+        let mut dests: Vec<Vec<DestCounters>> = tables.services.iter().map(|s| vec![DestCounters::default(); s.dests.len()]).collect();
+        for (si, s) in dests.iter_mut().enumerate() {
+            for (di, d) in s.iter_mut().enumerate() {
+                if let Some(old) = self.stats.dests.get(si).and_then(|v| v.get(di)) {
+                    *d = *old;
+                }
+            }
+        }
+        self.stats.dests = dests;
+        self.tables = tables;
+    }
+
+    /// Expires connections due at `now` (at most `budget`).
+    pub fn housekeeping(&mut self, now_ms: u64, budget: usize) -> usize {
+        self.shard.expire(now_ms, budget)
+    }
+
+    /// Parses a received frame far enough to decide (checked views: never panics).
+    #[inline]
+    pub fn parse(&self, d: &[u8]) -> Parse {
+        if d.len() < ETH_LEN {
+            return Parse::Done(Verdict::Drop(DropReason::EthTruncated));
+        }
+        match get_u16(d, 12) {
+            ETHERTYPE_IPV4 => {}
+            ETHERTYPE_IPV6 => return Parse::Done(Verdict::Pass(PassReason::Ipv6)),
+            _ => return Parse::Done(Verdict::Pass(PassReason::NotIp)),
+        }
+        let ip = match Ipv4Packet::new_checked(&d[ETH_LEN..]) {
+            Ok(ip) => ip,
+            Err(WireError::Truncated) => return Parse::Done(Verdict::Drop(DropReason::IpTruncated)),
+            Err(WireError::Malformed) => return Parse::Done(Verdict::Drop(DropReason::IpBadHeader)),
+        };
+        if !ip.verify_checksum() {
+            return Parse::Done(Verdict::Drop(DropReason::IpBadChecksum));
+        }
+        let proto = ip.protocol();
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if ip.is_fragment() {
+            // No reassembly: fragments for a VIP cannot be scheduled consistently.
+            return Parse::Done(if self.tables.is_vip(dst) {
+                Verdict::Drop(DropReason::Fragment)
+            } else {
+                Verdict::Pass(PassReason::NotService)
+            });
+        }
+        let l4_off = ETH_LEN + ip.header_len();
+        let l4 = &d[l4_off..ETH_LEN + ip.total_len() as usize];
+        let (sport, dport, flags) = match proto {
+            PROTO_TCP => match TcpSegment::new_checked(l4) {
+                Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
+                Err(_) => return Parse::Done(Verdict::Drop(DropReason::L4Bad)),
+            },
+            PROTO_UDP => match UdpDatagram::new_checked(l4) {
+                Ok(u) => (u.src_port(), u.dst_port(), 0),
+                Err(_) => return Parse::Done(Verdict::Drop(DropReason::L4Bad)),
+            },
+            PROTO_ICMP => return Parse::Done(Verdict::Pass(PassReason::Icmp)),
+            _ => return Parse::Done(Verdict::Pass(PassReason::OtherProto)),
+        };
+        Parse::Flow(Parsed {
+            key: ConnKey { saddr: src, daddr: dst, sport, dport, proto },
+            l4_off: l4_off as u16,
+            tcp_flags: flags,
+            ttl: ip.ttl(),
+        })
+    }
+
+    /// Decides one frame and rewrites it in place when it is forwarded. Counts everything.
+    #[inline]
+    pub fn process(&mut self, frame: &mut Frame<'_>, rx_port: u8, now_ms: u64) -> Verdict {
+        let len = frame.len() as u64;
+        self.stats.rx_frames += 1;
+        self.stats.rx_bytes += len;
+        let v = match self.parse(frame.data()) {
+            Parse::Done(v) => v,
+            Parse::Flow(p) => {
+                let h = self.shard.hash(&p.key);
+                self.decide(frame, &p, h, rx_port, now_ms)
+            }
+        };
+        self.count(v, frame.len() as u64);
+        v
+    }
+
+    #[inline]
+    fn count(&mut self, v: Verdict, len: u64) {
+        match v {
+            Verdict::Tx(_) => {
+                self.stats.tx_frames += 1;
+                self.stats.tx_bytes += len;
+            }
+            Verdict::Drop(r) => self.stats.drops[r as usize] += 1,
+            Verdict::Pass(r) => self.stats.passes[r as usize] += 1,
+        }
+    }
+
+    /// The lookup-and-forward half of [`Pipeline::process`], for callers that parsed and
+    /// hashed a whole batch first.
+    #[inline]
+    pub fn decide(&mut self, frame: &mut Frame<'_>, p: &Parsed, hash: u64, rx_port: u8, now_ms: u64) -> Verdict {
+        let k = &p.key;
+        if let Some(svc) = self.tables.service(k.proto, k.daddr, k.dport) {
+            let idx = match self.shard.lookup_in(k, hash) {
+                Some(i) => i,
+                None => match self.new_conn(svc, p, now_ms) {
+                    Ok(i) => i,
+                    Err(v) => return v,
+                },
+            };
+            return self.forward_in(frame, p, idx, rx_port, now_ms);
+        }
+        if let Some(idx) = self.shard.lookup_out(k, hash) {
+            return self.forward_out(frame, p, idx, now_ms);
+        }
+        Verdict::Pass(PassReason::NotService)
+    }
+
+    /// Schedules a new connection (IPVS `ip_vs_schedule` / `ip_vs_sched_persist`).
+    fn new_conn(&mut self, svc: u16, p: &Parsed, now_ms: u64) -> Result<u32, Verdict> {
+        let k = p.key;
+        if k.proto == PROTO_TCP && p.tcp_flags & (tcp::SYN | tcp::ACK | tcp::RST) != tcp::SYN {
+            return Err(Verdict::Drop(DropReason::NoConn));
+        }
+        let tables = &self.tables;
+        let Some(s) = tables.services.get(svc as usize) else {
+            return Err(Verdict::Drop(DropReason::NoDest));
+        };
+        let flow = Flow { proto: k.proto, saddr: k.saddr, sport: k.sport, daddr: k.daddr, dport: k.dport };
+        let mut template = NONE;
+        let mut chosen = None;
+        if let Some((_, mask)) = s.persistence {
+            let tkey = ConnKey::template(k.proto, k.saddr & mask, k.daddr, s.vport);
+            let th = self.shard.hash(&tkey);
+            if let Some(t) = self.shard.lookup_in(&tkey, th) {
+                let c = self.shard.conn(t);
+                // The template's server must still be in this service (it may be quiesced).
+                if let Some(d) = s.dests.get(c.dest as usize) {
+                    if c.svc == svc && d.addr == c.daddr && (d.port == c.dport || d.port == 0) {
+                        chosen = Some(c.dest as usize);
+                        template = t;
+                        self.shard.touch_template(t, now_ms);
+                    }
+                }
+            }
+        }
+        let di = match chosen {
+            Some(d) => d,
+            None => {
+                let Some(sched) = self.scheds.get_mut(svc as usize) else {
+                    return Err(Verdict::Drop(DropReason::NoDest));
+                };
+                match sched.pick(&flow, self.shard.loads(svc)) {
+                    Some(d) => d,
+                    None => return Err(Verdict::Drop(DropReason::NoDest)),
+                }
+            }
+        };
+        let Some(d) = s.dests.get(di) else {
+            return Err(Verdict::Drop(DropReason::NoDest));
+        };
+        let n = NewConn {
+            key: k,
+            daddr: d.addr,
+            dport: if d.port == 0 { k.dport } else { d.port },
+            mode: d.mode,
+            laddr: tables.dip,
+            svc,
+            dest: di as u16,
+            template,
+        };
+        if let (Some((timeout, mask)), NONE) = (s.persistence, template) {
+            let tkey = ConnKey::template(k.proto, k.saddr & mask, k.daddr, s.vport);
+            match self.shard.create_template(tkey, &n, timeout, now_ms) {
+                Ok(t) => template = t,
+                Err(_) => return Err(Verdict::Drop(DropReason::TableFull)),
+            }
+        }
+        let n = NewConn { template, ..n };
+        match self.shard.create(&n, now_ms) {
+            Ok(i) => {
+                if let Some(c) = self.stats.dests.get_mut(svc as usize).and_then(|v| v.get_mut(di)) {
+                    c.conns += 1;
+                }
+                Ok(i)
+            }
+            Err(Refused::TableFull) => Err(Verdict::Drop(DropReason::TableFull)),
+            Err(Refused::NoLocalPort) => Err(Verdict::Drop(DropReason::NoLocalPort)),
+        }
+    }
+
+    /// Client -> real server.
+    #[inline]
+    fn forward_in(&mut self, frame: &mut Frame<'_>, p: &Parsed, idx: u32, rx_port: u8, now_ms: u64) -> Verdict {
+        let c = *self.shard.conn(idx);
+        let Some(d) = self.tables.services.get(c.svc as usize).and_then(|s| s.dests.get(c.dest as usize)) else {
+            return Verdict::Drop(DropReason::StaleConn);
+        };
+        let mode = c.mode();
+        let Some(NextHop { mac, port }) = d.next_hop else {
+            return Verdict::Drop(DropReason::NoNeighbour);
+        };
+        let src_mac = self.tables.port_mac(port);
+        let l4 = L4 { off: p.l4_off as usize, proto: p.key.proto };
+        let dir = match mode {
+            FwdMode::Nat | FwdMode::FullNat => {
+                if p.ttl <= 1 {
+                    return Verdict::Drop(DropReason::TtlExpired);
+                }
+                Dir::Input
+            }
+            FwdMode::Tun | FwdMode::Dr => {
+                if p.ttl == 0 {
+                    return Verdict::Drop(DropReason::TtlExpired);
+                }
+                Dir::InputOnly
+            }
+        };
+        let flags = (p.key.proto == PROTO_TCP).then_some(p.tcp_flags);
+        let len = frame.len() as u64;
+        match mode {
+            FwdMode::Nat => nat::rewrite_in(frame.data_mut(), l4, c.daddr, c.dport, mac, src_mac),
+            FwdMode::FullNat => fullnat::rewrite_in(frame.data_mut(), l4, c.laddr, c.lport, c.daddr, c.dport, mac, src_mac),
+            FwdMode::Dr => dr::rewrite(frame.data_mut(), mac, src_mac),
+            FwdMode::Tun => {
+                self.ident = self.ident.wrapping_add(1);
+                match tun::encap(frame, self.tables.dip, c.daddr, self.ident, self.tables.mtu, mac, src_mac) {
+                    Ok(()) => {}
+                    Err(tun::TunError::TooBig { df: true }) => {
+                        let mtu = self.tables.mtu - tun::OVERHEAD as u16;
+                        if tun::frag_needed(frame, mtu, self.ident) {
+                            self.stats.icmp_frag_needed += 1;
+                            return Verdict::Tx(rx_port);
+                        }
+                        return Verdict::Drop(DropReason::NoRoom);
+                    }
+                    Err(tun::TunError::TooBig { df: false }) => return Verdict::Drop(DropReason::TooBigNoDf),
+                    Err(tun::TunError::NoRoom) => return Verdict::Drop(DropReason::NoRoom),
+                }
+            }
+        }
+        self.shard.on_packet(idx, dir, flags, now_ms);
+        if let Some(s) = self.stats.dests.get_mut(c.svc as usize).and_then(|v| v.get_mut(c.dest as usize)) {
+            s.in_pkts += 1;
+            s.in_bytes += len;
+        }
+        Verdict::Tx(port)
+    }
+
+    /// Real server -> client (NAT, FULLNAT replies).
+    #[inline]
+    fn forward_out(&mut self, frame: &mut Frame<'_>, p: &Parsed, idx: u32, now_ms: u64) -> Verdict {
+        let c = *self.shard.conn(idx);
+        if p.ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExpired);
+        }
+        let Some(NextHop { mac, port }) = self.tables.next_hop(c.caddr) else {
+            return Verdict::Drop(DropReason::NoNeighbour);
+        };
+        let src_mac = self.tables.port_mac(port);
+        let l4 = L4 { off: p.l4_off as usize, proto: p.key.proto };
+        let len = frame.len() as u64;
+        match c.mode() {
+            FwdMode::FullNat => fullnat::rewrite_out(frame.data_mut(), l4, c.vaddr, c.vport, c.caddr, c.cport, mac, src_mac),
+            _ => nat::rewrite_out(frame.data_mut(), l4, c.vaddr, c.vport, mac, src_mac),
+        }
+        let flags = (p.key.proto == PROTO_TCP).then_some(p.tcp_flags);
+        self.shard.on_packet(idx, Dir::Output, flags, now_ms);
+        if let Some(s) = self.stats.dests.get_mut(c.svc as usize).and_then(|v| v.get_mut(c.dest as usize)) {
+            s.out_pkts += 1;
+            s.out_bytes += len;
+        }
+        Verdict::Tx(port)
+    }
+}

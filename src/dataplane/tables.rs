@@ -1,0 +1,159 @@
+//! The tables snapshot: what the control plane compiles from a [`Config`] and hands to every
+//! worker as an `Arc`. Workers only read it.
+
+use crate::config::Config;
+use crate::conn::Timeouts;
+use crate::sched::DestSpec;
+use crate::service::{FwdMode, SchedFlags, SchedKind};
+use crate::wire::MacAddr;
+use hashbrown::HashMap;
+
+/// A real server as the data plane sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestEntry {
+    pub addr: u32,
+    /// 0 = the packet's destination port (port-0 services).
+    pub port: u16,
+    pub mode: FwdMode,
+    pub weight: u32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    /// Next hop towards the real server, resolved at build time; None = unknown (counted).
+    pub next_hop: Option<NextHop>,
+}
+
+/// Where a frame leaves: the MAC of the next hop and the interface (port) index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextHop {
+    pub mac: MacAddr,
+    pub port: u8,
+}
+
+/// A virtual service as the data plane sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceEntry {
+    pub proto: u8,
+    pub vip: u32,
+    pub vport: u16,
+    pub scheduler: SchedKind,
+    pub flags: SchedFlags,
+    pub mh_table_size: u32,
+    /// (timeout seconds, client netmask) when persistent.
+    pub persistence: Option<(u32, u32)>,
+    pub dests: Vec<DestEntry>,
+}
+
+impl ServiceEntry {
+    pub fn dest_specs(&self) -> Vec<DestSpec> {
+        self.dests.iter().map(|d| DestSpec { addr: d.addr, port: d.port, weight: d.weight }).collect()
+    }
+}
+
+/// An immutable snapshot of everything a worker looks up.
+#[derive(Clone, Debug)]
+pub struct Tables {
+    pub services: Vec<ServiceEntry>,
+    svc_by_key: HashMap<u64, u16, ahash::RandomState>,
+    vips: HashMap<u32, (), ahash::RandomState>,
+    neigh: HashMap<u32, NextHop, ahash::RandomState>,
+    gateway: Option<NextHop>,
+    /// MAC of each interface (port index = position).
+    pub iface_macs: Vec<MacAddr>,
+    /// The director's own addresses: traffic to them goes to the kernel.
+    pub local_ips: Vec<u32>,
+    pub dip: u32,
+    pub mtu: u16,
+    pub lport_range: (u16, u16),
+    pub workers: u16,
+    pub max_conns_per_worker: u32,
+    pub timeouts: Timeouts,
+}
+
+#[inline]
+fn svc_key(proto: u8, vip: u32, port: u16) -> u64 {
+    ((vip as u64) << 24) | ((port as u64) << 8) | proto as u64
+}
+
+impl Tables {
+    /// Compiles a validated config.
+    pub fn build(cfg: &Config) -> Tables {
+        let seeded = || ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let mut neigh = HashMap::with_hasher(seeded());
+        for n in &cfg.neighbours {
+            neigh.insert(u32::from(n.ip), NextHop { mac: n.mac, port: n.interface as u8 });
+        }
+        let gateway = cfg.gateway.map(|(mac, i)| NextHop { mac, port: i as u8 });
+        let mut t = Tables {
+            services: Vec::with_capacity(cfg.services.len()),
+            svc_by_key: HashMap::with_hasher(seeded()),
+            vips: HashMap::with_hasher(seeded()),
+            neigh,
+            gateway,
+            iface_macs: cfg.interfaces.iter().map(|i| i.mac).collect(),
+            local_ips: cfg.interfaces.iter().map(|i| u32::from(i.ip)).collect(),
+            dip: u32::from(cfg.dip),
+            mtu: cfg.mtu,
+            lport_range: cfg.local_ports,
+            workers: cfg.workers,
+            max_conns_per_worker: cfg.max_conns_per_worker,
+            timeouts: cfg.timeouts,
+        };
+        for (i, s) in cfg.services.iter().enumerate() {
+            let dests = s
+                .servers
+                .iter()
+                .map(|r| DestEntry {
+                    addr: u32::from(r.addr),
+                    port: r.port,
+                    mode: r.mode,
+                    weight: r.weight,
+                    u_threshold: r.u_threshold,
+                    l_threshold: r.l_threshold,
+                    next_hop: t.next_hop(u32::from(r.addr)),
+                })
+                .collect();
+            let vip = u32::from(s.vip);
+            t.svc_by_key.insert(svc_key(s.proto.number(), vip, s.port), i as u16);
+            t.vips.insert(vip, ());
+            t.services.push(ServiceEntry {
+                proto: s.proto.number(),
+                vip,
+                vport: s.port,
+                scheduler: s.scheduler,
+                flags: s.flags,
+                mh_table_size: s.mh_table_size,
+                persistence: s.persistence.map(|p| (p.timeout_s, u32::from(p.netmask))),
+                dests,
+            });
+        }
+        t
+    }
+
+    /// The service for a packet to `vip:port`: an exact match, else a port-0 (all ports)
+    /// service on that address.
+    #[inline]
+    pub fn service(&self, proto: u8, vip: u32, port: u16) -> Option<u16> {
+        if let Some(i) = self.svc_by_key.get(&svc_key(proto, vip, port)) {
+            return Some(*i);
+        }
+        self.svc_by_key.get(&svc_key(proto, vip, 0)).copied()
+    }
+
+    /// Whether `addr` is the VIP of some service.
+    #[inline]
+    pub fn is_vip(&self, addr: u32) -> bool {
+        self.vips.contains_key(&addr)
+    }
+
+    /// The next hop for `addr`: a neighbour entry, else the gateway.
+    #[inline]
+    pub fn next_hop(&self, addr: u32) -> Option<NextHop> {
+        self.neigh.get(&addr).copied().or(self.gateway)
+    }
+
+    /// Source MAC for frames leaving through `port`.
+    #[inline]
+    pub fn port_mac(&self, port: u8) -> MacAddr {
+        self.iface_macs.get(port as usize).copied().unwrap_or_default()
+    }
+}

@@ -1,0 +1,134 @@
+//! `xvs`: the director's command line.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use xvs::config::Config;
+use xvs::dataplane::{DropReason, PassReason, PcapPort, Pipeline, Poll, Tables, Worker};
+
+#[derive(Parser)]
+#[command(name = "xvs", version, about = "A user-space poll-mode L4 load-balancing director (LVS/IPVS semantics)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a capture through the director's worker pipeline and write what it would transmit.
+    Replay {
+        /// config.json (interfaces, neighbours, timeouts, services).
+        #[arg(long)]
+        config: PathBuf,
+        /// Input capture (pcap, Ethernet).
+        #[arg(long)]
+        input: PathBuf,
+        /// Output capture: the frames the director would transmit.
+        #[arg(long)]
+        output: PathBuf,
+        /// Take the services from `ipvsadm -S -n` rules instead of config.json's.
+        #[arg(long, value_name = "FILE")]
+        ipvsadm_rules: Option<PathBuf>,
+    },
+    /// Validate a config file and print its services.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        ipvsadm_rules: Option<PathBuf>,
+    },
+}
+
+fn load(config: &PathBuf, rules: &Option<PathBuf>) -> Result<Config> {
+    let mut cfg = Config::load(config).with_context(|| format!("invalid config {}", config.display()))?;
+    if let Some(r) = rules {
+        let text = std::fs::read_to_string(r).with_context(|| format!("reading {}", r.display()))?;
+        let services = xvs::rules::services_from_rules(&text).with_context(|| format!("{}", r.display()))?;
+        cfg = cfg.with_services(services).with_context(|| format!("{}", r.display()))?;
+    }
+    Ok(cfg)
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("XVS_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = real_main() {
+        eprintln!("xvs: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Check { config, ipvsadm_rules } => {
+            let cfg = load(&config, &ipvsadm_rules)?;
+            println!("config OK: {} interface(s), {} service(s), {} worker(s)", cfg.interfaces.len(), cfg.services.len(), cfg.workers);
+            print!("{}", xvs::rules::save_rules(&cfg.services));
+            Ok(())
+        }
+        Cmd::Replay { config, input, output, ipvsadm_rules } => replay(load(&config, &ipvsadm_rules)?, &input, &output),
+    }
+}
+
+fn replay(cfg: Config, input: &PathBuf, output: &PathBuf) -> Result<()> {
+    let tables = Arc::new(Tables::build(&cfg));
+    // One worker, the capture's clock: the same pipeline and loop as the daemon.
+    let single = Tables { workers: 1, ..(*tables).clone() };
+    let pipeline = Pipeline::new(Arc::new(single), 0);
+    let port = PcapPort::open(input, output)?;
+    let mut w = Worker::new(0, pipeline, vec![port], 1024, None);
+    match w.run() {
+        Poll::Finished => {}
+        other => bail!("replay stopped early: {other:?}"),
+    }
+    let port = w.ports.pop().context("replay port")?;
+    let (rx, read_errors) = (port.rx_count, port.read_errors);
+    port.finish()?;
+    let s = &w.pipeline.stats;
+    println!(
+        "replay: {rx} frames in, {} forwarded, {} dropped, {} passed to kernel{}",
+        s.tx_frames,
+        s.total_drops(),
+        s.total_passes(),
+        if read_errors > 0 { format!(" ({read_errors} unreadable record(s) at the end of the capture)") } else { String::new() }
+    );
+    println!("  forwarded                {:>10}", s.tx_frames);
+    if s.icmp_frag_needed > 0 {
+        println!("    icmp_frag_needed       {:>10}", s.icmp_frag_needed);
+    }
+    for r in DropReason::ALL {
+        if s.dropped(r) > 0 {
+            println!("  dropped {:<16} {:>10}", r.name(), s.dropped(r));
+        }
+    }
+    for r in PassReason::ALL {
+        if s.passed(r) > 0 {
+            println!("  passed {:<17} {:>10}", r.name(), s.passed(r));
+        }
+    }
+    let sh = &w.pipeline.shard;
+    println!(
+        "connections: {} created, {} persistence templates, {} live at the end of the capture",
+        sh.stats.created, sh.stats.templates_created, sh.len()
+    );
+    for (si, svc) in cfg.services.iter().enumerate() {
+        println!("{} {}:{} {}", svc.proto.name().to_uppercase(), svc.vip, svc.port, svc.scheduler);
+        for (di, r) in svc.servers.iter().enumerate() {
+            let c = s.dests.get(si).and_then(|v| v.get(di)).copied().unwrap_or_default();
+            println!(
+                "  -> {}:{} {} weight {}: {} conns, {} packets in, {} packets out",
+                r.addr,
+                r.port,
+                r.mode.name(),
+                r.weight,
+                c.conns,
+                c.in_pkts,
+                c.out_pkts
+            );
+        }
+    }
+    Ok(())
+}

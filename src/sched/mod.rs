@@ -1,0 +1,147 @@
+//! Schedulers with IPVS semantics, one file each.
+//!
+//! The control plane builds, the data plane looks up: [`Scheduler::rebuild`] runs on a config
+//! change with the real servers in list order, [`Scheduler::pick`] runs per new connection with
+//! the worker's live per-server load. Integer arithmetic only; no allocation in `pick`.
+//!
+//! Common rules (IPVS): a server is *available* when its weight is > 0 and it is not
+//! overloaded; ties go to the earliest server in list order.
+
+pub mod dh;
+pub mod lc;
+pub mod mh;
+pub mod nq;
+pub mod rr;
+pub mod sed;
+pub mod sh;
+pub mod wlc;
+pub mod wrr;
+
+use crate::service::{SchedFlags, SchedKind};
+
+/// The identity and weight of one real server, as the control plane configured it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DestSpec {
+    /// IPv4 address, host byte order.
+    pub addr: u32,
+    pub port: u16,
+    pub weight: u32,
+}
+
+/// What a scheduler sees of one real server at pick time (kept by the worker's conn shard).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DestLoad {
+    pub weight: u32,
+    /// Connections in TCP ESTABLISHED.
+    pub active: u32,
+    /// Every other connection (new TCP connections, UDP).
+    pub inactive: u32,
+    /// Set by the connection thresholds (`u_threshold` / `l_threshold`).
+    pub overloaded: bool,
+}
+
+impl DestLoad {
+    /// IPVS `ip_vs_dest_conn_overhead`: active * 256 + inactive.
+    #[inline]
+    pub fn overhead(&self) -> u64 {
+        ((self.active as u64) << 8) + self.inactive as u64
+    }
+    /// Weight > 0 and not overloaded.
+    #[inline]
+    pub fn available(&self) -> bool {
+        self.weight > 0 && !self.overloaded
+    }
+}
+
+/// The fields of a packet's flow that schedulers hash (host byte order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub proto: u8,
+    pub saddr: u32,
+    pub sport: u16,
+    pub daddr: u32,
+    pub dport: u16,
+}
+
+/// IPVS `hash_32(v, bits)`: multiplicative hash with the golden-ratio constant.
+#[inline]
+pub fn hash_32(v: u32, bits: u32) -> u32 {
+    v.wrapping_mul(0x61C8_8647) >> (32 - bits)
+}
+
+/// One scheduler instance; each worker owns its own (no sharing, no locks).
+#[derive(Clone, Debug)]
+pub enum Scheduler {
+    Rr(rr::Rr),
+    Wrr(wrr::Wrr),
+    Lc(lc::Lc),
+    Wlc(wlc::Wlc),
+    Sed(sed::Sed),
+    Nq(nq::Nq),
+    Sh(sh::Sh),
+    Dh(dh::Dh),
+    Mh(mh::Mh),
+}
+
+impl Scheduler {
+    /// A scheduler of `kind` for `dests` (list order).
+    pub fn new(kind: SchedKind, flags: SchedFlags, mh_table_size: u32, dests: &[DestSpec]) -> Self {
+        let mut s = match kind {
+            SchedKind::Rr => Scheduler::Rr(rr::Rr::default()),
+            SchedKind::Wrr => Scheduler::Wrr(wrr::Wrr::default()),
+            SchedKind::Lc => Scheduler::Lc(lc::Lc),
+            SchedKind::Wlc => Scheduler::Wlc(wlc::Wlc),
+            SchedKind::Sed => Scheduler::Sed(sed::Sed),
+            SchedKind::Nq => Scheduler::Nq(nq::Nq),
+            SchedKind::Sh => Scheduler::Sh(sh::Sh::new(flags)),
+            SchedKind::Dh => Scheduler::Dh(dh::Dh::default()),
+            SchedKind::Mh => Scheduler::Mh(mh::Mh::new(flags, mh_table_size)),
+        };
+        s.rebuild(dests);
+        s
+    }
+
+    pub fn kind(&self) -> SchedKind {
+        match self {
+            Scheduler::Rr(_) => SchedKind::Rr,
+            Scheduler::Wrr(_) => SchedKind::Wrr,
+            Scheduler::Lc(_) => SchedKind::Lc,
+            Scheduler::Wlc(_) => SchedKind::Wlc,
+            Scheduler::Sed(_) => SchedKind::Sed,
+            Scheduler::Nq(_) => SchedKind::Nq,
+            Scheduler::Sh(_) => SchedKind::Sh,
+            Scheduler::Dh(_) => SchedKind::Dh,
+            Scheduler::Mh(_) => SchedKind::Mh,
+        }
+    }
+
+    /// Control plane: the server list or a weight changed.
+    pub fn rebuild(&mut self, dests: &[DestSpec]) {
+        match self {
+            Scheduler::Rr(s) => s.rebuild(dests),
+            Scheduler::Wrr(s) => s.rebuild(dests),
+            Scheduler::Lc(_) | Scheduler::Wlc(_) | Scheduler::Sed(_) | Scheduler::Nq(_) => {}
+            Scheduler::Sh(s) => s.rebuild(dests),
+            Scheduler::Dh(s) => s.rebuild(dests),
+            Scheduler::Mh(s) => s.rebuild(dests),
+        }
+    }
+
+    /// Data plane: the index (list order) of the server for a new connection, or `None` when
+    /// no server is available. `loads` has one entry per server, in the order given to
+    /// `rebuild`.
+    #[inline]
+    pub fn pick(&mut self, flow: &Flow, loads: &[DestLoad]) -> Option<usize> {
+        match self {
+            Scheduler::Rr(s) => s.pick(loads),
+            Scheduler::Wrr(s) => s.pick(loads),
+            Scheduler::Lc(s) => s.pick(loads),
+            Scheduler::Wlc(s) => s.pick(loads),
+            Scheduler::Sed(s) => s.pick(loads),
+            Scheduler::Nq(s) => s.pick(loads),
+            Scheduler::Sh(s) => s.pick(flow, loads),
+            Scheduler::Dh(s) => s.pick(flow, loads),
+            Scheduler::Mh(s) => s.pick(flow, loads),
+        }
+    }
+}

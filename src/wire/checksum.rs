@@ -1,0 +1,84 @@
+//! Internet checksum (RFC 1071) and incremental updates (RFC 1624, eqn. 3:
+//! `HC' = ~(~HC + ~m + m')`).
+
+/// One's-complement sum of `data` added to `sum` (not folded, not inverted).
+#[inline]
+pub fn sum_bytes(mut sum: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum = sum.wrapping_add(u16::from_be_bytes([c[0], c[1]]) as u32);
+        // Fold early enough that a jumbo frame cannot overflow.
+        if sum & 0x8000_0000 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+    }
+    if let [last] = chunks.remainder() {
+        sum = sum.wrapping_add((*last as u32) << 8);
+    }
+    sum
+}
+
+/// Folds a 32-bit one's-complement sum to 16 bits.
+#[inline]
+pub fn fold(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The checksum field value for `data` (inverted folded sum).
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(sum_bytes(0, data))
+}
+
+/// Sum of the IPv4 pseudo-header for TCP/UDP.
+#[inline]
+pub fn pseudo_header_sum(src: u32, dst: u32, proto: u8, l4_len: u16) -> u32 {
+    (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff) + proto as u32 + l4_len as u32
+}
+
+/// RFC 1624 update of checksum field `csum` when a 16-bit word changes from `old` to `new`.
+#[inline]
+pub fn update_u16(csum: u16, old: u16, new: u16) -> u16 {
+    let sum = (!csum as u32) + (!old as u32) + new as u32;
+    !fold(sum)
+}
+
+/// RFC 1624 update of checksum field `csum` when a 32-bit word changes from `old` to `new`.
+#[inline]
+pub fn update_u32(csum: u16, old: u32, new: u32) -> u16 {
+    let sum = (!csum as u32)
+        + (!(old >> 16) as u16 as u32)
+        + (!(old as u16) as u32)
+        + (new >> 16)
+        + (new & 0xffff);
+    !fold(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3 example: sum of 0001 f203 f4f5 f6f7 = ddf2 (folded).
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum_bytes(0, &data)), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn incremental_matches_full_recompute() {
+        let mut data = [0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 0x40, 0x11, 0, 0, 198, 18, 0, 1, 198, 18, 0, 100];
+        let c0 = checksum(&data);
+        let old = u32::from_be_bytes([data[16], data[17], data[18], data[19]]);
+        let new = u32::from_be_bytes([198, 19, 7, 9]);
+        data[16..20].copy_from_slice(&new.to_be_bytes());
+        assert_eq!(update_u32(c0, old, new), checksum(&data));
+        let c1 = checksum(&data);
+        data[8] = 0x3f; // TTL 64 -> 63: word 0x4011 -> 0x3f11
+        assert_eq!(update_u16(c1, 0x4011, 0x3f11), checksum(&data));
+    }
+}

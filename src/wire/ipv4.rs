@@ -1,0 +1,158 @@
+//! IPv4 packets (RFC 791).
+
+use super::checksum;
+use super::{get_u16, get_u32, set_u16, set_u32, Field, WireError};
+
+mod field {
+    use super::Field;
+    pub const VER_IHL: usize = 0;
+    pub const TOS: usize = 1;
+    pub const TOTAL_LEN: usize = 2;
+    pub const IDENT: usize = 4;
+    pub const FLAGS_FRAG: usize = 6;
+    pub const TTL: usize = 8;
+    pub const PROTOCOL: usize = 9;
+    pub const CHECKSUM: usize = 10;
+    pub const SRC_ADDR: Field = 12..16;
+    pub const DST_ADDR: Field = 16..20;
+}
+
+pub const MIN_HEADER_LEN: usize = 20;
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_IPIP: u8 = 4;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const FLAG_DF: u16 = 0x4000;
+pub const FLAG_MF: u16 = 0x2000;
+pub const FRAG_OFFSET_MASK: u16 = 0x1fff;
+
+/// A view of an IPv4 packet. `new_checked` guarantees version 4, IHL >= 5, and that the
+/// header and `total_len` fit in the buffer (trailing Ethernet padding is allowed).
+pub struct Ipv4Packet<T> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    pub fn new_unchecked(buffer: T) -> Self {
+        Ipv4Packet { buffer }
+    }
+
+    pub fn new_checked(buffer: T) -> Result<Self, WireError> {
+        let b = buffer.as_ref();
+        if b.len() < MIN_HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        let p = Ipv4Packet { buffer };
+        if p.version() != 4 {
+            return Err(WireError::Malformed);
+        }
+        let hl = p.header_len();
+        let tl = p.total_len() as usize;
+        if hl < MIN_HEADER_LEN || tl < hl {
+            return Err(WireError::Malformed);
+        }
+        if p.buffer.as_ref().len() < tl {
+            return Err(WireError::Truncated);
+        }
+        Ok(p)
+    }
+
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[field::VER_IHL] >> 4
+    }
+    pub fn header_len(&self) -> usize {
+        ((self.buffer.as_ref()[field::VER_IHL] & 0x0f) as usize) * 4
+    }
+    pub fn tos(&self) -> u8 {
+        self.buffer.as_ref()[field::TOS]
+    }
+    pub fn total_len(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), field::TOTAL_LEN)
+    }
+    pub fn ident(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), field::IDENT)
+    }
+    pub fn flags_frag(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), field::FLAGS_FRAG)
+    }
+    pub fn dont_frag(&self) -> bool {
+        self.flags_frag() & FLAG_DF != 0
+    }
+    /// More-fragments set or a non-zero offset.
+    pub fn is_fragment(&self) -> bool {
+        self.flags_frag() & (FLAG_MF | FRAG_OFFSET_MASK) != 0
+    }
+    pub fn ttl(&self) -> u8 {
+        self.buffer.as_ref()[field::TTL]
+    }
+    pub fn protocol(&self) -> u8 {
+        self.buffer.as_ref()[field::PROTOCOL]
+    }
+    pub fn checksum(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), field::CHECKSUM)
+    }
+    pub fn src_addr(&self) -> u32 {
+        get_u32(self.buffer.as_ref(), field::SRC_ADDR.start)
+    }
+    pub fn dst_addr(&self) -> u32 {
+        get_u32(self.buffer.as_ref(), field::DST_ADDR.start)
+    }
+    /// Whether the header checksum is right.
+    pub fn verify_checksum(&self) -> bool {
+        checksum::fold(checksum::sum_bytes(0, &self.buffer.as_ref()[..self.header_len()])) == 0xffff
+    }
+    /// The payload up to `total_len` (without Ethernet padding).
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.header_len()..self.total_len() as usize]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    /// Sets the source address, updating the header checksum (RFC 1624).
+    pub fn set_src_addr(&mut self, addr: u32) {
+        let old = self.src_addr();
+        set_u32(self.buffer.as_mut(), field::SRC_ADDR.start, addr);
+        let c = checksum::update_u32(self.checksum(), old, addr);
+        set_u16(self.buffer.as_mut(), field::CHECKSUM, c);
+    }
+    /// Sets the destination address, updating the header checksum (RFC 1624).
+    pub fn set_dst_addr(&mut self, addr: u32) {
+        let old = self.dst_addr();
+        set_u32(self.buffer.as_mut(), field::DST_ADDR.start, addr);
+        let c = checksum::update_u32(self.checksum(), old, addr);
+        set_u16(self.buffer.as_mut(), field::CHECKSUM, c);
+    }
+    /// Decrements TTL, updating the header checksum.
+    pub fn decrement_ttl(&mut self) {
+        let b = self.buffer.as_mut();
+        let old = get_u16(b, field::TTL);
+        b[field::TTL] = b[field::TTL].wrapping_sub(1);
+        let new = get_u16(b, field::TTL);
+        let c = checksum::update_u16(get_u16(b, field::CHECKSUM), old, new);
+        set_u16(b, field::CHECKSUM, c);
+    }
+    /// Writes a complete option-less header and its checksum.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_header(&mut self, tos: u8, total_len: u16, ident: u16, flags_frag: u16, ttl: u8, proto: u8, src: u32, dst: u32) {
+        let b = self.buffer.as_mut();
+        b[field::VER_IHL] = 0x45;
+        b[field::TOS] = tos;
+        set_u16(b, field::TOTAL_LEN, total_len);
+        set_u16(b, field::IDENT, ident);
+        set_u16(b, field::FLAGS_FRAG, flags_frag);
+        b[field::TTL] = ttl;
+        b[field::PROTOCOL] = proto;
+        set_u16(b, field::CHECKSUM, 0);
+        set_u32(b, field::SRC_ADDR.start, src);
+        set_u32(b, field::DST_ADDR.start, dst);
+        let c = checksum::checksum(&b[..MIN_HEADER_LEN]);
+        set_u16(b, field::CHECKSUM, c);
+    }
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let (h, t) = (self.header_len(), self.total_len() as usize);
+        &mut self.buffer.as_mut()[h..t]
+    }
+}
