@@ -1,0 +1,229 @@
+//! Connection table behaviour through the pipeline: TCP states and active/inactive counts,
+//! timeouts on a fake clock, persistence templates, bounded size.
+
+mod common;
+use common::*;
+use std::sync::Arc;
+use xvs::config::Config;
+use xvs::conn::{ConnShard, ShardConfig, TcpState};
+use xvs::dataplane::{DropReason, Pipeline, Tables, Verdict};
+
+const S: u64 = 1000;
+
+fn syn(sport: u16, port: u16) -> Vec<u8> {
+    tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, port, SYN, 64, &[])
+}
+fn client(sport: u16, port: u16, t: Tcp) -> Vec<u8> {
+    tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, port, t, 64, &[])
+}
+fn server(rs: [u8; 4], rport: u16, sport: u16, t: Tcp) -> Vec<u8> {
+    tcp_frame(RS1_MAC, DIR_R_MAC, rs, CLIENT, rport, sport, t, 64, &[])
+}
+fn state_of(p: &Pipeline, cport: u16) -> Option<TcpState> {
+    p.shard.iter().find(|(_, c)| c.cport == cport && !c.is_template()).and_then(|(_, c)| c.tcp_state())
+}
+
+#[test]
+fn conn_entry_is_48_bytes() {
+    assert_eq!(std::mem::size_of::<xvs::conn::Conn>(), 48);
+}
+
+#[test]
+fn nat_states_and_active_inactive_counts() {
+    let mut p = pipeline(&config_json(""));
+    assert_eq!(run(&mut p, &syn(40000, 80), 0).0, Verdict::Tx(1));
+    assert_eq!(state_of(&p, 40000), Some(TcpState::SynRecv));
+    assert_eq!((p.shard.loads(0)[0].active, p.shard.loads(0)[0].inactive), (0, 1), "new connections are inactive");
+    run(&mut p, &server(RS1, 8080, 40000, SYNACK), 1);
+    assert_eq!(state_of(&p, 40000), Some(TcpState::SynRecv));
+    run(&mut p, &client(40000, 80, ACK), 2);
+    assert_eq!(state_of(&p, 40000), Some(TcpState::Established));
+    assert_eq!((p.shard.loads(0)[0].active, p.shard.loads(0)[0].inactive), (1, 0), "ESTABLISHED is active");
+    run(&mut p, &client(40000, 80, FINACK), 3);
+    assert_eq!(state_of(&p, 40000), Some(TcpState::CloseWait));
+    assert_eq!((p.shard.loads(0)[0].active, p.shard.loads(0)[0].inactive), (0, 1));
+    run(&mut p, &server(RS1, 8080, 40000, FINACK), 4);
+    assert_eq!(state_of(&p, 40000), Some(TcpState::TimeWait));
+    // TIME_WAIT lasts 120 s.
+    p.housekeeping(4 + 119 * S, usize::MAX);
+    assert_eq!(state_of(&p, 40000), Some(TcpState::TimeWait));
+    p.housekeeping(4 + 121 * S, usize::MAX);
+    assert_eq!(state_of(&p, 40000), None);
+    assert_eq!((p.shard.loads(0)[0].active, p.shard.loads(0)[0].inactive), (0, 0), "counts drop on expiry");
+}
+
+#[test]
+fn dr_tracks_client_packets_only() {
+    let mut p = pipeline(&config_json(""));
+    run(&mut p, &syn(40000, 82), 0);
+    run(&mut p, &client(40000, 82, ACK), 1);
+    assert_eq!(state_of(&p, 40000), Some(TcpState::Established));
+    run(&mut p, &client(40000, 82, FINACK), 2);
+    assert_eq!(state_of(&p, 40000), Some(TcpState::FinWait), "INPUT-ONLY table");
+    run(&mut p, &client(40000, 82, RST), 3);
+    assert_eq!(state_of(&p, 40000), Some(TcpState::Close));
+}
+
+#[test]
+fn default_timeouts_on_a_fake_clock() {
+    let mut p = pipeline(&config_json(""));
+    run(&mut p, &syn(40000, 80), 0);
+    // SYN_RECV: 60 s.
+    p.housekeeping(59 * S, usize::MAX);
+    assert!(state_of(&p, 40000).is_some());
+    p.housekeeping(61 * S, usize::MAX);
+    assert!(state_of(&p, 40000).is_none(), "SYN_RECV expires after 60 s");
+
+    // ESTABLISHED: 900 s (more than one turn of the timer wheel), refreshed by traffic.
+    let t0 = 100 * S;
+    run(&mut p, &syn(40001, 80), t0);
+    run(&mut p, &client(40001, 80, ACK), t0);
+    p.housekeeping(t0 + 899 * S, usize::MAX);
+    assert_eq!(state_of(&p, 40001), Some(TcpState::Established));
+    run(&mut p, &client(40001, 80, ACK), t0 + 899 * S);
+    p.housekeeping(t0 + 1500 * S, usize::MAX);
+    assert_eq!(state_of(&p, 40001), Some(TcpState::Established), "refreshed at 899 s");
+    p.housekeeping(t0 + 1800 * S, usize::MAX);
+    assert!(state_of(&p, 40001).is_none(), "gone 900 s after its last packet");
+
+    // A state change shortens the timeout: ESTABLISHED (900 s) -> CLOSE (10 s) on RST.
+    let t1 = 5000 * S;
+    run(&mut p, &syn(40002, 80), t1);
+    run(&mut p, &client(40002, 80, ACK), t1);
+    run(&mut p, &client(40002, 80, RST), t1 + S);
+    p.housekeeping(t1 + 10 * S, usize::MAX);
+    assert_eq!(state_of(&p, 40002), Some(TcpState::Close));
+    p.housekeeping(t1 + 12 * S, usize::MAX);
+    assert!(state_of(&p, 40002).is_none(), "CLOSE expires after 10 s, not 900");
+}
+
+#[test]
+fn udp_timeout_and_configured_timeouts() {
+    let json = config_json("").replace(r#""conn": {"max_per_worker": 1024}"#, r#""conn": {"max_per_worker": 1024, "timeouts": {"udp": 5, "tcp_established": 30}}"#);
+    let mut p = pipeline(&json);
+    run(&mut p, &udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 5000, 53, 64, b"q"), 0);
+    assert_eq!(p.shard.len(), 1);
+    p.housekeeping(4 * S, usize::MAX);
+    assert_eq!(p.shard.len(), 1);
+    p.housekeeping(6 * S, usize::MAX);
+    assert_eq!(p.shard.len(), 0, "configured UDP timeout 5 s");
+    run(&mut p, &syn(40000, 80), 10 * S);
+    run(&mut p, &client(40000, 80, ACK), 10 * S);
+    p.housekeeping(39 * S, usize::MAX);
+    assert_eq!(p.shard.len(), 1);
+    p.housekeeping(41 * S, usize::MAX);
+    assert_eq!(p.shard.len(), 0, "configured ESTABLISHED timeout 30 s");
+}
+
+#[test]
+fn persistence_templates() {
+    let svc = r#", {"proto": "tcp", "vip": "198.18.0.100", "port": 443, "scheduler": "rr",
+        "persistence_timeout": 30, "persistence_netmask": "255.255.255.0",
+        "real_servers": [{"addr": "198.19.0.11", "mode": "dr"}, {"addr": "198.19.0.12", "mode": "dr"}]}"#;
+    let mut p = pipeline(&config_json(svc));
+    let first = |p: &mut Pipeline, src: [u8; 4], sport: u16, t: u64| {
+        let (v, out) = run(p, &tcp_frame(CLIENT_MAC, DIR_C_MAC, src, VIP, sport, 443, SYN, 64, &[]), t);
+        assert_eq!(v, Verdict::Tx(1));
+        out[0..6].to_vec()
+    };
+    let a = first(&mut p, CLIENT, 40000, 0);
+    assert_eq!(a, RS1_MAC);
+    // Same client, other ports, and another client in the same /24: all follow the template.
+    assert_eq!(first(&mut p, CLIENT, 40001, 1), a);
+    assert_eq!(first(&mut p, [198, 18, 0, 77], 40002, 2), a);
+    // Another /24 is scheduled by rr (next server).
+    assert_eq!(first(&mut p, [198, 18, 1, 5], 40003, 3), RS2_MAC.to_vec());
+    // The connections (SYN_RECV, 60 s) keep the template alive past its own 30 s.
+    p.housekeeping(45 * S, usize::MAX);
+    assert_eq!(first(&mut p, CLIENT, 40004, 45 * S), a);
+    // Once every connection and the template are gone, rr decides again. (The worker runs
+    // housekeeping every 10 ms; a template still followed when its timer fires is re-armed.)
+    for t in 46..=1000 {
+        p.housekeeping(t * S, usize::MAX);
+    }
+    assert_eq!(p.shard.len(), 0);
+    let b = first(&mut p, CLIENT, 40005, 1000 * S);
+    assert_eq!(b, RS1_MAC, "rr continues: servers alternate, this pick is RS1 again");
+    assert_eq!(first(&mut p, CLIENT, 40006, 1000 * S + 1), b, "and a new template pins it");
+}
+
+#[test]
+fn table_full_refuses_new_but_keeps_existing() {
+    let json = config_json("").replace(r#""max_per_worker": 1024"#, r#""max_per_worker": 16"#);
+    let mut p = pipeline(&json);
+    for i in 0..16 {
+        assert_eq!(run(&mut p, &syn(40000 + i, 82), 0).0, Verdict::Tx(1));
+    }
+    assert_eq!(run(&mut p, &syn(41000, 82), 1).0, Verdict::Drop(DropReason::TableFull));
+    assert_eq!(p.stats.dropped(DropReason::TableFull), 1);
+    assert_eq!(run(&mut p, &client(40003, 82, ACK), 2).0, Verdict::Tx(1), "existing flows keep flowing");
+    p.housekeeping(100 * S, usize::MAX);
+    assert_eq!(run(&mut p, &syn(41000, 82), 100 * S).0, Verdict::Tx(1), "room again after expiry");
+}
+
+#[test]
+fn fullnat_local_ports_are_bounded_and_recycled() {
+    let mut p = pipeline(&config_json(""));
+    for i in 0..10 {
+        assert_eq!(run(&mut p, &syn(40000 + i, 81), 0).0, Verdict::Tx(1));
+    }
+    assert_eq!(run(&mut p, &syn(41000, 81), 0).0, Verdict::Drop(DropReason::NoLocalPort));
+    p.housekeeping(100 * S, usize::MAX);
+    assert_eq!(p.shard.free_lports(), 10);
+    assert_eq!(run(&mut p, &syn(41000, 81), 100 * S).0, Verdict::Tx(1));
+}
+
+#[test]
+fn overload_threshold_and_quiesce() {
+    let svc = r#", {"proto": "tcp", "vip": "198.18.0.100", "port": 90, "scheduler": "wlc",
+        "real_servers": [{"addr": "198.19.0.11", "mode": "dr", "u_threshold": 2}, {"addr": "198.19.0.12", "mode": "dr", "weight": 1}]}"#;
+    let json = config_json(svc);
+    let mut p = pipeline(&json);
+    let svc_idx = 5u16;
+    let dst = |p: &mut Pipeline, sport: u16| run(p, &syn(sport, 90), 0).1[0..6].to_vec();
+    assert_eq!(dst(&mut p, 1), RS1_MAC);
+    assert_eq!(dst(&mut p, 2), RS2_MAC);
+    assert_eq!(dst(&mut p, 3), RS1_MAC);
+    assert!(p.shard.loads(svc_idx)[0].overloaded, "2 connections reach u_threshold 2");
+    assert_eq!(dst(&mut p, 4), RS2_MAC);
+    assert_eq!(dst(&mut p, 5), RS2_MAC, "overloaded server gets nothing new");
+    // Quiesce RS2 (weight 0): RS1 is overloaded too, so nothing is available.
+    let mut cfg = Config::parse(&json).unwrap();
+    cfg.services[5].servers[1].weight = 0;
+    p.set_tables(Arc::new(Tables::build(&cfg)));
+    assert_eq!(run(&mut p, &syn(6, 90), 1).0, Verdict::Drop(DropReason::NoDest));
+    // Existing connections to the quiesced server continue.
+    assert_eq!(run(&mut p, &client(2, 90, ACK), 2).1[0..6].to_vec(), RS2_MAC);
+}
+
+#[test]
+fn expiry_is_budgeted_and_complete() {
+    let mut s = ConnShard::new(&ShardConfig { capacity: 200_000, ..ShardConfig::default() });
+    s.set_dest_limits(vec![vec![(0, 0)]], vec![vec![1]]);
+    s.start_clock(0);
+    for i in 0..100_000u32 {
+        let n = xvs::conn::NewConn {
+            key: xvs::conn::ConnKey { saddr: i, daddr: 7, sport: 1, dport: 80, proto: 17 },
+            daddr: 9,
+            dport: 80,
+            mode: xvs::service::FwdMode::Dr,
+            laddr: 0,
+            svc: 0,
+            dest: 0,
+            template: xvs::conn::NONE,
+        };
+        s.create(&n, (i % 1000) as u64).unwrap();
+    }
+    assert_eq!(s.loads(0)[0].inactive, 100_000);
+    // UDP 300 s: nothing is due at 299 s.
+    assert_eq!(s.expire(299_000, usize::MAX), 0);
+    let mut freed = 0;
+    let mut rounds = 0;
+    while s.len() > 0 {
+        freed += s.expire(302_000, 10_000);
+        rounds += 1;
+    }
+    assert_eq!(freed, 100_000);
+    assert!(rounds >= 10, "a budget of 10k per round needs at least 10 rounds");
+    assert_eq!(s.loads(0)[0].inactive, 0);
+}
