@@ -74,10 +74,10 @@ fn real_main() -> Result<()> {
 }
 
 fn replay(cfg: Config, input: &PathBuf, output: &PathBuf) -> Result<()> {
-    let tables = Arc::new(Tables::build(&cfg));
     // One worker, the capture's clock: the same pipeline and loop as the daemon.
-    let single = Tables { workers: 1, ..(*tables).clone() };
-    let pipeline = Pipeline::new(Arc::new(single), 0);
+    let mut tables = Tables::build(&cfg);
+    tables.workers = 1;
+    let pipeline = Pipeline::new(Arc::new(tables), 0);
     let port = PcapPort::open(input, output)?;
     let mut w = Worker::new(0, pipeline, vec![port], 1024, None);
     match w.run() {
