@@ -8,7 +8,11 @@ use xvs::config::Config;
 use xvs::dataplane::{DropReason, PassReason, PcapPort, Pipeline, Poll, Tables, Worker};
 
 #[derive(Parser)]
-#[command(name = "xvs", version, about = "A user-space poll-mode L4 load-balancing director (LVS/IPVS semantics)")]
+#[command(
+    name = "xvs",
+    version,
+    about = "A user-space poll-mode L4 load-balancing director (LVS/IPVS semantics)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -41,18 +45,26 @@ enum Cmd {
 }
 
 fn load(config: &PathBuf, rules: &Option<PathBuf>) -> Result<Config> {
-    let mut cfg = Config::load(config).with_context(|| format!("invalid config {}", config.display()))?;
+    let mut cfg =
+        Config::load(config).with_context(|| format!("invalid config {}", config.display()))?;
     if let Some(r) = rules {
-        let text = std::fs::read_to_string(r).with_context(|| format!("reading {}", r.display()))?;
-        let services = xvs::rules::services_from_rules(&text).with_context(|| format!("{}", r.display()))?;
-        cfg = cfg.with_services(services).with_context(|| format!("{}", r.display()))?;
+        let text =
+            std::fs::read_to_string(r).with_context(|| format!("reading {}", r.display()))?;
+        let services =
+            xvs::rules::services_from_rules(&text).with_context(|| format!("{}", r.display()))?;
+        cfg = cfg
+            .with_services(services)
+            .with_context(|| format!("{}", r.display()))?;
     }
     Ok(cfg)
 }
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("XVS_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("XVS_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = real_main() {
@@ -63,13 +75,26 @@ fn main() {
 
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Check { config, ipvsadm_rules } => {
+        Cmd::Check {
+            config,
+            ipvsadm_rules,
+        } => {
             let cfg = load(&config, &ipvsadm_rules)?;
-            println!("config OK: {} interface(s), {} service(s), {} worker(s)", cfg.interfaces.len(), cfg.services.len(), cfg.workers);
+            println!(
+                "config OK: {} interface(s), {} service(s), {} worker(s)",
+                cfg.interfaces.len(),
+                cfg.services.len(),
+                cfg.workers
+            );
             print!("{}", xvs::rules::save_rules(&cfg.services));
             Ok(())
         }
-        Cmd::Replay { config, input, output, ipvsadm_rules } => replay(load(&config, &ipvsadm_rules)?, &input, &output),
+        Cmd::Replay {
+            config,
+            input,
+            output,
+            ipvsadm_rules,
+        } => replay(load(&config, &ipvsadm_rules)?, &input, &output),
     }
 }
 
@@ -80,6 +105,7 @@ fn replay(cfg: Config, input: &PathBuf, output: &PathBuf) -> Result<()> {
     let pipeline = Pipeline::new(Arc::new(tables), 0);
     let port = PcapPort::open(input, output)?;
     let mut w = Worker::new(0, pipeline, vec![port], 1024, None);
+    w.share_port(0);
     match w.run() {
         Poll::Finished => {}
         other => bail!("replay stopped early: {other:?}"),
@@ -93,7 +119,11 @@ fn replay(cfg: Config, input: &PathBuf, output: &PathBuf) -> Result<()> {
         s.tx_frames,
         s.total_drops(),
         s.total_passes(),
-        if read_errors > 0 { format!(" ({read_errors} unreadable record(s) at the end of the capture)") } else { String::new() }
+        if read_errors > 0 {
+            format!(" ({read_errors} unreadable record(s) at the end of the capture)")
+        } else {
+            String::new()
+        }
     );
     println!("  forwarded                {:>10}", s.tx_frames);
     if s.icmp_frag_needed > 0 {
@@ -112,12 +142,25 @@ fn replay(cfg: Config, input: &PathBuf, output: &PathBuf) -> Result<()> {
     let sh = &w.pipeline.shard;
     println!(
         "connections: {} created, {} persistence templates, {} live at the end of the capture",
-        sh.stats.created, sh.stats.templates_created, sh.len()
+        sh.stats.created,
+        sh.stats.templates_created,
+        sh.len()
     );
     for (si, svc) in cfg.services.iter().enumerate() {
-        println!("{} {}:{} {}", svc.proto.name().to_uppercase(), svc.vip, svc.port, svc.scheduler);
+        println!(
+            "{} {}:{} {}",
+            svc.proto.name().to_uppercase(),
+            svc.vip,
+            svc.port,
+            svc.scheduler
+        );
         for (di, r) in svc.servers.iter().enumerate() {
-            let c = s.dests.get(si).and_then(|v| v.get(di)).copied().unwrap_or_default();
+            let c = s
+                .dests
+                .get(si)
+                .and_then(|v| v.get(di))
+                .copied()
+                .unwrap_or_default();
             println!(
                 "  -> {}:{} {} weight {}: {} conns, {} packets in, {} packets out",
                 r.addr,

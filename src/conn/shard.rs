@@ -37,7 +37,13 @@ pub struct ConnKey {
 impl ConnKey {
     /// Persistence templates live in the same index under a protocol no packet carries.
     pub fn template(proto: u8, client_net: u32, vip: u32, vport: u16) -> ConnKey {
-        ConnKey { saddr: client_net, daddr: vip, sport: 0, dport: vport, proto: proto | 0x80 }
+        ConnKey {
+            saddr: client_net,
+            daddr: vip,
+            sport: 0,
+            dport: vport,
+            proto: proto | 0x80,
+        }
     }
 }
 
@@ -78,16 +84,40 @@ pub struct Conn {
 impl Conn {
     pub fn in_key(&self) -> ConnKey {
         if self.flags & F_TEMPLATE != 0 {
-            return ConnKey { saddr: self.caddr, daddr: self.vaddr, sport: 0, dport: self.vport, proto: self.proto };
+            return ConnKey {
+                saddr: self.caddr,
+                daddr: self.vaddr,
+                sport: 0,
+                dport: self.vport,
+                proto: self.proto,
+            };
         }
-        ConnKey { saddr: self.caddr, daddr: self.vaddr, sport: self.cport, dport: self.vport, proto: self.proto }
+        ConnKey {
+            saddr: self.caddr,
+            daddr: self.vaddr,
+            sport: self.cport,
+            dport: self.vport,
+            proto: self.proto,
+        }
     }
     /// The key of the real server's reply (NAT: to the client; FULLNAT: to DIP:lport).
     pub fn out_key(&self) -> ConnKey {
         if self.mode() == FwdMode::FullNat {
-            ConnKey { saddr: self.daddr, daddr: self.laddr, sport: self.dport, dport: self.lport, proto: self.proto }
+            ConnKey {
+                saddr: self.daddr,
+                daddr: self.laddr,
+                sport: self.dport,
+                dport: self.lport,
+                proto: self.proto,
+            }
         } else {
-            ConnKey { saddr: self.daddr, daddr: self.caddr, sport: self.dport, dport: self.cport, proto: self.proto }
+            ConnKey {
+                saddr: self.daddr,
+                daddr: self.caddr,
+                sport: self.dport,
+                dport: self.cport,
+                proto: self.proto,
+            }
         }
     }
     pub fn mode(&self) -> FwdMode {
@@ -142,7 +172,12 @@ impl Default for ShardConfig {
             lport_range: (1024, 65535),
             worker: 0,
             workers: 1,
-            hash_seeds: [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89],
+            hash_seeds: [
+                0x243f_6a88_85a3_08d3,
+                0x1319_8a2e_0370_7344,
+                0xa409_3822_299f_31d0,
+                0x082e_fa98_ec4e_6c89,
+            ],
         }
     }
 }
@@ -223,13 +258,20 @@ impl ConnShard {
         let cap = cfg.capacity.clamp(1, SLOT_LINK - 1);
         let mut slab = vec![Conn::default(); cap as usize];
         for (i, c) in slab.iter_mut().enumerate() {
-            c.next = if i + 1 < cap as usize { i as u32 + 1 } else { NONE };
+            c.next = if i + 1 < cap as usize {
+                i as u32 + 1
+            } else {
+                NONE
+            };
             c.prev = NONE;
         }
         let (lo, hi) = cfg.lport_range;
         let workers = cfg.workers.max(1) as u32;
         // Pushed in reverse so the lowest port is handed out first.
-        let lports: Vec<u16> = (lo..=hi).rev().filter(|p| (*p as u32 - lo as u32) % workers == cfg.worker as u32).collect();
+        let lports: Vec<u16> = (lo..=hi)
+            .rev()
+            .filter(|p| (*p as u32 - lo as u32) % workers == cfg.worker as u32)
+            .collect();
         let [a, b, c, d] = cfg.hash_seeds;
         let mut s = ConnShard {
             slab,
@@ -269,7 +311,12 @@ impl ConnShard {
         for (si, svc) in weights.iter().enumerate() {
             let mut v = Vec::with_capacity(svc.len());
             for (di, w) in svc.iter().enumerate() {
-                let mut l = self.loads.get(si).and_then(|s| s.get(di)).copied().unwrap_or_default();
+                let mut l = self
+                    .loads
+                    .get(si)
+                    .and_then(|s| s.get(di))
+                    .copied()
+                    .unwrap_or_default();
                 l.weight = *w;
                 v.push(l);
             }
@@ -282,7 +329,10 @@ impl ConnShard {
     /// The loads of one service's real servers (what its scheduler reads).
     #[inline]
     pub fn loads(&self, svc: u16) -> &[DestLoad] {
-        self.loads.get(svc as usize).map(|v| v.as_slice()).unwrap_or(&[])
+        self.loads
+            .get(svc as usize)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
     }
 
     pub fn capacity(&self) -> u32 {
@@ -309,14 +359,38 @@ impl ConnShard {
     #[inline]
     pub fn lookup_in(&self, k: &ConnKey, hash: u64) -> Option<u32> {
         let slab = &self.slab;
-        self.by_in.find(hash, |&i| slab[i as usize].in_key() == *k).copied()
+        self.by_in
+            .find(hash, |&i| slab[i as usize].in_key() == *k)
+            .copied()
     }
 
     /// The connection a real server's reply belongs to (NAT, FULLNAT).
     #[inline]
     pub fn lookup_out(&self, k: &ConnKey, hash: u64) -> Option<u32> {
         let slab = &self.slab;
-        self.by_out.find(hash, |&i| slab[i as usize].out_key() == *k).copied()
+        self.by_out
+            .find(hash, |&i| slab[i as usize].out_key() == *k)
+            .copied()
+    }
+
+    /// Whether connection `idx` is past its timeout (housekeeping may not have run yet).
+    /// A template that connections still follow is never expired (IPVS re-arms it).
+    #[inline]
+    pub fn is_expired(&self, idx: u32, now_ms: u64) -> bool {
+        let c = &self.slab[idx as usize];
+        !after(c.expires, ms_to_tick(now_ms)) && !(c.is_template() && c.template > 0)
+    }
+
+    /// Removes connection `idx` now (it was found expired on lookup).
+    pub fn remove(&mut self, idx: u32) {
+        if self
+            .slab
+            .get(idx as usize)
+            .is_some_and(|c| c.flags & F_IN_USE != 0)
+        {
+            self.unlink(idx);
+            self.free_conn(idx);
+        }
     }
 
     #[inline]
@@ -326,7 +400,11 @@ impl ConnShard {
 
     /// Live connections and templates (for listing; not for the hot path).
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Conn)> {
-        self.slab.iter().enumerate().filter(|(_, c)| c.flags & F_IN_USE != 0).map(|(i, c)| (i as u32, c))
+        self.slab
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.flags & F_IN_USE != 0)
+            .map(|(i, c)| (i as u32, c))
     }
 
     fn alloc(&mut self) -> Option<u32> {
@@ -405,7 +483,13 @@ impl ConnShard {
 
     /// Creates a persistence template (client net -> real server) living `timeout_s` after
     /// its last use.
-    pub fn create_template(&mut self, key: ConnKey, n: &NewConn, timeout_s: u32, now_ms: u64) -> Result<u32, Refused> {
+    pub fn create_template(
+        &mut self,
+        key: ConnKey,
+        n: &NewConn,
+        timeout_s: u32,
+        now_ms: u64,
+    ) -> Result<u32, Refused> {
         let Some(i) = self.alloc() else {
             self.stats.refused_full += 1;
             return Err(Refused::TableFull);
@@ -449,10 +533,12 @@ impl ConnShard {
     fn index(&mut self, i: u32, c: &Conn) {
         let h = self.hash(&c.in_key());
         let (slab, hasher) = (&self.slab, &self.hasher);
-        self.by_in.insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].in_key()));
+        self.by_in
+            .insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].in_key()));
         if c.flags & F_OUT_INDEXED != 0 {
             let h = self.hash(&c.out_key());
-            self.by_out.insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].out_key()));
+            self.by_out
+                .insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].out_key()));
         }
     }
 
@@ -500,7 +586,11 @@ impl ConnShard {
             c.flags |= F_INACTIVE;
             delta = -1;
         }
-        if let Some(l) = self.loads.get_mut(svc as usize).and_then(|v| v.get_mut(dest as usize)) {
+        if let Some(l) = self
+            .loads
+            .get_mut(svc as usize)
+            .and_then(|v| v.get_mut(dest as usize))
+        {
             if delta > 0 {
                 l.active += 1;
                 l.inactive = l.inactive.saturating_sub(1);
@@ -517,7 +607,11 @@ impl ConnShard {
 
     fn bind(&mut self, svc: u16, dest: u16) {
         let (u, _) = self.limit(svc, dest);
-        if let Some(l) = self.loads.get_mut(svc as usize).and_then(|v| v.get_mut(dest as usize)) {
+        if let Some(l) = self
+            .loads
+            .get_mut(svc as usize)
+            .and_then(|v| v.get_mut(dest as usize))
+        {
             l.inactive += 1;
             if u != 0 && l.active + l.inactive >= u {
                 l.overloaded = true;
@@ -527,21 +621,33 @@ impl ConnShard {
 
     fn unbind(&mut self, svc: u16, dest: u16, inactive: bool) {
         let (u, lt) = self.limit(svc, dest);
-        if let Some(l) = self.loads.get_mut(svc as usize).and_then(|v| v.get_mut(dest as usize)) {
+        if let Some(l) = self
+            .loads
+            .get_mut(svc as usize)
+            .and_then(|v| v.get_mut(dest as usize))
+        {
             if inactive {
                 l.inactive = l.inactive.saturating_sub(1);
             } else {
                 l.active = l.active.saturating_sub(1);
             }
             let total = l.active as u64 + l.inactive as u64;
-            if l.overloaded && (u == 0 || (lt != 0 && total < lt as u64) || (lt == 0 && total * 4 < u as u64 * 3)) {
+            if l.overloaded
+                && (u == 0
+                    || (lt != 0 && total < lt as u64)
+                    || (lt == 0 && total * 4 < u as u64 * 3))
+            {
                 l.overloaded = false;
             }
         }
     }
 
     fn limit(&self, svc: u16, dest: u16) -> (u32, u32) {
-        self.limits.get(svc as usize).and_then(|v| v.get(dest as usize)).copied().unwrap_or((0, 0))
+        self.limits
+            .get(svc as usize)
+            .and_then(|v| v.get(dest as usize))
+            .copied()
+            .unwrap_or((0, 0))
     }
 
     fn link(&mut self, i: u32, tick: u32) {

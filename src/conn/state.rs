@@ -165,9 +165,18 @@ mod tests {
         assert_eq!(s, TcpState::CloseWait);
         s = next_state(s, Dir::Output, FIN | ACK);
         assert_eq!(s, TcpState::TimeWait);
-        assert_eq!(next_state(TcpState::Established, Dir::Output, FIN | ACK), TcpState::FinWait);
-        assert_eq!(next_state(TcpState::Established, Dir::Input, RST), TcpState::Close);
-        assert_eq!(next_state(TcpState::Established, Dir::Input, 0), TcpState::Established);
+        assert_eq!(
+            next_state(TcpState::Established, Dir::Output, FIN | ACK),
+            TcpState::FinWait
+        );
+        assert_eq!(
+            next_state(TcpState::Established, Dir::Input, RST),
+            TcpState::Close
+        );
+        assert_eq!(
+            next_state(TcpState::Established, Dir::Input, 0),
+            TcpState::Established
+        );
     }
 
     #[test]
@@ -179,6 +188,9 @@ mod tests {
         assert_eq!(s, TcpState::FinWait);
         s = next_state(s, Dir::InputOnly, ACK);
         assert_eq!(s, TcpState::FinWait);
-        assert_eq!(next_state(TcpState::LastAck, Dir::InputOnly, ACK), TcpState::Close);
+        assert_eq!(
+            next_state(TcpState::LastAck, Dir::InputOnly, ACK),
+            TcpState::Close
+        );
     }
 }

@@ -59,7 +59,13 @@ impl Pipeline {
 
     /// A pipeline over a given shard (tests size it themselves).
     pub fn with_shard(tables: Arc<Tables>, shard: ConnShard) -> Pipeline {
-        let mut p = Pipeline { tables: tables.clone(), scheds: Vec::new(), shard, stats: WorkerStats::default(), ident: 0 };
+        let mut p = Pipeline {
+            tables: tables.clone(),
+            scheds: Vec::new(),
+            shard,
+            stats: WorkerStats::default(),
+            ident: 0,
+        };
         p.set_tables(tables);
         p
     }
@@ -76,11 +82,28 @@ impl Pipeline {
             .iter()
             .map(|s| Scheduler::new(s.scheduler, s.flags, s.mh_table_size, &s.dest_specs()))
             .collect();
-        let limits = tables.services.iter().map(|s| s.dests.iter().map(|d| (d.u_threshold, d.l_threshold)).collect()).collect();
-        let weights = tables.services.iter().map(|s| s.dests.iter().map(|d| d.weight).collect()).collect();
+        let limits = tables
+            .services
+            .iter()
+            .map(|s| {
+                s.dests
+                    .iter()
+                    .map(|d| (d.u_threshold, d.l_threshold))
+                    .collect()
+            })
+            .collect();
+        let weights = tables
+            .services
+            .iter()
+            .map(|s| s.dests.iter().map(|d| d.weight).collect())
+            .collect();
         self.shard.set_dest_limits(limits, weights);
         self.shard.set_timeouts(&tables.timeouts);
-        let mut dests: Vec<Vec<DestCounters>> = tables.services.iter().map(|s| vec![DestCounters::default(); s.dests.len()]).collect();
+        let mut dests: Vec<Vec<DestCounters>> = tables
+            .services
+            .iter()
+            .map(|s| vec![DestCounters::default(); s.dests.len()])
+            .collect();
         for (si, s) in dests.iter_mut().enumerate() {
             for (di, d) in s.iter_mut().enumerate() {
                 if let Some(old) = self.stats.dests.get(si).and_then(|v| v.get(di)) {
@@ -110,8 +133,12 @@ impl Pipeline {
         }
         let ip = match Ipv4Packet::new_checked(&d[ETH_LEN..]) {
             Ok(ip) => ip,
-            Err(WireError::Truncated) => return Parse::Done(Verdict::Drop(DropReason::IpTruncated)),
-            Err(WireError::Malformed) => return Parse::Done(Verdict::Drop(DropReason::IpBadHeader)),
+            Err(WireError::Truncated) => {
+                return Parse::Done(Verdict::Drop(DropReason::IpTruncated))
+            }
+            Err(WireError::Malformed) => {
+                return Parse::Done(Verdict::Drop(DropReason::IpBadHeader))
+            }
         };
         if !ip.verify_checksum() {
             return Parse::Done(Verdict::Drop(DropReason::IpBadChecksum));
@@ -141,7 +168,13 @@ impl Pipeline {
             _ => return Parse::Done(Verdict::Pass(PassReason::OtherProto)),
         };
         Parse::Flow(Parsed {
-            key: ConnKey { saddr: src, daddr: dst, sport, dport, proto },
+            key: ConnKey {
+                saddr: src,
+                daddr: dst,
+                sport,
+                dport,
+                proto,
+            },
             l4_off: l4_off as u16,
             tcp_flags: flags,
             ttl: ip.ttl(),
@@ -180,10 +213,17 @@ impl Pipeline {
     /// The lookup-and-forward half of [`Pipeline::process`], for callers that parsed and
     /// hashed a whole batch first.
     #[inline]
-    pub fn decide(&mut self, frame: &mut Frame<'_>, p: &Parsed, hash: u64, rx_port: u8, now_ms: u64) -> Verdict {
+    pub fn decide(
+        &mut self,
+        frame: &mut Frame<'_>,
+        p: &Parsed,
+        hash: u64,
+        rx_port: u8,
+        now_ms: u64,
+    ) -> Verdict {
         let k = &p.key;
         if let Some(svc) = self.tables.service(k.proto, k.daddr, k.dport) {
-            let idx = match self.shard.lookup_in(k, hash) {
+            let idx = match self.live(self.shard.lookup_in(k, hash), now_ms) {
                 Some(i) => i,
                 None => match self.new_conn(svc, p, now_ms) {
                     Ok(i) => i,
@@ -192,10 +232,21 @@ impl Pipeline {
             };
             return self.forward_in(frame, p, idx, rx_port, now_ms);
         }
-        if let Some(idx) = self.shard.lookup_out(k, hash) {
+        if let Some(idx) = self.live(self.shard.lookup_out(k, hash), now_ms) {
             return self.forward_out(frame, p, idx, now_ms);
         }
         Verdict::Pass(PassReason::NotService)
+    }
+
+    /// A found connection, unless it timed out before housekeeping collected it.
+    #[inline]
+    fn live(&mut self, found: Option<u32>, now_ms: u64) -> Option<u32> {
+        let i = found?;
+        if self.shard.is_expired(i, now_ms) {
+            self.shard.remove(i);
+            return None;
+        }
+        Some(i)
     }
 
     /// Schedules a new connection (IPVS `ip_vs_schedule` / `ip_vs_sched_persist`).
@@ -208,13 +259,26 @@ impl Pipeline {
         let Some(s) = tables.services.get(svc as usize) else {
             return Err(Verdict::Drop(DropReason::NoDest));
         };
-        let flow = Flow { proto: k.proto, saddr: k.saddr, sport: k.sport, daddr: k.daddr, dport: k.dport };
+        let flow = Flow {
+            proto: k.proto,
+            saddr: k.saddr,
+            sport: k.sport,
+            daddr: k.daddr,
+            dport: k.dport,
+        };
         let mut template = NONE;
         let mut chosen = None;
         if let Some((_, mask)) = s.persistence {
             let tkey = ConnKey::template(k.proto, k.saddr & mask, k.daddr, s.vport);
             let th = self.shard.hash(&tkey);
-            if let Some(t) = self.shard.lookup_in(&tkey, th) {
+            let found = match self.shard.lookup_in(&tkey, th) {
+                Some(t) if self.shard.is_expired(t, now_ms) => {
+                    self.shard.remove(t);
+                    None
+                }
+                f => f,
+            };
+            if let Some(t) = found {
                 let c = self.shard.conn(t);
                 // The template's server must still be in this service (it may be quiesced).
                 if let Some(d) = s.dests.get(c.dest as usize) {
@@ -261,7 +325,12 @@ impl Pipeline {
         let n = NewConn { template, ..n };
         match self.shard.create(&n, now_ms) {
             Ok(i) => {
-                if let Some(c) = self.stats.dests.get_mut(svc as usize).and_then(|v| v.get_mut(di)) {
+                if let Some(c) = self
+                    .stats
+                    .dests
+                    .get_mut(svc as usize)
+                    .and_then(|v| v.get_mut(di))
+                {
                     c.conns += 1;
                 }
                 Ok(i)
@@ -273,9 +342,21 @@ impl Pipeline {
 
     /// Client -> real server.
     #[inline]
-    fn forward_in(&mut self, frame: &mut Frame<'_>, p: &Parsed, idx: u32, rx_port: u8, now_ms: u64) -> Verdict {
+    fn forward_in(
+        &mut self,
+        frame: &mut Frame<'_>,
+        p: &Parsed,
+        idx: u32,
+        rx_port: u8,
+        now_ms: u64,
+    ) -> Verdict {
         let c = *self.shard.conn(idx);
-        let Some(d) = self.tables.services.get(c.svc as usize).and_then(|s| s.dests.get(c.dest as usize)) else {
+        let Some(d) = self
+            .tables
+            .services
+            .get(c.svc as usize)
+            .and_then(|s| s.dests.get(c.dest as usize))
+        else {
             return Verdict::Drop(DropReason::StaleConn);
         };
         let mode = c.mode();
@@ -283,7 +364,10 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         let src_mac = self.tables.port_mac(port);
-        let l4 = L4 { off: p.l4_off as usize, proto: p.key.proto };
+        let l4 = L4 {
+            off: p.l4_off as usize,
+            proto: p.key.proto,
+        };
         let dir = match mode {
             FwdMode::Nat | FwdMode::FullNat => {
                 if p.ttl <= 1 {
@@ -302,11 +386,28 @@ impl Pipeline {
         let len = frame.len() as u64;
         match mode {
             FwdMode::Nat => nat::rewrite_in(frame.data_mut(), l4, c.daddr, c.dport, mac, src_mac),
-            FwdMode::FullNat => fullnat::rewrite_in(frame.data_mut(), l4, c.laddr, c.lport, c.daddr, c.dport, mac, src_mac),
+            FwdMode::FullNat => fullnat::rewrite_in(
+                frame.data_mut(),
+                l4,
+                c.laddr,
+                c.lport,
+                c.daddr,
+                c.dport,
+                mac,
+                src_mac,
+            ),
             FwdMode::Dr => dr::rewrite(frame.data_mut(), mac, src_mac),
             FwdMode::Tun => {
                 self.ident = self.ident.wrapping_add(1);
-                match tun::encap(frame, self.tables.dip, c.daddr, self.ident, self.tables.mtu, mac, src_mac) {
+                match tun::encap(
+                    frame,
+                    self.tables.dip,
+                    c.daddr,
+                    self.ident,
+                    self.tables.mtu,
+                    mac,
+                    src_mac,
+                ) {
                     Ok(()) => {}
                     Err(tun::TunError::TooBig { df: true }) => {
                         let mtu = self.tables.mtu - tun::OVERHEAD as u16;
@@ -316,13 +417,20 @@ impl Pipeline {
                         }
                         return Verdict::Drop(DropReason::NoRoom);
                     }
-                    Err(tun::TunError::TooBig { df: false }) => return Verdict::Drop(DropReason::TooBigNoDf),
+                    Err(tun::TunError::TooBig { df: false }) => {
+                        return Verdict::Drop(DropReason::TooBigNoDf)
+                    }
                     Err(tun::TunError::NoRoom) => return Verdict::Drop(DropReason::NoRoom),
                 }
             }
         }
         self.shard.on_packet(idx, dir, flags, now_ms);
-        if let Some(s) = self.stats.dests.get_mut(c.svc as usize).and_then(|v| v.get_mut(c.dest as usize)) {
+        if let Some(s) = self
+            .stats
+            .dests
+            .get_mut(c.svc as usize)
+            .and_then(|v| v.get_mut(c.dest as usize))
+        {
             s.in_pkts += 1;
             s.in_bytes += len;
         }
@@ -340,15 +448,32 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         let src_mac = self.tables.port_mac(port);
-        let l4 = L4 { off: p.l4_off as usize, proto: p.key.proto };
+        let l4 = L4 {
+            off: p.l4_off as usize,
+            proto: p.key.proto,
+        };
         let len = frame.len() as u64;
         match c.mode() {
-            FwdMode::FullNat => fullnat::rewrite_out(frame.data_mut(), l4, c.vaddr, c.vport, c.caddr, c.cport, mac, src_mac),
+            FwdMode::FullNat => fullnat::rewrite_out(
+                frame.data_mut(),
+                l4,
+                c.vaddr,
+                c.vport,
+                c.caddr,
+                c.cport,
+                mac,
+                src_mac,
+            ),
             _ => nat::rewrite_out(frame.data_mut(), l4, c.vaddr, c.vport, mac, src_mac),
         }
         let flags = (p.key.proto == PROTO_TCP).then_some(p.tcp_flags);
         self.shard.on_packet(idx, Dir::Output, flags, now_ms);
-        if let Some(s) = self.stats.dests.get_mut(c.svc as usize).and_then(|v| v.get_mut(c.dest as usize)) {
+        if let Some(s) = self
+            .stats
+            .dests
+            .get_mut(c.svc as usize)
+            .and_then(|v| v.get_mut(c.dest as usize))
+        {
             s.out_pkts += 1;
             s.out_bytes += len;
         }

@@ -98,8 +98,13 @@ pub enum PassReason {
 
 impl PassReason {
     pub const COUNT: usize = 5;
-    pub const ALL: [PassReason; PassReason::COUNT] =
-        [PassReason::NotIp, PassReason::Ipv6, PassReason::Icmp, PassReason::NotService, PassReason::OtherProto];
+    pub const ALL: [PassReason; PassReason::COUNT] = [
+        PassReason::NotIp,
+        PassReason::Ipv6,
+        PassReason::Icmp,
+        PassReason::NotService,
+        PassReason::OtherProto,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             PassReason::NotIp => "not_ip",
@@ -114,7 +119,7 @@ impl PassReason {
 /// What the pipeline decided for one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Transmit the (rewritten) frame on this port.
+    /// Transmit the (rewritten) frame on this interface (index into `director.interfaces`).
     Tx(u8),
     Drop(DropReason),
     Pass(PassReason),

@@ -60,10 +60,19 @@ pub struct Worker<P: Port> {
     rx: [Desc; BURST],
     tx: [[Desc; BURST]; MAX_PORTS],
     tx_n: [usize; MAX_PORTS],
+    /// Which port transmits for each interface index in `Verdict::Tx` (identity unless
+    /// several interfaces share one port, as in `xvs replay`).
+    iface_port: [u8; MAX_PORTS],
 }
 
 impl<P: Port> Worker<P> {
-    pub fn new(id: u16, pipeline: Pipeline, ports: Vec<P>, pool_frames: u32, ctrl: Option<Receiver<Control>>) -> Worker<P> {
+    pub fn new(
+        id: u16,
+        pipeline: Pipeline,
+        ports: Vec<P>,
+        pool_frames: u32,
+        ctrl: Option<Receiver<Control>>,
+    ) -> Worker<P> {
         let mut w = Worker {
             id,
             pipeline,
@@ -75,12 +84,18 @@ impl<P: Port> Worker<P> {
             rx: [Desc::default(); BURST],
             tx: [[Desc::default(); BURST]; MAX_PORTS],
             tx_n: [0; MAX_PORTS],
+            iface_port: core::array::from_fn(|i| i as u8),
         };
         w.ports.truncate(MAX_PORTS);
         let now = w.now_ms();
         w.pipeline.shard.start_clock(now);
         w.last_hk = now;
         w
+    }
+
+    /// Sends every interface's frames through port `port` (one capture for all of them).
+    pub fn share_port(&mut self, port: u8) {
+        self.iface_port = [port; MAX_PORTS];
     }
 
     fn now_ms(&self) -> u64 {
@@ -154,9 +169,16 @@ impl<P: Port> Worker<P> {
             let v = self.pipeline.process(&mut frame, pi as u8, now);
             d.head = frame.head() as u16;
             d.len = frame.len() as u16;
+            let out = match v {
+                Verdict::Tx(i) => self
+                    .iface_port
+                    .get(i as usize)
+                    .map_or(usize::MAX, |p| *p as usize),
+                _ => usize::MAX,
+            };
             match v {
-                Verdict::Tx(o) if (o as usize) < self.ports.len() => {
-                    let o = o as usize;
+                Verdict::Tx(_) if out < self.ports.len() => {
+                    let o = out;
                     if self.tx_n[o] == BURST {
                         self.flush(o);
                     }

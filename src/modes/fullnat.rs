@@ -8,7 +8,16 @@ use crate::wire::MacAddr;
 /// Client -> real server.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub fn rewrite_in(f: &mut [u8], l4: L4, dip: u32, lport: u16, rip: u32, rport: u16, dst_mac: MacAddr, src_mac: MacAddr) {
+pub fn rewrite_in(
+    f: &mut [u8],
+    l4: L4,
+    dip: u32,
+    lport: u16,
+    rip: u32,
+    rport: u16,
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+) {
     set_endpoint(f, l4, End::Src, dip, lport);
     set_endpoint(f, l4, End::Dst, rip, rport);
     decrement_ttl(f);
@@ -18,7 +27,16 @@ pub fn rewrite_in(f: &mut [u8], l4: L4, dip: u32, lport: u16, rip: u32, rport: u
 /// Real server -> client.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub fn rewrite_out(f: &mut [u8], l4: L4, vip: u32, vport: u16, client: u32, cport: u16, dst_mac: MacAddr, src_mac: MacAddr) {
+pub fn rewrite_out(
+    f: &mut [u8],
+    l4: L4,
+    vip: u32,
+    vport: u16,
+    client: u32,
+    cport: u16,
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+) {
     set_endpoint(f, l4, End::Src, vip, vport);
     set_endpoint(f, l4, End::Dst, client, cport);
     decrement_ttl(f);

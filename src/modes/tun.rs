@@ -32,7 +32,15 @@ pub enum TunError {
 /// Encapsulates the IPv4 packet of `frame` towards `rip`. The inner packet is not touched
 /// (Ethernet padding after it is dropped).
 #[allow(clippy::too_many_arguments)]
-pub fn encap(frame: &mut Frame<'_>, dip: u32, rip: u32, ident: u16, mtu: u16, dst_mac: MacAddr, src_mac: MacAddr) -> Result<(), TunError> {
+pub fn encap(
+    frame: &mut Frame<'_>,
+    dip: u32,
+    rip: u32,
+    ident: u16,
+    mtu: u16,
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+) -> Result<(), TunError> {
     let d = frame.data();
     let inner_total = get_u16(d, ETH_LEN + 2) as usize;
     let tos = d[ETH_LEN + 1];
@@ -48,7 +56,16 @@ pub fn encap(frame: &mut Frame<'_>, dip: u32, rip: u32, ident: u16, mtu: u16, ds
     f[6..12].copy_from_slice(&src_mac.0);
     f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
     let mut outer = Ipv4Packet::new_unchecked(&mut f[ETH_LEN..ETH_LEN + OVERHEAD]);
-    outer.write_header(tos, (inner_total + OVERHEAD) as u16, ident, df, TTL, PROTO_IPIP, dip, rip);
+    outer.write_header(
+        tos,
+        (inner_total + OVERHEAD) as u16,
+        ident,
+        df,
+        TTL,
+        PROTO_IPIP,
+        dip,
+        rip,
+    );
     Ok(())
 }
 
@@ -78,7 +95,8 @@ pub fn frag_needed(frame: &mut Frame<'_>, next_hop_mtu: u16, ident: u16) -> bool
     f[6..12].copy_from_slice(&our_mac);
     f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
     let total = (20 + 8 + quoted) as u16;
-    Ipv4Packet::new_unchecked(&mut f[ETH_LEN..icmp_at]).write_header(0, total, ident, 0, TTL, PROTO_ICMP, vip, client);
+    Ipv4Packet::new_unchecked(&mut f[ETH_LEN..icmp_at])
+        .write_header(0, total, ident, 0, TTL, PROTO_ICMP, vip, client);
     match IcmpMessage::new_checked(&mut f[icmp_at..]) {
         Ok(mut icmp) => {
             icmp.write_frag_needed(next_hop_mtu);

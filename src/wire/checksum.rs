@@ -71,7 +71,10 @@ mod tests {
 
     #[test]
     fn incremental_matches_full_recompute() {
-        let mut data = [0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 0x40, 0x11, 0, 0, 198, 18, 0, 1, 198, 18, 0, 100];
+        let mut data = [
+            0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 0x40, 0x11, 0, 0, 198, 18, 0, 1, 198, 18, 0,
+            100,
+        ];
         let c0 = checksum(&data);
         let old = u32::from_be_bytes([data[16], data[17], data[18], data[19]]);
         let new = u32::from_be_bytes([198, 19, 7, 9]);

@@ -102,7 +102,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
     /// Whether the header checksum is right.
     pub fn verify_checksum(&self) -> bool {
-        checksum::fold(checksum::sum_bytes(0, &self.buffer.as_ref()[..self.header_len()])) == 0xffff
+        checksum::fold(checksum::sum_bytes(
+            0,
+            &self.buffer.as_ref()[..self.header_len()],
+        )) == 0xffff
     }
     /// The payload up to `total_len` (without Ethernet padding).
     pub fn payload(&self) -> &[u8] {
@@ -136,7 +139,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
     /// Writes a complete option-less header and its checksum.
     #[allow(clippy::too_many_arguments)]
-    pub fn write_header(&mut self, tos: u8, total_len: u16, ident: u16, flags_frag: u16, ttl: u8, proto: u8, src: u32, dst: u32) {
+    pub fn write_header(
+        &mut self,
+        tos: u8,
+        total_len: u16,
+        ident: u16,
+        flags_frag: u16,
+        ttl: u8,
+        proto: u8,
+        src: u32,
+        dst: u32,
+    ) {
         let b = self.buffer.as_mut();
         b[field::VER_IHL] = 0x45;
         b[field::TOS] = tos;
