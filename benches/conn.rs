@@ -1,1 +1,106 @@
-fn main(){}
+//! The connection shard alone with 1M entries: lookups of random flows one at a time and a
+//! burst at a time, and insert+expire at steady state.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::hint::black_box;
+use xvs::conn::{ConnKey, ConnShard, NewConn, ShardConfig, NONE};
+use xvs::service::FwdMode;
+
+const N: u32 = 1 << 20;
+
+fn key(i: u32) -> ConnKey {
+    ConnKey { saddr: 0xC612_0000 + (i % 131_072), daddr: 0xC612_0064, sport: 1024 + (i / 131_072) as u16, dport: 80, proto: 6 }
+}
+
+fn new(i: u32) -> NewConn {
+    NewConn { key: key(i), daddr: 0xC613_000B, dport: 80, mode: FwdMode::Nat, laddr: 0, svc: 0, dest: 0, template: NONE }
+}
+
+fn shard(cap: u32) -> ConnShard {
+    let mut s = ConnShard::new(&ShardConfig { capacity: cap, ..ShardConfig::default() });
+    s.set_dest_limits(vec![vec![(0, 0)]], vec![vec![1]]);
+    s.start_clock(0);
+    s
+}
+
+fn bench(c: &mut Criterion) {
+    let mut s = shard(N + N / 8);
+    for i in 0..N {
+        s.create(&new(i), 0).expect("room");
+    }
+    let mut order: Vec<u32> = (0..N).collect();
+    order.shuffle(&mut SmallRng::seed_from_u64(1));
+    let keys: Vec<ConnKey> = order.iter().map(|&i| key(i)).collect();
+
+    let mut g = c.benchmark_group("conn_1M");
+    g.throughput(Throughput::Elements(1));
+    let mut at = 0usize;
+    g.bench_function("lookup_hit", |b| {
+        b.iter(|| {
+            let k = &keys[at];
+            at = (at + 1) & (N as usize - 1);
+            black_box(s.lookup_in(k, s.hash(k)))
+        })
+    });
+    g.throughput(Throughput::Elements(32));
+    at = 0;
+    g.bench_function("lookup_hit_burst32", |b| {
+        b.iter(|| {
+            let ks = &keys[at..at + 32];
+            at = (at + 32) & (N as usize - 1);
+            let mut h = [0u64; 32];
+            for (i, k) in ks.iter().enumerate() {
+                h[i] = s.hash(k);
+            }
+            let mut found = 0u32;
+            for (i, k) in ks.iter().enumerate() {
+                found += s.lookup_in(k, h[i]).is_some() as u32;
+            }
+            black_box(found)
+        })
+    });
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("lookup_miss", |b| {
+        b.iter(|| {
+            let mut k = keys[at];
+            k.dport = 81;
+            at = (at + 1) & (N as usize - 1);
+            black_box(s.lookup_in(&k, s.hash(&k)))
+        })
+    });
+    drop(s);
+
+    // Steady state at 1M: every insert is matched by an expiry (UDP-less TCP NONE state
+    // lives 2 s; 2 us of virtual time per insert keeps ~1M live).
+    let mut s = shard(N + N / 4);
+    let mut i = 0u32;
+    let mut now_ns = 0u64;
+    let step = 2_000u64;
+    while i < 2 * N {
+        s.create(&new(i), now_ns / 1_000_000).expect("room");
+        s.expire(now_ns / 1_000_000, 64);
+        i += 1;
+        now_ns += step;
+    }
+    g.bench_function("insert_and_expire", |b| {
+        b.iter(|| {
+            let r = s.create(&new(i), now_ns / 1_000_000);
+            s.expire(now_ns / 1_000_000, 64);
+            i = i.wrapping_add(1);
+            now_ns += step;
+            black_box(r.is_ok())
+        })
+    });
+    eprintln!("insert_and_expire: {} live at the end", s.len());
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

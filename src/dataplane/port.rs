@@ -129,6 +129,10 @@ pub struct MemPort {
     pub pass_count: u64,
     /// Most frames one tx_burst takes (simulates a full ring).
     pub tx_room: usize,
+    /// A virtual clock advancing this many nanoseconds per received frame (benchmarks of
+    /// steady-state churn); None = the wall clock.
+    pub ns_per_frame: Option<u64>,
+    pub rx_count: u64,
 }
 
 impl MemPort {
@@ -183,7 +187,12 @@ impl Port for MemPort {
                 None => break,
             }
         }
+        self.rx_count += n as u64;
         n
+    }
+
+    fn clock_ms(&self) -> Option<u64> {
+        self.ns_per_frame.map(|ns| self.rx_count * ns / 1_000_000)
     }
 
     fn tx_burst(&mut self, pool: &mut FramePool, frames: &[Desc]) -> usize {
