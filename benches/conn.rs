@@ -12,11 +12,26 @@ use xvs::service::FwdMode;
 const N: u32 = 1 << 20;
 
 fn key(i: u32) -> ConnKey {
-    ConnKey { saddr: 0xC612_0000 + (i % 131_072), daddr: 0xC612_0064, sport: 1024 + (i / 131_072) as u16, dport: 80, proto: 6 }
+    ConnKey {
+        saddr: 0xC612_0000 + (i % 131_072),
+        daddr: 0xC612_0064,
+        sport: 1024 + (i / 131_072) as u16,
+        dport: 80,
+        proto: 6,
+    }
 }
 
 fn new(i: u32) -> NewConn {
-    NewConn { key: key(i), daddr: 0xC613_000B, dport: 80, mode: FwdMode::Nat, laddr: 0, svc: 0, dest: 0, template: NONE }
+    NewConn {
+        key: key(i),
+        daddr: 0xC613_000B,
+        dport: 80,
+        mode: FwdMode::Nat,
+        laddr: 0,
+        svc: 0,
+        dest: 0,
+        template: NONE,
+    }
 }
 
 fn shard(cap: u32) -> ConnShard {
@@ -24,6 +39,18 @@ fn shard(cap: u32) -> ConnShard {
     s.set_dest_limits(vec![vec![(0, 0)]], vec![vec![1]]);
     s.start_clock(0);
     s
+}
+
+/// Transparent huge pages backing this process (the table is random access over tens of MB).
+pub fn anon_huge() -> String {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("AnonHugePages"))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_default()
 }
 
 fn bench(c: &mut Criterion) {
@@ -34,6 +61,7 @@ fn bench(c: &mut Criterion) {
     let mut order: Vec<u32> = (0..N).collect();
     order.shuffle(&mut SmallRng::seed_from_u64(1));
     let keys: Vec<ConnKey> = order.iter().map(|&i| key(i)).collect();
+    eprintln!("GLIBC_TUNABLES={:?}; {}", std::env::var("GLIBC_TUNABLES").ok(), anon_huge());
 
     let mut g = c.benchmark_group("conn_1M");
     g.throughput(Throughput::Elements(1));
@@ -60,6 +88,34 @@ fn bench(c: &mut Criterion) {
                 found += s.lookup_in(k, h[i]).is_some() as u32;
             }
             black_box(found)
+        })
+    });
+    at = 0;
+    g.bench_function("lookup_in_burst32", |b| {
+        b.iter(|| {
+            let ks = &keys[at..at + 32];
+            at = (at + 32) & (N as usize - 1);
+            let mut h = [0u64; 32];
+            for (i, k) in ks.iter().enumerate() {
+                h[i] = s.hash(k);
+            }
+            let mut out = [0u32; 32];
+            s.lookup_in_burst(ks, &h, &mut out);
+            black_box(out)
+        })
+    });
+    at = 0;
+    g.bench_function("probe_only_burst32", |b| {
+        b.iter(|| {
+            let ks = &keys[at..at + 32];
+            at = (at + 32) & (N as usize - 1);
+            let mut h = [0u64; 32];
+            for (i, k) in ks.iter().enumerate() {
+                h[i] = s.hash(k);
+            }
+            let mut out = [0u32; 32];
+            s.probe_burst(&h, &mut out);
+            black_box(out)
         })
     });
     g.throughput(Throughput::Elements(1));

@@ -55,7 +55,8 @@ fn client(i: usize) -> ([u8; 4], u16) {
 
 fn frame(i: usize, vport: u16, syn: bool, payload: usize) -> Vec<u8> {
     let (src, sport) = client(i);
-    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1]).ipv4(src, VIP, 64).tcp(sport, vport, 1, 64240);
+    let b =
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1]).ipv4(src, VIP, 64).tcp(sport, vport, 1, 64240);
     let b = if syn { b.syn() } else { b.ack(1) };
     let mut out = Vec::new();
     b.write(&mut out, &vec![0x42; payload]).expect("frame");
@@ -68,6 +69,13 @@ fn worker(ring: Vec<Vec<u8>>, p: Pipeline, ns_per_frame: Option<u64>) -> Worker<
     Worker::new(0, p, vec![rx, MemPort::looping(Vec::new())], 4096, None)
 }
 
+/// Whether a benchmark id is selected by the command line's filter (setup is expensive:
+/// only build what runs).
+fn selected(id: &str) -> bool {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    filters.is_empty() || filters.iter().any(|f| id.contains(f.as_str()))
+}
+
 fn modes() -> [(&'static str, u16); 4] {
     [("nat", 80), ("fullnat", 81), ("dr", 82), ("tun", 83)]
 }
@@ -77,6 +85,9 @@ fn established(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BURST as u64));
     let mut rng = SmallRng::seed_from_u64(7);
     for (mode, vport) in modes() {
+        if !selected(&format!("established/{mode}")) {
+            continue;
+        }
         let cfg = config(FLOWS + FLOWS / 8, 60);
         let tables = Arc::new(Tables::build(&cfg));
         let mut p = Pipeline::new(tables, 0);
@@ -110,6 +121,9 @@ fn new_conn(c: &mut Criterion) {
     let mut g = c.benchmark_group("new_conn");
     g.throughput(Throughput::Elements(BURST as u64));
     for (mode, vport) in modes() {
+        if !selected(&format!("new_conn/{mode}")) {
+            continue;
+        }
         // SYN_RECV lives 1 s of virtual time; 1 us per frame -> ~1M live connections
         // (FULLNAT: 20 us per frame -> ~50k, within its 64k local ports).
         let ns = if mode == "fullnat" { 20_000 } else { 1_000 };
@@ -126,7 +140,11 @@ fn new_conn(c: &mut Criterion) {
         g.bench_function(BenchmarkId::from_parameter(mode), |b| b.iter(|| w.poll()));
         let s = &w.pipeline.stats;
         assert_eq!(s.total_drops(), 0, "{mode}: no SYN refused");
-        eprintln!("new_conn/{mode}: {} connections created, {} live", w.pipeline.shard.stats.created, w.pipeline.shard.len());
+        eprintln!(
+            "new_conn/{mode}: {} connections created, {} live",
+            w.pipeline.shard.stats.created,
+            w.pipeline.shard.len()
+        );
     }
     g.finish();
 }

@@ -24,11 +24,7 @@ fn bench_pick(c: &mut Criterion) {
     let mut group = c.benchmark_group("sched_pick");
     for n in [4usize, 64] {
         let specs: Vec<DestSpec> = (0..n)
-            .map(|i| DestSpec {
-                addr: 0x0a00_0001 + i as u32,
-                port: 8080,
-                weight: rng.gen_range(1..=5),
-            })
+            .map(|i| DestSpec { addr: 0x0a00_0001 + i as u32, port: 8080, weight: rng.gen_range(1..=5) })
             .collect();
         let loads: Vec<DestLoad> = specs
             .iter()
@@ -40,8 +36,7 @@ fn bench_pick(c: &mut Criterion) {
             })
             .collect();
         for kind in SchedKind::ALL {
-            let mut sched =
-                Scheduler::new(kind, SchedFlags::default(), MH_DEFAULT_TABLE_SIZE, &specs);
+            let mut sched = Scheduler::new(kind, SchedFlags::default(), MH_DEFAULT_TABLE_SIZE, &specs);
             let mut i = 0usize;
             group.bench_function(format!("{}/{}", kind.name(), n), |b| {
                 b.iter(|| {

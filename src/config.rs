@@ -6,8 +6,8 @@
 
 use crate::conn::{TcpState, Timeouts, UDP_STATE};
 use crate::service::{
-    is_prime, FwdMode, Persistence, Proto, RealServer, SchedFlags, SchedKind, VirtualService,
-    MAX_PERSISTENCE_TIMEOUT, MH_DEFAULT_TABLE_SIZE,
+    is_prime, FwdMode, Persistence, Proto, RealServer, SchedFlags, SchedKind, VirtualService, MAX_PERSISTENCE_TIMEOUT,
+    MH_DEFAULT_TABLE_SIZE,
 };
 use crate::wire::MacAddr;
 use serde::Deserialize;
@@ -25,10 +25,7 @@ pub struct ConfigError {
 }
 
 fn err(path: impl Into<String>, msg: impl Into<String>) -> ConfigError {
-    ConfigError {
-        path: path.into(),
-        msg: msg.into(),
-    }
+    ConfigError { path: path.into(), msg: msg.into() }
 }
 
 // ---------------------------------------------------------------- raw JSON shape
@@ -193,8 +190,7 @@ pub const DEFAULT_MAX_CONNS: u32 = 1 << 20;
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(path.display().to_string(), e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| err(path.display().to_string(), e.to_string()))?;
         Config::parse(&text)
     }
 
@@ -203,14 +199,7 @@ impl Config {
         let de = &mut serde_json::Deserializer::from_str(text);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let p = e.path().to_string();
-            err(
-                if p == "." {
-                    "(top level)".to_string()
-                } else {
-                    p
-                },
-                e.inner().to_string(),
-            )
+            err(if p == "." { "(top level)".to_string() } else { p }, e.inner().to_string())
         })?;
         validate(raw)
     }
@@ -225,17 +214,11 @@ impl Config {
 }
 
 fn ip(path: &str, s: &str) -> Result<Ipv4Addr, ConfigError> {
-    s.parse()
-        .map_err(|_| err(path, format!("'{s}' is not an IPv4 address")))
+    s.parse().map_err(|_| err(path, format!("'{s}' is not an IPv4 address")))
 }
 
 fn mac(path: &str, s: &str) -> Result<MacAddr, ConfigError> {
-    s.parse().map_err(|_| {
-        err(
-            path,
-            format!("'{s}' is not a MAC address (aa:bb:cc:dd:ee:ff)"),
-        )
-    })
+    s.parse().map_err(|_| err(path, format!("'{s}' is not a MAC address (aa:bb:cc:dd:ee:ff)")))
 }
 
 fn range(path: &str, v: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
@@ -257,25 +240,16 @@ fn netmask(path: &str, s: &str) -> Result<Ipv4Addr, ConfigError> {
 fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let d = &raw.director;
     if d.interfaces.is_empty() {
-        return Err(err(
-            "director.interfaces",
-            "at least one interface is required",
-        ));
+        return Err(err("director.interfaces", "at least one interface is required"));
     }
     let mut interfaces = Vec::new();
     for (i, r) in d.interfaces.iter().enumerate() {
         let p = format!("director.interfaces[{i}]");
         if r.name.is_empty() || r.name.len() > 15 {
-            return Err(err(
-                format!("{p}.name"),
-                format!("'{}' is not an interface name (1..=15 bytes)", r.name),
-            ));
+            return Err(err(format!("{p}.name"), format!("'{}' is not an interface name (1..=15 bytes)", r.name)));
         }
         if interfaces.iter().any(|x: &Interface| x.name == r.name) {
-            return Err(err(
-                format!("{p}.name"),
-                format!("'{}' is listed twice", r.name),
-            ));
+            return Err(err(format!("{p}.name"), format!("'{}' is listed twice", r.name)));
         }
         interfaces.push(Interface {
             name: r.name.clone(),
@@ -305,17 +279,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let workers = range("director.workers", d.workers.unwrap_or(1) as u64, 1, 256)? as u16;
     let cores = d.cores.clone().unwrap_or_default();
     if !cores.is_empty() && cores.len() != workers as usize {
-        return Err(err(
-            "director.cores",
-            format!("{} cores listed for {workers} workers", cores.len()),
-        ));
+        return Err(err("director.cores", format!("{} cores listed for {workers} workers", cores.len())));
     }
     let ports = local_ports.1 as u32 - local_ports.0 as u32 + 1;
     if ports < workers as u32 {
-        return Err(err(
-            "director.local_ports",
-            format!("{ports} ports cannot be shared by {workers} workers"),
-        ));
+        return Err(err("director.local_ports", format!("{ports} ports cannot be shared by {workers} workers")));
     }
     let mut neighbours = Vec::new();
     for (i, n) in raw.neighbours.iter().enumerate() {
@@ -331,10 +299,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         });
     }
     let gateway = match &raw.gateway {
-        Some(g) => Some((
-            mac("gateway.mac", &g.mac)?,
-            iface_index("gateway.interface", &g.interface)?,
-        )),
+        Some(g) => Some((mac("gateway.mac", &g.mac)?, iface_index("gateway.interface", &g.interface)?)),
         None => None,
     };
     let max = raw.conn.max_per_worker.unwrap_or(DEFAULT_MAX_CONNS as u64);
@@ -363,21 +328,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 fn timeouts(t: &RawTimeouts) -> Result<Timeouts, ConfigError> {
     let mut out = Timeouts::default();
     let fields = [
-        (
-            "tcp_established",
-            t.tcp_established,
-            TcpState::Established as u8,
-        ),
+        ("tcp_established", t.tcp_established, TcpState::Established as u8),
         ("tcp_syn_sent", t.tcp_syn_sent, TcpState::SynSent as u8),
         ("tcp_syn_recv", t.tcp_syn_recv, TcpState::SynRecv as u8),
         ("tcp_fin_wait", t.tcp_fin_wait, TcpState::FinWait as u8),
         ("tcp_time_wait", t.tcp_time_wait, TcpState::TimeWait as u8),
         ("tcp_close", t.tcp_close, TcpState::Close as u8),
-        (
-            "tcp_close_wait",
-            t.tcp_close_wait,
-            TcpState::CloseWait as u8,
-        ),
+        ("tcp_close_wait", t.tcp_close_wait, TcpState::CloseWait as u8),
         ("tcp_last_ack", t.tcp_last_ack, TcpState::LastAck as u8),
         ("tcp_listen", t.tcp_listen, TcpState::Listen as u8),
         ("tcp_synack", t.tcp_synack, TcpState::SynAck as u8),
@@ -385,12 +342,8 @@ fn timeouts(t: &RawTimeouts) -> Result<Timeouts, ConfigError> {
     ];
     for (name, v, idx) in fields {
         if let Some(v) = v {
-            out.secs[idx as usize] = range(
-                &format!("conn.timeouts.{name}"),
-                v,
-                1,
-                MAX_PERSISTENCE_TIMEOUT as u64,
-            )? as u32;
+            out.secs[idx as usize] =
+                range(&format!("conn.timeouts.{name}"), v, 1, MAX_PERSISTENCE_TIMEOUT as u64)? as u32;
         }
     }
     Ok(out)
@@ -400,55 +353,41 @@ fn service(p: &str, s: &RawService) -> Result<VirtualService, ConfigError> {
     let proto = match s.proto.as_str() {
         "tcp" => Proto::Tcp,
         "udp" => Proto::Udp,
-        other => {
-            return Err(err(
-                format!("{p}.proto"),
-                format!("'{other}' is not a protocol (tcp, udp)"),
-            ))
-        }
+        other => return Err(err(format!("{p}.proto"), format!("'{other}' is not a protocol (tcp, udp)"))),
     };
     let vip = ip(&format!("{p}.vip"), &s.vip)?;
     let port = range(&format!("{p}.port"), s.port as u64, 0, 65535)? as u16;
     let scheduler = match &s.scheduler {
         None => SchedKind::Wlc,
         Some(n) => SchedKind::parse(n).ok_or_else(|| {
-            err(
-                format!("{p}.scheduler"),
-                format!("'{n}' is not a scheduler (rr, wrr, lc, wlc, sed, nq, sh, dh, mh)"),
-            )
+            err(format!("{p}.scheduler"), format!("'{n}' is not a scheduler (rr, wrr, lc, wlc, sed, nq, sh, dh, mh)"))
         })?,
     };
     let mut flags = SchedFlags::default();
     for (i, f) in s.sched_flags.iter().enumerate() {
         let fp = format!("{p}.sched_flags[{i}]");
         let (prefix, what) = f.split_once('-').unwrap_or(("", f.as_str()));
-        let ok_prefix = matches!(
-            (prefix, scheduler),
-            ("sh", SchedKind::Sh) | ("mh", SchedKind::Mh)
-        );
+        let ok_prefix = matches!((prefix, scheduler), ("sh", SchedKind::Sh) | ("mh", SchedKind::Mh));
         match (ok_prefix, what) {
             (true, "fallback") => flags.fallback = true,
             (true, "port") => flags.port = true,
             _ => {
-                return Err(err(fp, format!("'{f}' is not a flag of scheduler {scheduler} (sh-fallback, sh-port, mh-fallback, mh-port)")))
+                return Err(err(
+                    fp,
+                    format!(
+                        "'{f}' is not a flag of scheduler {scheduler} (sh-fallback, sh-port, mh-fallback, mh-port)"
+                    ),
+                ))
             }
         }
     }
     let persistence = match (s.persistence_timeout, &s.persistence_netmask) {
         (None, None) => None,
         (None, Some(_)) => {
-            return Err(err(
-                format!("{p}.persistence_netmask"),
-                "needs persistence_timeout",
-            ));
+            return Err(err(format!("{p}.persistence_netmask"), "needs persistence_timeout"));
         }
         (Some(t), m) => {
-            let timeout_s = range(
-                &format!("{p}.persistence_timeout"),
-                t,
-                1,
-                MAX_PERSISTENCE_TIMEOUT as u64,
-            )? as u32;
+            let timeout_s = range(&format!("{p}.persistence_timeout"), t, 1, MAX_PERSISTENCE_TIMEOUT as u64)? as u32;
             let netmask = match m {
                 Some(m) => netmask(&format!("{p}.persistence_netmask"), m)?,
                 None => Ipv4Addr::BROADCAST,
@@ -457,20 +396,14 @@ fn service(p: &str, s: &RawService) -> Result<VirtualService, ConfigError> {
         }
     };
     if port == 0 && persistence.is_none() {
-        return Err(err(
-            format!("{p}.port"),
-            "0 (all ports) needs persistence_timeout",
-        ));
+        return Err(err(format!("{p}.port"), "0 (all ports) needs persistence_timeout"));
     }
     let mh_table_size = match s.mh_table_size {
         None => MH_DEFAULT_TABLE_SIZE,
         Some(n) => {
             let n = range(&format!("{p}.mh_table_size"), n, 251, 131_071)? as u32;
             if !is_prime(n as u32) {
-                return Err(err(
-                    format!("{p}.mh_table_size"),
-                    format!("{n} is not a prime"),
-                ));
+                return Err(err(format!("{p}.mh_table_size"), format!("{n} is not a prime")));
             }
             n
         }
@@ -482,10 +415,7 @@ fn service(p: &str, s: &RawService) -> Result<VirtualService, ConfigError> {
         let mode = match &r.mode {
             None => FwdMode::Dr,
             Some(m) => FwdMode::parse(m).ok_or_else(|| {
-                err(
-                    format!("{rp}.mode"),
-                    format!("'{m}' is not a forwarding mode (nat, fullnat, tun, dr)"),
-                )
+                err(format!("{rp}.mode"), format!("'{m}' is not a forwarding mode (nat, fullnat, tun, dr)"))
             })?,
         };
         let mut rport = match r.port {
@@ -496,47 +426,21 @@ fn service(p: &str, s: &RawService) -> Result<VirtualService, ConfigError> {
             if r.port.is_some() && rport != port {
                 return Err(err(
                     format!("{rp}.port"),
-                    format!(
-                        "{rport}: {} servers receive the service port {port} unchanged",
-                        mode.name()
-                    ),
+                    format!("{rport}: {} servers receive the service port {port} unchanged", mode.name()),
                 ));
             }
             rport = port;
         }
         let weight = range(&format!("{rp}.weight"), r.weight.unwrap_or(1), 0, 65535)? as u32;
-        let u_threshold = range(
-            &format!("{rp}.u_threshold"),
-            r.u_threshold.unwrap_or(0),
-            0,
-            i32::MAX as u64,
-        )? as u32;
-        let l_threshold = range(
-            &format!("{rp}.l_threshold"),
-            r.l_threshold.unwrap_or(0),
-            0,
-            i32::MAX as u64,
-        )? as u32;
+        let u_threshold = range(&format!("{rp}.u_threshold"), r.u_threshold.unwrap_or(0), 0, i32::MAX as u64)? as u32;
+        let l_threshold = range(&format!("{rp}.l_threshold"), r.l_threshold.unwrap_or(0), 0, i32::MAX as u64)? as u32;
         if u_threshold != 0 && l_threshold > u_threshold {
-            return Err(err(
-                format!("{rp}.l_threshold"),
-                format!("{l_threshold} is above u_threshold {u_threshold}"),
-            ));
+            return Err(err(format!("{rp}.l_threshold"), format!("{l_threshold} is above u_threshold {u_threshold}")));
         }
         if servers.iter().any(|x| x.addr == addr && x.port == rport) {
-            return Err(err(
-                format!("{rp}.addr"),
-                format!("{addr}:{rport} is listed twice"),
-            ));
+            return Err(err(format!("{rp}.addr"), format!("{addr}:{rport} is listed twice")));
         }
-        servers.push(RealServer {
-            addr,
-            port: rport,
-            weight,
-            mode,
-            u_threshold,
-            l_threshold,
-        });
+        servers.push(RealServer { addr, port: rport, weight, mode, u_threshold, l_threshold });
     }
     if servers.len() > u16::MAX as usize {
         return Err(err(format!("{p}.real_servers"), "too many real servers"));
@@ -560,10 +464,7 @@ fn check_services(services: &[VirtualService]) -> Result<(), ConfigError> {
             ));
         }
         if s.servers.len() > u16::MAX as usize {
-            return Err(err(
-                format!("services[{i}].real_servers"),
-                "too many real servers",
-            ));
+            return Err(err(format!("services[{i}].real_servers"), "too many real servers"));
         }
     }
     if services.len() > u16::MAX as usize {

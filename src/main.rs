@@ -8,11 +8,7 @@ use xvs::config::Config;
 use xvs::dataplane::{DropReason, PassReason, PcapPort, Pipeline, Poll, Tables, Worker};
 
 #[derive(Parser)]
-#[command(
-    name = "xvs",
-    version,
-    about = "A user-space poll-mode L4 load-balancing director (LVS/IPVS semantics)"
-)]
+#[command(name = "xvs", version, about = "A user-space poll-mode L4 load-balancing director (LVS/IPVS semantics)")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -45,26 +41,18 @@ enum Cmd {
 }
 
 fn load(config: &PathBuf, rules: &Option<PathBuf>) -> Result<Config> {
-    let mut cfg =
-        Config::load(config).with_context(|| format!("invalid config {}", config.display()))?;
+    let mut cfg = Config::load(config).with_context(|| format!("invalid config {}", config.display()))?;
     if let Some(r) = rules {
-        let text =
-            std::fs::read_to_string(r).with_context(|| format!("reading {}", r.display()))?;
-        let services =
-            xvs::rules::services_from_rules(&text).with_context(|| format!("{}", r.display()))?;
-        cfg = cfg
-            .with_services(services)
-            .with_context(|| format!("{}", r.display()))?;
+        let text = std::fs::read_to_string(r).with_context(|| format!("reading {}", r.display()))?;
+        let services = xvs::rules::services_from_rules(&text).with_context(|| format!("{}", r.display()))?;
+        cfg = cfg.with_services(services).with_context(|| format!("{}", r.display()))?;
     }
     Ok(cfg)
 }
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("XVS_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("XVS_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = real_main() {
@@ -75,10 +63,7 @@ fn main() {
 
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Check {
-            config,
-            ipvsadm_rules,
-        } => {
+        Cmd::Check { config, ipvsadm_rules } => {
             let cfg = load(&config, &ipvsadm_rules)?;
             println!(
                 "config OK: {} interface(s), {} service(s), {} worker(s)",
@@ -89,12 +74,7 @@ fn real_main() -> Result<()> {
             print!("{}", xvs::rules::save_rules(&cfg.services));
             Ok(())
         }
-        Cmd::Replay {
-            config,
-            input,
-            output,
-            ipvsadm_rules,
-        } => replay(load(&config, &ipvsadm_rules)?, &input, &output),
+        Cmd::Replay { config, input, output, ipvsadm_rules } => replay(load(&config, &ipvsadm_rules)?, &input, &output),
     }
 }
 
@@ -147,20 +127,9 @@ fn replay(cfg: Config, input: &PathBuf, output: &PathBuf) -> Result<()> {
         sh.len()
     );
     for (si, svc) in cfg.services.iter().enumerate() {
-        println!(
-            "{} {}:{} {}",
-            svc.proto.name().to_uppercase(),
-            svc.vip,
-            svc.port,
-            svc.scheduler
-        );
+        println!("{} {}:{} {}", svc.proto.name().to_uppercase(), svc.vip, svc.port, svc.scheduler);
         for (di, r) in svc.servers.iter().enumerate() {
-            let c = s
-                .dests
-                .get(si)
-                .and_then(|v| v.get(di))
-                .copied()
-                .unwrap_or_default();
+            let c = s.dests.get(si).and_then(|v| v.get(di)).copied().unwrap_or_default();
             println!(
                 "  -> {}:{} {} weight {}: {} conns, {} packets in, {} packets out",
                 r.addr,

@@ -52,8 +52,8 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::service::{
-    FwdMode, Persistence, Proto, RealServer, SchedFlags, SchedKind, VirtualService,
-    DEFAULT_PERSISTENCE_TIMEOUT, MAX_PERSISTENCE_TIMEOUT,
+    FwdMode, Persistence, Proto, RealServer, SchedFlags, SchedKind, VirtualService, DEFAULT_PERSISTENCE_TIMEOUT,
+    MAX_PERSISTENCE_TIMEOUT,
 };
 
 // ------------------------------------------------------------------------------------------
@@ -71,11 +71,7 @@ pub struct ServiceKey {
 impl ServiceKey {
     /// The key of an existing service.
     pub fn of(svc: &VirtualService) -> ServiceKey {
-        ServiceKey {
-            proto: svc.proto,
-            addr: svc.vip,
-            port: svc.port,
-        }
+        ServiceKey { proto: svc.proto, addr: svc.vip, port: svc.port }
     }
 
     /// Whether `svc` is the service this key names.
@@ -213,23 +209,11 @@ pub enum RuleError {
     #[error("multiple '{0}' options specified")]
     MultipleOptions(&'static str),
     #[error("You need to supply the '{option}' option for the '{command}' command")]
-    MissingOption {
-        option: &'static str,
-        command: &'static str,
-    },
+    MissingOption { option: &'static str, command: &'static str },
     #[error("Illegal '{option}' option with the '{command}' command")]
-    IllegalOption {
-        option: &'static str,
-        command: &'static str,
-    },
-    #[error(
-        "The option '{option}' conflicts with the '{other}' option in the '{command}' command"
-    )]
-    ConflictingOptions {
-        option: &'static str,
-        other: &'static str,
-        command: &'static str,
-    },
+    IllegalOption { option: &'static str, command: &'static str },
+    #[error("The option '{option}' conflicts with the '{other}' option in the '{command}' command")]
+    ConflictingOptions { option: &'static str, other: &'static str, command: &'static str },
     #[error("options conflicts in the list command")]
     ListConflict,
     #[error("illegal virtual server address[:port] specified")]
@@ -272,9 +256,7 @@ pub enum RuleError {
     #[error("Scheduler or persistence engine not found")]
     SchedulerNotFound,
     /// A scheduler ipvsadm knows (lblc, lblcr, fo, ovf, twos) that xvs does not implement.
-    #[error(
-        "Scheduler or persistence engine not found: xvs does not implement the '{0}' scheduler"
-    )]
+    #[error("Scheduler or persistence engine not found: xvs does not implement the '{0}' scheduler")]
     SchedulerNotImplemented(String),
     #[error("No such service")]
     NoSuchService,
@@ -302,8 +284,7 @@ impl RuleError {
     pub fn exit_code(&self) -> i32 {
         use RuleError::*;
         match self {
-            NoCommand | UnknownOption(_) | MissingArgument(_) | UnwantedArgument(_)
-            | NestedRestore => 255,
+            NoCommand | UnknownOption(_) | MissingArgument(_) | UnwantedArgument(_) | NestedRestore => 255,
             ServiceExists
             | SchedulerNotFound
             | SchedulerNotImplemented(_)
@@ -465,14 +446,15 @@ fn legality(cmd: Cmd, opt: usize) -> Legal {
         Cmd::Flush | Cmd::Set | Cmd::Restore => Illegal,
         Cmd::List => match opt {
             O_CONNECTION | O_SERVICE | O_TIMEOUT | O_DAEMON => Exclusive,
-            O_NUMERIC | O_STATS | O_RATE | O_THRESHOLDS | O_PERSISTENTCONN | O_NOSORT | O_EXACT
-            | O_TUN_INFO => Optional,
+            O_NUMERIC | O_STATS | O_RATE | O_THRESHOLDS | O_PERSISTENTCONN | O_NOSORT | O_EXACT | O_TUN_INFO => {
+                Optional
+            }
             _ => Illegal,
         },
         Cmd::AddDest | Cmd::EditDest => match opt {
             O_SERVICE | O_SERVER => Required,
-            O_FORWARD | O_WEIGHT | O_UTHRESHOLD | O_LTHRESHOLD | O_TUN_TYPE | O_TUN_PORT
-            | O_TUN_NOCSUM | O_TUN_CSUM | O_TUN_REMCSUM => Optional,
+            O_FORWARD | O_WEIGHT | O_UTHRESHOLD | O_LTHRESHOLD | O_TUN_TYPE | O_TUN_PORT | O_TUN_NOCSUM
+            | O_TUN_CSUM | O_TUN_REMCSUM => Optional,
             _ => Illegal,
         },
         Cmd::DelDest => match opt {
@@ -543,62 +525,22 @@ struct Spec {
 }
 
 const fn spec(long: &'static str, short: Option<char>, arg: ArgKind, id: Id) -> Spec {
-    Spec {
-        long,
-        short,
-        arg,
-        id,
-    }
+    Spec { long, short, arg, id }
 }
 
 const SPECS: &[Spec] = &[
-    spec(
-        "add-service",
-        Some('A'),
-        ArgKind::None,
-        Id::Command(Cmd::Add),
-    ),
-    spec(
-        "edit-service",
-        Some('E'),
-        ArgKind::None,
-        Id::Command(Cmd::Edit),
-    ),
-    spec(
-        "delete-service",
-        Some('D'),
-        ArgKind::None,
-        Id::Command(Cmd::Del),
-    ),
+    spec("add-service", Some('A'), ArgKind::None, Id::Command(Cmd::Add)),
+    spec("edit-service", Some('E'), ArgKind::None, Id::Command(Cmd::Edit)),
+    spec("delete-service", Some('D'), ArgKind::None, Id::Command(Cmd::Del)),
     spec("clear", Some('C'), ArgKind::None, Id::Command(Cmd::Flush)),
     spec("list", Some('L'), ArgKind::None, Id::Command(Cmd::List)),
     spec("list", Some('l'), ArgKind::None, Id::Command(Cmd::List)),
     spec("zero", Some('Z'), ArgKind::None, Id::Command(Cmd::Zero)),
-    spec(
-        "add-server",
-        Some('a'),
-        ArgKind::None,
-        Id::Command(Cmd::AddDest),
-    ),
-    spec(
-        "edit-server",
-        Some('e'),
-        ArgKind::None,
-        Id::Command(Cmd::EditDest),
-    ),
-    spec(
-        "delete-server",
-        Some('d'),
-        ArgKind::None,
-        Id::Command(Cmd::DelDest),
-    ),
+    spec("add-server", Some('a'), ArgKind::None, Id::Command(Cmd::AddDest)),
+    spec("edit-server", Some('e'), ArgKind::None, Id::Command(Cmd::EditDest)),
+    spec("delete-server", Some('d'), ArgKind::None, Id::Command(Cmd::DelDest)),
     spec("set", None, ArgKind::None, Id::Command(Cmd::Set)),
-    spec(
-        "restore",
-        Some('R'),
-        ArgKind::None,
-        Id::Command(Cmd::Restore),
-    ),
+    spec("restore", Some('R'), ArgKind::None, Id::Command(Cmd::Restore)),
     spec("save", Some('S'), ArgKind::None, Id::Command(Cmd::Save)),
     spec("help", Some('h'), ArgKind::None, Id::Help),
     spec("version", Some('v'), ArgKind::None, Id::Version),
@@ -634,63 +576,18 @@ const SPECS: &[Spec] = &[
     spec("ops", Some('o'), ArgKind::None, Id::Unsupported(O_OPS)),
     spec("pe", None, ArgKind::Required, Id::Unsupported(O_PE)),
     spec("daemon", None, ArgKind::None, Id::Unsupported(O_DAEMON)),
-    spec(
-        "mcast-interface",
-        None,
-        ArgKind::Required,
-        Id::Unsupported(O_MCAST_IF),
-    ),
+    spec("mcast-interface", None, ArgKind::Required, Id::Unsupported(O_MCAST_IF)),
     spec("syncid", None, ArgKind::Required, Id::Unsupported(O_SYNCID)),
-    spec(
-        "mcast-group",
-        None,
-        ArgKind::Required,
-        Id::Unsupported(O_MCAST_GROUP),
-    ),
-    spec(
-        "mcast-port",
-        None,
-        ArgKind::Required,
-        Id::Unsupported(O_MCAST_PORT),
-    ),
-    spec(
-        "mcast-ttl",
-        None,
-        ArgKind::Required,
-        Id::Unsupported(O_MCAST_TTL),
-    ),
-    spec(
-        "sync-maxlen",
-        None,
-        ArgKind::Required,
-        Id::Unsupported(O_SYNC_MAXLEN),
-    ),
+    spec("mcast-group", None, ArgKind::Required, Id::Unsupported(O_MCAST_GROUP)),
+    spec("mcast-port", None, ArgKind::Required, Id::Unsupported(O_MCAST_PORT)),
+    spec("mcast-ttl", None, ArgKind::Required, Id::Unsupported(O_MCAST_TTL)),
+    spec("sync-maxlen", None, ArgKind::Required, Id::Unsupported(O_SYNC_MAXLEN)),
     spec("tun-info", None, ArgKind::None, Id::Unsupported(O_TUN_INFO)),
-    spec(
-        "tun-type",
-        None,
-        ArgKind::Required,
-        Id::Unsupported(O_TUN_TYPE),
-    ),
-    spec(
-        "tun-port",
-        None,
-        ArgKind::Required,
-        Id::Unsupported(O_TUN_PORT),
-    ),
-    spec(
-        "tun-nocsum",
-        None,
-        ArgKind::None,
-        Id::Unsupported(O_TUN_NOCSUM),
-    ),
+    spec("tun-type", None, ArgKind::Required, Id::Unsupported(O_TUN_TYPE)),
+    spec("tun-port", None, ArgKind::Required, Id::Unsupported(O_TUN_PORT)),
+    spec("tun-nocsum", None, ArgKind::None, Id::Unsupported(O_TUN_NOCSUM)),
     spec("tun-csum", None, ArgKind::None, Id::Unsupported(O_TUN_CSUM)),
-    spec(
-        "tun-remcsum",
-        None,
-        ArgKind::None,
-        Id::Unsupported(O_TUN_REMCSUM),
-    ),
+    spec("tun-remcsum", None, ArgKind::None, Id::Unsupported(O_TUN_REMCSUM)),
 ];
 
 fn find_long(name: &str) -> Option<&'static Spec> {
@@ -852,9 +749,7 @@ fn resolve_scheduler(name: &str) -> Result<SchedKind, RuleError> {
         return Ok(k);
     }
     match name {
-        "lblc" | "lblcr" | "fo" | "ovf" | "twos" => {
-            Err(RuleError::SchedulerNotImplemented(name.to_string()))
-        }
+        "lblc" | "lblcr" | "fo" | "ovf" | "twos" => Err(RuleError::SchedulerNotImplemented(name.to_string())),
         _ => Err(RuleError::SchedulerNotFound),
     }
 }
@@ -922,9 +817,7 @@ impl<'a> Parser<'a> {
                 }
                 Id::Help => Ok(Flow::Done(Command::Help)),
                 Id::Version => Ok(Flow::Done(Command::Version)),
-                Id::StartDaemon | Id::StopDaemon => {
-                    Err(RuleError::UnsupportedOption(name.to_string()))
-                }
+                Id::StartDaemon | Id::StopDaemon => Err(RuleError::UnsupportedOption(name.to_string())),
                 _ => Err(RuleError::NoCommand),
             };
         }
@@ -934,11 +827,7 @@ impl<'a> Parser<'a> {
             }
             Id::Tcp | Id::Udp => {
                 self.set_option(O_SERVICE)?;
-                let proto = if spec.id == Id::Tcp {
-                    Proto::Tcp
-                } else {
-                    Proto::Udp
-                };
+                let proto = if spec.id == Id::Tcp { Proto::Tcp } else { Proto::Udp };
                 match parse_hostport(a) {
                     Ok((addr, port)) => {
                         self.svc = Some((proto, addr, port.unwrap_or(0)));
@@ -948,9 +837,7 @@ impl<'a> Parser<'a> {
                     Err(HostPortError::Illegal) => Err(RuleError::IllegalServiceAddress),
                 }
             }
-            Id::Sctp | Id::Fwmark | Id::Ipv6 => {
-                Err(RuleError::UnsupportedService(name.to_string()))
-            }
+            Id::Sctp | Id::Fwmark | Id::Ipv6 => Err(RuleError::UnsupportedService(name.to_string())),
             Id::Scheduler => {
                 self.set_option(O_SCHEDULER)?;
                 self.sched = Some(a);
@@ -993,14 +880,12 @@ impl<'a> Parser<'a> {
             }
             Id::UThreshold => {
                 self.set_option(O_UTHRESHOLD)?;
-                self.u_threshold =
-                    Some(parse_u32(a, 0, i32::MAX as u32).ok_or(RuleError::IllegalUThreshold)?);
+                self.u_threshold = Some(parse_u32(a, 0, i32::MAX as u32).ok_or(RuleError::IllegalUThreshold)?);
                 Ok(Flow::Continue)
             }
             Id::LThreshold => {
                 self.set_option(O_LTHRESHOLD)?;
-                self.l_threshold =
-                    Some(parse_u32(a, 0, i32::MAX as u32).ok_or(RuleError::IllegalLThreshold)?);
+                self.l_threshold = Some(parse_u32(a, 0, i32::MAX as u32).ok_or(RuleError::IllegalLThreshold)?);
                 Ok(Flow::Continue)
             }
             Id::Numeric => self.flag(O_NUMERIC),
@@ -1021,11 +906,8 @@ impl<'a> Parser<'a> {
             Id::Unsupported(o) => {
                 self.set_option(o)?;
                 if self.unsupported.is_none() {
-                    let shown = if name.starts_with("--") {
-                        name.to_string()
-                    } else {
-                        format!("{} (--{})", name, spec.long)
-                    };
+                    let shown =
+                        if name.starts_with("--") { name.to_string() } else { format!("{} (--{})", name, spec.long) };
                     self.unsupported = Some(shown);
                 }
                 Ok(Flow::Continue)
@@ -1040,28 +922,16 @@ impl<'a> Parser<'a> {
             let rule = legality(cmd, j);
             if !self.has(j) {
                 if rule == Legal::Required {
-                    return Err(RuleError::MissingOption {
-                        option,
-                        command: cmd.name(),
-                    });
+                    return Err(RuleError::MissingOption { option, command: cmd.name() });
                 }
                 continue;
             }
             match rule {
-                Legal::Illegal => {
-                    return Err(RuleError::IllegalOption {
-                        option,
-                        command: cmd.name(),
-                    })
-                }
+                Legal::Illegal => return Err(RuleError::IllegalOption { option, command: cmd.name() }),
                 Legal::Exclusive => match first_exclusive {
                     None => first_exclusive = Some(option),
                     Some(last) => {
-                        return Err(RuleError::ConflictingOptions {
-                            option,
-                            other: last,
-                            command: cmd.name(),
-                        })
+                        return Err(RuleError::ConflictingOptions { option, other: last, command: cmd.name() })
                     }
                 },
                 Legal::Required | Legal::Optional => {}
@@ -1081,8 +951,7 @@ impl<'a> Parser<'a> {
                 return Err(RuleError::SetNeedsThreeValues);
             };
             let t = |s: &str| {
-                parse_u32(s, 0, MAX_PERSISTENCE_TIMEOUT)
-                    .ok_or_else(|| RuleError::InvalidTimeout(s.to_string()))
+                parse_u32(s, 0, MAX_PERSISTENCE_TIMEOUT).ok_or_else(|| RuleError::InvalidTimeout(s.to_string()))
             };
             timeouts = (t(a)?, t(b)?, t(c)?);
         }
@@ -1092,9 +961,7 @@ impl<'a> Parser<'a> {
 
         self.generic_check(cmd)?;
 
-        let key = self
-            .svc
-            .map(|(proto, addr, port)| ServiceKey { proto, addr, port });
+        let key = self.svc.map(|(proto, addr, port)| ServiceKey { proto, addr, port });
 
         // process_options: checks on top of the table.
         let mut flags = None;
@@ -1134,12 +1001,7 @@ impl<'a> Parser<'a> {
                     (Cmd::Add, None) => Some(SchedKind::Wlc),
                     _ => None,
                 };
-                let opts = ServiceOpts {
-                    scheduler,
-                    persistent: self.persistent,
-                    netmask: self.netmask,
-                    flags,
-                };
+                let opts = ServiceOpts { scheduler, persistent: self.persistent, netmask: self.netmask, flags };
                 if cmd == Cmd::Add {
                     Command::AddService(need_key()?, opts)
                 } else {
@@ -1149,15 +1011,9 @@ impl<'a> Parser<'a> {
             Cmd::Del => Command::DeleteService(need_key()?),
             Cmd::Flush => Command::Clear,
             Cmd::Restore => Command::Restore,
-            Cmd::Save => Command::Save {
-                numeric: self.has(O_NUMERIC),
-            },
+            Cmd::Save => Command::Save { numeric: self.has(O_NUMERIC) },
             Cmd::Zero => Command::Zero(key),
-            Cmd::Set => Command::SetTimeouts {
-                tcp: timeouts.0,
-                tcpfin: timeouts.1,
-                udp: timeouts.2,
-            },
+            Cmd::Set => Command::SetTimeouts { tcp: timeouts.0, tcpfin: timeouts.1, udp: timeouts.2 },
             Cmd::List => Command::List(ListOpts {
                 numeric: self.has(O_NUMERIC),
                 stats: self.has(O_STATS),
@@ -1291,8 +1147,7 @@ pub fn parse_command(args: &[&str]) -> Result<Command, RuleError> {
             }
             let arg = if !rest.is_empty() {
                 Some(rest)
-            } else if i < args.len() && (spec.arg == ArgKind::Required || !args[i].starts_with('-'))
-            {
+            } else if i < args.len() && (spec.arg == ArgKind::Required || !args[i].starts_with('-')) {
                 i += 1;
                 Some(args[i - 1])
             } else if spec.arg == ArgKind::Required {
@@ -1333,10 +1188,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<(usize, Command)>, RuleError> {
         if tokens.is_empty() {
             continue;
         }
-        let wrap = |e: RuleError| RuleError::Line {
-            line: lineno,
-            source: Box::new(e),
-        };
+        let wrap = |e: RuleError| RuleError::Line { line: lineno, source: Box::new(e) };
         let cmd = parse_command(&tokens).map_err(wrap)?;
         if cmd == Command::Restore {
             return Err(wrap(RuleError::NestedRestore));
@@ -1350,10 +1202,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<(usize, Command)>, RuleError> {
 // Applying commands to a service table
 // ------------------------------------------------------------------------------------------
 
-fn find_service<'s>(
-    services: &'s mut [VirtualService],
-    key: &ServiceKey,
-) -> Option<&'s mut VirtualService> {
+fn find_service<'s>(services: &'s mut [VirtualService], key: &ServiceKey) -> Option<&'s mut VirtualService> {
     services.iter_mut().find(|s| key.matches(s))
 }
 
@@ -1448,10 +1297,8 @@ pub fn apply(services: &mut Vec<VirtualService>, cmd: &Command) -> Result<(), Ru
                     }
                 }
                 (Some(t), None) => {
-                    svc.persistence = Some(Persistence {
-                        timeout_s: t,
-                        netmask: o.netmask.unwrap_or(Ipv4Addr::BROADCAST),
-                    });
+                    svc.persistence =
+                        Some(Persistence { timeout_s: t, netmask: o.netmask.unwrap_or(Ipv4Addr::BROADCAST) });
                 }
                 (None, Some(p)) => {
                     if let Some(m) = o.netmask {
@@ -1481,24 +1328,10 @@ pub fn apply(services: &mut Vec<VirtualService>, cmd: &Command) -> Result<(), Ru
             let u = o.u_threshold.unwrap_or(0);
             let l = o.l_threshold.unwrap_or(0);
             check_server_numbers(weight, u, l)?;
-            if svc
-                .servers
-                .iter()
-                .any(|d| d.addr == o.addr && d.port == port)
-            {
+            if svc.servers.iter().any(|d| d.addr == o.addr && d.port == port) {
                 return Err(RuleError::DestinationExists);
             }
-            svc.servers.insert(
-                0,
-                RealServer {
-                    addr: o.addr,
-                    port,
-                    weight,
-                    mode,
-                    u_threshold: u,
-                    l_threshold: l,
-                },
-            );
+            svc.servers.insert(0, RealServer { addr: o.addr, port, weight, mode, u_threshold: u, l_threshold: l });
         }
         Command::EditServer(key, o) => {
             let svc = find_service(services, key).ok_or(RuleError::ServiceNotDefined)?;
@@ -1522,8 +1355,7 @@ pub fn apply(services: &mut Vec<VirtualService>, cmd: &Command) -> Result<(), Ru
         Command::DeleteServer(key, addr, port) => {
             let svc = find_service(services, key).ok_or(RuleError::ServiceNotDefined)?;
             let before = svc.servers.len();
-            svc.servers
-                .retain(|d| !(d.addr == *addr && d.port == *port));
+            svc.servers.retain(|d| !(d.addr == *addr && d.port == *port));
             if svc.servers.len() == before {
                 return Err(RuleError::NoSuchDestination);
             }
@@ -1544,10 +1376,7 @@ pub fn apply(services: &mut Vec<VirtualService>, cmd: &Command) -> Result<(), Ru
 pub fn services_from_rules(text: &str) -> Result<Vec<VirtualService>, RuleError> {
     let mut services = Vec::new();
     for (line, cmd) in parse_rules(text)? {
-        apply(&mut services, &cmd).map_err(|e| RuleError::Line {
-            line,
-            source: Box::new(e),
-        })?;
+        apply(&mut services, &cmd).map_err(|e| RuleError::Line { line, source: Box::new(e) })?;
     }
     Ok(services)
 }
@@ -1666,11 +1495,7 @@ pub fn save_rules(services: &[VirtualService]) -> String {
                 FwdMode::Dr => "-g",
                 FwdMode::FullNat => "-j",
             };
-            let _ = writeln!(
-                out,
-                "-a {} -r {}:{} {} -w {}",
-                name, d.addr, d.port, fwd, d.weight
-            );
+            let _ = writeln!(out, "-a {} -r {}:{} {} -w {}", name, d.addr, d.port, fwd, d.weight);
         }
     }
     out
@@ -1690,19 +1515,11 @@ mod tests {
     }
 
     fn tcp(a: &str, port: u16) -> ServiceKey {
-        ServiceKey {
-            proto: Proto::Tcp,
-            addr: ip(a),
-            port,
-        }
+        ServiceKey { proto: Proto::Tcp, addr: ip(a), port }
     }
 
     fn udp(a: &str, port: u16) -> ServiceKey {
-        ServiceKey {
-            proto: Proto::Udp,
-            addr: ip(a),
-            port,
-        }
+        ServiceKey { proto: Proto::Udp, addr: ip(a), port }
     }
 
     fn p(line: &str) -> Result<Command, RuleError> {
@@ -1750,22 +1567,14 @@ mod tests {
             p("-A -t 10.0.0.1:80 -s rr").unwrap(),
             Command::AddService(
                 tcp("10.0.0.1", 80),
-                ServiceOpts {
-                    scheduler: Some(SchedKind::Rr),
-                    persistent: None,
-                    netmask: None,
-                    flags: None,
-                }
+                ServiceOpts { scheduler: Some(SchedKind::Rr), persistent: None, netmask: None, flags: None }
             )
         );
         assert_eq!(
             p("--add-service --udp-service 10.0.0.1:53 --scheduler sh").unwrap(),
             Command::AddService(
                 udp("10.0.0.1", 53),
-                ServiceOpts {
-                    scheduler: Some(SchedKind::Sh),
-                    ..Default::default()
-                }
+                ServiceOpts { scheduler: Some(SchedKind::Sh), ..Default::default() }
             )
         );
     }
@@ -1796,12 +1605,7 @@ mod tests {
             p("-E -t 10.0.0.1:80 -p 100").unwrap(),
             Command::EditService(
                 tcp("10.0.0.1", 80),
-                ServiceOpts {
-                    scheduler: None,
-                    persistent: Some(100),
-                    netmask: None,
-                    flags: None,
-                }
+                ServiceOpts { scheduler: None, persistent: Some(100), netmask: None, flags: None }
             )
         );
         let (_, o) = svc_opts("--edit-service -t 10.0.0.1:80 -s mh");
@@ -1810,18 +1614,9 @@ mod tests {
 
     #[test]
     fn delete_service() {
-        assert_eq!(
-            p("-D -t 10.0.0.1:80").unwrap(),
-            Command::DeleteService(tcp("10.0.0.1", 80))
-        );
-        assert_eq!(
-            p("--delete-service -u 10.0.0.1:53").unwrap(),
-            Command::DeleteService(udp("10.0.0.1", 53))
-        );
-        assert_eq!(
-            err("-D"),
-            "You need to supply the 'service-address' option for the 'delete-service' command"
-        );
+        assert_eq!(p("-D -t 10.0.0.1:80").unwrap(), Command::DeleteService(tcp("10.0.0.1", 80)));
+        assert_eq!(p("--delete-service -u 10.0.0.1:53").unwrap(), Command::DeleteService(udp("10.0.0.1", 53)));
+        assert_eq!(err("-D"), "You need to supply the 'service-address' option for the 'delete-service' command");
     }
 
     #[test]
@@ -1833,26 +1628,11 @@ mod tests {
         assert_eq!(p("-S").unwrap(), Command::Save { numeric: false });
         assert_eq!(p("-S -n").unwrap(), Command::Save { numeric: true });
         assert_eq!(p("-Sn").unwrap(), Command::Save { numeric: true });
-        assert_eq!(
-            p("--save --numeric").unwrap(),
-            Command::Save { numeric: true }
-        );
-        assert_eq!(
-            err("-C -n"),
-            "Illegal 'numeric' option with the 'flush' command"
-        );
-        assert_eq!(
-            err("-R -n"),
-            "Illegal 'numeric' option with the 'restore' command"
-        );
-        assert_eq!(
-            err("-S --stats"),
-            "Illegal 'stats' option with the 'save' command"
-        );
-        assert_eq!(
-            err("-S --nosort"),
-            "Illegal 'nosort' option with the 'save' command"
-        );
+        assert_eq!(p("--save --numeric").unwrap(), Command::Save { numeric: true });
+        assert_eq!(err("-C -n"), "Illegal 'numeric' option with the 'flush' command");
+        assert_eq!(err("-R -n"), "Illegal 'numeric' option with the 'restore' command");
+        assert_eq!(err("-S --stats"), "Illegal 'stats' option with the 'save' command");
+        assert_eq!(err("-S --nosort"), "Illegal 'nosort' option with the 'save' command");
     }
 
     #[test]
@@ -1978,10 +1758,7 @@ mod tests {
         assert_eq!(list("-L"), ListOpts::default());
         assert_eq!(list("-l"), ListOpts::default());
         assert_eq!(list("--list"), ListOpts::default());
-        let n = ListOpts {
-            numeric: true,
-            ..Default::default()
-        };
+        let n = ListOpts { numeric: true, ..Default::default() };
         assert_eq!(list("-L -n"), n);
         assert_eq!(list("-Ln"), n);
         assert_eq!(list("-ln"), n);
@@ -2014,69 +1791,31 @@ mod tests {
             err("-L --timeout -c"),
             "The option 'timeout' conflicts with the 'connection' option in the 'list' command"
         );
-        assert_eq!(
-            err("-L -c --stats"),
-            "options conflicts in the list command"
-        );
-        assert_eq!(
-            err("-L --timeout --rate"),
-            "options conflicts in the list command"
-        );
-        assert_eq!(
-            err("-L --timeout --persistent-conn"),
-            "options conflicts in the list command"
-        );
+        assert_eq!(err("-L -c --stats"), "options conflicts in the list command");
+        assert_eq!(err("-L --timeout --rate"), "options conflicts in the list command");
+        assert_eq!(err("-L --timeout --persistent-conn"), "options conflicts in the list command");
         assert_eq!(code("-L -c --stats"), 2);
-        assert_eq!(
-            err("-L -s rr"),
-            "Illegal 'scheduler' option with the 'list' command"
-        );
+        assert_eq!(err("-L -s rr"), "Illegal 'scheduler' option with the 'list' command");
     }
 
     #[test]
     fn zero() {
         assert_eq!(p("-Z").unwrap(), Command::Zero(None));
-        assert_eq!(
-            p("--zero -t 10.0.0.1:80").unwrap(),
-            Command::Zero(Some(tcp("10.0.0.1", 80)))
-        );
-        assert_eq!(
-            err("-Z -n"),
-            "Illegal 'numeric' option with the 'zero' command"
-        );
+        assert_eq!(p("--zero -t 10.0.0.1:80").unwrap(), Command::Zero(Some(tcp("10.0.0.1", 80))));
+        assert_eq!(err("-Z -n"), "Illegal 'numeric' option with the 'zero' command");
     }
 
     #[test]
     fn set_timeouts() {
-        assert_eq!(
-            p("--set 900 120 300").unwrap(),
-            Command::SetTimeouts {
-                tcp: 900,
-                tcpfin: 120,
-                udp: 300
-            }
-        );
-        assert_eq!(
-            p("--set 0 0 0").unwrap(),
-            Command::SetTimeouts {
-                tcp: 0,
-                tcpfin: 0,
-                udp: 0
-            }
-        );
+        assert_eq!(p("--set 900 120 300").unwrap(), Command::SetTimeouts { tcp: 900, tcpfin: 120, udp: 300 });
+        assert_eq!(p("--set 0 0 0").unwrap(), Command::SetTimeouts { tcp: 0, tcpfin: 0, udp: 0 });
         assert_eq!(err("--set 1 2"), "--set option requires 3 timeout values");
         assert_eq!(err("--set"), "--set option requires 3 timeout values");
         assert_eq!(err("--set 1 2 3 4"), "unexpected argument 4");
         assert_eq!(err("--set a 2 3"), "invalid timeout value `a' specified");
-        assert_eq!(
-            err("--set 1 2 2678401"),
-            "invalid timeout value `2678401' specified"
-        );
+        assert_eq!(err("--set 1 2 2678401"), "invalid timeout value `2678401' specified");
         assert_eq!(code("--set 1 2"), 2);
-        assert_eq!(
-            err("--set 1 2 3 -n"),
-            "Illegal 'numeric' option with the 'set' command"
-        );
+        assert_eq!(err("--set 1 2 3 -n"), "Illegal 'numeric' option with the 'set' command");
     }
 
     #[test]
@@ -2105,37 +1844,14 @@ mod tests {
         );
         assert_eq!(svc_opts("-A -t 10.0.0.1:80 -p 100").1.persistent, Some(100));
         assert_eq!(svc_opts("-A -t 10.0.0.1:80 -p300").1.persistent, Some(300));
-        assert_eq!(
-            svc_opts("-A -t 10.0.0.1:80 --persistent=200").1.persistent,
-            Some(200)
-        );
-        assert_eq!(
-            svc_opts("-A -t 10.0.0.1:80 --persistent 200").1.persistent,
-            Some(200)
-        );
-        assert_eq!(
-            svc_opts("-A -t 10.0.0.1:80 --persistent --scheduler sh")
-                .1
-                .persistent,
-            Some(360)
-        );
-        assert_eq!(
-            svc_opts("-A -t 10.0.0.1:80 -p 2678400").1.persistent,
-            Some(MAX_PERSISTENCE_TIMEOUT)
-        );
+        assert_eq!(svc_opts("-A -t 10.0.0.1:80 --persistent=200").1.persistent, Some(200));
+        assert_eq!(svc_opts("-A -t 10.0.0.1:80 --persistent 200").1.persistent, Some(200));
+        assert_eq!(svc_opts("-A -t 10.0.0.1:80 --persistent --scheduler sh").1.persistent, Some(360));
+        assert_eq!(svc_opts("-A -t 10.0.0.1:80 -p 2678400").1.persistent, Some(MAX_PERSISTENCE_TIMEOUT));
         assert_eq!(svc_opts("-A -t 10.0.0.1:80 -p 1").1.persistent, Some(1));
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -p 0"),
-            "invalid timeout value `0' specified"
-        );
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -p 2678401"),
-            "invalid timeout value `2678401' specified"
-        );
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -p foo"),
-            "invalid timeout value `foo' specified"
-        );
+        assert_eq!(err("-A -t 10.0.0.1:80 -p 0"), "invalid timeout value `0' specified");
+        assert_eq!(err("-A -t 10.0.0.1:80 -p 2678401"), "invalid timeout value `2678401' specified");
+        assert_eq!(err("-A -t 10.0.0.1:80 -p foo"), "invalid timeout value `foo' specified");
         assert_eq!(code("-A -t 10.0.0.1:80 -p foo"), 2);
     }
 
@@ -2147,18 +1863,9 @@ mod tests {
         assert_eq!(o.netmask, Some(ip("0.0.0.0")));
         let (_, o) = svc_opts("-A -t 10.0.0.1:80 -p -M 255.255.255.255");
         assert_eq!(o.netmask, Some(Ipv4Addr::BROADCAST));
-        for bad in [
-            "255.0.255.0",
-            "0.255.255.255",
-            "255.255.255.1",
-            "24",
-            "foo",
-            "",
-        ] {
+        for bad in ["255.0.255.0", "0.255.255.255", "255.255.255.1", "24", "foo", ""] {
             assert_eq!(
-                p(&format!("-A -t 10.0.0.1:80 -p -M {bad}"))
-                    .map_err(|e| e.to_string())
-                    .unwrap_err(),
+                p(&format!("-A -t 10.0.0.1:80 -p -M {bad}")).map_err(|e| e.to_string()).unwrap_err(),
                 if bad.is_empty() {
                     "-M: missing argument".to_string()
                 } else {
@@ -2172,91 +1879,35 @@ mod tests {
     #[test]
     fn sched_flags() {
         let (_, o) = svc_opts("-A -t 10.0.0.1:80 -s sh -b sh-fallback,sh-port");
-        assert_eq!(
-            o.flags,
-            Some(SchedFlags {
-                fallback: true,
-                port: true
-            })
-        );
+        assert_eq!(o.flags, Some(SchedFlags { fallback: true, port: true }));
         let (_, o) = svc_opts("-A -t 10.0.0.1:80 -s mh --sched-flags mh-port");
-        assert_eq!(
-            o.flags,
-            Some(SchedFlags {
-                fallback: false,
-                port: true
-            })
-        );
+        assert_eq!(o.flags, Some(SchedFlags { fallback: false, port: true }));
         let (_, o) = svc_opts("-A -t 10.0.0.1:80 -s mh -b flag-1,flag-3");
-        assert_eq!(
-            o.flags,
-            Some(SchedFlags {
-                fallback: true,
-                port: false
-            })
-        );
+        assert_eq!(o.flags, Some(SchedFlags { fallback: true, port: false }));
         let (_, o) = svc_opts("-A -t 10.0.0.1:80 -s rr -b flag-2");
-        assert_eq!(
-            o.flags,
-            Some(SchedFlags {
-                fallback: false,
-                port: true
-            })
-        );
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -s rr -b sh-fallback"),
-            "incompatible scheduler flag `sh-fallback'"
-        );
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -s sh -b mh-port"),
-            "incompatible scheduler flag `mh-port'"
-        );
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -s mh -b sh-port"),
-            "incompatible scheduler flag `sh-port'"
-        );
+        assert_eq!(o.flags, Some(SchedFlags { fallback: false, port: true }));
+        assert_eq!(err("-A -t 10.0.0.1:80 -s rr -b sh-fallback"), "incompatible scheduler flag `sh-fallback'");
+        assert_eq!(err("-A -t 10.0.0.1:80 -s sh -b mh-port"), "incompatible scheduler flag `mh-port'");
+        assert_eq!(err("-A -t 10.0.0.1:80 -s mh -b sh-port"), "incompatible scheduler flag `sh-port'");
         // Without -s the default wlc is checked, like ipvsadm.
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -b sh-port"),
-            "incompatible scheduler flag `sh-port'"
-        );
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -s sh -b sh-bogus"),
-            "invalid scheduler flag `sh-bogus'"
-        );
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -s sh -b ,"),
-            "invalid scheduler flag `,'"
-        );
+        assert_eq!(err("-A -t 10.0.0.1:80 -b sh-port"), "incompatible scheduler flag `sh-port'");
+        assert_eq!(err("-A -t 10.0.0.1:80 -s sh -b sh-bogus"), "invalid scheduler flag `sh-bogus'");
+        assert_eq!(err("-A -t 10.0.0.1:80 -s sh -b ,"), "invalid scheduler flag `,'");
         assert_eq!(code("-A -t 10.0.0.1:80 -s sh -b x"), 2);
         // -E without -s: checked against the existing service when applied.
         let (_, o) = svc_opts("-E -t 10.0.0.1:80 -b sh-port");
-        assert_eq!(
-            o.flags,
-            Some(SchedFlags {
-                fallback: false,
-                port: true
-            })
-        );
-        assert_eq!(
-            err("-E -t 10.0.0.1:80 -s rr -b sh-port"),
-            "incompatible scheduler flag `sh-port'"
-        );
+        assert_eq!(o.flags, Some(SchedFlags { fallback: false, port: true }));
+        assert_eq!(err("-E -t 10.0.0.1:80 -s rr -b sh-port"), "incompatible scheduler flag `sh-port'");
     }
 
     #[test]
     fn scheduler_errors() {
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -s wr"),
-            "Scheduler or persistence engine not found"
-        );
+        assert_eq!(err("-A -t 10.0.0.1:80 -s wr"), "Scheduler or persistence engine not found");
         assert_eq!(code("-A -t 10.0.0.1:80 -s wr"), 1);
         for s in ["lblc", "lblcr", "fo", "ovf"] {
             let e = p(&format!("-A -t 10.0.0.1:80 -s {s}")).unwrap_err();
             assert!(matches!(e, RuleError::SchedulerNotImplemented(_)));
-            assert!(e
-                .to_string()
-                .starts_with("Scheduler or persistence engine not found"));
+            assert!(e.to_string().starts_with("Scheduler or persistence engine not found"));
             assert!(e.to_string().contains(s));
             assert_eq!(e.exit_code(), 1);
         }
@@ -2264,42 +1915,16 @@ mod tests {
 
     #[test]
     fn weight_and_thresholds() {
-        assert_eq!(
-            srv_opts("-a -t 10.0.0.1:80 -r 1.2.3.4 -w 0").1.weight,
-            Some(0)
-        );
-        assert_eq!(
-            srv_opts("-a -t 10.0.0.1:80 -r 1.2.3.4 -w 65535").1.weight,
-            Some(65535)
-        );
-        assert_eq!(
-            srv_opts("-a -t 10.0.0.1:80 -r 1.2.3.4 --weight=+7")
-                .1
-                .weight,
-            Some(7)
-        );
+        assert_eq!(srv_opts("-a -t 10.0.0.1:80 -r 1.2.3.4 -w 0").1.weight, Some(0));
+        assert_eq!(srv_opts("-a -t 10.0.0.1:80 -r 1.2.3.4 -w 65535").1.weight, Some(65535));
+        assert_eq!(srv_opts("-a -t 10.0.0.1:80 -r 1.2.3.4 --weight=+7").1.weight, Some(7));
         for bad in ["65536", "-1", "abc", "1x", "99999999999999999999999"] {
-            assert_eq!(
-                err(&format!("-a -t 10.0.0.1:80 -r 1.2.3.4 -w {bad}")),
-                "illegal weight specified",
-                "{bad}"
-            );
+            assert_eq!(err(&format!("-a -t 10.0.0.1:80 -r 1.2.3.4 -w {bad}")), "illegal weight specified", "{bad}");
         }
         assert_eq!(code("-a -t 10.0.0.1:80 -r 1.2.3.4 -w -1"), 2);
-        assert_eq!(
-            srv_opts("-a -t 10.0.0.1:80 -r 1.2.3.4 -x 2147483647")
-                .1
-                .u_threshold,
-            Some(i32::MAX as u32)
-        );
-        assert_eq!(
-            err("-a -t 10.0.0.1:80 -r 1.2.3.4 -x 2147483648"),
-            "illegal u_threshold specified"
-        );
-        assert_eq!(
-            err("-a -t 10.0.0.1:80 -r 1.2.3.4 -y -5"),
-            "illegal l_threshold specified"
-        );
+        assert_eq!(srv_opts("-a -t 10.0.0.1:80 -r 1.2.3.4 -x 2147483647").1.u_threshold, Some(i32::MAX as u32));
+        assert_eq!(err("-a -t 10.0.0.1:80 -r 1.2.3.4 -x 2147483648"), "illegal u_threshold specified");
+        assert_eq!(err("-a -t 10.0.0.1:80 -r 1.2.3.4 -y -5"), "illegal l_threshold specified");
     }
 
     #[test]
@@ -2324,11 +1949,7 @@ mod tests {
             "256.0.0.1:80",
             "10.0.0.1:80:90",
         ] {
-            assert_eq!(
-                err(&format!("-A -t {bad}")),
-                "illegal virtual server address[:port] specified",
-                "{bad}"
-            );
+            assert_eq!(err(&format!("-A -t {bad}")), "illegal virtual server address[:port] specified", "{bad}");
         }
         assert_eq!(code("-A -t 10.0.0"), 2);
         for bad in ["10.0.0", "1.2.3.4:x", "1.2.3.4:-5"] {
@@ -2350,63 +1971,32 @@ mod tests {
             ("-A -t 2001:db8::1", "2001:db8::1"),
             ("-A -t 10.0.0.1:80 -6", "-6"),
         ] {
-            assert_eq!(
-                err(line),
-                format!("xvs supports IPv4 TCP and UDP services only: '{what}'"),
-                "{line}"
-            );
+            assert_eq!(err(line), format!("xvs supports IPv4 TCP and UDP services only: '{what}'"), "{line}");
             assert_eq!(code(line), 2);
         }
-        assert_eq!(
-            err("-a -t 10.0.0.1:80 -r [::1]:80"),
-            "xvs supports IPv4 real servers only: '[::1]:80'"
-        );
+        assert_eq!(err("-a -t 10.0.0.1:80 -r [::1]:80"), "xvs supports IPv4 real servers only: '[::1]:80'");
     }
 
     #[test]
     fn unsupported_options_after_legality() {
         let e = p("-A -t 10.0.0.1:80 --ops").unwrap_err();
-        assert!(
-            matches!(e, RuleError::UnsupportedOption(ref s) if s == "--ops"),
-            "{e:?}"
-        );
+        assert!(matches!(e, RuleError::UnsupportedOption(ref s) if s == "--ops"), "{e:?}");
         assert_eq!(e.to_string(), "xvs does not support the '--ops' option");
         let e = p("-A -u 10.0.0.1:53 -o").unwrap_err();
         assert!(matches!(e, RuleError::UnsupportedOption(_)), "{e:?}");
         assert!(e.to_string().contains("--ops"));
-        assert!(matches!(
-            p("-A -t 10.0.0.1:80 --pe sip").unwrap_err(),
-            RuleError::UnsupportedOption(_)
-        ));
+        assert!(matches!(p("-A -t 10.0.0.1:80 --pe sip").unwrap_err(), RuleError::UnsupportedOption(_)));
         assert!(matches!(
             p("-a -t 10.0.0.1:80 -r 1.2.3.4 -i --tun-type gre").unwrap_err(),
             RuleError::UnsupportedOption(_)
         ));
-        assert!(matches!(
-            p("-L --daemon").unwrap_err(),
-            RuleError::UnsupportedOption(_)
-        ));
-        assert!(matches!(
-            p("--start-daemon master").unwrap_err(),
-            RuleError::UnsupportedOption(_)
-        ));
-        assert!(matches!(
-            p("--stop-daemon backup").unwrap_err(),
-            RuleError::UnsupportedOption(_)
-        ));
+        assert!(matches!(p("-L --daemon").unwrap_err(), RuleError::UnsupportedOption(_)));
+        assert!(matches!(p("--start-daemon master").unwrap_err(), RuleError::UnsupportedOption(_)));
+        assert!(matches!(p("--stop-daemon backup").unwrap_err(), RuleError::UnsupportedOption(_)));
         // ipvsadm's legality errors come first.
-        assert_eq!(
-            err("-a -t 10.0.0.1:80 -r 1.2.3.4 --ops"),
-            "Illegal 'ops' option with the 'add-server' command"
-        );
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 --tun-type gre"),
-            "Illegal 'tun-type' option with the 'add-service' command"
-        );
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 --ops --ops"),
-            "multiple 'ops' options specified"
-        );
+        assert_eq!(err("-a -t 10.0.0.1:80 -r 1.2.3.4 --ops"), "Illegal 'ops' option with the 'add-server' command");
+        assert_eq!(err("-A -t 10.0.0.1:80 --tun-type gre"), "Illegal 'tun-type' option with the 'add-service' command");
+        assert_eq!(err("-A -t 10.0.0.1:80 --ops --ops"), "multiple 'ops' options specified");
     }
 
     // --- legality and grammar errors ------------------------------------------------------
@@ -2417,53 +2007,26 @@ mod tests {
             err("-a -t 10.0.0.1:80"),
             "You need to supply the 'real-server' option for the 'add-server' command"
         );
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -w 3"),
-            "Illegal 'weight' option with the 'add-service' command"
-        );
-        assert_eq!(
-            err("-A -s rr"),
-            "You need to supply the 'service-address' option for the 'add-service' command"
-        );
+        assert_eq!(err("-A -t 10.0.0.1:80 -w 3"), "Illegal 'weight' option with the 'add-service' command");
+        assert_eq!(err("-A -s rr"), "You need to supply the 'service-address' option for the 'add-service' command");
         // Checked in ipvsadm's option order: scheduler (3) before real-server (6).
-        assert_eq!(
-            err("-a -t 10.0.0.1:80 -s rr"),
-            "Illegal 'scheduler' option with the 'add-server' command"
-        );
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -r 1.2.3.4"),
-            "Illegal 'real-server' option with the 'add-service' command"
-        );
-        assert_eq!(
-            err("-E -t 10.0.0.1:80 -m"),
-            "Illegal 'forwarding-method' option with the 'edit-service' command"
-        );
-        assert_eq!(
-            err("-D -t 10.0.0.1:80 -s rr"),
-            "Illegal 'scheduler' option with the 'delete-service' command"
-        );
+        assert_eq!(err("-a -t 10.0.0.1:80 -s rr"), "Illegal 'scheduler' option with the 'add-server' command");
+        assert_eq!(err("-A -t 10.0.0.1:80 -r 1.2.3.4"), "Illegal 'real-server' option with the 'add-service' command");
+        assert_eq!(err("-E -t 10.0.0.1:80 -m"), "Illegal 'forwarding-method' option with the 'edit-service' command");
+        assert_eq!(err("-D -t 10.0.0.1:80 -s rr"), "Illegal 'scheduler' option with the 'delete-service' command");
         assert_eq!(code("-a -t 10.0.0.1:80"), 2);
     }
 
     #[test]
     fn zero_port_service() {
-        assert_eq!(
-            err("-A -t 10.0.0.1 -s rr"),
-            "Zero port specified for non-persistent service"
-        );
-        assert_eq!(
-            err("-E -t 10.0.0.1:0"),
-            "Zero port specified for non-persistent service"
-        );
+        assert_eq!(err("-A -t 10.0.0.1 -s rr"), "Zero port specified for non-persistent service");
+        assert_eq!(err("-E -t 10.0.0.1:0"), "Zero port specified for non-persistent service");
         assert_eq!(code("-A -t 10.0.0.1"), 2);
         let (k, o) = svc_opts("-A -t 10.0.0.1 -s rr -p");
         assert_eq!(k.port, 0);
         assert_eq!(o.persistent, Some(360));
         // Fine for the commands that do not create a service.
-        assert_eq!(
-            p("-D -t 10.0.0.1").unwrap(),
-            Command::DeleteService(tcp("10.0.0.1", 0))
-        );
+        assert_eq!(p("-D -t 10.0.0.1").unwrap(), Command::DeleteService(tcp("10.0.0.1", 0)));
     }
 
     #[test]
@@ -2473,27 +2036,12 @@ mod tests {
         assert_eq!(err("-AE"), "multiple commands specified");
         assert_eq!(err("-L --set"), "multiple commands specified");
         assert_eq!(code("-A -a"), 2);
-        assert_eq!(
-            err("-a -t 10.0.0.1:80 -r 1.2.3.4 -w 1 -w 2"),
-            "multiple 'weight' options specified"
-        );
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -u 10.0.0.1:80"),
-            "multiple 'service-address' options specified"
-        );
-        assert_eq!(
-            err("-a -t 10.0.0.1:80 -r 1.2.3.4 -g -m"),
-            "multiple 'forwarding-method' options specified"
-        );
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -p -p 10"),
-            "multiple 'persistent' options specified"
-        );
+        assert_eq!(err("-a -t 10.0.0.1:80 -r 1.2.3.4 -w 1 -w 2"), "multiple 'weight' options specified");
+        assert_eq!(err("-A -t 10.0.0.1:80 -u 10.0.0.1:80"), "multiple 'service-address' options specified");
+        assert_eq!(err("-a -t 10.0.0.1:80 -r 1.2.3.4 -g -m"), "multiple 'forwarding-method' options specified");
+        assert_eq!(err("-A -t 10.0.0.1:80 -p -p 10"), "multiple 'persistent' options specified");
         assert_eq!(err("-Lnn"), "multiple 'numeric' options specified");
-        assert_eq!(
-            err("-A -t 10.0.0.1:80 -s rr --scheduler wrr"),
-            "multiple 'scheduler' options specified"
-        );
+        assert_eq!(err("-A -t 10.0.0.1:80 -s rr --scheduler wrr"), "multiple 'scheduler' options specified");
         // --sort is a no-op and may repeat.
         assert!(p("-L --sort --sort").is_ok());
     }
@@ -2511,14 +2059,8 @@ mod tests {
         assert_eq!(err("-Lq"), "-Lq: unknown option");
         assert_eq!(err("-A -t"), "-t: missing argument");
         assert_eq!(code("-A -t"), 255);
-        assert_eq!(
-            err("-a -t 10.0.0.1:80 --weight"),
-            "--weight: missing argument"
-        );
-        assert_eq!(
-            err("-L --numeric=1"),
-            "--numeric: option does not take an argument"
-        );
+        assert_eq!(err("-a -t 10.0.0.1:80 --weight"), "--weight: missing argument");
+        assert_eq!(err("-L --numeric=1"), "--numeric: option does not take an argument");
         assert_eq!(code("-L --numeric=1"), 255);
         assert!(p("-A -t 10.0.0.1:80 -x").unwrap_err().is_usage_error());
     }
@@ -2529,23 +2071,9 @@ mod tests {
         assert_eq!(err("extra -C"), "unexpected argument extra");
         assert_eq!(err("-C -- -n"), "unexpected argument -n");
         assert_eq!(err("-C -"), "unexpected argument -");
-        assert_eq!(
-            p("--set -- 1 2 3").unwrap(),
-            Command::SetTimeouts {
-                tcp: 1,
-                tcpfin: 2,
-                udp: 3
-            }
-        );
+        assert_eq!(p("--set -- 1 2 3").unwrap(), Command::SetTimeouts { tcp: 1, tcpfin: 2, udp: 3 });
         // popt permutes: the timeouts may come anywhere after the command.
-        assert_eq!(
-            p("--set 1 2 3").unwrap(),
-            Command::SetTimeouts {
-                tcp: 1,
-                tcpfin: 2,
-                udp: 3
-            }
-        );
+        assert_eq!(p("--set 1 2 3").unwrap(), Command::SetTimeouts { tcp: 1, tcpfin: 2, udp: 3 });
     }
 
     #[test]
@@ -2560,10 +2088,7 @@ mod tests {
         assert_eq!(RuleError::MultipleCommands.exit_code(), 2);
         assert_eq!(RuleError::NoCommand.exit_code(), 255);
         assert_eq!(RuleError::NestedRestore.exit_code(), 255);
-        let l = RuleError::Line {
-            line: 3,
-            source: Box::new(RuleError::ServiceExists),
-        };
+        let l = RuleError::Line { line: 3, source: Box::new(RuleError::ServiceExists) };
         assert_eq!(l.exit_code(), 1);
         assert_eq!(l.to_string(), "line 3: Service already exists");
     }
@@ -2572,10 +2097,7 @@ mod tests {
     fn kernel_error_messages() {
         let msgs = [
             (RuleError::ServiceExists, "Service already exists"),
-            (
-                RuleError::SchedulerNotFound,
-                "Scheduler or persistence engine not found",
-            ),
+            (RuleError::SchedulerNotFound, "Scheduler or persistence engine not found"),
             (RuleError::NoSuchService, "No such service"),
             (RuleError::ServiceNotDefined, "Service not defined"),
             (RuleError::DestinationExists, "Destination already exists"),
@@ -2615,29 +2137,11 @@ mod tests {
         assert!(s.servers.is_empty());
 
         let v = run(&["-A -u 10.0.0.1:53 -s sh -p -b sh-port"]).unwrap();
-        assert_eq!(
-            v[0].persistence,
-            Some(Persistence {
-                timeout_s: 360,
-                netmask: Ipv4Addr::BROADCAST
-            })
-        );
-        assert_eq!(
-            v[0].flags,
-            SchedFlags {
-                fallback: false,
-                port: true
-            }
-        );
+        assert_eq!(v[0].persistence, Some(Persistence { timeout_s: 360, netmask: Ipv4Addr::BROADCAST }));
+        assert_eq!(v[0].flags, SchedFlags { fallback: false, port: true });
 
         let v = run(&["-A -t 10.0.0.1:80 -s rr -p 60 -M 255.255.0.0"]).unwrap();
-        assert_eq!(
-            v[0].persistence,
-            Some(Persistence {
-                timeout_s: 60,
-                netmask: ip("255.255.0.0")
-            })
-        );
+        assert_eq!(v[0].persistence, Some(Persistence { timeout_s: 60, netmask: ip("255.255.0.0") }));
         // -M without -p: not persistent.
         let v = run(&["-A -t 10.0.0.1:80 -M 255.255.0.0"]).unwrap();
         assert_eq!(v[0].persistence, None);
@@ -2645,42 +2149,19 @@ mod tests {
         let v = run(&["-A -t 10.0.0.1:80 -s rr -b flag-1"]).unwrap();
         assert_eq!(v[0].flags, SchedFlags::default());
 
-        assert_eq!(
-            run_err(&["-A -t 10.0.0.1:80", "-A -t 10.0.0.1:80 -s rr"]),
-            "Service already exists"
-        );
+        assert_eq!(run_err(&["-A -t 10.0.0.1:80", "-A -t 10.0.0.1:80 -s rr"]), "Service already exists");
         // Same address and port, other protocol: a different service.
-        assert_eq!(
-            run(&["-A -t 10.0.0.1:80", "-A -u 10.0.0.1:80"])
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(run(&["-A -t 10.0.0.1:80", "-A -u 10.0.0.1:80"]).unwrap().len(), 2);
     }
 
     #[test]
     fn apply_edit_service() {
         assert_eq!(run_err(&["-E -t 10.0.0.1:80 -s rr"]), "No such service");
-        let v = run(&[
-            "-A -t 10.0.0.1:80 -s sh -p 100 -M 255.255.255.0 -b sh-fallback",
-            "-E -t 10.0.0.1:80 -p 200",
-        ])
-        .unwrap();
+        let v = run(&["-A -t 10.0.0.1:80 -s sh -p 100 -M 255.255.255.0 -b sh-fallback", "-E -t 10.0.0.1:80 -p 200"])
+            .unwrap();
         assert_eq!(v[0].scheduler, SchedKind::Sh);
-        assert_eq!(
-            v[0].persistence,
-            Some(Persistence {
-                timeout_s: 200,
-                netmask: ip("255.255.255.0")
-            })
-        );
-        assert_eq!(
-            v[0].flags,
-            SchedFlags {
-                fallback: true,
-                port: false
-            }
-        );
+        assert_eq!(v[0].persistence, Some(Persistence { timeout_s: 200, netmask: ip("255.255.255.0") }));
+        assert_eq!(v[0].flags, SchedFlags { fallback: true, port: false });
 
         let v = run(&[
             "-A -t 10.0.0.1:80 -s sh -p 100 -b sh-fallback",
@@ -2690,52 +2171,25 @@ mod tests {
         .unwrap();
         assert_eq!(v[0].scheduler, SchedKind::Mh);
         assert_eq!(v[0].persistence.unwrap().netmask, ip("255.255.0.0"));
-        assert_eq!(
-            v[0].flags,
-            SchedFlags {
-                fallback: true,
-                port: false
-            }
-        );
+        assert_eq!(v[0].flags, SchedFlags { fallback: true, port: false });
 
-        let v = run(&[
-            "-A -t 10.0.0.1:80 -s sh -b sh-fallback,sh-port",
-            "-E -t 10.0.0.1:80 -s rr",
-        ])
-        .unwrap();
+        let v = run(&["-A -t 10.0.0.1:80 -s sh -b sh-fallback,sh-port", "-E -t 10.0.0.1:80 -s rr"]).unwrap();
         assert_eq!(v[0].scheduler, SchedKind::Rr);
         assert_eq!(v[0].flags, SchedFlags::default(), "flags dropped for rr");
 
         let v = run(&["-A -t 10.0.0.1:80 -s sh", "-E -t 10.0.0.1:80 -b sh-port"]).unwrap();
-        assert_eq!(
-            v[0].flags,
-            SchedFlags {
-                fallback: false,
-                port: true
-            }
-        );
+        assert_eq!(v[0].flags, SchedFlags { fallback: false, port: true });
 
         let v = run(&["-A -t 10.0.0.1:80 -s rr", "-E -t 10.0.0.1:80 -p"]).unwrap();
         assert_eq!(v[0].scheduler, SchedKind::Rr);
-        assert_eq!(
-            v[0].persistence,
-            Some(Persistence {
-                timeout_s: 360,
-                netmask: Ipv4Addr::BROADCAST
-            })
-        );
+        assert_eq!(v[0].persistence, Some(Persistence { timeout_s: 360, netmask: Ipv4Addr::BROADCAST }));
     }
 
     #[test]
     fn apply_delete_and_clear() {
         assert_eq!(run_err(&["-D -t 10.0.0.1:80"]), "No such service");
-        let v = run(&[
-            "-A -t 10.0.0.1:80",
-            "-A -t 10.0.0.2:80",
-            "-a -t 10.0.0.1:80 -r 1.1.1.1",
-            "-D -t 10.0.0.1:80",
-        ])
-        .unwrap();
+        let v = run(&["-A -t 10.0.0.1:80", "-A -t 10.0.0.2:80", "-a -t 10.0.0.1:80 -r 1.1.1.1", "-D -t 10.0.0.1:80"])
+            .unwrap();
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].vip, ip("10.0.0.2"));
         let v = run(&["-A -t 10.0.0.1:80", "-A -t 10.0.0.2:80", "-C"]).unwrap();
@@ -2744,10 +2198,7 @@ mod tests {
 
     #[test]
     fn apply_add_server() {
-        assert_eq!(
-            run_err(&["-a -t 10.0.0.1:80 -r 1.1.1.1"]),
-            "Service not defined"
-        );
+        assert_eq!(run_err(&["-a -t 10.0.0.1:80 -r 1.1.1.1"]), "Service not defined");
         let v = run(&[
             "-A -t 10.0.0.1:80 -s rr",
             "-a -t 10.0.0.1:80 -r 1.1.1.1",
@@ -2757,20 +2208,10 @@ mod tests {
         .unwrap();
         let s = &v[0].servers;
         // Head insertion: newest first.
-        assert_eq!(
-            s.iter().map(|d| d.addr).collect::<Vec<_>>(),
-            vec![ip("1.1.1.3"), ip("1.1.1.2"), ip("1.1.1.1")]
-        );
+        assert_eq!(s.iter().map(|d| d.addr).collect::<Vec<_>>(), vec![ip("1.1.1.3"), ip("1.1.1.2"), ip("1.1.1.1")]);
         assert_eq!(
             s[2],
-            RealServer {
-                addr: ip("1.1.1.1"),
-                port: 80,
-                weight: 1,
-                mode: FwdMode::Dr,
-                u_threshold: 0,
-                l_threshold: 0
-            }
+            RealServer { addr: ip("1.1.1.1"), port: 80, weight: 1, mode: FwdMode::Dr, u_threshold: 0, l_threshold: 0 }
         );
         assert_eq!(
             s[1],
@@ -2787,48 +2228,26 @@ mod tests {
         assert_eq!(s[0].mode, FwdMode::Tun);
 
         assert_eq!(
-            run_err(&[
-                "-A -t 10.0.0.1:80",
-                "-a -t 10.0.0.1:80 -r 1.1.1.1",
-                "-a -t 10.0.0.1:80 -r 1.1.1.1:8080 -w 5"
-            ]),
+            run_err(&["-A -t 10.0.0.1:80", "-a -t 10.0.0.1:80 -r 1.1.1.1", "-a -t 10.0.0.1:80 -r 1.1.1.1:8080 -w 5"]),
             "Destination already exists",
             "-g forces port 80, so this is the same destination"
         );
         // Same address, other port (NAT): a different destination.
-        let v = run(&[
-            "-A -t 10.0.0.1:80",
-            "-a -t 10.0.0.1:80 -r 1.1.1.1",
-            "-a -t 10.0.0.1:80 -r 1.1.1.1:8080 -m",
-        ])
-        .unwrap();
+        let v = run(&["-A -t 10.0.0.1:80", "-a -t 10.0.0.1:80 -r 1.1.1.1", "-a -t 10.0.0.1:80 -r 1.1.1.1:8080 -m"])
+            .unwrap();
         assert_eq!(v[0].servers.len(), 2);
         // The kernel refuses l > u, even with u = 0.
-        let e = run(&[
-            "-A -t 10.0.0.1:80",
-            "-a -t 10.0.0.1:80 -r 1.1.1.1 -x 5 -y 6",
-        ])
-        .unwrap_err();
+        let e = run(&["-A -t 10.0.0.1:80", "-a -t 10.0.0.1:80 -r 1.1.1.1 -x 5 -y 6"]).unwrap_err();
         assert_eq!(e, RuleError::ThresholdRange { l: 6, u: 5 });
         assert_eq!(e.exit_code(), 1);
         assert!(run(&["-A -t 10.0.0.1:80", "-a -t 10.0.0.1:80 -r 1.1.1.1 -y 6"]).is_err());
-        assert!(run(&[
-            "-A -t 10.0.0.1:80",
-            "-a -t 10.0.0.1:80 -r 1.1.1.1 -x 6 -y 6"
-        ])
-        .is_ok());
+        assert!(run(&["-A -t 10.0.0.1:80", "-a -t 10.0.0.1:80 -r 1.1.1.1 -x 6 -y 6"]).is_ok());
     }
 
     #[test]
     fn apply_edit_server() {
-        assert_eq!(
-            run_err(&["-e -t 10.0.0.1:80 -r 1.1.1.1"]),
-            "Service not defined"
-        );
-        assert_eq!(
-            run_err(&["-A -t 10.0.0.1:80", "-e -t 10.0.0.1:80 -r 1.1.1.1"]),
-            "No such destination"
-        );
+        assert_eq!(run_err(&["-e -t 10.0.0.1:80 -r 1.1.1.1"]), "Service not defined");
+        assert_eq!(run_err(&["-A -t 10.0.0.1:80", "-e -t 10.0.0.1:80 -r 1.1.1.1"]), "No such destination");
         let v = run(&[
             "-A -t 10.0.0.1:80",
             "-a -t 10.0.0.1:80 -r 1.1.1.1:8080 -m -w 3 -x 10 -y 5",
@@ -2865,26 +2284,16 @@ mod tests {
             "No such destination"
         );
         assert_eq!(
-            run(&[
-                "-A -t 10.0.0.1:80",
-                "-a -t 10.0.0.1:80 -r 1.1.1.1 -x 10",
-                "-e -t 10.0.0.1:80 -r 1.1.1.1 -y 11",
-            ])
-            .unwrap_err(),
+            run(&["-A -t 10.0.0.1:80", "-a -t 10.0.0.1:80 -r 1.1.1.1 -x 10", "-e -t 10.0.0.1:80 -r 1.1.1.1 -y 11",])
+                .unwrap_err(),
             RuleError::ThresholdRange { l: 11, u: 10 }
         );
     }
 
     #[test]
     fn apply_delete_server() {
-        assert_eq!(
-            run_err(&["-d -t 10.0.0.1:80 -r 1.1.1.1"]),
-            "Service not defined"
-        );
-        assert_eq!(
-            run_err(&["-A -t 10.0.0.1:80", "-d -t 10.0.0.1:80 -r 1.1.1.1"]),
-            "No such destination"
-        );
+        assert_eq!(run_err(&["-d -t 10.0.0.1:80 -r 1.1.1.1"]), "Service not defined");
+        assert_eq!(run_err(&["-A -t 10.0.0.1:80", "-d -t 10.0.0.1:80 -r 1.1.1.1"]), "No such destination");
         let v = run(&[
             "-A -t 10.0.0.1:80",
             "-a -t 10.0.0.1:80 -r 1.1.1.1",
@@ -2900,16 +2309,7 @@ mod tests {
     fn apply_other_commands_are_noops() {
         let mut v = run(&["-A -t 10.0.0.1:80", "-a -t 10.0.0.1:80 -r 1.1.1.1"]).unwrap();
         let before = v.clone();
-        for l in [
-            "-L -n",
-            "-S -n",
-            "-Z",
-            "-Z -t 10.0.0.9:80",
-            "--set 1 2 3",
-            "-h",
-            "-v",
-            "-R",
-        ] {
+        for l in ["-L -n", "-S -n", "-Z", "-Z -t 10.0.0.9:80", "--set 1 2 3", "-h", "-v", "-R"] {
             apply(&mut v, &p(l).unwrap()).unwrap();
         }
         assert_eq!(v, before);
@@ -2927,10 +2327,7 @@ mod tests {
                     ipvsadm ipvsadm -a -t 10.0.0.1:80 -r 1.1.1.2 ipvsadm\n\
                     #-A -t 10.0.0.9:80\n";
         let cmds = parse_rules(text).unwrap();
-        assert_eq!(
-            cmds.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
-            vec![3, 5, 6]
-        );
+        assert_eq!(cmds.iter().map(|(l, _)| *l).collect::<Vec<_>>(), vec![3, 5, 6]);
         assert!(matches!(cmds[0].1, Command::AddService(_, _)));
         let v = services_from_rules(text).unwrap();
         assert_eq!(v.len(), 1);
@@ -2945,26 +2342,13 @@ mod tests {
 
     #[test]
     fn restore_errors_carry_line_numbers() {
-        let e = parse_rules("-A -t 10.0.0.1:80\n\n-a -t 10.0.0.1:80 -r 1.1.1.1 -w 70000\n")
-            .unwrap_err();
-        assert_eq!(
-            e,
-            RuleError::Line {
-                line: 3,
-                source: Box::new(RuleError::IllegalWeight)
-            }
-        );
+        let e = parse_rules("-A -t 10.0.0.1:80\n\n-a -t 10.0.0.1:80 -r 1.1.1.1 -w 70000\n").unwrap_err();
+        assert_eq!(e, RuleError::Line { line: 3, source: Box::new(RuleError::IllegalWeight) });
         assert_eq!(e.to_string(), "line 3: illegal weight specified");
         assert_eq!(e.exit_code(), 2);
 
         let e = parse_rules("-C\n-R\n").unwrap_err();
-        assert_eq!(
-            e,
-            RuleError::Line {
-                line: 2,
-                source: Box::new(RuleError::NestedRestore)
-            }
-        );
+        assert_eq!(e, RuleError::Line { line: 2, source: Box::new(RuleError::NestedRestore) });
         assert_eq!(e.exit_code(), 255);
         assert!(parse_rules("ipvsadm --restore").is_err());
 
@@ -2999,19 +2383,10 @@ mod tests {
             l_threshold: 0,
         };
         // Kernel list order (newest first) is not the saved order.
-        tcp_svc.servers = vec![
-            dest("192.168.10.2", 80, 3, FwdMode::Dr),
-            dest("192.168.10.1", 80, 1, FwdMode::Dr),
-        ];
+        tcp_svc.servers = vec![dest("192.168.10.2", 80, 3, FwdMode::Dr), dest("192.168.10.1", 80, 1, FwdMode::Dr)];
         let mut udp_svc = VirtualService::new(Proto::Udp, ip("10.0.0.1"), 53, SchedKind::Sh);
-        udp_svc.flags = SchedFlags {
-            fallback: true,
-            port: true,
-        };
-        udp_svc.persistence = Some(Persistence {
-            timeout_s: 360,
-            netmask: ip("255.255.255.0"),
-        });
+        udp_svc.flags = SchedFlags { fallback: true, port: true };
+        udp_svc.persistence = Some(Persistence { timeout_s: 360, netmask: ip("255.255.255.0") });
         udp_svc.servers = vec![dest("192.168.10.3", 53, 0, FwdMode::Nat)];
         // UDP first in the table: the sort puts TCP (6) first.
         let table = vec![udp_svc, tcp_svc];
@@ -3020,11 +2395,7 @@ mod tests {
         let back = services_from_rules(SAVE_EXAMPLE).unwrap();
         assert_eq!(save_rules(&back), SAVE_EXAMPLE);
         assert_eq!(back.len(), 2);
-        assert_eq!(
-            back[0].servers[0].addr,
-            ip("192.168.10.2"),
-            "head insertion"
-        );
+        assert_eq!(back[0].servers[0].addr, ip("192.168.10.2"), "head insertion");
         assert_eq!(save_rules(&[]), "");
     }
 
@@ -3050,18 +2421,9 @@ mod tests {
 
     #[test]
     fn sort_quirk() {
-        assert_eq!(
-            cmp_ipv4_ipvsadm(ip("10.0.0.1"), ip("192.168.0.1")),
-            Ordering::Greater
-        );
-        assert_eq!(
-            cmp_ipv4_ipvsadm(ip("10.0.0.1"), ip("10.0.0.2")),
-            Ordering::Less
-        );
-        assert_eq!(
-            cmp_ipv4_ipvsadm(ip("10.0.0.1"), ip("10.0.0.1")),
-            Ordering::Equal
-        );
+        assert_eq!(cmp_ipv4_ipvsadm(ip("10.0.0.1"), ip("192.168.0.1")), Ordering::Greater);
+        assert_eq!(cmp_ipv4_ipvsadm(ip("10.0.0.1"), ip("10.0.0.2")), Ordering::Less);
+        assert_eq!(cmp_ipv4_ipvsadm(ip("10.0.0.1"), ip("10.0.0.1")), Ordering::Equal);
         let v = services_from_rules(
             "-A -t 10.0.0.1:80\n\
              -A -t 192.168.0.1:80\n\
@@ -3087,14 +2449,7 @@ mod tests {
     #[test]
     fn sort_never_panics_on_cyclic_addresses() {
         // 0.0.0.0 > 128.0.0.1 > ... the quirk is not transitive.
-        let addrs = [
-            "0.0.0.0",
-            "128.0.0.1",
-            "255.0.0.0",
-            "64.0.0.0",
-            "192.0.0.0",
-            "1.0.0.0",
-        ];
+        let addrs = ["0.0.0.0", "128.0.0.1", "255.0.0.0", "64.0.0.0", "192.0.0.0", "1.0.0.0"];
         let mut svc = VirtualService::new(Proto::Tcp, ip("1.1.1.1"), 80, SchedKind::Rr);
         let mut table = Vec::new();
         for a in addrs {
@@ -3145,51 +2500,23 @@ mod tests {
             for (is_tcp, vip, port, sched, persist, (fallback, fport), servers) in raw {
                 let proto = if is_tcp { Proto::Tcp } else { Proto::Udp };
                 let sched = SchedKind::ALL[sched];
-                let port = if port == 0 && persist.is_none() {
-                    1
-                } else {
-                    port
-                };
+                let port = if port == 0 && persist.is_none() { 1 } else { port };
                 let mut svc = VirtualService::new(proto, Ipv4Addr::from(vip), port, sched);
                 svc.persistence = persist.map(|(t, bits)| Persistence {
                     timeout_s: t,
                     netmask: Ipv4Addr::from(u32::MAX.checked_shl(32 - bits).unwrap_or(0)),
                 });
-                svc.flags = effective_flags(
-                    sched,
-                    SchedFlags {
-                        fallback,
-                        port: fport,
-                    },
-                );
+                svc.flags = effective_flags(sched, SchedFlags { fallback, port: fport });
                 for (addr, dport, weight, mode) in servers {
                     let mode = [FwdMode::Dr, FwdMode::Tun, FwdMode::Nat, FwdMode::FullNat][mode];
-                    let dport = if matches!(mode, FwdMode::Dr | FwdMode::Tun) {
-                        port
-                    } else {
-                        dport
-                    };
+                    let dport = if matches!(mode, FwdMode::Dr | FwdMode::Tun) { port } else { dport };
                     let addr = Ipv4Addr::from(addr);
-                    if svc
-                        .servers
-                        .iter()
-                        .any(|d| d.addr == addr && d.port == dport)
-                    {
+                    if svc.servers.iter().any(|d| d.addr == addr && d.port == dport) {
                         continue;
                     }
-                    svc.servers.push(RealServer {
-                        addr,
-                        port: dport,
-                        weight,
-                        mode,
-                        u_threshold: 0,
-                        l_threshold: 0,
-                    });
+                    svc.servers.push(RealServer { addr, port: dport, weight, mode, u_threshold: 0, l_threshold: 0 });
                 }
-                if !out
-                    .iter()
-                    .any(|s| ServiceKey::of(s) == ServiceKey::of(&svc))
-                {
+                if !out.iter().any(|s| ServiceKey::of(s) == ServiceKey::of(&svc)) {
                     out.push(svc);
                 }
             }

@@ -80,12 +80,36 @@ fn table_of_bad_frames() {
         ("IPv6", v6, Verdict::Pass(PassReason::Ipv6)),
         ("GRE to the VIP", gre, Verdict::Pass(PassReason::OtherProto)),
         ("ping to the VIP", ping, Verdict::Pass(PassReason::Icmp)),
-        ("TTL 1 on NAT", tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, SYN, 1, &[]), Verdict::Drop(DropReason::TtlExpired)),
-        ("TTL 0 on DR", tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 82, SYN, 0, &[]), Verdict::Drop(DropReason::TtlExpired)),
-        ("ACK without a connection", tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, ACK, 64, &[]), Verdict::Drop(DropReason::NoConn)),
-        ("SYN-ACK to the VIP", tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, SYNACK, 64, &[]), Verdict::Drop(DropReason::NoConn)),
-        ("SSH to the director", tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, [198, 18, 0, 1], 40000, 22, SYN, 64, &[]), Verdict::Pass(PassReason::NotService)),
-        ("port without a service", tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 9999, SYN, 64, &[]), Verdict::Pass(PassReason::NotService)),
+        (
+            "TTL 1 on NAT",
+            tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, SYN, 1, &[]),
+            Verdict::Drop(DropReason::TtlExpired),
+        ),
+        (
+            "TTL 0 on DR",
+            tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 82, SYN, 0, &[]),
+            Verdict::Drop(DropReason::TtlExpired),
+        ),
+        (
+            "ACK without a connection",
+            tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, ACK, 64, &[]),
+            Verdict::Drop(DropReason::NoConn),
+        ),
+        (
+            "SYN-ACK to the VIP",
+            tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, SYNACK, 64, &[]),
+            Verdict::Drop(DropReason::NoConn),
+        ),
+        (
+            "SSH to the director",
+            tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, [198, 18, 0, 1], 40000, 22, SYN, 64, &[]),
+            Verdict::Pass(PassReason::NotService),
+        ),
+        (
+            "port without a service",
+            tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 9999, SYN, 64, &[]),
+            Verdict::Pass(PassReason::NotService),
+        ),
     ];
     for (desc, frame, want) in cases {
         assert_eq!(verdict(&frame), want, "{desc}");
@@ -106,7 +130,10 @@ fn ethernet_padding_is_tolerated() {
 fn ip_options_are_forwarded_with_right_checksums() {
     let mut ip = Ipv4Header::new(20, 64, IpNumber::TCP, CLIENT, VIP).unwrap();
     ip.options = Ipv4Options::try_from(&[1u8, 1, 1, 0][..]).unwrap(); // NOP NOP NOP EOL
-    let b = PacketBuilder::ethernet2(CLIENT_MAC, DIR_C_MAC).ip(etherparse::IpHeaders::Ipv4(ip, Default::default())).tcp(40000, 80, 1, 100).syn();
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, DIR_C_MAC)
+        .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+        .tcp(40000, 80, 1, 100)
+        .syn();
     let mut f = Vec::new();
     b.write(&mut f, &[]).unwrap();
     assert_eq!(f[14] & 0xf, 6);

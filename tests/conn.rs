@@ -24,8 +24,9 @@ fn state_of(p: &Pipeline, cport: u16) -> Option<TcpState> {
 }
 
 #[test]
-fn conn_entry_is_48_bytes() {
-    assert_eq!(std::mem::size_of::<xvs::conn::Conn>(), 48);
+fn conn_entry_is_one_aligned_half_line() {
+    assert_eq!(std::mem::size_of::<xvs::conn::Conn>(), 32);
+    assert_eq!(std::mem::align_of::<xvs::conn::Conn>(), 32);
 }
 
 #[test]
@@ -99,7 +100,10 @@ fn default_timeouts_on_a_fake_clock() {
 
 #[test]
 fn udp_timeout_and_configured_timeouts() {
-    let json = config_json("").replace(r#""conn": {"max_per_worker": 1024}"#, r#""conn": {"max_per_worker": 1024, "timeouts": {"udp": 5, "tcp_established": 30}}"#);
+    let json = config_json("").replace(
+        r#""conn": {"max_per_worker": 1024}"#,
+        r#""conn": {"max_per_worker": 1024, "timeouts": {"udp": 5, "tcp_established": 30}}"#,
+    );
     let mut p = pipeline(&json);
     run(&mut p, &udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 5000, 53, 64, b"q"), 0);
     assert_eq!(p.shard.len(), 1);

@@ -101,7 +101,12 @@ fn dr_changes_only_macs() {
     expected[0..6].copy_from_slice(&RS1_MAC);
     expected[6..12].copy_from_slice(&DIR_R_MAC);
     run_cases(vec![
-        Case { desc: "DR SYN: MACs only", input: input.clone(), verdict: Verdict::Tx(1), output: Some(expected.clone()) },
+        Case {
+            desc: "DR SYN: MACs only",
+            input: input.clone(),
+            verdict: Verdict::Tx(1),
+            output: Some(expected.clone()),
+        },
         Case {
             desc: "DR with TTL 1 is still forwarded (IP untouched)",
             input: tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 82, ACK, 1, b"y"),
@@ -128,8 +133,18 @@ fn tun_encapsulates_ipip() {
     let syn = tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 83, SYN, 64, &[]);
     let data = tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 83, ACK, 64, &[7u8; 1000]);
     run_cases(vec![
-        Case { desc: "TUN SYN in IP-in-IP to RS1", input: syn.clone(), verdict: Verdict::Tx(1), output: Some(tun_expected(&syn, 1)) },
-        Case { desc: "TUN 1000-byte segment", input: data.clone(), verdict: Verdict::Tx(1), output: Some(tun_expected(&data, 2)) },
+        Case {
+            desc: "TUN SYN in IP-in-IP to RS1",
+            input: syn.clone(),
+            verdict: Verdict::Tx(1),
+            output: Some(tun_expected(&syn, 1)),
+        },
+        Case {
+            desc: "TUN 1000-byte segment",
+            input: data.clone(),
+            verdict: Verdict::Tx(1),
+            output: Some(tun_expected(&data, 2)),
+        },
     ]);
 }
 

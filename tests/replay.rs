@@ -11,12 +11,7 @@ use std::time::Duration;
 fn write_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) {
     let mut w = PcapWriter::new(File::create(path).unwrap()).unwrap();
     for (ms, f) in frames {
-        w.write_packet(&PcapPacket::new(
-            Duration::from_millis(*ms),
-            f.len() as u32,
-            f,
-        ))
-        .unwrap();
+        w.write_packet(&PcapPacket::new(Duration::from_millis(*ms), f.len() as u32, f)).unwrap();
     }
 }
 
@@ -31,10 +26,7 @@ fn read_pcap(path: &Path) -> Vec<(Duration, Vec<u8>)> {
 }
 
 fn xvs(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_xvs"))
-        .args(args)
-        .output()
-        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_xvs")).args(args).output().unwrap();
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -50,58 +42,15 @@ fn replay_writes_what_the_director_transmits() {
     let input = dir.path().join("in.pcap");
     let output = dir.path().join("out.pcap");
     let frames = vec![
-        (
-            1000,
-            tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, SYN, 64, &[]),
-        ),
-        (
-            1001,
-            tcp_frame(
-                RS1_MAC,
-                DIR_R_MAC,
-                RS1,
-                CLIENT,
-                8080,
-                40000,
-                SYNACK,
-                64,
-                &[],
-            ),
-        ),
-        (
-            1002,
-            tcp_frame(
-                CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, ACK, 64, b"GET /",
-            ),
-        ),
-        (
-            1003,
-            tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40001, 80, ACK, 64, &[]),
-        ),
+        (1000, tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, SYN, 64, &[])),
+        (1001, tcp_frame(RS1_MAC, DIR_R_MAC, RS1, CLIENT, 8080, 40000, SYNACK, 64, &[])),
+        (1002, tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, ACK, 64, b"GET /")),
+        (1003, tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40001, 80, ACK, 64, &[])),
         (1004, vec![0u8; 10]),
-        (
-            1005,
-            udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 5000, 53, 64, b"q"),
-        ),
+        (1005, udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 5000, 53, 64, b"q")),
         // 400 s later the UDP connection (300 s) has expired: a new one is scheduled.
-        (
-            401_005,
-            udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 5000, 53, 64, b"q"),
-        ),
-        (
-            401_006,
-            tcp_frame(
-                CLIENT_MAC,
-                DIR_C_MAC,
-                CLIENT,
-                [198, 18, 0, 1],
-                40000,
-                22,
-                SYN,
-                64,
-                &[],
-            ),
-        ),
+        (401_005, udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 5000, 53, 64, b"q")),
+        (401_006, tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, [198, 18, 0, 1], 40000, 22, SYN, 64, &[])),
     ];
     write_pcap(&input, &frames);
     let (rc, out, err) = xvs(&[
@@ -114,39 +63,16 @@ fn replay_writes_what_the_director_transmits() {
         output.to_str().unwrap(),
     ]);
     assert_eq!(rc, 0, "stderr: {err}");
-    assert!(
-        out.contains("replay: 8 frames in, 5 forwarded, 2 dropped, 1 passed to kernel"),
-        "{out}"
-    );
+    assert!(out.contains("replay: 8 frames in, 5 forwarded, 2 dropped, 1 passed to kernel"), "{out}");
     assert!(out.contains("dropped eth_truncated"), "{out}");
     assert!(out.contains("dropped no_conn"), "{out}");
     assert!(out.contains("passed not_service"), "{out}");
     assert!(out.contains("connections: 3 created"), "{out}");
     let got = read_pcap(&output);
     assert_eq!(got.len(), 5);
-    assert_eq!(
-        got[0].1,
-        tcp_frame(DIR_R_MAC, RS1_MAC, CLIENT, RS1, 40000, 8080, SYN, 63, &[])
-    );
-    assert_eq!(
-        got[1].1,
-        tcp_frame(
-            DIR_C_MAC,
-            CLIENT_MAC,
-            VIP,
-            CLIENT,
-            80,
-            40000,
-            SYNACK,
-            63,
-            &[]
-        )
-    );
-    assert_eq!(
-        got[0].0,
-        Duration::from_millis(1000),
-        "stamped with the input's capture time"
-    );
+    assert_eq!(got[0].1, tcp_frame(DIR_R_MAC, RS1_MAC, CLIENT, RS1, 40000, 8080, SYN, 63, &[]));
+    assert_eq!(got[1].1, tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 80, 40000, SYNACK, 63, &[]));
+    assert_eq!(got[0].0, Duration::from_millis(1000), "stamped with the input's capture time");
     assert_eq!(got[4].0, Duration::from_millis(401_005));
     for (_, f) in &got {
         assert_checksums(f);
@@ -166,13 +92,7 @@ fn replay_with_ipvsadm_rules_uses_kernel_list_order() {
     .unwrap();
     let input = dir.path().join("in.pcap");
     let output = dir.path().join("out.pcap");
-    write_pcap(
-        &input,
-        &[(
-            0,
-            tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, SYN, 64, &[]),
-        )],
-    );
+    write_pcap(&input, &[(0, tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, SYN, 64, &[]))]);
     let (rc, out, err) = xvs(&[
         "replay",
         "--config",
@@ -188,45 +108,21 @@ fn replay_with_ipvsadm_rules_uses_kernel_list_order() {
     assert!(out.contains("1 forwarded"), "{out}");
     let got = read_pcap(&output);
     // IPVS inserts each new real server at the head: the last added (RS2) is picked first.
-    assert_eq!(
-        got[0].1,
-        tcp_frame(DIR_R_MAC, RS2_MAC, CLIENT, RS2, 40000, 8080, SYN, 63, &[])
-    );
+    assert_eq!(got[0].1, tcp_frame(DIR_R_MAC, RS2_MAC, CLIENT, RS2, 40000, 8080, SYN, 63, &[]));
 }
 
 #[test]
 fn replay_reports_bad_inputs_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.json");
-    std::fs::write(
-        &cfg,
-        config_json("").replace(r#""mtu": 1500"#, r#""mtu": 100"#),
-    )
-    .unwrap();
-    let (rc, _, err) = xvs(&[
-        "replay",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--input",
-        "/nonexistent.pcap",
-        "--output",
-        "/tmp/x.pcap",
-    ]);
+    std::fs::write(&cfg, config_json("").replace(r#""mtu": 1500"#, r#""mtu": 100"#)).unwrap();
+    let (rc, _, err) =
+        xvs(&["replay", "--config", cfg.to_str().unwrap(), "--input", "/nonexistent.pcap", "--output", "/tmp/x.pcap"]);
     assert_eq!(rc, 1);
-    assert!(
-        err.contains("director.mtu: 100 is out of range (576..=9000)"),
-        "{err}"
-    );
+    assert!(err.contains("director.mtu: 100 is out of range (576..=9000)"), "{err}");
     std::fs::write(&cfg, config_json("")).unwrap();
-    let (rc, _, err) = xvs(&[
-        "replay",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--input",
-        "/nonexistent.pcap",
-        "--output",
-        "/tmp/x.pcap",
-    ]);
+    let (rc, _, err) =
+        xvs(&["replay", "--config", cfg.to_str().unwrap(), "--input", "/nonexistent.pcap", "--output", "/tmp/x.pcap"]);
     assert_eq!(rc, 1);
     assert!(err.contains("/nonexistent.pcap"), "{err}");
     let notpcap = dir.path().join("not.pcap");
@@ -244,16 +140,7 @@ fn replay_reports_bad_inputs_clearly() {
     assert!(err.contains("not a pcap file"), "{err}");
     let rules = dir.path().join("rules");
     std::fs::write(&rules, "-A -t 198.18.0.100:80 -s nope\n").unwrap();
-    let (rc, _, err) = xvs(&[
-        "check",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--ipvsadm-rules",
-        rules.to_str().unwrap(),
-    ]);
+    let (rc, _, err) = xvs(&["check", "--config", cfg.to_str().unwrap(), "--ipvsadm-rules", rules.to_str().unwrap()]);
     assert_eq!(rc, 1);
-    assert!(
-        err.contains("line 1") && err.contains("Scheduler or persistence engine not found"),
-        "{err}"
-    );
+    assert!(err.contains("line 1") && err.contains("Scheduler or persistence engine not found"), "{err}");
 }

@@ -9,41 +9,20 @@ use rand::{Rng, SeedableRng};
 use xvs::sched::{hash_32, DestLoad, DestSpec, Flow, Scheduler};
 use xvs::service::{SchedFlags, SchedKind};
 
-const NOFLAGS: SchedFlags = SchedFlags {
-    fallback: false,
-    port: false,
-};
-const FALLBACK: SchedFlags = SchedFlags {
-    fallback: true,
-    port: false,
-};
-const PORT: SchedFlags = SchedFlags {
-    fallback: false,
-    port: true,
-};
+const NOFLAGS: SchedFlags = SchedFlags { fallback: false, port: false };
+const FALLBACK: SchedFlags = SchedFlags { fallback: true, port: false };
+const PORT: SchedFlags = SchedFlags { fallback: false, port: true };
 
 fn addr(i: usize) -> u32 {
     0x0a00_0001 + ((i as u32) << 8)
 }
 
 fn specs(w: &[u32]) -> Vec<DestSpec> {
-    w.iter()
-        .enumerate()
-        .map(|(i, &weight)| DestSpec {
-            addr: addr(i),
-            port: 80,
-            weight,
-        })
-        .collect()
+    w.iter().enumerate().map(|(i, &weight)| DestSpec { addr: addr(i), port: 80, weight }).collect()
 }
 
 fn loads(w: &[u32]) -> Vec<DestLoad> {
-    w.iter()
-        .map(|&weight| DestLoad {
-            weight,
-            ..DestLoad::default()
-        })
-        .collect()
+    w.iter().map(|&weight| DestLoad { weight, ..DestLoad::default() }).collect()
 }
 
 fn new(kind: SchedKind, w: &[u32]) -> Scheduler {
@@ -51,13 +30,7 @@ fn new(kind: SchedKind, w: &[u32]) -> Scheduler {
 }
 
 fn flow(saddr: u32, sport: u16, daddr: u32) -> Flow {
-    Flow {
-        proto: 6,
-        saddr,
-        sport,
-        daddr,
-        dport: 80,
-    }
+    Flow { proto: 6, saddr, sport, daddr, dport: 80 }
 }
 
 fn fixed_flow() -> Flow {
@@ -198,11 +171,7 @@ fn all_weight_zero_never_chosen_others_continue() {
         let mut l = loads(&w);
         let mut got = [0usize; 4];
         for i in 0..2000u32 {
-            let f = flow(
-                i.wrapping_mul(0x9e37_79b9),
-                i as u16,
-                i.wrapping_mul(0x85eb_ca6b),
-            );
+            let f = flow(i.wrapping_mul(0x9e37_79b9), i as u16, i.wrapping_mul(0x85eb_ca6b));
             if let Some(d) = s.pick(&f, &l) {
                 got[d] += 1;
                 l[d].active += 1;
@@ -222,11 +191,7 @@ fn all_overloaded_never_chosen_while_overloaded() {
         l[0].overloaded = true;
         let mut got = [0usize; 3];
         for i in 0..600u32 {
-            let f = flow(
-                i.wrapping_mul(0x9e37_79b9),
-                i as u16,
-                i.wrapping_mul(0x85eb_ca6b),
-            );
+            let f = flow(i.wrapping_mul(0x9e37_79b9), i as u16, i.wrapping_mul(0x85eb_ca6b));
             if let Some(d) = s.pick(&f, &l) {
                 got[d] += 1;
                 l[d].active += 1;
@@ -239,11 +204,7 @@ fn all_overloaded_never_chosen_while_overloaded() {
         l[1].overloaded = true;
         let mut got = [0usize; 3];
         for i in 0..600u32 {
-            let f = flow(
-                i.wrapping_mul(0x9e37_79b9),
-                i as u16,
-                i.wrapping_mul(0x85eb_ca6b),
-            );
+            let f = flow(i.wrapping_mul(0x9e37_79b9), i as u16, i.wrapping_mul(0x85eb_ca6b));
             if let Some(d) = s.pick(&f, &l) {
                 got[d] += 1;
                 l[d].active += 1;
@@ -301,28 +262,16 @@ fn rr_weight_zero_overload_and_change() {
 fn wrr_kernel_sequences() {
     let w = [5, 3];
     let mut s = new(SchedKind::Wrr, &w);
-    assert_eq!(
-        run(&mut s, &mut loads(&w), 16, Acc::None),
-        "AAABABABAAABABAB"
-    );
+    assert_eq!(run(&mut s, &mut loads(&w), 16, Acc::None), "AAABABABAAABABAB");
     let w = [4, 3, 2];
     let mut s = new(SchedKind::Wrr, &w);
-    assert_eq!(
-        run(&mut s, &mut loads(&w), 18, Acc::None),
-        "AABABCABCAABABCABC"
-    );
+    assert_eq!(run(&mut s, &mut loads(&w), 18, Acc::None), "AABABCABCAABABCABC");
     // Accumulating connections change nothing.
     let mut s = new(SchedKind::Wrr, &w);
-    assert_eq!(
-        run(&mut s, &mut loads(&w), 18, Acc::Active),
-        "AABABCABCAABABCABC"
-    );
+    assert_eq!(run(&mut s, &mut loads(&w), 18, Acc::Active), "AABABCABCAABABCABC");
     let mut s = new(SchedKind::Wrr, &w);
     let seq = run(&mut s, &mut loads(&w), 900, Acc::Inactive);
-    assert_eq!(
-        [count(&seq, 'A'), count(&seq, 'B'), count(&seq, 'C')],
-        [400, 300, 200]
-    );
+    assert_eq!([count(&seq, 'A'), count(&seq, 'B'), count(&seq, 'C')], [400, 300, 200]);
 }
 
 #[test]
@@ -524,9 +473,7 @@ fn nq_zero_overload_change() {
 
 /// Server per bucket, read through `pick` with sources that hash to each bucket.
 fn sh_buckets(s: &mut Scheduler, l: &[DestLoad]) -> Vec<Option<usize>> {
-    (0..256)
-        .map(|b| s.pick(&flow(src_for_bucket(b), 0, 1), l))
-        .collect()
+    (0..256).map(|b| s.pick(&flow(src_for_bucket(b), 0, 1), l)).collect()
 }
 
 #[test]
@@ -588,8 +535,7 @@ fn sh_port_flag() {
     let src = src_for_bucket(0);
     // Bucket = hash_32(saddr + sport): sport 0 is bucket 0 = server A.
     assert_eq!(s.pick(&flow(src, 0, 1), &l), Some(0));
-    let servers: std::collections::HashSet<_> =
-        (0..64u16).map(|p| s.pick(&flow(src, p, 1), &l)).collect();
+    let servers: std::collections::HashSet<_> = (0..64u16).map(|p| s.pick(&flow(src, p, 1), &l)).collect();
     assert!(servers.len() > 1);
     // Same source and port: same server.
     assert_eq!(s.pick(&flow(src, 7, 1), &l), s.pick(&flow(src, 7, 9), &l));
@@ -610,11 +556,7 @@ fn sh_unavailable_and_fallback() {
             // starts at bucket 2 * b).
             assert_eq!(bp[b], None);
             let start = (2 * b) & 255;
-            let want = if start % 4 == 1 {
-                (start + 1) % 4
-            } else {
-                start % 4
-            };
+            let want = if start % 4 == 1 { (start + 1) % 4 } else { start % 4 };
             assert_eq!(bf[b], Some(want), "bucket {b}");
         } else {
             assert_eq!(bp[b], Some(b % 4));
@@ -688,15 +630,8 @@ fn dh_unavailable_is_none() {
 // mh
 
 fn mh(flags: SchedFlags, m: u32, w: &[u32], addrs: &[u32]) -> Scheduler {
-    let specs: Vec<DestSpec> = w
-        .iter()
-        .zip(addrs)
-        .map(|(&weight, &addr)| DestSpec {
-            addr,
-            port: 8080,
-            weight,
-        })
-        .collect();
+    let specs: Vec<DestSpec> =
+        w.iter().zip(addrs).map(|(&weight, &addr)| DestSpec { addr, port: 8080, weight }).collect();
     Scheduler::new(SchedKind::Mh, flags, m, &specs)
 }
 
@@ -712,9 +647,7 @@ fn shares(s: &mut Scheduler, l: &[DestLoad], keys: &[Flow]) -> Vec<f64> {
 
 fn random_keys(n: usize, seed: u64) -> Vec<Flow> {
     let mut rng = SmallRng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| flow(rng.gen(), rng.gen(), rng.gen()))
-        .collect()
+    (0..n).map(|_| flow(rng.gen(), rng.gen(), rng.gen())).collect()
 }
 
 #[test]
@@ -742,16 +675,8 @@ fn mh_distribution_follows_weights() {
     let sh = shares(&mut s, &loads(&[1, 1]), &keys);
     assert!((sh[0] - 0.5).abs() < 0.02, "{sh:?}");
     s.rebuild(&[
-        DestSpec {
-            addr: addrs[0],
-            port: 8080,
-            weight: 3,
-        },
-        DestSpec {
-            addr: addrs[1],
-            port: 8080,
-            weight: 1,
-        },
+        DestSpec { addr: addrs[0], port: 8080, weight: 3 },
+        DestSpec { addr: addrs[1], port: 8080, weight: 1 },
     ]);
     let sh = shares(&mut s, &loads(&[3, 1]), &keys);
     assert!((sh[0] - 0.75).abs() < 0.02, "{sh:?}");
@@ -789,10 +714,7 @@ fn mh_removing_one_moves_about_one_nth() {
             }
             let frac = moved as f64 / keys.len() as f64;
             let nf = n as f64;
-            assert!(
-                frac > 0.5 / nf && frac < 1.5 / nf,
-                "n={n} removed={removed} moved {frac}"
-            );
+            assert!(frac > 0.5 / nf && frac < 1.5 / nf, "n={n} removed={removed} moved {frac}");
             // Keys that were on the remaining servers mostly stay.
             let rest_frac = rest_moved as f64 / on_rest as f64;
             assert!(rest_frac < 0.25 / nf, "n={n} rest moved {rest_frac}");
@@ -853,10 +775,7 @@ fn mh_unavailable_and_fallback() {
         }
     }
     // The orphaned keys are spread over the others.
-    assert!(
-        spread[0] > 0 && spread[1] > 0 && spread[3] > 0,
-        "{spread:?}"
-    );
+    assert!(spread[0] > 0 && spread[1] > 0 && spread[3] > 0, "{spread:?}");
     // Weight 0 in the rebuild: no slots, the others take its keys.
     let w0 = [1, 1, 0, 1];
     let mut s = mh(NOFLAGS, 4093, &w0, &addrs);

@@ -37,18 +37,15 @@ pub struct ConnKey {
 impl ConnKey {
     /// Persistence templates live in the same index under a protocol no packet carries.
     pub fn template(proto: u8, client_net: u32, vip: u32, vport: u16) -> ConnKey {
-        ConnKey {
-            saddr: client_net,
-            daddr: vip,
-            sport: 0,
-            dport: vport,
-            proto: proto | 0x80,
-        }
+        ConnKey { saddr: client_net, daddr: vip, sport: 0, dport: vport, proto: proto | 0x80 }
     }
 }
 
-/// One connection (or persistence template). 48 bytes.
+/// One connection (or persistence template): the 32 bytes every packet reads, aligned so
+/// that a lookup costs one cache line. The wheel links and template bookkeeping live apart
+/// in [`Links`] (16 bytes), which only housekeeping and state changes touch.
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(32))]
 pub struct Conn {
     /// Client address and port (the original source).
     pub caddr: u32,
@@ -56,8 +53,6 @@ pub struct Conn {
     pub vaddr: u32,
     /// Real server address and port.
     pub daddr: u32,
-    /// FULLNAT local address; for templates the persistence timeout in ticks.
-    pub laddr: u32,
     pub cport: u16,
     pub vport: u16,
     pub dport: u16,
@@ -65,11 +60,6 @@ pub struct Conn {
     pub lport: u16,
     /// Tick at which the connection expires unless refreshed.
     pub expires: u32,
-    next: u32,
-    prev: u32,
-    /// Slab index of the persistence template this connection follows (or NONE);
-    /// for a template, the number of connections that follow it.
-    pub template: u32,
     /// Service index in the tables snapshot.
     pub svc: u16,
     /// Real-server index within the service.
@@ -77,51 +67,35 @@ pub struct Conn {
     pub proto: u8,
     /// [`TcpState`] as u8, or [`UDP_STATE`].
     pub state: u8,
-    mode: u8,
+    /// FULLNAT local address: index into the shard's local addresses.
+    laddr_idx: u8,
+    /// F_* bits, and the forwarding mode in bits 5..7.
     flags: u8,
 }
 
+/// The cold half of a connection.
+#[derive(Clone, Copy, Debug, Default)]
+struct Links {
+    next: u32,
+    prev: u32,
+    /// Slab index of the template this connection follows (or NONE); for a template, the
+    /// number of connections following it.
+    template: u32,
+    /// For a template: its timeout in ticks.
+    timeout: u32,
+}
+
+const MODE_SHIFT: u8 = 5;
+
 impl Conn {
+    /// The key of the client's packets (templates: the masked client net, port 0).
+    #[inline]
     pub fn in_key(&self) -> ConnKey {
-        if self.flags & F_TEMPLATE != 0 {
-            return ConnKey {
-                saddr: self.caddr,
-                daddr: self.vaddr,
-                sport: 0,
-                dport: self.vport,
-                proto: self.proto,
-            };
-        }
-        ConnKey {
-            saddr: self.caddr,
-            daddr: self.vaddr,
-            sport: self.cport,
-            dport: self.vport,
-            proto: self.proto,
-        }
+        ConnKey { saddr: self.caddr, daddr: self.vaddr, sport: self.cport, dport: self.vport, proto: self.proto }
     }
-    /// The key of the real server's reply (NAT: to the client; FULLNAT: to DIP:lport).
-    pub fn out_key(&self) -> ConnKey {
-        if self.mode() == FwdMode::FullNat {
-            ConnKey {
-                saddr: self.daddr,
-                daddr: self.laddr,
-                sport: self.dport,
-                dport: self.lport,
-                proto: self.proto,
-            }
-        } else {
-            ConnKey {
-                saddr: self.daddr,
-                daddr: self.caddr,
-                sport: self.dport,
-                dport: self.cport,
-                proto: self.proto,
-            }
-        }
-    }
+    #[inline]
     pub fn mode(&self) -> FwdMode {
-        match self.mode {
+        match self.flags >> MODE_SHIFT {
             0 => FwdMode::Nat,
             1 => FwdMode::FullNat,
             2 => FwdMode::Tun,
@@ -172,12 +146,7 @@ impl Default for ShardConfig {
             lport_range: (1024, 65535),
             worker: 0,
             workers: 1,
-            hash_seeds: [
-                0x243f_6a88_85a3_08d3,
-                0x1319_8a2e_0370_7344,
-                0xa409_3822_299f_31d0,
-                0x082e_fa98_ec4e_6c89,
-            ],
+            hash_seeds: [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89],
         }
     }
 }
@@ -218,6 +187,9 @@ pub struct ShardStats {
 /// A worker's connection table.
 pub struct ConnShard {
     slab: Vec<Conn>,
+    links: Vec<Links>,
+    /// FULLNAT local addresses connections use (index = `Conn::laddr_idx`).
+    laddrs: Vec<u32>,
     free: u32,
     used: u32,
     by_in: HashTable<u32>,
@@ -256,25 +228,23 @@ fn secs_to_ticks(s: u32) -> u32 {
 impl ConnShard {
     pub fn new(cfg: &ShardConfig) -> ConnShard {
         let cap = cfg.capacity.clamp(1, SLOT_LINK - 1);
-        let mut slab = vec![Conn::default(); cap as usize];
-        for (i, c) in slab.iter_mut().enumerate() {
-            c.next = if i + 1 < cap as usize {
-                i as u32 + 1
-            } else {
-                NONE
-            };
-            c.prev = NONE;
+        let slab = vec![Conn::default(); cap as usize];
+        let mut links = vec![Links::default(); cap as usize];
+        for (i, l) in links.iter_mut().enumerate() {
+            l.next = if i + 1 < cap as usize { i as u32 + 1 } else { NONE };
+            l.prev = NONE;
+            l.template = NONE;
         }
         let (lo, hi) = cfg.lport_range;
         let workers = cfg.workers.max(1) as u32;
         // Pushed in reverse so the lowest port is handed out first.
-        let lports: Vec<u16> = (lo..=hi)
-            .rev()
-            .filter(|p| (*p as u32 - lo as u32) % workers == cfg.worker as u32)
-            .collect();
+        let lports: Vec<u16> =
+            (lo..=hi).rev().filter(|p| (*p as u32 - lo as u32) % workers == cfg.worker as u32).collect();
         let [a, b, c, d] = cfg.hash_seeds;
         let mut s = ConnShard {
             slab,
+            links,
+            laddrs: Vec::new(),
             free: 0,
             used: 0,
             by_in: HashTable::with_capacity(cap as usize),
@@ -311,12 +281,7 @@ impl ConnShard {
         for (si, svc) in weights.iter().enumerate() {
             let mut v = Vec::with_capacity(svc.len());
             for (di, w) in svc.iter().enumerate() {
-                let mut l = self
-                    .loads
-                    .get(si)
-                    .and_then(|s| s.get(di))
-                    .copied()
-                    .unwrap_or_default();
+                let mut l = self.loads.get(si).and_then(|s| s.get(di)).copied().unwrap_or_default();
                 l.weight = *w;
                 v.push(l);
             }
@@ -329,10 +294,7 @@ impl ConnShard {
     /// The loads of one service's real servers (what its scheduler reads).
     #[inline]
     pub fn loads(&self, svc: u16) -> &[DestLoad] {
-        self.loads
-            .get(svc as usize)
-            .map(|v| v.as_slice())
-            .unwrap_or(&[])
+        self.loads.get(svc as usize).map(|v| v.as_slice()).unwrap_or(&[])
     }
 
     pub fn capacity(&self) -> u32 {
@@ -359,18 +321,58 @@ impl ConnShard {
     #[inline]
     pub fn lookup_in(&self, k: &ConnKey, hash: u64) -> Option<u32> {
         let slab = &self.slab;
-        self.by_in
-            .find(hash, |&i| slab[i as usize].in_key() == *k)
-            .copied()
+        self.by_in.find(hash, |&i| slab[i as usize].in_key() == *k).copied()
+    }
+
+    /// Looks up a burst of client->VIP keys (`out[i]` = slab index or NONE), like DPDK's
+    /// bulk hash lookup: first every index probe (matching the 7-bit hash tag only, so no
+    /// slab access), then every slab record is verified. The probes of a burst are independent
+    /// loads the CPU overlaps, instead of one cache miss chain after another.
+    pub fn lookup_in_burst(&self, keys: &[ConnKey], hashes: &[u64], out: &mut [u32]) {
+        let n = keys.len().min(hashes.len()).min(out.len());
+        for i in 0..n {
+            out[i] = self.by_in.find(hashes[i], |_| true).copied().unwrap_or(NONE);
+        }
+        for i in 0..n {
+            let c = out[i];
+            if c != NONE && self.slab[c as usize].in_key() != keys[i] {
+                // A tag collision (about 1 in 128 probes): the exact search.
+                out[i] = self.lookup_in(&keys[i], hashes[i]).unwrap_or(NONE);
+            }
+        }
+    }
+
+    /// First stage of a burst lookup: the slab index whose 7-bit hash tag matches in the
+    /// client-side index, without touching the slab (verify with [`ConnShard::is_in`]).
+    #[inline]
+    pub fn probe_in(&self, hash: u64) -> u32 {
+        self.by_in.find(hash, |_| true).copied().unwrap_or(NONE)
+    }
+
+    /// First stage of a burst lookup in the reply-side index.
+    #[inline]
+    pub fn probe_out(&self, hash: u64) -> u32 {
+        self.by_out.find(hash, |_| true).copied().unwrap_or(NONE)
+    }
+
+    /// Whether slab entry `idx` is a live connection whose client-side key is `k`.
+    #[inline]
+    pub fn is_in(&self, idx: u32, k: &ConnKey) -> bool {
+        self.slab.get(idx as usize).is_some_and(|c| c.flags & F_IN_USE != 0 && c.in_key() == *k)
+    }
+
+    /// Whether slab entry `idx` is a live connection whose reply-side key is `k`.
+    #[inline]
+    pub fn is_out(&self, idx: u32, k: &ConnKey) -> bool {
+        self.slab.get(idx as usize).is_some_and(|c| {
+            c.flags & (F_IN_USE | F_OUT_INDEXED) == (F_IN_USE | F_OUT_INDEXED) && out_key(c, &self.laddrs) == *k
+        })
     }
 
     /// The connection a real server's reply belongs to (NAT, FULLNAT).
     #[inline]
     pub fn lookup_out(&self, k: &ConnKey, hash: u64) -> Option<u32> {
-        let slab = &self.slab;
-        self.by_out
-            .find(hash, |&i| slab[i as usize].out_key() == *k)
-            .copied()
+        self.by_out.find(hash, |&i| out_key(&self.slab[i as usize], &self.laddrs) == *k).copied()
     }
 
     /// Whether connection `idx` is past its timeout (housekeeping may not have run yet).
@@ -378,16 +380,12 @@ impl ConnShard {
     #[inline]
     pub fn is_expired(&self, idx: u32, now_ms: u64) -> bool {
         let c = &self.slab[idx as usize];
-        !after(c.expires, ms_to_tick(now_ms)) && !(c.is_template() && c.template > 0)
+        !after(c.expires, ms_to_tick(now_ms)) && !(c.is_template() && self.links[idx as usize].template > 0)
     }
 
     /// Removes connection `idx` now (it was found expired on lookup).
     pub fn remove(&mut self, idx: u32) {
-        if self
-            .slab
-            .get(idx as usize)
-            .is_some_and(|c| c.flags & F_IN_USE != 0)
-        {
+        if self.slab.get(idx as usize).is_some_and(|c| c.flags & F_IN_USE != 0) {
             self.unlink(idx);
             self.free_conn(idx);
         }
@@ -400,11 +398,26 @@ impl ConnShard {
 
     /// Live connections and templates (for listing; not for the hot path).
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Conn)> {
-        self.slab
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.flags & F_IN_USE != 0)
-            .map(|(i, c)| (i as u32, c))
+        self.slab.iter().enumerate().filter(|(_, c)| c.flags & F_IN_USE != 0).map(|(i, c)| (i as u32, c))
+    }
+
+    /// FULLNAT local address of a connection.
+    #[inline]
+    pub fn laddr(&self, c: &Conn) -> u32 {
+        self.laddrs.get(c.laddr_idx as usize).copied().unwrap_or(0)
+    }
+
+    /// The key of the real server's reply (NAT: to the client; FULLNAT: to DIP:lport).
+    pub fn out_key(&self, c: &Conn) -> ConnKey {
+        out_key(c, &self.laddrs)
+    }
+
+    /// Connections following template `idx` (0 for a connection).
+    pub fn template_users(&self, idx: u32) -> u32 {
+        match self.slab.get(idx as usize) {
+            Some(c) if c.is_template() => self.links[idx as usize].template,
+            _ => 0,
+        }
     }
 
     fn alloc(&mut self) -> Option<u32> {
@@ -412,15 +425,27 @@ impl ConnShard {
         if i == NONE {
             return None;
         }
-        self.free = self.slab[i as usize].next;
+        self.free = self.links[i as usize].next;
         self.used += 1;
         Some(i)
+    }
+
+    fn laddr_index(&mut self, laddr: u32) -> u8 {
+        if let Some(i) = self.laddrs.iter().position(|a| *a == laddr) {
+            return i as u8;
+        }
+        if self.laddrs.len() < 256 {
+            self.laddrs.push(laddr);
+            return (self.laddrs.len() - 1) as u8;
+        }
+        0
     }
 
     /// Creates a connection for the client's first packet. It starts inactive in state NONE
     /// (the caller then applies the packet with [`ConnShard::on_packet`]).
     pub fn create(&mut self, n: &NewConn, now_ms: u64) -> Result<u32, Refused> {
-        let lport = if n.mode == FwdMode::FullNat {
+        let full = n.mode == FwdMode::FullNat;
+        let lport = if full {
             match self.lports.pop() {
                 Some(p) => p,
                 None => {
@@ -432,7 +457,7 @@ impl ConnShard {
             0
         };
         let Some(i) = self.alloc() else {
-            if n.mode == FwdMode::FullNat {
+            if full {
                 self.lports.push(lport);
             }
             self.stats.refused_full += 1;
@@ -440,39 +465,36 @@ impl ConnShard {
         };
         let udp = n.key.proto == crate::wire::ipv4::PROTO_UDP;
         let state = if udp { UDP_STATE } else { TcpState::None as u8 };
-        let mut flags = F_IN_USE | F_INACTIVE;
+        let mut flags = F_IN_USE | F_INACTIVE | (mode_code(n.mode) << MODE_SHIFT);
         if n.mode.replies_through_director() {
             flags |= F_OUT_INDEXED;
         }
-        if n.mode == FwdMode::FullNat {
+        if full {
             flags |= F_LPORT;
         }
+        let laddr_idx = if full { self.laddr_index(n.laddr) } else { 0 };
         let expires = ms_to_tick(now_ms).wrapping_add(self.timeouts[state as usize]);
         self.slab[i as usize] = Conn {
             caddr: n.key.saddr,
             vaddr: n.key.daddr,
             daddr: n.daddr,
-            laddr: n.laddr,
             cport: n.key.sport,
             vport: n.key.dport,
             dport: n.dport,
             lport,
             expires,
-            next: NONE,
-            prev: NONE,
-            template: n.template,
             svc: n.svc,
             dest: n.dest,
             proto: n.key.proto,
             state,
-            mode: mode_code(n.mode),
+            laddr_idx,
             flags,
         };
-        let c = self.slab[i as usize];
-        self.index(i, &c);
+        self.links[i as usize] = Links { next: NONE, prev: NONE, template: n.template, timeout: 0 };
+        self.index(i);
         self.link(i, expires);
         if n.template != NONE {
-            if let Some(t) = self.slab.get_mut(n.template as usize) {
+            if let Some(t) = self.links.get_mut(n.template as usize) {
                 t.template = t.template.saturating_add(1);
             }
         }
@@ -483,13 +505,7 @@ impl ConnShard {
 
     /// Creates a persistence template (client net -> real server) living `timeout_s` after
     /// its last use.
-    pub fn create_template(
-        &mut self,
-        key: ConnKey,
-        n: &NewConn,
-        timeout_s: u32,
-        now_ms: u64,
-    ) -> Result<u32, Refused> {
+    pub fn create_template(&mut self, key: ConnKey, n: &NewConn, timeout_s: u32, now_ms: u64) -> Result<u32, Refused> {
         let Some(i) = self.alloc() else {
             self.stats.refused_full += 1;
             return Err(Refused::TableFull);
@@ -500,24 +516,20 @@ impl ConnShard {
             caddr: key.saddr,
             vaddr: key.daddr,
             daddr: n.daddr,
-            laddr: ticks,
             cport: 0,
             vport: key.dport,
             dport: n.dport,
             lport: 0,
             expires,
-            next: NONE,
-            prev: NONE,
-            template: 0,
             svc: n.svc,
             dest: n.dest,
             proto: key.proto,
             state: 0,
-            mode: mode_code(n.mode),
-            flags: F_IN_USE | F_TEMPLATE,
+            laddr_idx: 0,
+            flags: F_IN_USE | F_TEMPLATE | (mode_code(n.mode) << MODE_SHIFT),
         };
-        let c = self.slab[i as usize];
-        self.index(i, &c);
+        self.links[i as usize] = Links { next: NONE, prev: NONE, template: 0, timeout: ticks };
+        self.index(i);
         self.link(i, expires);
         self.stats.templates_created += 1;
         Ok(i)
@@ -525,20 +537,19 @@ impl ConnShard {
 
     /// A template was used for a new connection: it lives another timeout from now.
     pub fn touch_template(&mut self, idx: u32, now_ms: u64) {
-        if let Some(t) = self.slab.get_mut(idx as usize) {
-            t.expires = ms_to_tick(now_ms).wrapping_add(t.laddr);
-        }
+        let Some(l) = self.links.get(idx as usize) else { return };
+        let e = ms_to_tick(now_ms).wrapping_add(l.timeout);
+        self.slab[idx as usize].expires = e;
     }
 
-    fn index(&mut self, i: u32, c: &Conn) {
+    fn index(&mut self, i: u32) {
+        let c = self.slab[i as usize];
         let h = self.hash(&c.in_key());
-        let (slab, hasher) = (&self.slab, &self.hasher);
-        self.by_in
-            .insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].in_key()));
+        let (slab, hasher, laddrs) = (&self.slab, &self.hasher, &self.laddrs);
+        self.by_in.insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].in_key()));
         if c.flags & F_OUT_INDEXED != 0 {
-            let h = self.hash(&c.out_key());
-            self.by_out
-                .insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].out_key()));
+            let h = self.hash(&out_key(&c, laddrs));
+            self.by_out.insert_unique(h, i, |&j| hash_with(hasher, &out_key(&slab[j as usize], laddrs)));
         }
     }
 
@@ -549,7 +560,7 @@ impl ConnShard {
             e.remove();
         }
         if c.flags & F_OUT_INDEXED != 0 {
-            let h = self.hash(&c.out_key());
+            let h = self.hash(&out_key(&c, &self.laddrs));
             if let Ok(e) = self.by_out.find_entry(h, |&j| j == i) {
                 e.remove();
             }
@@ -586,11 +597,7 @@ impl ConnShard {
             c.flags |= F_INACTIVE;
             delta = -1;
         }
-        if let Some(l) = self
-            .loads
-            .get_mut(svc as usize)
-            .and_then(|v| v.get_mut(dest as usize))
-        {
+        if let Some(l) = self.loads.get_mut(svc as usize).and_then(|v| v.get_mut(dest as usize)) {
             if delta > 0 {
                 l.active += 1;
                 l.inactive = l.inactive.saturating_sub(1);
@@ -607,11 +614,7 @@ impl ConnShard {
 
     fn bind(&mut self, svc: u16, dest: u16) {
         let (u, _) = self.limit(svc, dest);
-        if let Some(l) = self
-            .loads
-            .get_mut(svc as usize)
-            .and_then(|v| v.get_mut(dest as usize))
-        {
+        if let Some(l) = self.loads.get_mut(svc as usize).and_then(|v| v.get_mut(dest as usize)) {
             l.inactive += 1;
             if u != 0 && l.active + l.inactive >= u {
                 l.overloaded = true;
@@ -621,51 +624,39 @@ impl ConnShard {
 
     fn unbind(&mut self, svc: u16, dest: u16, inactive: bool) {
         let (u, lt) = self.limit(svc, dest);
-        if let Some(l) = self
-            .loads
-            .get_mut(svc as usize)
-            .and_then(|v| v.get_mut(dest as usize))
-        {
+        if let Some(l) = self.loads.get_mut(svc as usize).and_then(|v| v.get_mut(dest as usize)) {
             if inactive {
                 l.inactive = l.inactive.saturating_sub(1);
             } else {
                 l.active = l.active.saturating_sub(1);
             }
             let total = l.active as u64 + l.inactive as u64;
-            if l.overloaded
-                && (u == 0
-                    || (lt != 0 && total < lt as u64)
-                    || (lt == 0 && total * 4 < u as u64 * 3))
-            {
+            if l.overloaded && (u == 0 || (lt != 0 && total < lt as u64) || (lt == 0 && total * 4 < u as u64 * 3)) {
                 l.overloaded = false;
             }
         }
     }
 
     fn limit(&self, svc: u16, dest: u16) -> (u32, u32) {
-        self.limits
-            .get(svc as usize)
-            .and_then(|v| v.get(dest as usize))
-            .copied()
-            .unwrap_or((0, 0))
+        self.limits.get(svc as usize).and_then(|v| v.get(dest as usize)).copied().unwrap_or((0, 0))
     }
 
     fn link(&mut self, i: u32, tick: u32) {
         let slot = (tick as usize) & (WHEEL_SLOTS - 1);
         let head = self.wheel[slot];
         if head != NONE {
-            self.slab[head as usize].prev = i;
+            self.links[head as usize].prev = i;
         }
-        let c = &mut self.slab[i as usize];
-        c.next = head;
-        c.prev = SLOT_LINK | slot as u32;
+        let l = &mut self.links[i as usize];
+        l.next = head;
+        l.prev = SLOT_LINK | slot as u32;
         self.wheel[slot] = i;
     }
 
     fn unlink(&mut self, i: u32) {
         let (prev, next) = {
-            let c = &self.slab[i as usize];
-            (c.prev, c.next)
+            let l = &self.links[i as usize];
+            (l.prev, l.next)
         };
         if prev == NONE {
             return;
@@ -673,14 +664,14 @@ impl ConnShard {
         if prev & SLOT_LINK != 0 {
             self.wheel[(prev & !SLOT_LINK) as usize] = next;
         } else {
-            self.slab[prev as usize].next = next;
+            self.links[prev as usize].next = next;
         }
         if next != NONE {
-            self.slab[next as usize].prev = prev;
+            self.links[next as usize].prev = prev;
         }
-        let c = &mut self.slab[i as usize];
-        c.next = NONE;
-        c.prev = NONE;
+        let l = &mut self.links[i as usize];
+        l.next = NONE;
+        l.prev = NONE;
     }
 
     /// Expires what is due at `now`, handling at most `budget` connections (the rest waits for
@@ -701,7 +692,7 @@ impl ConnShard {
                 self.wheel[slot] = NONE;
                 self.wheel[PENDING] = head;
                 if head != NONE {
-                    self.slab[head as usize].prev = SLOT_LINK | PENDING as u32;
+                    self.links[head as usize].prev = SLOT_LINK | PENDING as u32;
                 }
                 self.pending_active = true;
             }
@@ -718,9 +709,9 @@ impl ConnShard {
                 let c = self.slab[i as usize];
                 if after(c.expires, now) {
                     self.link(i, c.expires);
-                } else if c.is_template() && c.template > 0 {
+                } else if c.is_template() && self.links[i as usize].template > 0 {
                     // Connections still follow it: keep it one more timeout.
-                    let e = now.wrapping_add(c.laddr);
+                    let e = now.wrapping_add(self.links[i as usize].timeout);
                     self.slab[i as usize].expires = e;
                     self.link(i, e);
                 } else {
@@ -739,22 +730,35 @@ impl ConnShard {
         let c = self.slab[i as usize];
         if !c.is_template() {
             self.unbind(c.svc, c.dest, c.is_inactive());
-            if c.template != NONE {
-                if let Some(t) = self.slab.get_mut(c.template as usize) {
-                    t.template = t.template.saturating_sub(1);
+            let t = self.links[i as usize].template;
+            if t != NONE {
+                if let Some(tl) = self.links.get_mut(t as usize) {
+                    tl.template = tl.template.saturating_sub(1);
                 }
             }
             if c.flags & F_LPORT != 0 {
                 self.lports.push(c.lport);
             }
         }
-        let e = &mut self.slab[i as usize];
-        e.flags = 0;
-        e.next = self.free;
-        e.prev = NONE;
+        self.slab[i as usize].flags = 0;
+        let l = &mut self.links[i as usize];
+        l.next = self.free;
+        l.prev = NONE;
+        l.template = NONE;
         self.free = i;
         self.used -= 1;
         self.stats.expired += 1;
+    }
+}
+
+/// The key of a connection's replies (NAT: to the client; FULLNAT: to DIP:lport).
+#[inline]
+fn out_key(c: &Conn, laddrs: &[u32]) -> ConnKey {
+    if c.mode() == FwdMode::FullNat {
+        let laddr = laddrs.get(c.laddr_idx as usize).copied().unwrap_or(0);
+        ConnKey { saddr: c.daddr, daddr: laddr, sport: c.dport, dport: c.lport, proto: c.proto }
+    } else {
+        ConnKey { saddr: c.daddr, daddr: c.caddr, sport: c.dport, dport: c.cport, proto: c.proto }
     }
 }
 

@@ -73,8 +73,8 @@ pub enum Dir {
 }
 
 use TcpState::{
-    Close as CL, CloseWait as CW, Established as ES, FinWait as FW, LastAck as LA, Listen as LI,
-    SynRecv as SR, SynSent as SS, TimeWait as TW,
+    Close as CL, CloseWait as CW, Established as ES, FinWait as FW, LastAck as LA, Listen as LI, SynRecv as SR,
+    SynSent as SS, TimeWait as TW,
 };
 
 /// `[dir][event][state] -> state`, events: syn, fin, ack, rst (IPVS `tcp_states`).
@@ -165,18 +165,9 @@ mod tests {
         assert_eq!(s, TcpState::CloseWait);
         s = next_state(s, Dir::Output, FIN | ACK);
         assert_eq!(s, TcpState::TimeWait);
-        assert_eq!(
-            next_state(TcpState::Established, Dir::Output, FIN | ACK),
-            TcpState::FinWait
-        );
-        assert_eq!(
-            next_state(TcpState::Established, Dir::Input, RST),
-            TcpState::Close
-        );
-        assert_eq!(
-            next_state(TcpState::Established, Dir::Input, 0),
-            TcpState::Established
-        );
+        assert_eq!(next_state(TcpState::Established, Dir::Output, FIN | ACK), TcpState::FinWait);
+        assert_eq!(next_state(TcpState::Established, Dir::Input, RST), TcpState::Close);
+        assert_eq!(next_state(TcpState::Established, Dir::Input, 0), TcpState::Established);
     }
 
     #[test]
@@ -188,9 +179,6 @@ mod tests {
         assert_eq!(s, TcpState::FinWait);
         s = next_state(s, Dir::InputOnly, ACK);
         assert_eq!(s, TcpState::FinWait);
-        assert_eq!(
-            next_state(TcpState::LastAck, Dir::InputOnly, ACK),
-            TcpState::Close
-        );
+        assert_eq!(next_state(TcpState::LastAck, Dir::InputOnly, ACK), TcpState::Close);
     }
 }

@@ -9,7 +9,7 @@ pub mod worker;
 
 pub use frame::Frame;
 pub use pipeline::{Parse, Parsed, Pipeline};
-pub use port::{Desc, FramePool, MemPort, PcapPort, Port, BURST, FRAME_SIZE, HEADROOM};
+pub use port::{Desc, FramePool, FrameStore, MemPort, PcapPort, Port, BURST, FRAME_SIZE, HEADROOM};
 pub use stats::{DestCounters, DropReason, PassReason, Verdict, WorkerStats};
 pub use tables::{DestEntry, NextHop, ServiceEntry, Tables};
 pub use worker::{Control, Poll, Worker, WorkerReport};

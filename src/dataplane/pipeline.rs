@@ -5,6 +5,7 @@
 //! by tests and benchmarks, and `xvs replay` all run exactly this code.
 
 use super::frame::Frame;
+use super::port::{Desc, FrameStore, BURST};
 use super::stats::{DestCounters, DropReason, PassReason, Verdict, WorkerStats};
 use super::tables::{NextHop, Tables};
 use crate::conn::{ConnKey, ConnShard, Dir, NewConn, Refused, ShardConfig, NONE};
@@ -59,13 +60,8 @@ impl Pipeline {
 
     /// A pipeline over a given shard (tests size it themselves).
     pub fn with_shard(tables: Arc<Tables>, shard: ConnShard) -> Pipeline {
-        let mut p = Pipeline {
-            tables: tables.clone(),
-            scheds: Vec::new(),
-            shard,
-            stats: WorkerStats::default(),
-            ident: 0,
-        };
+        let mut p =
+            Pipeline { tables: tables.clone(), scheds: Vec::new(), shard, stats: WorkerStats::default(), ident: 0 };
         p.set_tables(tables);
         p
     }
@@ -82,28 +78,13 @@ impl Pipeline {
             .iter()
             .map(|s| Scheduler::new(s.scheduler, s.flags, s.mh_table_size, &s.dest_specs()))
             .collect();
-        let limits = tables
-            .services
-            .iter()
-            .map(|s| {
-                s.dests
-                    .iter()
-                    .map(|d| (d.u_threshold, d.l_threshold))
-                    .collect()
-            })
-            .collect();
-        let weights = tables
-            .services
-            .iter()
-            .map(|s| s.dests.iter().map(|d| d.weight).collect())
-            .collect();
+        let limits =
+            tables.services.iter().map(|s| s.dests.iter().map(|d| (d.u_threshold, d.l_threshold)).collect()).collect();
+        let weights = tables.services.iter().map(|s| s.dests.iter().map(|d| d.weight).collect()).collect();
         self.shard.set_dest_limits(limits, weights);
         self.shard.set_timeouts(&tables.timeouts);
-        let mut dests: Vec<Vec<DestCounters>> = tables
-            .services
-            .iter()
-            .map(|s| vec![DestCounters::default(); s.dests.len()])
-            .collect();
+        let mut dests: Vec<Vec<DestCounters>> =
+            tables.services.iter().map(|s| vec![DestCounters::default(); s.dests.len()]).collect();
         for (si, s) in dests.iter_mut().enumerate() {
             for (di, d) in s.iter_mut().enumerate() {
                 if let Some(old) = self.stats.dests.get(si).and_then(|v| v.get(di)) {
@@ -133,12 +114,8 @@ impl Pipeline {
         }
         let ip = match Ipv4Packet::new_checked(&d[ETH_LEN..]) {
             Ok(ip) => ip,
-            Err(WireError::Truncated) => {
-                return Parse::Done(Verdict::Drop(DropReason::IpTruncated))
-            }
-            Err(WireError::Malformed) => {
-                return Parse::Done(Verdict::Drop(DropReason::IpBadHeader))
-            }
+            Err(WireError::Truncated) => return Parse::Done(Verdict::Drop(DropReason::IpTruncated)),
+            Err(WireError::Malformed) => return Parse::Done(Verdict::Drop(DropReason::IpBadHeader)),
         };
         if !ip.verify_checksum() {
             return Parse::Done(Verdict::Drop(DropReason::IpBadChecksum));
@@ -168,13 +145,7 @@ impl Pipeline {
             _ => return Parse::Done(Verdict::Pass(PassReason::OtherProto)),
         };
         Parse::Flow(Parsed {
-            key: ConnKey {
-                saddr: src,
-                daddr: dst,
-                sport,
-                dport,
-                proto,
-            },
+            key: ConnKey { saddr: src, daddr: dst, sport, dport, proto },
             l4_off: l4_off as u16,
             tcp_flags: flags,
             ttl: ip.ttl(),
@@ -213,17 +184,31 @@ impl Pipeline {
     /// The lookup-and-forward half of [`Pipeline::process`], for callers that parsed and
     /// hashed a whole batch first.
     #[inline]
-    pub fn decide(
+    pub fn decide(&mut self, frame: &mut Frame<'_>, p: &Parsed, hash: u64, rx_port: u8, now_ms: u64) -> Verdict {
+        let svc = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
+        self.decide_hinted(frame, p, hash, svc, NONE, rx_port, now_ms)
+    }
+
+    /// [`Pipeline::decide`] with the service already looked up and a lookup hint from the
+    /// burst's probe stage (checked here: an earlier frame of the burst may have created or
+    /// removed connections since).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn decide_hinted(
         &mut self,
         frame: &mut Frame<'_>,
         p: &Parsed,
         hash: u64,
+        svc: Option<u16>,
+        hint: u32,
         rx_port: u8,
         now_ms: u64,
     ) -> Verdict {
         let k = &p.key;
-        if let Some(svc) = self.tables.service(k.proto, k.daddr, k.dport) {
-            let idx = match self.live(self.shard.lookup_in(k, hash), now_ms) {
+        if let Some(svc) = svc {
+            let found =
+                if hint != NONE && self.shard.is_in(hint, k) { Some(hint) } else { self.shard.lookup_in(k, hash) };
+            let idx = match self.live(found, now_ms) {
                 Some(i) => i,
                 None => match self.new_conn(svc, p, now_ms) {
                     Ok(i) => i,
@@ -232,10 +217,74 @@ impl Pipeline {
             };
             return self.forward_in(frame, p, idx, rx_port, now_ms);
         }
-        if let Some(idx) = self.live(self.shard.lookup_out(k, hash), now_ms) {
+        let found =
+            if hint != NONE && self.shard.is_out(hint, k) { Some(hint) } else { self.shard.lookup_out(k, hash) };
+        if let Some(idx) = self.live(found, now_ms) {
             return self.forward_out(frame, p, idx, now_ms);
         }
         Verdict::Pass(PassReason::NotService)
+    }
+
+    /// Processes a burst of frames (at most [`BURST`]) in stages, like DPDK's bulk hash
+    /// lookup: parse and hash all, probe the index for all, verify the slab records for all,
+    /// then decide and rewrite each. The cache misses of the burst's lookups overlap instead of
+    /// being paid one after another. Descriptors are updated (TUN grows frames).
+    pub fn process_burst<S: FrameStore>(
+        &mut self,
+        store: &mut S,
+        descs: &mut [Desc],
+        rx_port: u8,
+        now_ms: u64,
+        out: &mut [Verdict],
+    ) {
+        let n = descs.len().min(out.len()).min(BURST);
+        let mut parsed = [Parsed::default(); BURST];
+        let mut hashes = [0u64; BURST];
+        let mut svcs = [None; BURST];
+        let mut hint = [NONE; BURST];
+        let mut flow = [false; BURST];
+        for i in 0..n {
+            let d = store.bytes(&descs[i]);
+            self.stats.rx_frames += 1;
+            self.stats.rx_bytes += d.len() as u64;
+            match self.parse(d) {
+                Parse::Done(v) => out[i] = v,
+                Parse::Flow(p) => {
+                    flow[i] = true;
+                    hashes[i] = self.shard.hash(&p.key);
+                    svcs[i] = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
+                    parsed[i] = p;
+                }
+            }
+        }
+        for i in 0..n {
+            if flow[i] {
+                hint[i] =
+                    if svcs[i].is_some() { self.shard.probe_in(hashes[i]) } else { self.shard.probe_out(hashes[i]) };
+            }
+        }
+        // Touch every candidate record now, so the misses overlap; decide re-checks.
+        let mut hits = 0u32;
+        for i in 0..n {
+            if hint[i] != NONE {
+                let ok = if svcs[i].is_some() {
+                    self.shard.is_in(hint[i], &parsed[i].key)
+                } else {
+                    self.shard.is_out(hint[i], &parsed[i].key)
+                };
+                hits += ok as u32;
+            }
+        }
+        std::hint::black_box(hits);
+        for i in 0..n {
+            if flow[i] {
+                let mut f = store.frame(&descs[i]);
+                out[i] = self.decide_hinted(&mut f, &parsed[i], hashes[i], svcs[i], hint[i], rx_port, now_ms);
+                descs[i].head = f.head() as u16;
+                descs[i].len = f.len() as u16;
+            }
+            self.count(out[i], descs[i].len as u64);
+        }
     }
 
     /// A found connection, unless it timed out before housekeeping collected it.
@@ -259,13 +308,7 @@ impl Pipeline {
         let Some(s) = tables.services.get(svc as usize) else {
             return Err(Verdict::Drop(DropReason::NoDest));
         };
-        let flow = Flow {
-            proto: k.proto,
-            saddr: k.saddr,
-            sport: k.sport,
-            daddr: k.daddr,
-            dport: k.dport,
-        };
+        let flow = Flow { proto: k.proto, saddr: k.saddr, sport: k.sport, daddr: k.daddr, dport: k.dport };
         let mut template = NONE;
         let mut chosen = None;
         if let Some((_, mask)) = s.persistence {
@@ -325,12 +368,7 @@ impl Pipeline {
         let n = NewConn { template, ..n };
         match self.shard.create(&n, now_ms) {
             Ok(i) => {
-                if let Some(c) = self
-                    .stats
-                    .dests
-                    .get_mut(svc as usize)
-                    .and_then(|v| v.get_mut(di))
-                {
+                if let Some(c) = self.stats.dests.get_mut(svc as usize).and_then(|v| v.get_mut(di)) {
                     c.conns += 1;
                 }
                 Ok(i)
@@ -342,21 +380,9 @@ impl Pipeline {
 
     /// Client -> real server.
     #[inline]
-    fn forward_in(
-        &mut self,
-        frame: &mut Frame<'_>,
-        p: &Parsed,
-        idx: u32,
-        rx_port: u8,
-        now_ms: u64,
-    ) -> Verdict {
+    fn forward_in(&mut self, frame: &mut Frame<'_>, p: &Parsed, idx: u32, rx_port: u8, now_ms: u64) -> Verdict {
         let c = *self.shard.conn(idx);
-        let Some(d) = self
-            .tables
-            .services
-            .get(c.svc as usize)
-            .and_then(|s| s.dests.get(c.dest as usize))
-        else {
+        let Some(d) = self.tables.services.get(c.svc as usize).and_then(|s| s.dests.get(c.dest as usize)) else {
             return Verdict::Drop(DropReason::StaleConn);
         };
         let mode = c.mode();
@@ -364,10 +390,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         let src_mac = self.tables.port_mac(port);
-        let l4 = L4 {
-            off: p.l4_off as usize,
-            proto: p.key.proto,
-        };
+        let l4 = L4 { off: p.l4_off as usize, proto: p.key.proto };
         let dir = match mode {
             FwdMode::Nat | FwdMode::FullNat => {
                 if p.ttl <= 1 {
@@ -386,28 +409,13 @@ impl Pipeline {
         let len = frame.len() as u64;
         match mode {
             FwdMode::Nat => nat::rewrite_in(frame.data_mut(), l4, c.daddr, c.dport, mac, src_mac),
-            FwdMode::FullNat => fullnat::rewrite_in(
-                frame.data_mut(),
-                l4,
-                c.laddr,
-                c.lport,
-                c.daddr,
-                c.dport,
-                mac,
-                src_mac,
-            ),
+            FwdMode::FullNat => {
+                fullnat::rewrite_in(frame.data_mut(), l4, self.shard.laddr(&c), c.lport, c.daddr, c.dport, mac, src_mac)
+            }
             FwdMode::Dr => dr::rewrite(frame.data_mut(), mac, src_mac),
             FwdMode::Tun => {
                 self.ident = self.ident.wrapping_add(1);
-                match tun::encap(
-                    frame,
-                    self.tables.dip,
-                    c.daddr,
-                    self.ident,
-                    self.tables.mtu,
-                    mac,
-                    src_mac,
-                ) {
+                match tun::encap(frame, self.tables.dip, c.daddr, self.ident, self.tables.mtu, mac, src_mac) {
                     Ok(()) => {}
                     Err(tun::TunError::TooBig { df: true }) => {
                         let mtu = self.tables.mtu - tun::OVERHEAD as u16;
@@ -417,20 +425,13 @@ impl Pipeline {
                         }
                         return Verdict::Drop(DropReason::NoRoom);
                     }
-                    Err(tun::TunError::TooBig { df: false }) => {
-                        return Verdict::Drop(DropReason::TooBigNoDf)
-                    }
+                    Err(tun::TunError::TooBig { df: false }) => return Verdict::Drop(DropReason::TooBigNoDf),
                     Err(tun::TunError::NoRoom) => return Verdict::Drop(DropReason::NoRoom),
                 }
             }
         }
         self.shard.on_packet(idx, dir, flags, now_ms);
-        if let Some(s) = self
-            .stats
-            .dests
-            .get_mut(c.svc as usize)
-            .and_then(|v| v.get_mut(c.dest as usize))
-        {
+        if let Some(s) = self.stats.dests.get_mut(c.svc as usize).and_then(|v| v.get_mut(c.dest as usize)) {
             s.in_pkts += 1;
             s.in_bytes += len;
         }
@@ -448,32 +449,17 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         let src_mac = self.tables.port_mac(port);
-        let l4 = L4 {
-            off: p.l4_off as usize,
-            proto: p.key.proto,
-        };
+        let l4 = L4 { off: p.l4_off as usize, proto: p.key.proto };
         let len = frame.len() as u64;
         match c.mode() {
-            FwdMode::FullNat => fullnat::rewrite_out(
-                frame.data_mut(),
-                l4,
-                c.vaddr,
-                c.vport,
-                c.caddr,
-                c.cport,
-                mac,
-                src_mac,
-            ),
+            FwdMode::FullNat => {
+                fullnat::rewrite_out(frame.data_mut(), l4, c.vaddr, c.vport, c.caddr, c.cport, mac, src_mac)
+            }
             _ => nat::rewrite_out(frame.data_mut(), l4, c.vaddr, c.vport, mac, src_mac),
         }
         let flags = (p.key.proto == PROTO_TCP).then_some(p.tcp_flags);
         self.shard.on_packet(idx, Dir::Output, flags, now_ms);
-        if let Some(s) = self
-            .stats
-            .dests
-            .get_mut(c.svc as usize)
-            .and_then(|v| v.get_mut(c.dest as usize))
-        {
+        if let Some(s) = self.stats.dests.get_mut(c.svc as usize).and_then(|v| v.get_mut(c.dest as usize)) {
             s.out_pkts += 1;
             s.out_bytes += len;
         }

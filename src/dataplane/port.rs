@@ -36,11 +36,7 @@ pub struct FramePool {
 
 impl FramePool {
     pub fn new(frames: u32) -> FramePool {
-        FramePool {
-            mem: vec![0; frames as usize * FRAME_SIZE],
-            free: (0..frames).rev().collect(),
-            count: frames,
-        }
+        FramePool { mem: vec![0; frames as usize * FRAME_SIZE], free: (0..frames).rev().collect(), count: frames }
     }
     #[inline]
     pub fn alloc(&mut self) -> Option<u32> {
@@ -82,11 +78,26 @@ impl FramePool {
         let idx = self.alloc()?;
         let n = data.len().min(FRAME_SIZE - HEADROOM);
         self.buf_mut(idx)[HEADROOM..HEADROOM + n].copy_from_slice(&data[..n]);
-        Some(Desc {
-            idx,
-            head: HEADROOM as u16,
-            len: n as u16,
-        })
+        Some(Desc { idx, head: HEADROOM as u16, len: n as u16 })
+    }
+}
+
+/// Memory that holds frames: the worker's [`FramePool`], or an AF_XDP UMEM.
+pub trait FrameStore {
+    /// The bytes of a frame.
+    fn bytes(&self, d: &Desc) -> &[u8];
+    /// A mutable view of a frame (with its headroom and tailroom).
+    fn frame(&mut self, d: &Desc) -> Frame<'_>;
+}
+
+impl FrameStore for FramePool {
+    #[inline]
+    fn bytes(&self, d: &Desc) -> &[u8] {
+        FramePool::bytes(self, d)
+    }
+    #[inline]
+    fn frame(&mut self, d: &Desc) -> Frame<'_> {
+        FramePool::frame(self, d)
     }
 }
 
@@ -138,19 +149,11 @@ pub struct MemPort {
 impl MemPort {
     /// A port that captures what it transmits.
     pub fn capturing() -> MemPort {
-        MemPort {
-            capture: true,
-            tx_room: usize::MAX,
-            ..MemPort::default()
-        }
+        MemPort { capture: true, tx_room: usize::MAX, ..MemPort::default() }
     }
     /// A port that replays `frames` in a loop and only counts what it transmits.
     pub fn looping(frames: Vec<Vec<u8>>) -> MemPort {
-        MemPort {
-            ring: frames,
-            tx_room: usize::MAX,
-            ..MemPort::default()
-        }
+        MemPort { ring: frames, tx_room: usize::MAX, ..MemPort::default() }
     }
     pub fn push_rx(&mut self, frame: Vec<u8>) {
         self.rx.push_back(frame);
@@ -224,13 +227,8 @@ impl Port for MemPort {
 #[derive(Debug, thiserror::Error)]
 pub enum PcapPortError {
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error(
-        "{path}: not a pcap file (pcapng is not supported; convert with `editcap -F pcap`): {msg}"
-    )]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: not a pcap file (pcapng is not supported; convert with `editcap -F pcap`): {msg}")]
     Format { path: String, msg: String },
     #[error("{path}: link type {linktype:?} is not Ethernet")]
     LinkType { path: String, linktype: DataLink },
@@ -255,25 +253,16 @@ pub struct PcapPort {
 
 impl PcapPort {
     pub fn open(input: &Path, output: &Path) -> Result<PcapPort, PcapPortError> {
-        let io = |p: &Path, e: std::io::Error| PcapPortError::Io {
-            path: p.display().to_string(),
-            source: e,
-        };
+        let io = |p: &Path, e: std::io::Error| PcapPortError::Io { path: p.display().to_string(), source: e };
         let f = File::open(input).map_err(|e| io(input, e))?;
-        let reader = PcapReader::new(BufReader::new(f)).map_err(|e| PcapPortError::Format {
-            path: input.display().to_string(),
-            msg: e.to_string(),
-        })?;
+        let reader = PcapReader::new(BufReader::new(f))
+            .map_err(|e| PcapPortError::Format { path: input.display().to_string(), msg: e.to_string() })?;
         let linktype = reader.header().datalink;
         if linktype != DataLink::ETHERNET {
-            return Err(PcapPortError::LinkType {
-                path: input.display().to_string(),
-                linktype,
-            });
+            return Err(PcapPortError::LinkType { path: input.display().to_string(), linktype });
         }
         let out = File::create(output).map_err(|e| io(output, e))?;
-        let writer = PcapWriter::new(BufWriter::new(out))
-            .map_err(|e| PcapPortError::Write(e.to_string()))?;
+        let writer = PcapWriter::new(BufWriter::new(out)).map_err(|e| PcapPortError::Write(e.to_string()))?;
         let mut p = PcapPort {
             reader,
             writer,
@@ -344,10 +333,7 @@ impl Port for PcapPort {
     fn tx_burst(&mut self, pool: &mut FramePool, frames: &[Desc]) -> usize {
         for d in frames {
             let data = pool.bytes(d);
-            if let Err(e) =
-                self.writer
-                    .write_packet(&PcapPacket::new(self.now, data.len() as u32, data))
-            {
+            if let Err(e) = self.writer.write_packet(&PcapPacket::new(self.now, data.len() as u32, data)) {
                 self.write_error.get_or_insert(e.to_string());
             }
             pool.free(d.idx);

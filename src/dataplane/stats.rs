@@ -98,13 +98,8 @@ pub enum PassReason {
 
 impl PassReason {
     pub const COUNT: usize = 5;
-    pub const ALL: [PassReason; PassReason::COUNT] = [
-        PassReason::NotIp,
-        PassReason::Ipv6,
-        PassReason::Icmp,
-        PassReason::NotService,
-        PassReason::OtherProto,
-    ];
+    pub const ALL: [PassReason; PassReason::COUNT] =
+        [PassReason::NotIp, PassReason::Ipv6, PassReason::Icmp, PassReason::NotService, PassReason::OtherProto];
     pub fn name(self) -> &'static str {
         match self {
             PassReason::NotIp => "not_ip",

@@ -45,14 +45,7 @@ pub struct ServiceEntry {
 
 impl ServiceEntry {
     pub fn dest_specs(&self) -> Vec<DestSpec> {
-        self.dests
-            .iter()
-            .map(|d| DestSpec {
-                addr: d.addr,
-                port: d.port,
-                weight: d.weight,
-            })
-            .collect()
+        self.dests.iter().map(|d| DestSpec { addr: d.addr, port: d.port, weight: d.weight }).collect()
     }
 }
 
@@ -87,13 +80,7 @@ impl Tables {
         let seeded = || ahash::RandomState::with_seeds(1, 2, 3, 4);
         let mut neigh = HashMap::with_hasher(seeded());
         for n in &cfg.neighbours {
-            neigh.insert(
-                u32::from(n.ip),
-                NextHop {
-                    mac: n.mac,
-                    port: n.interface as u8,
-                },
-            );
+            neigh.insert(u32::from(n.ip), NextHop { mac: n.mac, port: n.interface as u8 });
         }
         let gateway = cfg.gateway.map(|(mac, i)| NextHop { mac, port: i as u8 });
         let mut t = Tables {
@@ -126,8 +113,7 @@ impl Tables {
                 })
                 .collect();
             let vip = u32::from(s.vip);
-            t.svc_by_key
-                .insert(svc_key(s.proto.number(), vip, s.port), i as u16);
+            t.svc_by_key.insert(svc_key(s.proto.number(), vip, s.port), i as u16);
             t.vips.insert(vip, ());
             t.services.push(ServiceEntry {
                 proto: s.proto.number(),
@@ -168,9 +154,6 @@ impl Tables {
     /// Source MAC for frames leaving through `port`.
     #[inline]
     pub fn port_mac(&self, port: u8) -> MacAddr {
-        self.iface_macs
-            .get(port as usize)
-            .copied()
-            .unwrap_or_default()
+        self.iface_macs.get(port as usize).copied().unwrap_or_default()
     }
 }

@@ -4,7 +4,7 @@
 
 use super::pipeline::Pipeline;
 use super::port::{Desc, FramePool, Port, BURST};
-use super::stats::{DropReason, Verdict, WorkerStats};
+use super::stats::{DropReason, PassReason, Verdict, WorkerStats};
 use super::tables::Tables;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
@@ -157,30 +157,26 @@ impl<P: Port> Worker<P> {
         }
         // The capture's clock moves with the frames just read.
         let now = self.now_ms();
+        let mut verdicts = [Verdict::Pass(PassReason::NotIp); BURST];
+        self.pipeline.process_burst(&mut self.pool, &mut self.rx[..n], pi as u8, now, &mut verdicts[..n]);
         for i in 0..n {
-            let mut d = self.rx[i];
-            let mut frame = self.pool.frame(&d);
-            let v = self.pipeline.process(&mut frame, pi as u8, now);
-            d.head = frame.head() as u16;
-            d.len = frame.len() as u16;
+            let d = self.rx[i];
+            let v = verdicts[i];
             let out = match v {
-                Verdict::Tx(i) => self
-                    .iface_port
-                    .get(i as usize)
-                    .map_or(usize::MAX, |p| *p as usize),
+                Verdict::Tx(i) => self.iface_port.get(i as usize).map_or(usize::MAX, |p| *p as usize),
                 _ => usize::MAX,
             };
             match v {
                 Verdict::Tx(_) if out < self.ports.len() => {
-                    let o = out;
-                    if self.tx_n[o] == BURST {
-                        self.flush(o);
+                    if self.tx_n[out] == BURST {
+                        self.flush(out);
                     }
-                    self.tx[o][self.tx_n[o]] = d;
-                    self.tx_n[o] += 1;
+                    self.tx[out][self.tx_n[out]] = d;
+                    self.tx_n[out] += 1;
                 }
                 Verdict::Tx(_) => {
                     self.pipeline.stats.drops[DropReason::TxFull as usize] += 1;
+                    self.pipeline.stats.tx_frames = self.pipeline.stats.tx_frames.saturating_sub(1);
                     self.pool.free(d.idx);
                 }
                 Verdict::Drop(_) => self.pool.free(d.idx),

@@ -56,16 +56,7 @@ pub fn encap(
     f[6..12].copy_from_slice(&src_mac.0);
     f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
     let mut outer = Ipv4Packet::new_unchecked(&mut f[ETH_LEN..ETH_LEN + OVERHEAD]);
-    outer.write_header(
-        tos,
-        (inner_total + OVERHEAD) as u16,
-        ident,
-        df,
-        TTL,
-        PROTO_IPIP,
-        dip,
-        rip,
-    );
+    outer.write_header(tos, (inner_total + OVERHEAD) as u16, ident, df, TTL, PROTO_IPIP, dip, rip);
     Ok(())
 }
 
@@ -95,8 +86,7 @@ pub fn frag_needed(frame: &mut Frame<'_>, next_hop_mtu: u16, ident: u16) -> bool
     f[6..12].copy_from_slice(&our_mac);
     f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
     let total = (20 + 8 + quoted) as u16;
-    Ipv4Packet::new_unchecked(&mut f[ETH_LEN..icmp_at])
-        .write_header(0, total, ident, 0, TTL, PROTO_ICMP, vip, client);
+    Ipv4Packet::new_unchecked(&mut f[ETH_LEN..icmp_at]).write_header(0, total, ident, 0, TTL, PROTO_ICMP, vip, client);
     match IcmpMessage::new_checked(&mut f[icmp_at..]) {
         Ok(mut icmp) => {
             icmp.write_frag_needed(next_hop_mtu);

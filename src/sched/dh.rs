@@ -24,9 +24,7 @@ pub struct Dh {
 
 impl Default for Dh {
     fn default() -> Self {
-        Dh {
-            buckets: [EMPTY; DH_TAB_SIZE],
-        }
+        Dh { buckets: [EMPTY; DH_TAB_SIZE] }
     }
 }
 
@@ -35,11 +33,7 @@ impl Dh {
     pub fn rebuild(&mut self, dests: &[DestSpec]) {
         let n = dests.len();
         for (i, b) in self.buckets.iter_mut().enumerate() {
-            *b = if n == 0 {
-                EMPTY
-            } else {
-                u32::try_from(i % n).unwrap_or(EMPTY)
-            };
+            *b = if n == 0 { EMPTY } else { u32::try_from(i % n).unwrap_or(EMPTY) };
         }
     }
 
@@ -61,31 +55,16 @@ mod tests {
     use super::*;
 
     fn loads(w: &[u32]) -> Vec<DestLoad> {
-        w.iter()
-            .map(|&weight| DestLoad {
-                weight,
-                ..DestLoad::default()
-            })
-            .collect()
+        w.iter().map(|&weight| DestLoad { weight, ..DestLoad::default() }).collect()
     }
     fn dst(daddr: u32) -> Flow {
-        Flow {
-            proto: 17,
-            saddr: 0x0101_0101,
-            sport: 999,
-            daddr,
-            dport: 53,
-        }
+        Flow { proto: 17, saddr: 0x0101_0101, sport: 999, daddr, dport: 53 }
     }
 
     #[test]
     fn one_bucket_per_server() {
         let mut s = Dh::default();
-        let specs = [
-            DestSpec::default(),
-            DestSpec::default(),
-            DestSpec::default(),
-        ];
+        let specs = [DestSpec::default(), DestSpec::default(), DestSpec::default()];
         s.rebuild(&specs);
         assert_eq!(&s.buckets[..7], &[0, 1, 2, 0, 1, 2, 0]);
         let c0 = s.buckets.iter().filter(|&&b| b == 0).count();

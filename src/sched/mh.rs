@@ -79,11 +79,7 @@ struct Setup {
 impl Mh {
     /// An empty table of `table_size` slots (a prime; filled by [`Mh::rebuild`]).
     pub fn new(flags: SchedFlags, table_size: u32) -> Self {
-        Mh {
-            flags,
-            size: table_size,
-            table: Vec::new(),
-        }
+        Mh { flags, size: table_size, table: Vec::new() }
     }
 
     /// The lookup table size M.
@@ -97,10 +93,7 @@ impl Mh {
         let m = self.size as usize;
         // Servers that can be named in a u16 slot.
         let dests = dests.get(..EMPTY as usize).unwrap_or(dests);
-        let g = dests
-            .iter()
-            .filter(|d| d.weight > 0)
-            .fold(0u32, |g, d| gcd(d.weight, g));
+        let g = dests.iter().filter(|d| d.weight > 0).fold(0u32, |g, d| gcd(d.weight, g));
         if m == 0 || g == 0 {
             return;
         }
@@ -115,18 +108,10 @@ impl Mh {
             .map(|d| {
                 let v = d.addr.wrapping_add(d.port as u32);
                 let offset = (hashkey(v, HASH2) % m32) as usize;
-                let skip = if m32 > 1 {
-                    (hashkey(v, HASH1) % (m32 - 1)) as usize + 1
-                } else {
-                    1
-                };
+                let skip = if m32 > 1 { (hashkey(v, HASH1) % (m32 - 1)) as usize + 1 } else { 1 };
                 let t = (d.weight / g) >> rshift;
                 let turns = if t == 0 { u32::from(d.weight != 0) } else { t };
-                Setup {
-                    skip,
-                    perm: offset,
-                    turns,
-                }
+                Setup { skip, perm: offset, turns }
             })
             .collect();
         // ip_vs_mh_populate
@@ -192,11 +177,7 @@ impl Mh {
         if m == 0 {
             return None;
         }
-        let port = if self.flags.port {
-            flow.sport as u32
-        } else {
-            0
-        };
+        let port = if self.flags.port { flow.sport as u32 } else { 0 };
         let base = flow.saddr.wrapping_add(port);
         let ihash = hashkey(base, HASH1) % m;
         let first = *self.table.get(ihash as usize)?;
@@ -225,22 +206,10 @@ mod tests {
     use super::*;
 
     fn specs(w: &[u32]) -> Vec<DestSpec> {
-        w.iter()
-            .enumerate()
-            .map(|(i, &weight)| DestSpec {
-                addr: 0x0a00_0001 + i as u32,
-                port: 80,
-                weight,
-            })
-            .collect()
+        w.iter().enumerate().map(|(i, &weight)| DestSpec { addr: 0x0a00_0001 + i as u32, port: 80, weight }).collect()
     }
     fn loads(w: &[u32]) -> Vec<DestLoad> {
-        w.iter()
-            .map(|&weight| DestLoad {
-                weight,
-                ..DestLoad::default()
-            })
-            .collect()
+        w.iter().map(|&weight| DestLoad { weight, ..DestLoad::default() }).collect()
     }
     fn counts(s: &Mh, n: usize) -> Vec<usize> {
         let mut c = vec![0; n];
@@ -250,13 +219,7 @@ mod tests {
         c
     }
     fn flow(saddr: u32) -> Flow {
-        Flow {
-            proto: 6,
-            saddr,
-            sport: 4000,
-            daddr: 1,
-            dport: 80,
-        }
+        Flow { proto: 6, saddr, sport: 4000, daddr: 1, dport: 80 }
     }
 
     /// Reference SipHash-1-3 of 4 bytes, written from the kernel's `__hsiphash_aligned`
@@ -345,13 +308,7 @@ mod tests {
     #[test]
     fn odd_sizes_do_not_panic() {
         for m in [0u32, 1, 2, 4, 6, 100, 251] {
-            let mut s = Mh::new(
-                SchedFlags {
-                    fallback: true,
-                    port: true,
-                },
-                m,
-            );
+            let mut s = Mh::new(SchedFlags { fallback: true, port: true }, m);
             s.rebuild(&specs(&[1, 2, 3]));
             let l = loads(&[1, 2, 3]);
             for a in 0..50 {
@@ -380,13 +337,7 @@ mod tests {
         assert_eq!(s.pick(&f, &l), Some(want));
         l[want].overloaded = true;
         assert_eq!(s.pick(&f, &l), None);
-        let mut fb = Mh::new(
-            SchedFlags {
-                fallback: true,
-                port: false,
-            },
-            251,
-        );
+        let mut fb = Mh::new(SchedFlags { fallback: true, port: false }, 251);
         fb.rebuild(&specs(&[1, 1, 1]));
         let got = fb.pick(&f, &l);
         assert!(got.is_some_and(|i| i != want), "{got:?}");

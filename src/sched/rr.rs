@@ -34,10 +34,7 @@ impl Rr {
             _ => 0,
         };
         // Walk start..n, then 0..start: every server exactly once, the last picked one last.
-        let (tail, head) = (
-            loads.get(start..).unwrap_or(&[]),
-            loads.get(..start).unwrap_or(&[]),
-        );
+        let (tail, head) = (loads.get(start..).unwrap_or(&[]), loads.get(..start).unwrap_or(&[]));
         let found = tail
             .iter()
             .position(DestLoad::available)
@@ -55,10 +52,7 @@ mod tests {
     use super::*;
 
     fn l(weight: u32) -> DestLoad {
-        DestLoad {
-            weight,
-            ..DestLoad::default()
-        }
+        DestLoad { weight, ..DestLoad::default() }
     }
 
     fn seq(rr: &mut Rr, loads: &[DestLoad], n: usize) -> Vec<Option<usize>> {

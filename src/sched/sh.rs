@@ -40,10 +40,7 @@ pub(crate) fn bucket_available(loads: &[DestLoad], idx: u32) -> bool {
 impl Sh {
     /// An empty table (every bucket empty until [`Sh::rebuild`]).
     pub fn new(flags: SchedFlags) -> Self {
-        Sh {
-            flags,
-            buckets: [EMPTY; SH_TAB_SIZE],
-        }
+        Sh { flags, buckets: [EMPTY; SH_TAB_SIZE] }
     }
 
     /// `ip_vs_sh_reassign`.
@@ -71,11 +68,7 @@ impl Sh {
     /// The bucket of `flow`'s source (before any fallback).
     #[inline(always)]
     fn hashkey(&self, flow: &Flow) -> u32 {
-        let port = if self.flags.port {
-            flow.sport as u32
-        } else {
-            0
-        };
+        let port = if self.flags.port { flow.sport as u32 } else { 0 };
         hash_32(flow.saddr.wrapping_add(port), SH_TAB_BITS) & SH_TAB_MASK
     }
 
@@ -114,31 +107,13 @@ mod tests {
     use super::*;
 
     fn specs(w: &[u32]) -> Vec<DestSpec> {
-        w.iter()
-            .enumerate()
-            .map(|(i, &weight)| DestSpec {
-                addr: 0x0a00_0001 + i as u32,
-                port: 80,
-                weight,
-            })
-            .collect()
+        w.iter().enumerate().map(|(i, &weight)| DestSpec { addr: 0x0a00_0001 + i as u32, port: 80, weight }).collect()
     }
     fn loads(w: &[u32]) -> Vec<DestLoad> {
-        w.iter()
-            .map(|&weight| DestLoad {
-                weight,
-                ..DestLoad::default()
-            })
-            .collect()
+        w.iter().map(|&weight| DestLoad { weight, ..DestLoad::default() }).collect()
     }
     fn flow(saddr: u32, sport: u16) -> Flow {
-        Flow {
-            proto: 6,
-            saddr,
-            sport,
-            daddr: 0xc0a8_0001,
-            dport: 80,
-        }
+        Flow { proto: 6, saddr, sport, daddr: 0xc0a8_0001, dport: 80 }
     }
     fn counts(s: &Sh, n: usize) -> Vec<usize> {
         let mut c = vec![0; n];
@@ -173,10 +148,7 @@ mod tests {
             let want = (saddr.wrapping_mul(0x61C8_8647) >> 24) as usize;
             assert_eq!(s.pick(&flow(saddr, 1234), &l), Some(want));
         }
-        let mut s = Sh::new(SchedFlags {
-            port: true,
-            fallback: false,
-        });
+        let mut s = Sh::new(SchedFlags { port: true, fallback: false });
         s.rebuild(&specs(&[1; 256]));
         let want = (0x0a00_0001u32 + 1234).wrapping_mul(0x61C8_8647) >> 24;
         assert_eq!(s.pick(&flow(0x0a00_0001, 1234), &l), Some(want as usize));
@@ -184,10 +156,7 @@ mod tests {
 
     #[test]
     fn fallback_walk_is_the_kernels() {
-        let f = SchedFlags {
-            fallback: true,
-            port: false,
-        };
+        let f = SchedFlags { fallback: true, port: false };
         let mut s = Sh::new(f);
         s.rebuild(&specs(&[1; 256]));
         let mut l = loads(&[1; 256]);
@@ -196,11 +165,7 @@ mod tests {
         l[ihash].overloaded = true;
         // offset 0: bucket (ihash + ihash) & 255.
         let second = (2 * ihash) & 255;
-        let want = if second == ihash {
-            (second + 1) & 255
-        } else {
-            second
-        };
+        let want = if second == ihash { (second + 1) & 255 } else { second };
         assert_eq!(s.pick(&fl, &l), Some(want));
         // Without fallback: None.
         let mut s2 = Sh::new(SchedFlags::default());
@@ -213,10 +178,7 @@ mod tests {
 
     #[test]
     fn short_loads_are_unavailable() {
-        let mut s = Sh::new(SchedFlags {
-            fallback: true,
-            port: false,
-        });
+        let mut s = Sh::new(SchedFlags { fallback: true, port: false });
         s.rebuild(&specs(&[1, 1, 1, 1]));
         let l = loads(&[1]);
         for a in 0..100u32 {

@@ -51,10 +51,7 @@ impl Wrr {
     /// The first call is the kernel's `init_svc` (`cw = mw`); later calls are
     /// `dest_changed` (`cl = head`, `cw = 0` when `cw > mw`).
     pub fn rebuild(&mut self, dests: &[DestSpec]) {
-        let g = dests
-            .iter()
-            .filter(|d| d.weight > 0)
-            .fold(0u64, |g, d| gcd(d.weight as u64, g));
+        let g = dests.iter().filter(|d| d.weight > 0).fold(0u64, |g, d| gcd(d.weight as u64, g));
         let di = if g == 0 { 1 } else { g as i64 };
         let maxw = dests.iter().map(|d| d.weight as i64).max().unwrap_or(0);
         self.cl = None;
@@ -141,20 +138,10 @@ mod tests {
     use super::*;
 
     fn specs(w: &[u32]) -> Vec<DestSpec> {
-        w.iter()
-            .map(|&weight| DestSpec {
-                weight,
-                ..DestSpec::default()
-            })
-            .collect()
+        w.iter().map(|&weight| DestSpec { weight, ..DestSpec::default() }).collect()
     }
     fn loads(w: &[u32]) -> Vec<DestLoad> {
-        w.iter()
-            .map(|&weight| DestLoad {
-                weight,
-                ..DestLoad::default()
-            })
-            .collect()
+        w.iter().map(|&weight| DestLoad { weight, ..DestLoad::default() }).collect()
     }
     fn fresh(w: &[u32]) -> Wrr {
         let mut s = Wrr::default();
@@ -172,14 +159,8 @@ mod tests {
 
     #[test]
     fn kernel_sequences() {
-        assert_eq!(
-            seq(&mut fresh(&[5, 3]), &loads(&[5, 3]), 16),
-            "AAABABABAAABABAB"
-        );
-        assert_eq!(
-            seq(&mut fresh(&[4, 3, 2]), &loads(&[4, 3, 2]), 18),
-            "AABABCABCAABABCABC"
-        );
+        assert_eq!(seq(&mut fresh(&[5, 3]), &loads(&[5, 3]), 16), "AAABABABAAABABAB");
+        assert_eq!(seq(&mut fresh(&[4, 3, 2]), &loads(&[4, 3, 2]), 18), "AABABCABCAABABCABC");
         assert_eq!(seq(&mut fresh(&[1, 1, 1]), &loads(&[1, 1, 1]), 6), "ABCABC");
         // gcd: 4,2 behaves like 2,1.
         assert_eq!(seq(&mut fresh(&[4, 2]), &loads(&[4, 2]), 6), "AABAAB");

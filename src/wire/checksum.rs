@@ -49,11 +49,7 @@ pub fn update_u16(csum: u16, old: u16, new: u16) -> u16 {
 /// RFC 1624 update of checksum field `csum` when a 32-bit word changes from `old` to `new`.
 #[inline]
 pub fn update_u32(csum: u16, old: u32, new: u32) -> u16 {
-    let sum = (!csum as u32)
-        + (!(old >> 16) as u16 as u32)
-        + (!(old as u16) as u32)
-        + (new >> 16)
-        + (new & 0xffff);
+    let sum = (!csum as u32) + (!(old >> 16) as u16 as u32) + (!(old as u16) as u32) + (new >> 16) + (new & 0xffff);
     !fold(sum)
 }
 
@@ -71,10 +67,7 @@ mod tests {
 
     #[test]
     fn incremental_matches_full_recompute() {
-        let mut data = [
-            0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 0x40, 0x11, 0, 0, 198, 18, 0, 1, 198, 18, 0,
-            100,
-        ];
+        let mut data = [0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 0x40, 0x11, 0, 0, 198, 18, 0, 1, 198, 18, 0, 100];
         let c0 = checksum(&data);
         let old = u32::from_be_bytes([data[16], data[17], data[18], data[19]]);
         let new = u32::from_be_bytes([198, 19, 7, 9]);

@@ -102,10 +102,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
     /// Whether the header checksum is right.
     pub fn verify_checksum(&self) -> bool {
-        checksum::fold(checksum::sum_bytes(
-            0,
-            &self.buffer.as_ref()[..self.header_len()],
-        )) == 0xffff
+        checksum::fold(checksum::sum_bytes(0, &self.buffer.as_ref()[..self.header_len()])) == 0xffff
     }
     /// The payload up to `total_len` (without Ethernet padding).
     pub fn payload(&self) -> &[u8] {

@@ -63,21 +63,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpDatagram<T> {
     pub fn adjust_for_addr(&mut self, old: u32, new: u32) {
         let c = self.checksum();
         if c != 0 {
-            set_u16(
-                self.buffer.as_mut(),
-                field::CHECKSUM,
-                nonzero(checksum::update_u32(c, old, new)),
-            );
+            set_u16(self.buffer.as_mut(), field::CHECKSUM, nonzero(checksum::update_u32(c, old, new)));
         }
     }
     fn adjust16(&mut self, old: u16, new: u16) {
         let c = self.checksum();
         if c != 0 {
-            set_u16(
-                self.buffer.as_mut(),
-                field::CHECKSUM,
-                nonzero(checksum::update_u16(c, old, new)),
-            );
+            set_u16(self.buffer.as_mut(), field::CHECKSUM, nonzero(checksum::update_u16(c, old, new)));
         }
     }
 }

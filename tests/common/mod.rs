@@ -1,7 +1,7 @@
 //! Test helpers: frame builders and an independent checksum oracle (etherparse).
 #![allow(dead_code)]
 
-use etherparse::{Ipv4Header, PacketBuilder, PacketHeaders, TransportHeader, NetHeaders};
+use etherparse::{Ipv4Header, NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
 use std::sync::Arc;
 use xvs::config::Config;
 use xvs::dataplane::{Frame, Pipeline, Tables, Verdict, HEADROOM};
@@ -82,7 +82,17 @@ pub const FINACK: Tcp = Tcp { syn: false, ack: true, fin: true, rst: false };
 pub const RST: Tcp = Tcp { syn: false, ack: false, fin: false, rst: true };
 
 #[allow(clippy::too_many_arguments)]
-pub fn tcp_frame(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, t: Tcp, ttl: u8, payload: &[u8]) -> Vec<u8> {
+pub fn tcp_frame(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    t: Tcp,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut b = PacketBuilder::ethernet2(smac, dmac).ipv4(src, dst, ttl).tcp(sport, dport, 1000, 64240);
     if t.syn {
         b = b.syn();
@@ -102,7 +112,16 @@ pub fn tcp_frame(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], dst: [u8; 4], sport
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn udp_frame(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
+pub fn udp_frame(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(smac, dmac).ipv4(src, dst, ttl).udp(sport, dport);
     let mut out = Vec::with_capacity(b.size(payload.len()));
     b.write(&mut out, payload).expect("build udp frame");
@@ -139,7 +158,15 @@ pub fn assert_checksums(frame: &[u8]) {
 }
 
 /// The frame with its IPv4 header rebuilt (for building expected outer headers).
-pub fn ipv4_header(payload_len: u16, ttl: u8, proto: etherparse::IpNumber, src: [u8; 4], dst: [u8; 4], ident: u16, df: bool) -> Vec<u8> {
+pub fn ipv4_header(
+    payload_len: u16,
+    ttl: u8,
+    proto: etherparse::IpNumber,
+    src: [u8; 4],
+    dst: [u8; 4],
+    ident: u16,
+    df: bool,
+) -> Vec<u8> {
     let mut h = Ipv4Header::new(payload_len, ttl, proto, src, dst).expect("header");
     h.identification = ident;
     h.dont_fragment = df;
