@@ -15,7 +15,10 @@ use std::sync::Arc;
 use xvs::config::Config;
 use xvs::dataplane::{MemPort, Pipeline, Tables, Worker, BURST};
 
-const FLOWS: usize = 1 << 20;
+/// Flows in the table (1M; `XVS_BENCH_FLOWS` overrides it to find the in-cache floor).
+fn flows() -> usize {
+    std::env::var("XVS_BENCH_FLOWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 20)
+}
 const VIP: [u8; 4] = [198, 18, 0, 100];
 
 fn config(max: usize, syn_recv: u32) -> Config {
@@ -88,14 +91,14 @@ fn established(c: &mut Criterion) {
         if !selected(&format!("established/{mode}")) {
             continue;
         }
-        let cfg = config(FLOWS + FLOWS / 8, 60);
+        let cfg = config(flows() + flows() / 8, 60);
         let tables = Arc::new(Tables::build(&cfg));
         let mut p = Pipeline::new(tables, 0);
         // FULLNAT holds at most one connection per local port: fill the rest of the 1M-entry
         // table with DR flows so lookups still run against 1M entries.
-        let measured = if mode == "fullnat" { 60_000 } else { FLOWS };
+        let measured = if mode == "fullnat" { flows().min(60_000) } else { flows() };
         let mut buf = vec![0u8; 2048];
-        for i in 0..FLOWS {
+        for i in 0..flows() {
             let port = if i < measured { vport } else { 82 };
             for syn in [true, false] {
                 let f = frame(i, port, syn, 0);
@@ -104,7 +107,7 @@ fn established(c: &mut Criterion) {
                 p.process(&mut fr, 0, 0);
             }
         }
-        assert_eq!(p.shard.len() as usize, FLOWS, "{mode}: table holds 1M flows");
+        assert_eq!(p.shard.len() as usize, flows(), "{mode}: table holds every flow");
         let mut order: Vec<usize> = (0..measured).collect();
         order.shuffle(&mut rng);
         let ring: Vec<Vec<u8>> = order.iter().map(|&i| frame(i, vport, false, 0)).collect();
@@ -127,14 +130,14 @@ fn new_conn(c: &mut Criterion) {
         // SYN_RECV lives 1 s of virtual time; 1 us per frame -> ~1M live connections
         // (FULLNAT: 20 us per frame -> ~50k, within its 64k local ports).
         let ns = if mode == "fullnat" { 20_000 } else { 1_000 };
-        let cfg = config(FLOWS + FLOWS / 4, 1);
+        let cfg = config(flows() + flows() / 4, 1);
         let p = Pipeline::new(Arc::new(Tables::build(&cfg)), 0);
         // Twice as many distinct flows as live connections: a flow comes round only after its
         // connection expired, so every packet is a new connection.
-        let ring: Vec<Vec<u8>> = (0..2 * FLOWS).map(|i| frame(i, vport, true, 0)).collect();
+        let ring: Vec<Vec<u8>> = (0..2 * flows()).map(|i| frame(i, vport, true, 0)).collect();
         let mut w = worker(ring, p, Some(ns));
         // Reach steady state before measuring.
-        for _ in 0..(2 * FLOWS / BURST) {
+        for _ in 0..(2 * flows() / BURST) {
             w.poll();
         }
         g.bench_function(BenchmarkId::from_parameter(mode), |b| b.iter(|| w.poll()));

@@ -167,7 +167,10 @@ impl Port for MemPort {
             let d = if !self.ring.is_empty() {
                 let d = pool.load(&self.ring[self.ring_at]);
                 if d.is_some() {
-                    self.ring_at = (self.ring_at + 1) % self.ring.len();
+                    self.ring_at += 1;
+                    if self.ring_at == self.ring.len() {
+                        self.ring_at = 0;
+                    }
                 }
                 d
             } else {

@@ -1,21 +1,24 @@
 //! Internet checksum (RFC 1071) and incremental updates (RFC 1624, eqn. 3:
 //! `HC' = ~(~HC + ~m + m')`).
 
-/// One's-complement sum of `data` added to `sum` (not folded, not inverted).
+/// One's-complement sum of `data` added to `sum` (not folded, not inverted). Big-endian
+/// 32-bit words are summed into a 64-bit accumulator (no carry handling per word), which is
+/// equivalent to summing the 16-bit words once folded.
 #[inline]
-pub fn sum_bytes(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum = sum.wrapping_add(u16::from_be_bytes([c[0], c[1]]) as u32);
-        // Fold early enough that a jumbo frame cannot overflow.
-        if sum & 0x8000_0000 != 0 {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
+pub fn sum_bytes(sum: u32, data: &[u8]) -> u32 {
+    let mut acc = sum as u64;
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        acc += u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as u64;
     }
-    if let [last] = chunks.remainder() {
-        sum = sum.wrapping_add((*last as u32) << 8);
-    }
-    sum
+    let rest = words.remainder();
+    let mut tail = [0u8; 4];
+    tail[..rest.len()].copy_from_slice(rest);
+    acc += u32::from_be_bytes(tail) as u64;
+    // Fold 64 -> 32 bits keeping the one's-complement carries.
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    ((acc & 0xffff) + (acc >> 16)) as u32
 }
 
 /// Folds a 32-bit one's-complement sum to 16 bits.
@@ -76,5 +79,30 @@ mod tests {
         let c1 = checksum(&data);
         data[8] = 0x3f; // TTL 64 -> 63: word 0x4011 -> 0x3f11
         assert_eq!(update_u16(c1, 0x4011, 0x3f11), checksum(&data));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The textbook RFC 1071 loop over 16-bit words, as an oracle.
+    fn reference(data: &[u8]) -> u16 {
+        let mut s: u32 = 0;
+        for c in data.chunks(2) {
+            let w = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], 0]) };
+            s += w as u32;
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
+    }
+
+    proptest! {
+        #[test]
+        fn word_sum_matches_rfc1071(data in prop::collection::vec(any::<u8>(), 0..3000), seed in any::<u16>()) {
+            prop_assert_eq!(checksum(&data), reference(&data));
+            prop_assert_eq!(fold(sum_bytes(seed as u32, &data)), fold(seed as u32 + !reference(&data) as u32));
+        }
     }
 }
