@@ -218,3 +218,54 @@ fn udp_nat_with_and_without_checksum() {
         Case { desc: "UDP without checksum keeps none", input: zero, verdict: Verdict::Tx(1), output: Some(zero_out) },
     ]);
 }
+
+/// The worker's staged burst path decides exactly like frame-at-a-time processing, also when
+/// one burst holds several frames of the same flow (a SYN and its follow-ups, a reply).
+#[test]
+fn burst_processing_equals_single_frames() {
+    use xvs::dataplane::{FramePool, FrameStore, BURST};
+    let mut frames = Vec::new();
+    for c in 0..6u16 {
+        let port = [80u16, 81, 82, 83, 80, 81][c as usize];
+        frames.push(tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 41000 + c, port, SYN, 64, &[]));
+        frames.push(tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 41000 + c, port, ACK, 64, b"data"));
+        if port == 80 {
+            let rs = if c == 0 { RS1 } else { RS2 };
+            frames.push(tcp_frame(RS1_MAC, DIR_R_MAC, rs, CLIENT, 8080, 41000 + c, SYNACK, 64, &[]));
+        }
+        if port == 81 {
+            let lport = 20000 + (c / 5);
+            frames.push(tcp_frame(RS1_MAC, DIR_R_MAC, RS1, DIP, 8081, lport, SYNACK, 64, &[]));
+        }
+        frames.push(tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 41000 + c, port, RST, 64, &[]));
+    }
+    frames.push(vec![1, 2, 3]);
+    frames.push(udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 5000, 53, 64, b"q"));
+    frames.push(udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 5000, 53, 64, b"q"));
+    let json = config_json("");
+
+    let mut single = pipeline(&json);
+    let expected: Vec<_> = frames.iter().map(|f| run(&mut single, f, 5)).collect();
+
+    let mut burst = pipeline(&json);
+    let mut pool = FramePool::new(64);
+    let mut got = Vec::new();
+    for chunk in frames.chunks(BURST) {
+        let mut descs: Vec<_> = chunk.iter().map(|f| pool.load(f).unwrap()).collect();
+        let mut verdicts = vec![Verdict::Drop(DropReason::NoConn); descs.len()];
+        burst.process_burst(&mut pool, &mut descs, 0, 5, &mut verdicts);
+        for (d, v) in descs.iter().zip(verdicts) {
+            got.push((v, FrameStore::bytes(&pool, d).to_vec()));
+            pool.free(d.idx);
+        }
+    }
+    assert_eq!(got.len(), expected.len());
+    for (i, (g, e)) in got.iter().zip(expected.iter()).enumerate() {
+        assert_eq!(g.0, e.0, "frame {i}: verdict");
+        if matches!(e.0, Verdict::Tx(_)) {
+            assert_eq!(g.1, e.1, "frame {i}: bytes");
+        }
+    }
+    assert_eq!(burst.stats, single.stats);
+    assert_eq!(burst.shard.len(), single.shard.len());
+}
