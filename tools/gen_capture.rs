@@ -81,7 +81,11 @@ fn main() -> Result<()> {
     }
     // Frames a director must survive, each counted under its reason.
     let mut good = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, dmac).ipv4([198, 18, 64, 1], [198, 18, 0, 100], 64).tcp(1, 80, 1, 1).syn().write(&mut good, &[])?;
+    PacketBuilder::ethernet2(CLIENT_MAC, dmac)
+        .ipv4([198, 18, 64, 1], [198, 18, 0, 100], 64)
+        .tcp(1, 80, 1, 1)
+        .syn()
+        .write(&mut good, &[])?;
     put(&mut w, &good[..20])?;
     let mut bad = good.clone();
     bad[24] ^= 0xff;
@@ -92,10 +96,20 @@ fn main() -> Result<()> {
     arp.extend_from_slice(&[0; 28]);
     put(&mut w, &arp)?;
     let mut ping = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, dmac).ipv4([198, 18, 64, 1], cfg.services.first().map_or([198, 18, 0, 100], |s| s.vip.octets()), 64).icmpv4_echo_request(1, 1).write(&mut ping, b"ping")?;
+    PacketBuilder::ethernet2(CLIENT_MAC, dmac)
+        .ipv4([198, 18, 64, 1], cfg.services.first().map_or([198, 18, 0, 100], |s| s.vip.octets()), 64)
+        .icmpv4_echo_request(1, 1)
+        .write(&mut ping, b"ping")?;
     put(&mut w, &ping)?;
     let mut v6 = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, dmac).ipv6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 64).udp(1, 2).write(&mut v6, b"x")?;
+    PacketBuilder::ethernet2(CLIENT_MAC, dmac)
+        .ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
+        .udp(1, 2)
+        .write(&mut v6, b"x")?;
     put(&mut w, &v6)?;
     eprintln!("wrote {} ({} clients per service, {} services)", a.out.display(), a.clients, cfg.services.len());
     Ok(())
