@@ -355,6 +355,13 @@ impl ConnShard {
         self.by_out.find(hash, |_| true).copied().unwrap_or(NONE)
     }
 
+    /// Reads one word of slab entry `idx`: a safe stand-in for a prefetch, so that the
+    /// record's cache miss overlaps with other work of the burst.
+    #[inline]
+    pub fn touch(&self, idx: u32) -> u32 {
+        self.slab.get(idx as usize).map_or(0, |c| c.caddr)
+    }
+
     /// Whether slab entry `idx` is a live connection whose client-side key is `k`.
     #[inline]
     pub fn is_in(&self, idx: u32, k: &ConnKey) -> bool {

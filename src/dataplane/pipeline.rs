@@ -257,22 +257,17 @@ impl Pipeline {
                 }
             }
         }
-        for i in 0..n {
-            if flow[i] {
-                hint[i] =
-                    if svcs[i].is_some() { self.shard.probe_in(hashes[i]) } else { self.shard.probe_out(hashes[i]) };
-            }
-        }
-        // Touch every candidate record now, so the misses overlap; decide re-checks.
+        // Software pipelining: probe the index for frame j while touching the slab record
+        // found for frame j - LAG, so index and slab misses of the burst all overlap.
+        const LAG: usize = 8;
         let mut hits = 0u32;
-        for i in 0..n {
-            if hint[i] != NONE {
-                let ok = if svcs[i].is_some() {
-                    self.shard.is_in(hint[i], &parsed[i].key)
-                } else {
-                    self.shard.is_out(hint[i], &parsed[i].key)
-                };
-                hits += ok as u32;
+        for j in 0..n + LAG {
+            if j < n && flow[j] {
+                hint[j] =
+                    if svcs[j].is_some() { self.shard.probe_in(hashes[j]) } else { self.shard.probe_out(hashes[j]) };
+            }
+            if j >= LAG && hint[j - LAG] != NONE {
+                hits ^= self.shard.touch(hint[j - LAG]);
             }
         }
         std::hint::black_box(hits);
