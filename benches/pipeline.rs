@@ -4,6 +4,7 @@
 //! - `new_conn/<mode>`: a SYN flood, every packet a new flow, the table in steady state
 //!   (connections expire as fast as they are created: ~1M live, FULLNAT ~50k, bounded by its
 //!   local ports), expiry cost included.
+//!
 //! Throughput is per packet (one iteration = one 32-frame burst).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use xvs::config::Config;
 use xvs::dataplane::{DropReason, PassReason, PcapPort, Pipeline, Poll, Tables, Worker};
@@ -40,7 +40,7 @@ enum Cmd {
     },
 }
 
-fn load(config: &PathBuf, rules: &Option<PathBuf>) -> Result<Config> {
+fn load(config: &Path, rules: &Option<PathBuf>) -> Result<Config> {
     let mut cfg = Config::load(config).with_context(|| format!("invalid config {}", config.display()))?;
     if let Some(r) = rules {
         let text = std::fs::read_to_string(r).with_context(|| format!("reading {}", r.display()))?;
@@ -78,7 +78,7 @@ fn real_main() -> Result<()> {
     }
 }
 
-fn replay(cfg: Config, input: &PathBuf, output: &PathBuf) -> Result<()> {
+fn replay(cfg: Config, input: &Path, output: &Path) -> Result<()> {
     // One worker, the capture's clock: the same pipeline and loop as the daemon.
     let mut tables = Tables::build(&cfg);
     tables.workers = 1;

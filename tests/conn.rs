@@ -223,7 +223,7 @@ fn expiry_is_budgeted_and_complete() {
     assert_eq!(s.expire(299_000, usize::MAX), 0);
     let mut freed = 0;
     let mut rounds = 0;
-    while s.len() > 0 {
+    while !s.is_empty() {
         freed += s.expire(302_000, 10_000);
         rounds += 1;
     }

@@ -387,7 +387,8 @@ impl ConnShard {
     #[inline]
     pub fn is_expired(&self, idx: u32, now_ms: u64) -> bool {
         let c = &self.slab[idx as usize];
-        !after(c.expires, ms_to_tick(now_ms)) && !(c.is_template() && self.links[idx as usize].template > 0)
+        let followed = c.is_template() && self.links[idx as usize].template > 0;
+        !after(c.expires, ms_to_tick(now_ms)) && !followed
     }
 
     /// Removes connection `idx` now (it was found expired on lookup).

@@ -159,9 +159,8 @@ impl<P: Port> Worker<P> {
         let now = self.now_ms();
         let mut verdicts = [Verdict::Pass(PassReason::NotIp); BURST];
         self.pipeline.process_burst(&mut self.pool, &mut self.rx[..n], pi as u8, now, &mut verdicts[..n]);
-        for i in 0..n {
-            let d = self.rx[i];
-            let v = verdicts[i];
+        let rx = self.rx;
+        for (&d, &v) in rx[..n].iter().zip(verdicts[..n].iter()) {
             let out = match v {
                 Verdict::Tx(i) => self.iface_port.get(i as usize).map_or(usize::MAX, |p| *p as usize),
                 _ => usize::MAX,

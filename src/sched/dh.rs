@@ -53,10 +53,8 @@ impl Dh {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sched::testutil::*;
 
-    fn loads(w: &[u32]) -> Vec<DestLoad> {
-        w.iter().map(|&weight| DestLoad { weight, ..DestLoad::default() }).collect()
-    }
     fn dst(daddr: u32) -> Flow {
         Flow { proto: 17, saddr: 0x0101_0101, sport: 999, daddr, dport: 53 }
     }

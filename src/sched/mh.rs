@@ -60,15 +60,6 @@ fn hashkey(v: u32, key: (u64, u64)) -> u32 {
     h.finish() as u32
 }
 
-fn gcd(mut a: u32, mut b: u32) -> u32 {
-    while b != 0 {
-        let t = a % b;
-        a = b;
-        b = t;
-    }
-    a
-}
-
 /// `struct ip_vs_mh_dest_setup`.
 struct Setup {
     skip: usize,
@@ -93,7 +84,7 @@ impl Mh {
         let m = self.size as usize;
         // Servers that can be named in a u16 slot.
         let dests = dests.get(..EMPTY as usize).unwrap_or(dests);
-        let g = dests.iter().filter(|d| d.weight > 0).fold(0u32, |g, d| gcd(d.weight, g));
+        let g = super::weights_gcd(dests);
         if m == 0 || g == 0 {
             return;
         }
@@ -204,13 +195,8 @@ impl Mh {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sched::testutil::*;
 
-    fn specs(w: &[u32]) -> Vec<DestSpec> {
-        w.iter().enumerate().map(|(i, &weight)| DestSpec { addr: 0x0a00_0001 + i as u32, port: 80, weight }).collect()
-    }
-    fn loads(w: &[u32]) -> Vec<DestLoad> {
-        w.iter().map(|&weight| DestLoad { weight, ..DestLoad::default() }).collect()
-    }
     fn counts(s: &Mh, n: usize) -> Vec<usize> {
         let mut c = vec![0; n];
         for &b in &s.table {

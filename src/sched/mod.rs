@@ -69,6 +69,32 @@ pub fn hash_32(v: u32, bits: u32) -> u32 {
     v.wrapping_mul(0x61C8_8647) >> (32 - bits)
 }
 
+/// Greatest common divisor of the weights that are > 0 (0 when none is).
+pub(crate) fn weights_gcd(dests: &[DestSpec]) -> u32 {
+    dests.iter().filter(|d| d.weight > 0).fold(0u32, |g, d| {
+        let (mut a, mut b) = (d.weight, g);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    })
+}
+
+/// Helpers for the schedulers' unit tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::{DestLoad, DestSpec};
+
+    /// Servers 10.0.0.1, 10.0.0.2, ... port 80 with these weights.
+    pub fn specs(w: &[u32]) -> Vec<DestSpec> {
+        w.iter().enumerate().map(|(i, &weight)| DestSpec { addr: 0x0a00_0001 + i as u32, port: 80, weight }).collect()
+    }
+    /// Idle servers with these weights.
+    pub fn loads(w: &[u32]) -> Vec<DestLoad> {
+        w.iter().map(|&weight| DestLoad { weight, ..DestLoad::default() }).collect()
+    }
+}
+
 /// One scheduler instance; each worker owns its own (no sharing, no locks).
 #[derive(Clone, Debug)]
 pub enum Scheduler {

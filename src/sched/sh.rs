@@ -105,13 +105,8 @@ impl Sh {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sched::testutil::*;
 
-    fn specs(w: &[u32]) -> Vec<DestSpec> {
-        w.iter().enumerate().map(|(i, &weight)| DestSpec { addr: 0x0a00_0001 + i as u32, port: 80, weight }).collect()
-    }
-    fn loads(w: &[u32]) -> Vec<DestLoad> {
-        w.iter().map(|&weight| DestLoad { weight, ..DestLoad::default() }).collect()
-    }
     fn flow(saddr: u32, sport: u16) -> Flow {
         Flow { proto: 6, saddr, sport, daddr: 0xc0a8_0001, dport: 80 }
     }

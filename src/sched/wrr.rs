@@ -38,20 +38,11 @@ pub struct Wrr {
     init: bool,
 }
 
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        let t = a % b;
-        a = b;
-        b = t;
-    }
-    a
-}
-
 impl Wrr {
     /// The first call is the kernel's `init_svc` (`cw = mw`); later calls are
     /// `dest_changed` (`cl = head`, `cw = 0` when `cw > mw`).
     pub fn rebuild(&mut self, dests: &[DestSpec]) {
-        let g = dests.iter().filter(|d| d.weight > 0).fold(0u64, |g, d| gcd(d.weight as u64, g));
+        let g = super::weights_gcd(dests) as u64;
         let di = if g == 0 { 1 } else { g as i64 };
         let maxw = dests.iter().map(|d| d.weight as i64).max().unwrap_or(0);
         self.cl = None;
@@ -136,12 +127,10 @@ impl Wrr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sched::testutil::*;
 
     fn specs(w: &[u32]) -> Vec<DestSpec> {
         w.iter().map(|&weight| DestSpec { weight, ..DestSpec::default() }).collect()
-    }
-    fn loads(w: &[u32]) -> Vec<DestLoad> {
-        w.iter().map(|&weight| DestLoad { weight, ..DestLoad::default() }).collect()
     }
     fn fresh(w: &[u32]) -> Wrr {
         let mut s = Wrr::default();
