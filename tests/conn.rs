@@ -30,6 +30,15 @@ fn conn_entry_is_one_aligned_half_line() {
 }
 
 #[test]
+fn table_memory_per_connection_is_under_64_bytes() {
+    // 7/8 of 2^21: the indexes' power-of-two bucket arrays are used to their load limit.
+    let s = ConnShard::new(&ShardConfig { capacity: 1_835_008, ..ShardConfig::default() });
+    let per_conn = s.memory_bytes() as f64 / s.capacity() as f64;
+    assert!(per_conn <= 64.0, "{per_conn:.1} bytes per connection");
+    assert!(per_conn >= 59.0, "{per_conn:.1}: the estimate counts slab, links, both indexes and the wheel");
+}
+
+#[test]
 fn nat_states_and_active_inactive_counts() {
     let mut p = pipeline(&config_json(""));
     assert_eq!(run(&mut p, &syn(40000, 80), 0).0, Verdict::Tx(1));

@@ -17,6 +17,8 @@ const SLOT_LINK: u32 = 0x8000_0000;
 /// An extra list after the wheel slots: the slot being expired, detached so that
 /// connections filed again into that same slot are not seen twice.
 const PENDING: usize = WHEEL_SLOTS;
+/// Connections freed together by `expire` (their index misses overlap).
+const EXPIRE_BATCH: usize = 32;
 
 const F_IN_USE: u8 = 1;
 const F_TEMPLATE: u8 = 2;
@@ -307,6 +309,19 @@ impl ConnShard {
     pub fn is_empty(&self) -> bool {
         self.used == 0
     }
+    /// Bytes of table memory: slab records, their links and both indexes (hashbrown keeps
+    /// a power-of-two bucket count at most 7/8 full: a `u32` and a control byte per bucket).
+    /// With a capacity of 7/8 of a power of two (e.g. 1,835,008) this is 48 + 2 * 5 * 8/7 =
+    /// 59.4 bytes per connection.
+    pub fn memory_bytes(&self) -> usize {
+        let per_index = |cap: usize| (cap * 8 / 7).next_power_of_two() * (4 + 1);
+        self.slab.len() * std::mem::size_of::<Conn>()
+            + self.links.len() * std::mem::size_of::<Links>()
+            + per_index(self.by_in.capacity())
+            + per_index(self.by_out.capacity())
+            + self.wheel.len() * 4
+    }
+
     /// Free FULLNAT local ports.
     pub fn free_lports(&self) -> usize {
         self.lports.len()
@@ -705,32 +720,60 @@ impl ConnShard {
                 self.pending_active = true;
             }
             loop {
-                let i = self.wheel[PENDING];
-                if i == NONE {
+                // Collect a batch of due connections, then free them in two passes: the first
+                // only reads their index entries so that those cache misses overlap.
+                let mut batch = [NONE; EXPIRE_BATCH];
+                let mut nb = 0;
+                while nb < EXPIRE_BATCH && seen < budget {
+                    let i = self.wheel[PENDING];
+                    if i == NONE {
+                        break;
+                    }
+                    seen += 1;
+                    self.unlink(i);
+                    let c = self.slab[i as usize];
+                    if after(c.expires, now) {
+                        self.link(i, c.expires);
+                    } else if c.is_template() && self.links[i as usize].template > 0 {
+                        // Connections still follow it: keep it one more timeout.
+                        let e = now.wrapping_add(self.links[i as usize].timeout);
+                        self.slab[i as usize].expires = e;
+                        self.link(i, e);
+                    } else {
+                        batch[nb] = i;
+                        nb += 1;
+                    }
+                }
+                let mut touched = 0u32;
+                for &i in &batch[..nb] {
+                    touched ^= self.touch_index(i);
+                }
+                std::hint::black_box(touched);
+                for &i in &batch[..nb] {
+                    self.free_conn(i);
+                }
+                freed += nb;
+                if self.wheel[PENDING] == NONE {
                     break;
                 }
                 if seen >= budget {
                     return freed;
-                }
-                seen += 1;
-                self.unlink(i);
-                let c = self.slab[i as usize];
-                if after(c.expires, now) {
-                    self.link(i, c.expires);
-                } else if c.is_template() && self.links[i as usize].template > 0 {
-                    // Connections still follow it: keep it one more timeout.
-                    let e = now.wrapping_add(self.links[i as usize].timeout);
-                    self.slab[i as usize].expires = e;
-                    self.link(i, e);
-                } else {
-                    self.free_conn(i);
-                    freed += 1;
                 }
             }
             self.pending_active = false;
             self.done_tick = tick;
         }
         freed
+    }
+
+    /// Reads the index entries of connection `i` (what `unindex` will then find in cache).
+    fn touch_index(&self, i: u32) -> u32 {
+        let c = &self.slab[i as usize];
+        let mut t = self.by_in.find(self.hash(&c.in_key()), |&j| j == i).copied().unwrap_or(0);
+        if c.flags & F_OUT_INDEXED != 0 {
+            t ^= self.by_out.find(self.hash(&out_key(c, &self.laddrs)), |&j| j == i).copied().unwrap_or(0);
+        }
+        t
     }
 
     fn free_conn(&mut self, i: u32) {
