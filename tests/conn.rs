@@ -240,3 +240,121 @@ fn expiry_is_budgeted_and_complete() {
     assert!(rounds >= 10, "a budget of 10k per round needs at least 10 rounds");
     assert_eq!(s.loads(0)[0].inactive, 0);
 }
+
+mod model {
+    //! The shard against a plain model: after every full expiry pass, the live connections,
+    //! their per-server counts and the free local ports are exactly what a naive map says.
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use xvs::conn::{ConnKey, ConnShard, Dir, NewConn, ShardConfig, TcpState, Timeouts, NONE, TICK_MS};
+    use xvs::service::FwdMode;
+    use xvs::wire::tcp::{ACK, FIN, RST, SYN};
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Create { flow: u8, mode: u8, dest: u8 },
+        Packet { flow: u8, flags: u8, reply: bool },
+        Advance { ms: u32, budget: u16 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (any::<u8>(), 0u8..4, 0u8..3).prop_map(|(flow, mode, dest)| Op::Create { flow, mode, dest }),
+            (any::<u8>(), prop::sample::select(vec![SYN, ACK, FIN | ACK, RST, 0]), any::<bool>())
+                .prop_map(|(flow, flags, reply)| Op::Packet { flow, flags, reply }),
+            (0u32..200_000, 1u16..64).prop_map(|(ms, budget)| Op::Advance { ms, budget }),
+        ]
+    }
+
+    fn key(flow: u8) -> ConnKey {
+        ConnKey {
+            saddr: 0xC612_0000 + flow as u32 % 64,
+            daddr: 0xC612_0064,
+            sport: 1000 + flow as u16,
+            dport: 80,
+            proto: 6,
+        }
+    }
+
+    struct M {
+        expires_tick: u64,
+        state: TcpState,
+        dest: u16,
+        lport: bool,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+        #[test]
+        fn shard_matches_model(ops in prop::collection::vec(op(), 1..300)) {
+            let mut t = Timeouts::default();
+            // Short timeouts so the ops reach them; ESTABLISHED longer than a wheel turn.
+            t.secs[TcpState::SynRecv as usize] = 3;
+            t.secs[TcpState::Close as usize] = 1;
+            t.secs[TcpState::Established as usize] = 700;
+            let mut s = ConnShard::new(&ShardConfig { capacity: 40, timeouts: t, lport_range: (5000, 5019), ..ShardConfig::default() });
+            s.set_dest_limits(vec![vec![(0, 0); 3]], vec![vec![1; 3]]);
+            s.start_clock(0);
+            let mut now: u64 = 0;
+            let mut model: HashMap<u8, M> = HashMap::new();
+            let modes = [FwdMode::Nat, FwdMode::FullNat, FwdMode::Dr, FwdMode::Tun];
+            let tick = |ms: u64| ms / TICK_MS;
+            for o in ops {
+                match o {
+                    Op::Create { flow, mode, dest } => {
+                        let flow = flow % 64;
+                        let k = key(flow);
+                        let h = s.hash(&k);
+                        if let Some(i) = s.lookup_in(&k, h) {
+                            if s.is_expired(i, now) { s.remove(i); model.remove(&flow); } else { continue; }
+                        }
+                        let n = NewConn { key: k, daddr: 0xC613_0000 + dest as u32, dport: 8080, mode: modes[mode as usize], laddr: 0xC613_0001, svc: 0, dest: dest as u16, template: NONE };
+                        match s.create(&n, now) {
+                            Ok(i) => {
+                                s.on_packet(i, if mode < 2 { Dir::Input } else { Dir::InputOnly }, Some(SYN), now);
+                                model.insert(flow, M { expires_tick: tick(now) + 300, state: TcpState::SynRecv, dest: dest as u16, lport: mode == 1 });
+                            }
+                            Err(_) => prop_assert!(s.len() == 40 || (mode == 1 && s.free_lports() == 0)),
+                        }
+                    }
+                    Op::Packet { flow, flags, reply } => {
+                        let flow = flow % 64;
+                        let k = key(flow);
+                        let Some(i) = s.lookup_in(&k, s.hash(&k)) else { continue };
+                        if s.is_expired(i, now) { s.remove(i); model.remove(&flow); continue; }
+                        let m = model.get_mut(&flow).expect("model knows every live connection");
+                        let c = *s.conn(i);
+                        let dir = match (c.mode(), reply) {
+                            (FwdMode::Nat | FwdMode::FullNat, false) => Dir::Input,
+                            (FwdMode::Nat | FwdMode::FullNat, true) => Dir::Output,
+                            _ => Dir::InputOnly,
+                        };
+                        let st = s.on_packet(i, dir, Some(flags), now);
+                        m.state = xvs::conn::next_state(m.state, dir, flags);
+                        prop_assert_eq!(st, m.state as u8);
+                        m.expires_tick = tick(now) + t.secs[m.state as usize] as u64 * 100;
+                    }
+                    Op::Advance { ms, budget } => {
+                        now += ms as u64;
+                        // A bounded pass may leave work; a full pass must agree with the model.
+                        s.expire(now, budget as usize);
+                        s.expire(now, usize::MAX);
+                        model.retain(|_, m| m.expires_tick > tick(now));
+                        prop_assert_eq!(s.len() as usize, model.len(), "live connections at {} ms", now);
+                    }
+                }
+                // Counts always match the model's connections.
+                let (mut act, mut inact) = ([0u32; 3], [0u32; 3]);
+                for m in model.values() {
+                    if m.state == TcpState::Established { act[m.dest as usize] += 1 } else { inact[m.dest as usize] += 1 }
+                }
+                for d in 0..3 {
+                    prop_assert_eq!(s.loads(0)[d].active, act[d]);
+                    prop_assert_eq!(s.loads(0)[d].inactive, inact[d]);
+                }
+                let lports_used = model.values().filter(|m| m.lport).count();
+                prop_assert_eq!(s.free_lports() + lports_used, 20);
+            }
+        }
+    }
+}
