@@ -3,6 +3,7 @@
 use super::state::{next_state, Dir, TcpState, Timeouts, STATES, UDP_STATE};
 use crate::sched::DestLoad;
 use crate::service::FwdMode;
+use crate::wire::tcp::{FIN, RST, SYN};
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, Hasher};
 
@@ -599,6 +600,16 @@ impl ConnShard {
             return 0;
         };
         let old = c.state;
+        // The common case: data and ACKs of an established connection (or UDP) change no
+        // state; only the timeout moves.
+        let quiet = match tcp_flags {
+            None => true,
+            Some(f) => old == TcpState::Established as u8 && f & (SYN | FIN | RST) == 0,
+        };
+        if quiet {
+            c.expires = now.wrapping_add(self.timeouts[old as usize % STATES]);
+            return old;
+        }
         let new = match (tcp_flags, TcpState::from_u8(old)) {
             (Some(f), Some(s)) => next_state(s, dir, f) as u8,
             _ => old,
