@@ -269,3 +269,42 @@ fn burst_processing_equals_single_frames() {
     assert_eq!(burst.stats, single.stats);
     assert_eq!(burst.shard.len(), single.shard.len());
 }
+
+/// A NAT real server in two services: its reply is matched to the right one. And a port-0
+/// (all ports, persistent) NAT service: the reply's source port is the client's original port.
+#[test]
+fn nat_replies_of_shared_servers_and_port0_services() {
+    let extra = r#", {"proto": "tcp", "vip": "198.18.0.100", "port": 8443, "scheduler": "rr",
+        "real_servers": [{"addr": "198.19.0.11", "port": 8080, "mode": "nat"}]},
+      {"proto": "tcp", "vip": "198.18.0.101", "port": 0, "persistence_timeout": 60, "scheduler": "rr",
+        "real_servers": [{"addr": "198.19.0.12", "port": 0, "mode": "nat"}]}"#;
+    let mut p = pipeline(&config_json(extra));
+    let vip2 = [198, 18, 0, 101];
+    let cases = [
+        (
+            tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 8443, SYN, 64, &[]),
+            Verdict::Tx(1),
+            tcp_frame(DIR_R_MAC, RS1_MAC, CLIENT, RS1, 40000, 8080, SYN, 63, &[]),
+        ),
+        (
+            tcp_frame(RS1_MAC, DIR_R_MAC, RS1, CLIENT, 8080, 40000, SYNACK, 64, &[]),
+            Verdict::Tx(0),
+            tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 8443, 40000, SYNACK, 63, &[]),
+        ),
+        (
+            tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, vip2, 40001, 5432, SYN, 64, &[]),
+            Verdict::Tx(1),
+            tcp_frame(DIR_R_MAC, RS2_MAC, CLIENT, RS2, 40001, 5432, SYN, 63, &[]),
+        ),
+        (
+            tcp_frame(RS2_MAC, DIR_R_MAC, RS2, CLIENT, 5432, 40001, SYNACK, 64, &[]),
+            Verdict::Tx(0),
+            tcp_frame(DIR_C_MAC, CLIENT_MAC, vip2, CLIENT, 5432, 40001, SYNACK, 63, &[]),
+        ),
+    ];
+    for (i, (input, verdict, output)) in cases.into_iter().enumerate() {
+        let (v, out) = run(&mut p, &input, i as u64);
+        assert_eq!(v, verdict, "case {i}");
+        assert_eq!(out, output, "case {i}");
+    }
+}

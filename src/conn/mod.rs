@@ -1,9 +1,11 @@
 //! The connection table: one [`ConnShard`] per worker.
 //!
-//! A shard is a pre-sized slab of [`Conn`] records (48 bytes) with two hashbrown indexes of
-//! `u32` slab positions (5 bytes a bucket): `by_in` for client->VIP packets and `by_out` for
-//! real-server replies (NAT, FULLNAT). Keys are not duplicated in the indexes: a probe compares
-//! against the slab record it points to. Expiry is a hashed timer wheel with intrusive links:
+//! A shard is a pre-sized slab of connection records (32 hot bytes + 16 cold) with one
+//! hashbrown index of `u32` slab positions (5 bytes a bucket, kept at most half full so that
+//! churn never makes it grow). Keys are not duplicated in the index: a probe compares against
+//! the slab record it points to. Replies are found without a second index: FULLNAT replies by
+//! their local port (a 64k array), NAT replies by rebuilding the client-side key from the real
+//! server's services. Expiry is a hashed timer wheel with intrusive links:
 //! refreshing a connection's timeout is one store, and the wheel re-files a connection lazily
 //! when its slot comes round, so expiry costs O(1) amortised per packet.
 

@@ -24,7 +24,8 @@ const EXPIRE_BATCH: usize = 32;
 const F_IN_USE: u8 = 1;
 const F_TEMPLATE: u8 = 2;
 const F_INACTIVE: u8 = 4;
-const F_OUT_INDEXED: u8 = 8;
+/// Replies come back through the director (NAT, FULLNAT).
+const F_REPLIES: u8 = 8;
 const F_LPORT: u8 = 16;
 
 /// A flow key as seen on the wire (addresses host order).
@@ -196,7 +197,8 @@ pub struct ConnShard {
     free: u32,
     used: u32,
     by_in: HashTable<u32>,
-    by_out: HashTable<u32>,
+    /// FULLNAT: the connection that owns each local port (replies are found by port alone).
+    by_lport: Vec<u32>,
     hasher: ahash::RandomState,
     wheel: Vec<u32>,
     /// Every tick up to and including this one has been expired.
@@ -250,8 +252,10 @@ impl ConnShard {
             laddrs: Vec::new(),
             free: 0,
             used: 0,
-            by_in: HashTable::with_capacity(cap as usize),
-            by_out: HashTable::with_capacity(cap as usize),
+            // Twice the connections: hashbrown then always rehashes in place to clear the
+            // tombstones that churn leaves (it grows, allocating, when more than half full).
+            by_in: HashTable::with_capacity(2 * cap as usize),
+            by_lport: vec![NONE; 1 << 16],
             hasher: ahash::RandomState::with_seeds(a, b, c, d),
             wheel: vec![NONE; WHEEL_SLOTS + 1],
             done_tick: 0,
@@ -310,17 +314,23 @@ impl ConnShard {
     pub fn is_empty(&self) -> bool {
         self.used == 0
     }
-    /// Bytes of table memory: slab records, their links and both indexes (hashbrown keeps
-    /// a power-of-two bucket count at most 7/8 full: a `u32` and a control byte per bucket).
-    /// With a capacity of 7/8 of a power of two (e.g. 1,835,008) this is 48 + 2 * 5 * 8/7 =
-    /// 59.4 bytes per connection.
+    /// Bytes of table memory: slab records, their links, the index (a power-of-two bucket
+    /// count for twice the capacity at hashbrown's 7/8 load: a `u32` and a control byte per
+    /// bucket), the FULLNAT port map and the wheel. With a capacity of 7/16 of a power of two
+    /// (e.g. 917,504) this is 48 + 5 * 16/7 = 59.4 bytes per connection, plus 0.6 for the
+    /// fixed arrays.
     pub fn memory_bytes(&self) -> usize {
         let per_index = |cap: usize| (cap * 8 / 7).next_power_of_two() * (4 + 1);
         self.slab.len() * std::mem::size_of::<Conn>()
             + self.links.len() * std::mem::size_of::<Links>()
             + per_index(self.by_in.capacity())
-            + per_index(self.by_out.capacity())
+            + self.by_lport.len() * 4
             + self.wheel.len() * 4
+    }
+
+    /// Bucket count of the index (it must never grow: growth would allocate on the hot path).
+    pub fn index_buckets(&self) -> usize {
+        (self.by_in.capacity() * 8 / 7).next_power_of_two()
     }
 
     /// Free FULLNAT local ports.
@@ -365,10 +375,16 @@ impl ConnShard {
         self.by_in.find(hash, |_| true).copied().unwrap_or(NONE)
     }
 
-    /// First stage of a burst lookup in the reply-side index.
+    /// The FULLNAT connection that owns local port `lport` (NONE if none).
     #[inline]
-    pub fn probe_out(&self, hash: u64) -> u32 {
-        self.by_out.find(hash, |_| true).copied().unwrap_or(NONE)
+    pub fn lport_owner(&self, lport: u16) -> u32 {
+        self.by_lport[lport as usize]
+    }
+
+    /// Whether `addr` is a FULLNAT local address of this shard's connections.
+    #[inline]
+    pub fn is_local_addr(&self, addr: u32) -> bool {
+        self.laddrs.contains(&addr)
     }
 
     /// Reads one word of slab entry `idx`: a safe stand-in for a prefetch, so that the
@@ -388,14 +404,8 @@ impl ConnShard {
     #[inline]
     pub fn is_out(&self, idx: u32, k: &ConnKey) -> bool {
         self.slab.get(idx as usize).is_some_and(|c| {
-            c.flags & (F_IN_USE | F_OUT_INDEXED) == (F_IN_USE | F_OUT_INDEXED) && out_key(c, &self.laddrs) == *k
+            c.flags & (F_IN_USE | F_REPLIES) == (F_IN_USE | F_REPLIES) && out_key(c, &self.laddrs) == *k
         })
-    }
-
-    /// The connection a real server's reply belongs to (NAT, FULLNAT).
-    #[inline]
-    pub fn lookup_out(&self, k: &ConnKey, hash: u64) -> Option<u32> {
-        self.by_out.find(hash, |&i| out_key(&self.slab[i as usize], &self.laddrs) == *k).copied()
     }
 
     /// Whether connection `idx` is past its timeout (housekeeping may not have run yet).
@@ -491,7 +501,7 @@ impl ConnShard {
         let state = if udp { UDP_STATE } else { TcpState::None as u8 };
         let mut flags = F_IN_USE | F_INACTIVE | (mode_code(n.mode) << MODE_SHIFT);
         if n.mode.replies_through_director() {
-            flags |= F_OUT_INDEXED;
+            flags |= F_REPLIES;
         }
         if full {
             flags |= F_LPORT;
@@ -569,11 +579,10 @@ impl ConnShard {
     fn index(&mut self, i: u32) {
         let c = self.slab[i as usize];
         let h = self.hash(&c.in_key());
-        let (slab, hasher, laddrs) = (&self.slab, &self.hasher, &self.laddrs);
+        let (slab, hasher) = (&self.slab, &self.hasher);
         self.by_in.insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].in_key()));
-        if c.flags & F_OUT_INDEXED != 0 {
-            let h = self.hash(&out_key(&c, laddrs));
-            self.by_out.insert_unique(h, i, |&j| hash_with(hasher, &out_key(&slab[j as usize], laddrs)));
+        if c.flags & F_LPORT != 0 {
+            self.by_lport[c.lport as usize] = i;
         }
     }
 
@@ -583,11 +592,8 @@ impl ConnShard {
         if let Ok(e) = self.by_in.find_entry(h, |&j| j == i) {
             e.remove();
         }
-        if c.flags & F_OUT_INDEXED != 0 {
-            let h = self.hash(&out_key(&c, &self.laddrs));
-            if let Ok(e) = self.by_out.find_entry(h, |&j| j == i) {
-                e.remove();
-            }
+        if c.flags & F_LPORT != 0 && self.by_lport[c.lport as usize] == i {
+            self.by_lport[c.lport as usize] = NONE;
         }
     }
 
@@ -780,11 +786,7 @@ impl ConnShard {
     /// Reads the index entries of connection `i` (what `unindex` will then find in cache).
     fn touch_index(&self, i: u32) -> u32 {
         let c = &self.slab[i as usize];
-        let mut t = self.by_in.find(self.hash(&c.in_key()), |&j| j == i).copied().unwrap_or(0);
-        if c.flags & F_OUT_INDEXED != 0 {
-            t ^= self.by_out.find(self.hash(&out_key(c, &self.laddrs)), |&j| j == i).copied().unwrap_or(0);
-        }
-        t
+        self.by_in.find(self.hash(&c.in_key()), |&j| j == i).copied().unwrap_or(0)
     }
 
     fn free_conn(&mut self, i: u32) {

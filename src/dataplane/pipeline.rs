@@ -217,8 +217,7 @@ impl Pipeline {
             };
             return self.forward_in(frame, p, idx, rx_port, now_ms);
         }
-        let found =
-            if hint != NONE && self.shard.is_out(hint, k) { Some(hint) } else { self.shard.lookup_out(k, hash) };
+        let found = if hint != NONE && self.shard.is_out(hint, k) { Some(hint) } else { self.find_reply(k) };
         if let Some(idx) = self.live(found, now_ms) {
             return self.forward_out(frame, p, idx, now_ms);
         }
@@ -263,8 +262,7 @@ impl Pipeline {
         let mut hits = 0u32;
         for j in 0..n + LAG {
             if j < n && flow[j] {
-                hint[j] =
-                    if svcs[j].is_some() { self.shard.probe_in(hashes[j]) } else { self.shard.probe_out(hashes[j]) };
+                hint[j] = self.first_probe(&parsed[j].key, hashes[j], svcs[j]);
             }
             if j >= LAG && hint[j - LAG] != NONE {
                 hits ^= self.shard.touch(hint[j - LAG]);
@@ -279,6 +277,53 @@ impl Pipeline {
                 descs[i].len = f.len() as u16;
             }
             self.count(out[i], descs[i].len as u64);
+        }
+    }
+
+    /// The connection a real server's reply belongs to: FULLNAT by its local port, NAT by the
+    /// client-side key rebuilt for each service of that real server.
+    #[inline]
+    fn find_reply(&self, k: &ConnKey) -> Option<u32> {
+        if self.shard.is_local_addr(k.daddr) {
+            let i = self.shard.lport_owner(k.dport);
+            if i != NONE && self.shard.is_out(i, k) {
+                return Some(i);
+            }
+        }
+        for &svc in self.tables.nat_services(k.proto, k.saddr, k.sport) {
+            let Some(ik) = self.reply_in_key(svc, k) else { continue };
+            if let Some(i) = self.shard.lookup_in(&ik, self.shard.hash(&ik)) {
+                if self.shard.is_out(i, k) {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// The client-side key a NAT reply `k` would have if it belonged to service `svc`.
+    #[inline]
+    fn reply_in_key(&self, svc: u16, k: &ConnKey) -> Option<ConnKey> {
+        let s = self.tables.services.get(svc as usize)?;
+        // A port-0 service kept the client's destination port, which the reply carries back.
+        let vport = if s.vport == 0 { k.sport } else { s.vport };
+        Some(ConnKey { saddr: k.daddr, daddr: s.vip, sport: k.dport, dport: vport, proto: k.proto })
+    }
+
+    /// The first lookup a burst makes for a flow: its own key for a service's packets; for a
+    /// possible reply, its local port's owner (FULLNAT) or the rebuilt client-side key of its
+    /// real server's first service (NAT).
+    #[inline]
+    fn first_probe(&self, k: &ConnKey, hash: u64, svc: Option<u16>) -> u32 {
+        if svc.is_some() {
+            return self.shard.probe_in(hash);
+        }
+        if self.shard.is_local_addr(k.daddr) {
+            return self.shard.lport_owner(k.dport);
+        }
+        match self.tables.nat_services(k.proto, k.saddr, k.sport).first().and_then(|s| self.reply_in_key(*s, k)) {
+            Some(ik) => self.shard.probe_in(self.shard.hash(&ik)),
+            None => NONE,
         }
     }
 

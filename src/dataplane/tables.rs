@@ -55,6 +55,9 @@ pub struct Tables {
     pub services: Vec<ServiceEntry>,
     svc_by_key: HashMap<u64, u16, ahash::RandomState>,
     vips: HashMap<u32, (), ahash::RandomState>,
+    /// NAT real server (proto, addr, port) -> the services it serves: a reply from it is
+    /// matched by rebuilding the client-side key for each (usually one).
+    nat_dests: HashMap<u64, Vec<u16>, ahash::RandomState>,
     neigh: HashMap<u32, NextHop, ahash::RandomState>,
     gateway: Option<NextHop>,
     /// MAC of each interface (port index = position).
@@ -87,6 +90,7 @@ impl Tables {
             services: Vec::with_capacity(cfg.services.len()),
             svc_by_key: HashMap::with_hasher(seeded()),
             vips: HashMap::with_hasher(seeded()),
+            nat_dests: HashMap::with_hasher(seeded()),
             neigh,
             gateway,
             iface_macs: cfg.interfaces.iter().map(|i| i.mac).collect(),
@@ -115,6 +119,12 @@ impl Tables {
             let vip = u32::from(s.vip);
             t.svc_by_key.insert(svc_key(s.proto.number(), vip, s.port), i as u16);
             t.vips.insert(vip, ());
+            for r in s.servers.iter().filter(|r| r.mode == crate::service::FwdMode::Nat) {
+                let v = t.nat_dests.entry(svc_key(s.proto.number(), u32::from(r.addr), r.port)).or_default();
+                if !v.contains(&(i as u16)) {
+                    v.push(i as u16);
+                }
+            }
             t.services.push(ServiceEntry {
                 proto: s.proto.number(),
                 vip,
@@ -137,6 +147,15 @@ impl Tables {
             return Some(*i);
         }
         self.svc_by_key.get(&svc_key(proto, vip, 0)).copied()
+    }
+
+    /// The services a NAT real server `addr:port` belongs to (port-0 servers match any port).
+    #[inline]
+    pub fn nat_services(&self, proto: u8, addr: u32, port: u16) -> &[u16] {
+        if let Some(v) = self.nat_dests.get(&svc_key(proto, addr, port)) {
+            return v;
+        }
+        self.nat_dests.get(&svc_key(proto, addr, 0)).map_or(&[], |v| v.as_slice())
     }
 
     /// Whether `addr` is the VIP of some service.
