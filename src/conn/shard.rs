@@ -350,24 +350,6 @@ impl ConnShard {
         self.by_in.find(hash, |&i| slab[i as usize].in_key() == *k).copied()
     }
 
-    /// Looks up a burst of client->VIP keys (`out[i]` = slab index or NONE), like DPDK's
-    /// bulk hash lookup: first every index probe (matching the 7-bit hash tag only, so no
-    /// slab access), then every slab record is verified. The probes of a burst are independent
-    /// loads the CPU overlaps, instead of one cache miss chain after another.
-    pub fn lookup_in_burst(&self, keys: &[ConnKey], hashes: &[u64], out: &mut [u32]) {
-        let n = keys.len().min(hashes.len()).min(out.len());
-        for i in 0..n {
-            out[i] = self.by_in.find(hashes[i], |_| true).copied().unwrap_or(NONE);
-        }
-        for i in 0..n {
-            let c = out[i];
-            if c != NONE && self.slab[c as usize].in_key() != keys[i] {
-                // A tag collision (about 1 in 128 probes): the exact search.
-                out[i] = self.lookup_in(&keys[i], hashes[i]).unwrap_or(NONE);
-            }
-        }
-    }
-
     /// First stage of a burst lookup: the slab index whose 7-bit hash tag matches in the
     /// client-side index, without touching the slab (verify with [`ConnShard::is_in`]).
     #[inline]
@@ -439,19 +421,6 @@ impl ConnShard {
     #[inline]
     pub fn laddr(&self, c: &Conn) -> u32 {
         self.laddrs.get(c.laddr_idx as usize).copied().unwrap_or(0)
-    }
-
-    /// The key of the real server's reply (NAT: to the client; FULLNAT: to DIP:lport).
-    pub fn out_key(&self, c: &Conn) -> ConnKey {
-        out_key(c, &self.laddrs)
-    }
-
-    /// Connections following template `idx` (0 for a connection).
-    pub fn template_users(&self, idx: u32) -> u32 {
-        match self.slab.get(idx as usize) {
-            Some(c) if c.is_template() => self.links[idx as usize].template,
-            _ => 0,
-        }
     }
 
     fn alloc(&mut self) -> Option<u32> {

@@ -16,7 +16,7 @@ use crate::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN as ETH_LE
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::{self, TcpSegment};
 use crate::wire::udp::UdpDatagram;
-use crate::wire::{get_u16, WireError};
+use crate::wire::{EthernetFrame, WireError};
 use std::sync::Arc;
 
 /// A parsed IPv4 TCP/UDP frame: everything the decision needs, read once.
@@ -104,10 +104,10 @@ impl Pipeline {
     /// Parses a received frame far enough to decide (checked views: never panics).
     #[inline]
     pub fn parse(&self, d: &[u8]) -> Parse {
-        if d.len() < ETH_LEN {
+        let Ok(eth) = EthernetFrame::new_checked(d) else {
             return Parse::Done(Verdict::Drop(DropReason::EthTruncated));
-        }
-        match get_u16(d, 12) {
+        };
+        match eth.ethertype() {
             ETHERTYPE_IPV4 => {}
             ETHERTYPE_IPV6 => return Parse::Done(Verdict::Pass(PassReason::Ipv6)),
             _ => return Parse::Done(Verdict::Pass(PassReason::NotIp)),

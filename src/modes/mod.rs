@@ -9,10 +9,11 @@ pub mod fullnat;
 pub mod nat;
 pub mod tun;
 
-use crate::wire::checksum;
 use crate::wire::ethernet::HEADER_LEN as ETH_LEN;
-use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
-use crate::wire::{get_u16, get_u32, set_u16, set_u32, MacAddr};
+use crate::wire::ipv4::{Ipv4Packet, PROTO_TCP, PROTO_UDP};
+use crate::wire::tcp::TcpSegment;
+use crate::wire::udp::UdpDatagram;
+use crate::wire::MacAddr;
 
 /// Where the headers of a parsed IPv4 TCP/UDP frame are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,11 +24,6 @@ pub struct L4 {
     pub proto: u8,
 }
 
-const IP_CSUM: usize = ETH_LEN + 10;
-const IP_SRC: usize = ETH_LEN + 12;
-const IP_DST: usize = ETH_LEN + 16;
-const IP_TTL: usize = ETH_LEN + 8;
-
 /// Which end of the flow a rewrite changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum End {
@@ -35,54 +31,46 @@ pub enum End {
     Dst,
 }
 
-/// Offset of the transport checksum within the transport header, and whether zero means
-/// "no checksum" (UDP).
-#[inline]
-fn l4_csum(proto: u8) -> Option<(usize, bool)> {
-    match proto {
-        PROTO_TCP => Some((16, false)),
-        PROTO_UDP => Some((6, true)),
-        _ => None,
-    }
-}
-
-/// Rewrites one end's address and port, fixing the IPv4 header checksum and the transport
-/// checksum (pseudo-header + port). `f` holds at least the transport header (checked on parse).
+/// Rewrites one end's address and port through the packet views, whose setters keep the IPv4
+/// header checksum and the transport checksum (pseudo-header + port) right. `f` holds at least
+/// the transport header (checked on parse).
 #[inline]
 pub fn set_endpoint(f: &mut [u8], l4: L4, end: End, addr: u32, port: u16) {
-    let (ip_at, port_at) = match end {
-        End::Src => (IP_SRC, l4.off),
-        End::Dst => (IP_DST, l4.off + 2),
+    let (ip, seg) = f[ETH_LEN..].split_at_mut(l4.off - ETH_LEN);
+    let mut ip = Ipv4Packet::new_unchecked(ip);
+    let old = match end {
+        End::Src => ip.src_addr(),
+        End::Dst => ip.dst_addr(),
     };
-    let old_addr = get_u32(f, ip_at);
-    let old_port = get_u16(f, port_at);
-    set_u32(f, ip_at, addr);
-    set_u16(f, port_at, port);
-    let c = checksum::update_u32(get_u16(f, IP_CSUM), old_addr, addr);
-    set_u16(f, IP_CSUM, c);
-    if let Some((off, zero_is_none)) = l4_csum(l4.proto) {
-        let at = l4.off + off;
-        let old = get_u16(f, at);
-        if zero_is_none && old == 0 {
-            return;
+    match end {
+        End::Src => ip.set_src_addr(addr),
+        End::Dst => ip.set_dst_addr(addr),
+    }
+    match l4.proto {
+        PROTO_TCP => {
+            let mut t = TcpSegment::new_unchecked(seg);
+            t.adjust_for_addr(old, addr);
+            match end {
+                End::Src => t.set_src_port(port),
+                End::Dst => t.set_dst_port(port),
+            }
         }
-        let mut c = checksum::update_u32(old, old_addr, addr);
-        c = checksum::update_u16(c, old_port, port);
-        if zero_is_none && c == 0 {
-            c = 0xffff;
+        PROTO_UDP => {
+            let mut u = UdpDatagram::new_unchecked(seg);
+            u.adjust_for_addr(old, addr);
+            match end {
+                End::Src => u.set_src_port(port),
+                End::Dst => u.set_dst_port(port),
+            }
         }
-        set_u16(f, at, c);
+        _ => {}
     }
 }
 
 /// Decrements the IPv4 TTL, fixing the header checksum.
 #[inline]
 pub fn decrement_ttl(f: &mut [u8]) {
-    let old = get_u16(f, IP_TTL);
-    f[IP_TTL] = f[IP_TTL].wrapping_sub(1);
-    let new = get_u16(f, IP_TTL);
-    let c = checksum::update_u16(get_u16(f, IP_CSUM), old, new);
-    set_u16(f, IP_CSUM, c);
+    Ipv4Packet::new_unchecked(&mut f[ETH_LEN..]).decrement_ttl();
 }
 
 /// Sets the Ethernet destination and source.

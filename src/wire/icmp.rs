@@ -32,10 +32,6 @@ impl<T: AsRef<[u8]>> IcmpMessage<T> {
     pub fn checksum(&self) -> u16 {
         get_u16(self.buffer.as_ref(), 2)
     }
-    /// The next-hop MTU of a "fragmentation needed" message.
-    pub fn next_hop_mtu(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), 6)
-    }
     pub fn verify_checksum(&self) -> bool {
         checksum::fold(checksum::sum_bytes(0, self.buffer.as_ref())) == 0xffff
     }

@@ -57,9 +57,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(p)
     }
 
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
@@ -160,9 +157,5 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         set_u32(b, field::DST_ADDR.start, dst);
         let c = checksum::checksum(&b[..MIN_HEADER_LEN]);
         set_u16(b, field::CHECKSUM, c);
-    }
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        let (h, t) = (self.header_len(), self.total_len() as usize);
-        &mut self.buffer.as_mut()[h..t]
     }
 }

@@ -93,3 +93,30 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
         set_u16(b, field::CHECKSUM, c);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_checksum_repairs_a_partial_checksum() {
+        // A SYN 198.18.0.2:40000 -> 198.18.0.100:80 whose checksum field holds only the
+        // pseudo-header sum, as a local stack's checksum offload leaves it.
+        let mut seg = [0u8; 20];
+        seg[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        seg[2..4].copy_from_slice(&80u16.to_be_bytes());
+        seg[12] = 0x50;
+        seg[13] = SYN;
+        let (src, dst) = (0xC612_0002, 0xC612_0064);
+        let partial = checksum::fold(checksum::pseudo_header_sum(src, dst, 6, 20));
+        seg[16..18].copy_from_slice(&partial.to_be_bytes());
+        let mut t = TcpSegment::new_checked(&mut seg[..]).unwrap();
+        assert!(!t.verify_checksum(src, dst));
+        t.fill_checksum(src, dst);
+        assert!(t.verify_checksum(src, dst));
+        // And the incremental setters keep it right.
+        t.set_dst_port(8080);
+        t.adjust_for_addr(dst, 0xC613_000B);
+        assert!(t.verify_checksum(src, 0xC613_000B));
+    }
+}
