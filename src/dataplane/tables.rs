@@ -53,7 +53,7 @@ impl ServiceEntry {
 #[derive(Clone, Debug)]
 pub struct Tables {
     pub services: Vec<ServiceEntry>,
-    svc_by_key: HashMap<u64, u16, ahash::RandomState>,
+    svc_by_key: ServiceIndex,
     vips: HashMap<u32, (), ahash::RandomState>,
     /// NAT real server (proto, addr, port) -> the services it serves: a reply from it is
     /// matched by rebuilding the client-side key for each (usually one).
@@ -88,7 +88,7 @@ impl Tables {
         let gateway = cfg.gateway.map(|(mac, i)| NextHop { mac, port: i as u8 });
         let mut t = Tables {
             services: Vec::with_capacity(cfg.services.len()),
-            svc_by_key: HashMap::with_hasher(seeded()),
+            svc_by_key: ServiceIndex::default(),
             vips: HashMap::with_hasher(seeded()),
             nat_dests: HashMap::with_hasher(seeded()),
             neigh,
@@ -117,7 +117,6 @@ impl Tables {
                 })
                 .collect();
             let vip = u32::from(s.vip);
-            t.svc_by_key.insert(svc_key(s.proto.number(), vip, s.port), i as u16);
             t.vips.insert(vip, ());
             for r in s.servers.iter().filter(|r| r.mode == crate::service::FwdMode::Nat) {
                 let v = t.nat_dests.entry(svc_key(s.proto.number(), u32::from(r.addr), r.port)).or_default();
@@ -136,6 +135,7 @@ impl Tables {
                 dests,
             });
         }
+        t.svc_by_key = ServiceIndex::build(&t.services);
         t
     }
 
@@ -143,10 +143,10 @@ impl Tables {
     /// service on that address.
     #[inline]
     pub fn service(&self, proto: u8, vip: u32, port: u16) -> Option<u16> {
-        if let Some(i) = self.svc_by_key.get(&svc_key(proto, vip, port)) {
-            return Some(*i);
+        if let Some(i) = self.svc_by_key.get(svc_key(proto, vip, port)) {
+            return Some(i);
         }
-        self.svc_by_key.get(&svc_key(proto, vip, 0)).copied()
+        self.svc_by_key.get(svc_key(proto, vip, 0))
     }
 
     /// The services a NAT real server `addr:port` belongs to (port-0 servers match any port).
@@ -174,5 +174,54 @@ impl Tables {
     #[inline]
     pub fn port_mac(&self, port: u8) -> MacAddr {
         self.iface_macs.get(port as usize).copied().unwrap_or_default()
+    }
+}
+
+/// Service lookup, asked for every packet: a flat open-addressing table of (key, index) at most
+/// half full, probed linearly from a multiplicative hash. Services are few and change only with
+/// the configuration, so the control plane builds it once per snapshot; the lookup is a
+/// multiply, a shift and usually one compare, cheaper than a general hash map
+/// (`tools/pipeline_insns.rs` counts the difference).
+#[derive(Clone, Debug, Default)]
+struct ServiceIndex {
+    /// (key + 1, service index); key 0 marks an empty slot.
+    slots: Vec<(u64, u16)>,
+    shift: u32,
+}
+
+impl ServiceIndex {
+    fn build(services: &[ServiceEntry]) -> ServiceIndex {
+        let size = (services.len() * 2).next_power_of_two().max(8);
+        let mut idx = ServiceIndex { slots: vec![(0, 0); size], shift: 64 - size.trailing_zeros() };
+        for (i, s) in services.iter().enumerate() {
+            let key = svc_key(s.proto, s.vip, s.vport) + 1;
+            let mut at = idx.slot(key);
+            while idx.slots[at].0 != 0 && idx.slots[at].0 != key {
+                at = (at + 1) & (size - 1);
+            }
+            idx.slots[at] = (key, i as u16);
+        }
+        idx
+    }
+
+    #[inline]
+    fn slot(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn get(&self, key: u64) -> Option<u16> {
+        let key = key + 1;
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut at = self.slot(key) & mask;
+        // At most half full: an empty slot ends every probe.
+        for _ in 0..self.slots.len() {
+            match self.slots.get(at) {
+                Some(&(k, i)) if k == key => return Some(i),
+                Some(&(0, _)) | None => return None,
+                Some(_) => at = (at + 1) & mask,
+            }
+        }
+        None
     }
 }
