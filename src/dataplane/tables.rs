@@ -225,3 +225,31 @@ impl ServiceIndex {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_index_finds_every_service_and_nothing_else() {
+        let services: Vec<ServiceEntry> = (0..300u32)
+            .map(|i| ServiceEntry {
+                proto: if i % 3 == 0 { 17 } else { 6 },
+                vip: 0xC612_0000 + i / 7,
+                vport: (i % 7) as u16 * 1000,
+                scheduler: SchedKind::Rr,
+                flags: SchedFlags::default(),
+                mh_table_size: 4093,
+                persistence: None,
+                dests: Vec::new(),
+            })
+            .collect();
+        let idx = ServiceIndex::build(&services);
+        for (i, s) in services.iter().enumerate() {
+            assert_eq!(idx.get(svc_key(s.proto, s.vip, s.vport)), Some(i as u16));
+        }
+        assert_eq!(idx.get(svc_key(6, 0xC612_0000, 1)), None);
+        assert_eq!(idx.get(svc_key(1, 0xC612_0000, 1000)), None);
+        assert_eq!(ServiceIndex::default().get(svc_key(6, 1, 2)), None);
+    }
+}
