@@ -189,7 +189,8 @@ impl Pipeline {
         self.decide_hinted(frame, p, hash, svc, NONE, rx_port, now_ms)
     }
 
-    /// [`Pipeline::decide`] with the service already looked up and a lookup hint from the
+    /// [`Pipeline::decide`] with the service already looked up (`hash` is the key's hash, used for
+    /// a service's packets) and a lookup hint from the
     /// burst's probe stage (checked here: an earlier frame of the burst may have created or
     /// removed connections since).
     #[allow(clippy::too_many_arguments)]
@@ -250,8 +251,11 @@ impl Pipeline {
                 Parse::Done(v) => out[i] = v,
                 Parse::Flow(p) => {
                     flow[i] = true;
-                    hashes[i] = self.shard.hash(&p.key);
                     svcs[i] = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
+                    // Replies are looked up by another key (see `first_probe`).
+                    if svcs[i].is_some() {
+                        hashes[i] = self.shard.hash(&p.key);
+                    }
                     parsed[i] = p;
                 }
             }
