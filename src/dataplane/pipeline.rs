@@ -189,10 +189,9 @@ impl Pipeline {
         self.decide_hinted(frame, p, hash, svc, NONE, rx_port, now_ms)
     }
 
-    /// [`Pipeline::decide`] with the service already looked up (`hash` is the key's hash, used for
-    /// a service's packets) and a lookup hint from the
-    /// burst's probe stage (checked here: an earlier frame of the burst may have created or
-    /// removed connections since).
+    /// [`Pipeline::decide`] with the service already looked up (`hash` is the key's hash, used
+    /// for a service's packets) and a lookup hint from the burst's probe stage (checked here: an
+    /// earlier frame of the burst may have created or removed connections since).
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn decide_hinted(
