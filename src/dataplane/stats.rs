@@ -158,33 +158,4 @@ impl WorkerStats {
     pub fn total_passes(&self) -> u64 {
         self.passes.iter().sum()
     }
-    /// Adds another worker's counters (for totals across workers).
-    pub fn merge(&mut self, o: &WorkerStats) {
-        self.rx_frames += o.rx_frames;
-        self.rx_bytes += o.rx_bytes;
-        self.tx_frames += o.tx_frames;
-        self.tx_bytes += o.tx_bytes;
-        self.icmp_frag_needed += o.icmp_frag_needed;
-        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
-            *a += b;
-        }
-        for (a, b) in self.passes.iter_mut().zip(o.passes.iter()) {
-            *a += b;
-        }
-        if self.dests.len() < o.dests.len() {
-            self.dests.resize(o.dests.len(), Vec::new());
-        }
-        for (sa, sb) in self.dests.iter_mut().zip(o.dests.iter()) {
-            if sa.len() < sb.len() {
-                sa.resize(sb.len(), DestCounters::default());
-            }
-            for (a, b) in sa.iter_mut().zip(sb.iter()) {
-                a.conns += b.conns;
-                a.in_pkts += b.in_pkts;
-                a.out_pkts += b.out_pkts;
-                a.in_bytes += b.in_bytes;
-                a.out_bytes += b.out_bytes;
-            }
-        }
-    }
 }

@@ -13,7 +13,7 @@ use crate::wire::ethernet::HEADER_LEN as ETH_LEN;
 use crate::wire::ipv4::{Ipv4Packet, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::TcpSegment;
 use crate::wire::udp::UdpDatagram;
-use crate::wire::MacAddr;
+use crate::wire::{EthernetFrame, MacAddr};
 
 /// Where the headers of a parsed IPv4 TCP/UDP frame are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +76,7 @@ pub fn decrement_ttl(f: &mut [u8]) {
 /// Sets the Ethernet destination and source.
 #[inline]
 pub fn set_macs(f: &mut [u8], dst: MacAddr, src: MacAddr) {
-    f[0..6].copy_from_slice(&dst.0);
-    f[6..12].copy_from_slice(&src.0);
+    let mut eth = EthernetFrame::new_unchecked(f);
+    eth.set_dst(dst);
+    eth.set_src(src);
 }

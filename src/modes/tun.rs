@@ -11,7 +11,7 @@ use crate::dataplane::Frame;
 use crate::wire::ethernet::{ETHERTYPE_IPV4, HEADER_LEN as ETH_LEN};
 use crate::wire::icmp::IcmpMessage;
 use crate::wire::ipv4::{Ipv4Packet, FLAG_DF, PROTO_ICMP, PROTO_IPIP};
-use crate::wire::{get_u16, get_u32, MacAddr};
+use crate::wire::{EthernetFrame, MacAddr};
 
 /// Outer header length.
 pub const OVERHEAD: usize = 20;
@@ -41,10 +41,10 @@ pub fn encap(
     dst_mac: MacAddr,
     src_mac: MacAddr,
 ) -> Result<(), TunError> {
-    let d = frame.data();
-    let inner_total = get_u16(d, ETH_LEN + 2) as usize;
-    let tos = d[ETH_LEN + 1];
-    let df = get_u16(d, ETH_LEN + 6) & FLAG_DF;
+    let inner = Ipv4Packet::new_unchecked(&frame.data()[ETH_LEN..]);
+    let inner_total = inner.total_len() as usize;
+    let tos = inner.tos();
+    let df = inner.flags_frag() & FLAG_DF;
     if inner_total + OVERHEAD > mtu as usize {
         return Err(TunError::TooBig { df: df != 0 });
     }
@@ -52,9 +52,10 @@ pub fn encap(
         return Err(TunError::NoRoom);
     }
     let f = frame.data_mut();
-    f[0..6].copy_from_slice(&dst_mac.0);
-    f[6..12].copy_from_slice(&src_mac.0);
-    f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    let mut eth = EthernetFrame::new_unchecked(&mut f[..ETH_LEN]);
+    eth.set_dst(dst_mac);
+    eth.set_src(src_mac);
+    eth.set_ethertype(ETHERTYPE_IPV4);
     let mut outer = Ipv4Packet::new_unchecked(&mut f[ETH_LEN..ETH_LEN + OVERHEAD]);
     outer.write_header(tos, (inner_total + OVERHEAD) as u16, ident, df, TTL, PROTO_IPIP, dip, rip);
     Ok(())
@@ -68,13 +69,11 @@ pub fn frag_needed(frame: &mut Frame<'_>, next_hop_mtu: u16, ident: u16) -> bool
     if d.len() < ETH_LEN + 20 {
         return false;
     }
-    let orig_total = get_u16(d, ETH_LEN + 2) as usize;
-    let quoted = orig_total.min(ICMP_MAX_QUOTE).min(d.len() - ETH_LEN);
-    let client = get_u32(d, ETH_LEN + 12);
-    let vip = get_u32(d, ETH_LEN + 16);
-    let (mut client_mac, mut our_mac) = ([0u8; 6], [0u8; 6]);
-    client_mac.copy_from_slice(&d[6..12]);
-    our_mac.copy_from_slice(&d[0..6]);
+    let orig = Ipv4Packet::new_unchecked(&d[ETH_LEN..]);
+    let quoted = (orig.total_len() as usize).min(ICMP_MAX_QUOTE).min(d.len() - ETH_LEN);
+    let (client, vip) = (orig.src_addr(), orig.dst_addr());
+    let eth = EthernetFrame::new_unchecked(d);
+    let (client_mac, our_mac) = (eth.src(), eth.dst());
     let icmp_at = ETH_LEN + 20;
     let quote_at = icmp_at + 8;
     if !frame.set_len(quote_at + quoted) {
@@ -82,9 +81,10 @@ pub fn frag_needed(frame: &mut Frame<'_>, next_hop_mtu: u16, ident: u16) -> bool
     }
     let f = frame.data_mut();
     f.copy_within(ETH_LEN..ETH_LEN + quoted, quote_at);
-    f[0..6].copy_from_slice(&client_mac);
-    f[6..12].copy_from_slice(&our_mac);
-    f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    let mut eth = EthernetFrame::new_unchecked(&mut f[..ETH_LEN]);
+    eth.set_dst(client_mac);
+    eth.set_src(our_mac);
+    eth.set_ethertype(ETHERTYPE_IPV4);
     let total = (20 + 8 + quoted) as u16;
     Ipv4Packet::new_unchecked(&mut f[ETH_LEN..icmp_at]).write_header(0, total, ident, 0, TTL, PROTO_ICMP, vip, client);
     match IcmpMessage::new_checked(&mut f[icmp_at..]) {

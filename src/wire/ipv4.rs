@@ -69,14 +69,8 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn total_len(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::TOTAL_LEN)
     }
-    pub fn ident(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::IDENT)
-    }
     pub fn flags_frag(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::FLAGS_FRAG)
-    }
-    pub fn dont_frag(&self) -> bool {
-        self.flags_frag() & FLAG_DF != 0
     }
     /// More-fragments set or a non-zero offset.
     pub fn is_fragment(&self) -> bool {
@@ -100,10 +94,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Whether the header checksum is right.
     pub fn verify_checksum(&self) -> bool {
         checksum::fold(checksum::sum_bytes(0, &self.buffer.as_ref()[..self.header_len()])) == 0xffff
-    }
-    /// The payload up to `total_len` (without Ethernet padding).
-    pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[self.header_len()..self.total_len() as usize]
     }
 }
 
