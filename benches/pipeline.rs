@@ -70,7 +70,7 @@ fn frame(i: usize, vport: u16, syn: bool, payload: usize) -> Vec<u8> {
 fn worker(ring: Vec<Vec<u8>>, p: Pipeline, ns_per_frame: Option<u64>) -> Worker<MemPort> {
     let mut rx = MemPort::looping(ring);
     rx.ns_per_frame = ns_per_frame;
-    Worker::new(0, p, vec![rx, MemPort::looping(Vec::new())], 4096, None)
+    Worker::new(0, p, vec![rx, MemPort::looping(Vec::new())], xvs::dataplane::FramePool::new(4096), None)
 }
 
 /// Whether a benchmark id is selected by the command line's filter (setup is expensive:

@@ -58,14 +58,18 @@ struct RawDirector {
     workers: Option<u32>,
     #[serde(default)]
     cores: Option<Vec<usize>>,
+    #[serde(default)]
+    umem_frames: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInterface {
     name: String,
-    mac: String,
-    ip: String,
+    #[serde(default)]
+    mac: Option<String>,
+    #[serde(default)]
+    ip: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,12 +150,13 @@ struct RawServer {
 
 // ---------------------------------------------------------------- validated config
 
-/// A director interface.
+/// A director interface. `xvs run` reads a MAC or address left out of the config from the
+/// interface itself; `xvs replay` needs them given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {
     pub name: String,
-    pub mac: MacAddr,
-    pub ip: Ipv4Addr,
+    pub mac: Option<MacAddr>,
+    pub ip: Option<Ipv4Addr>,
 }
 
 /// A next hop: where frames for `ip` go.
@@ -167,8 +172,9 @@ pub struct Neighbour {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub interfaces: Vec<Interface>,
-    /// Director address: FULLNAT source and TUN outer source.
-    pub dip: Ipv4Addr,
+    /// Director address: FULLNAT source and TUN outer source (default: the first
+    /// interface's address, see [`Config::dip`]).
+    pub dip: Option<Ipv4Addr>,
     /// FULLNAT local port range, inclusive.
     pub local_ports: (u16, u16),
     /// MTU of the links towards the real servers (bounds TUN encapsulation).
@@ -180,6 +186,8 @@ pub struct Config {
     /// Default next hop (MAC, interface index).
     pub gateway: Option<(MacAddr, usize)>,
     pub max_conns_per_worker: u32,
+    /// AF_XDP UMEM frames per worker.
+    pub umem_frames: u32,
     pub timeouts: Timeouts,
     pub services: Vec<VirtualService>,
 }
@@ -188,6 +196,25 @@ pub struct Config {
 pub const DEFAULT_MAX_CONNS: u32 = 1 << 20;
 
 impl Config {
+    /// The director address: `director.dip`, else the first interface's address.
+    pub fn dip(&self) -> Option<Ipv4Addr> {
+        self.dip.or_else(|| self.interfaces.first().and_then(|i| i.ip))
+    }
+
+    /// Checks that every interface has its MAC and address (needed without a live system to
+    /// read them from, as in `xvs replay`).
+    pub fn require_addresses(&self) -> Result<(), ConfigError> {
+        for (i, x) in self.interfaces.iter().enumerate() {
+            if x.mac.is_none() {
+                return Err(err(format!("director.interfaces[{i}].mac"), "required here (xvs run reads it from the interface)"));
+            }
+            if x.ip.is_none() {
+                return Err(err(format!("director.interfaces[{i}].ip"), "required here (xvs run reads it from the interface)"));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| err(path.display().to_string(), e.to_string()))?;
@@ -253,8 +280,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
         interfaces.push(Interface {
             name: r.name.clone(),
-            mac: mac(&format!("{p}.mac"), &r.mac)?,
-            ip: ip(&format!("{p}.ip"), &r.ip)?,
+            mac: r.mac.as_deref().map(|m| mac(&format!("{p}.mac"), m)).transpose()?,
+            ip: r.ip.as_deref().map(|a| ip(&format!("{p}.ip"), a)).transpose()?,
         });
     }
     let iface_index = |path: &str, name: &str| -> Result<usize, ConfigError> {
@@ -263,10 +290,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             .position(|x| x.name == name)
             .ok_or_else(|| err(path, format!("'{name}' is not one of director.interfaces")))
     };
-    let dip = match &d.dip {
-        Some(s) => ip("director.dip", s)?,
-        None => interfaces[0].ip,
-    };
+    let dip = d.dip.as_deref().map(|s| ip("director.dip", s)).transpose()?;
     let local_ports = match d.local_ports {
         Some([lo, hi]) => {
             range("director.local_ports[0]", lo as u64, 1, 65535)?;
@@ -304,6 +328,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     };
     let max = raw.conn.max_per_worker.unwrap_or(DEFAULT_MAX_CONNS as u64);
     let max_conns_per_worker = range("conn.max_per_worker", max, 16, 1 << 30)? as u32;
+    let umem_frames = range("director.umem_frames", d.umem_frames.unwrap_or(8192), 256, 1 << 20)? as u32;
     let timeouts = timeouts(&raw.conn.timeouts)?;
     let mut services = Vec::new();
     for (i, s) in raw.services.iter().enumerate() {
@@ -320,6 +345,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         neighbours,
         gateway,
         max_conns_per_worker,
+        umem_frames,
         timeouts,
         services,
     })

@@ -12,4 +12,5 @@ pub mod modes;
 pub mod rules;
 pub mod sched;
 pub mod service;
+pub mod system;
 pub mod wire;

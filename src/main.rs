@@ -1,4 +1,7 @@
 //! `xvs`: the director's command line.
+#![deny(unsafe_code)]
+
+mod daemon;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -16,6 +19,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the director on the configured interfaces until SIGINT/SIGTERM (needs root).
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Decapsulate IP-in-IP (TUN mode) with an XDP program on a real server whose kernel has
+    /// no ipip module. The program stays attached after xvs exits.
+    Decap {
+        /// The real server's interface facing the director.
+        #[arg(long)]
+        iface: String,
+        /// The real server's own address(es): outer destinations to accept.
+        #[arg(long = "local", required_unless_present = "detach")]
+        local: Vec<std::net::Ipv4Addr>,
+        /// Remove the XDP program from the interface instead.
+        #[arg(long)]
+        detach: bool,
+    },
     /// Run a capture through the director's worker pipeline and write what it would transmit.
     Replay {
         /// config.json (interfaces, neighbours, timeouts, services).
@@ -63,6 +84,17 @@ fn main() {
 
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::Run { config } => daemon::run(&config),
+        Cmd::Decap { iface, local, detach } => {
+            if detach {
+                xvs::dataplane::steer::detach_any(&iface)?;
+                println!("xvs decap: XDP detached from {iface}");
+            } else {
+                let mode = xvs::dataplane::steer::attach_decap(&iface, &local)?;
+                println!("xvs decap: IP-in-IP decapsulation on {iface} ({} XDP)", mode.name());
+            }
+            Ok(())
+        }
         Cmd::Check { config, ipvsadm_rules } => {
             let cfg = load(&config, &ipvsadm_rules)?;
             println!(
@@ -79,12 +111,13 @@ fn real_main() -> Result<()> {
 }
 
 fn replay(cfg: Config, input: &Path, output: &Path) -> Result<()> {
+    cfg.require_addresses()?;
     // One worker, the capture's clock: the same pipeline and loop as the daemon.
     let mut tables = Tables::build(&cfg);
     tables.workers = 1;
     let pipeline = Pipeline::new(Arc::new(tables), 0);
     let port = PcapPort::open(input, output)?;
-    let mut w = Worker::new(0, pipeline, vec![port], 1024, None);
+    let mut w = Worker::new(0, pipeline, vec![port], xvs::dataplane::FramePool::new(1024), None);
     w.share_port(0);
     match w.run() {
         Poll::Finished => {}

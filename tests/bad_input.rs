@@ -223,7 +223,7 @@ fn worker_loop_accounts_every_frame_and_loses_no_buffer() {
         port.push_rx(f);
     }
     let p = pipeline(&config_json(""));
-    let mut w = Worker::new(0, p, vec![port, MemPort::capturing()], 256, None);
+    let mut w = Worker::new(0, p, vec![port, MemPort::capturing()], xvs::dataplane::FramePool::new(256), None);
     assert_eq!(w.run(), xvs::dataplane::Poll::Finished);
     let s = &w.pipeline.stats;
     assert_eq!(s.rx_frames, 500);

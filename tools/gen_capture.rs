@@ -30,7 +30,7 @@ const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 fn main() -> Result<()> {
     let a = Args::parse();
     let cfg = Config::load(&a.config)?;
-    let dmac = cfg.interfaces[0].mac.0;
+    let dmac = cfg.interfaces[0].mac.unwrap_or_default().0;
     let mut w = PcapWriter::new(File::create(&a.out).with_context(|| a.out.display().to_string())?)?;
     let mut ms = 0u64;
     let mut put = |w: &mut PcapWriter<File>, f: &[u8]| -> Result<()> {

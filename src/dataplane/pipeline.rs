@@ -42,6 +42,18 @@ pub struct Pipeline {
     pub stats: WorkerStats,
     /// IP identification for headers the director creates (TUN outer, ICMP).
     ident: u16,
+    /// This worker and how many there are (connection ownership, see [`Pipeline::owner`]).
+    worker: u16,
+    workers: u16,
+}
+
+/// The worker that owns connections of client endpoint (addr, port) when `workers` share the
+/// NAT/FULLNAT traffic: a multiplicative hash (ports alone are biased: Linux prefers even
+/// source ports), scaled to `0..workers` without a division.
+#[inline]
+pub fn client_owner(addr: u32, port: u16, workers: u16) -> u16 {
+    let x = (((addr as u64) << 16) | port as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (((x >> 32) * workers as u64) >> 32) as u16
 }
 
 impl Pipeline {
@@ -55,13 +67,24 @@ impl Pipeline {
             workers: tables.workers,
             ..ShardConfig::default()
         };
-        Pipeline::with_shard(tables, ConnShard::new(&cfg))
+        let mut p = Pipeline::with_shard(tables, ConnShard::new(&cfg));
+        p.worker = worker;
+        p.workers = cfg.workers.max(1);
+        p
     }
 
     /// A pipeline over a given shard (tests size it themselves).
     pub fn with_shard(tables: Arc<Tables>, shard: ConnShard) -> Pipeline {
         let mut p =
-            Pipeline { tables: tables.clone(), scheds: Vec::new(), shard, stats: WorkerStats::default(), ident: 0 };
+            Pipeline {
+            tables: tables.clone(),
+            scheds: Vec::new(),
+            shard,
+            stats: WorkerStats::default(),
+            ident: 0,
+            worker: 0,
+            workers: 1,
+        };
         p.set_tables(tables);
         p
     }
@@ -161,8 +184,14 @@ impl Pipeline {
         let v = match self.parse(frame.data()) {
             Parse::Done(v) => v,
             Parse::Flow(p) => {
-                let h = self.shard.hash(&p.key);
-                self.decide(frame, &p, h, rx_port, now_ms)
+                let svc = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
+                match self.owner(&p.key, svc) {
+                    Some(w) => Verdict::Handoff(w),
+                    None => {
+                        let h = self.shard.hash(&p.key);
+                        self.decide_hinted(frame, &p, h, svc, NONE, rx_port, now_ms)
+                    }
+                }
             }
         };
         self.count(v, frame.len() as u64);
@@ -178,7 +207,39 @@ impl Pipeline {
             }
             Verdict::Drop(r) => self.stats.drops[r as usize] += 1,
             Verdict::Pass(r) => self.stats.passes[r as usize] += 1,
+            Verdict::Handoff(_) => self.stats.handoff_out += 1,
         }
+    }
+
+    /// Another worker that owns this flow's connection, if any. With several workers, a
+    /// NAT/FULLNAT connection lives on one worker whatever queue its frames arrive on: the
+    /// client endpoint's [`client_owner`] for client frames and NAT replies (whose destination
+    /// is the client), the local port's worker for FULLNAT replies. DR/TUN services see no
+    /// replies, so they stay on the worker whose queue received them.
+    #[inline]
+    pub fn owner(&self, k: &ConnKey, svc: Option<u16>) -> Option<u16> {
+        if self.workers < 2 {
+            return None;
+        }
+        let t = &self.tables;
+        let w = match svc {
+            Some(s) => match t.services.get(s as usize) {
+                Some(s) if s.replies_return => client_owner(k.saddr, k.sport, self.workers),
+                _ => return None,
+            },
+            None if self.shard.is_local_addr(k.daddr) => {
+                let (lo, hi) = t.lport_range;
+                if k.dport < lo || k.dport > hi {
+                    return None;
+                }
+                ((k.dport - lo) % self.workers) as u16
+            }
+            None if !t.nat_services(k.proto, k.saddr, k.sport).is_empty() => {
+                client_owner(k.daddr, k.dport, self.workers)
+            }
+            None => return None,
+        };
+        (w != self.worker).then_some(w)
     }
 
     /// The lookup-and-forward half of [`Pipeline::process`], for callers that parsed and
@@ -249,8 +310,12 @@ impl Pipeline {
             match self.parse(d) {
                 Parse::Done(v) => out[i] = v,
                 Parse::Flow(p) => {
-                    flow[i] = true;
                     svcs[i] = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
+                    if let Some(w) = self.owner(&p.key, svcs[i]) {
+                        out[i] = Verdict::Handoff(w);
+                        continue;
+                    }
+                    flow[i] = true;
                     // Replies are looked up by another key (see `first_probe`).
                     if svcs[i].is_some() {
                         hashes[i] = self.shard.hash(&p.key);

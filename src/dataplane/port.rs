@@ -90,6 +90,36 @@ pub trait FrameStore {
     fn frame(&mut self, d: &Desc) -> Frame<'_>;
 }
 
+/// A store whose frames the worker allocates and frees: [`FramePool`] for in-memory and pcap
+/// ports, the UMEM for AF_XDP ports.
+pub trait Frames: FrameStore {
+    /// Frames in the store.
+    fn total(&self) -> u32;
+    /// Frames on the free list.
+    fn free_count(&self) -> u32;
+    /// Gives a frame the worker no longer needs back to the store.
+    fn free(&mut self, idx: u32);
+    /// Copies `data` into a fresh frame; None if none is free (handed-over frames).
+    fn load(&mut self, data: &[u8]) -> Option<Desc>;
+}
+
+impl Frames for FramePool {
+    fn total(&self) -> u32 {
+        self.count
+    }
+    fn free_count(&self) -> u32 {
+        self.free.len() as u32
+    }
+    #[inline]
+    fn free(&mut self, idx: u32) {
+        FramePool::free(self, idx)
+    }
+    #[inline]
+    fn load(&mut self, data: &[u8]) -> Option<Desc> {
+        FramePool::load(self, data)
+    }
+}
+
 impl FrameStore for FramePool {
     #[inline]
     fn bytes(&self, d: &Desc) -> &[u8] {
@@ -101,17 +131,43 @@ impl FrameStore for FramePool {
     }
 }
 
+/// Kernel ring counters of one socket (`XDP_STATISTICS`) plus the port's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingStats {
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    pub rx_ring_full: u64,
+    pub rx_fill_ring_empty: u64,
+    pub tx_invalid_descs: u64,
+    pub tx_ring_empty: u64,
+    /// `sendto`/`poll` kicks made because the kernel asked (`needs_wakeup`).
+    pub wakeups: u64,
+    /// Frames the kernel should have had but reached the socket (freed; the XDP program
+    /// passes such frames before they get here).
+    pub pass_dropped: u64,
+}
+
 /// A source and sink of frames.
 pub trait Port {
+    /// Where this port's frames live (shared by all ports of one worker).
+    type Frames: Frames;
     /// Receives up to `out.len()` frames into pool buffers.
-    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [Desc]) -> usize;
+    fn rx_burst(&mut self, pool: &mut Self::Frames, out: &mut [Desc]) -> usize;
     /// Transmits frames; returns how many it took. The port gives taken frames back to the
     /// pool once sent; the caller frees the rest.
-    fn tx_burst(&mut self, pool: &mut FramePool, frames: &[Desc]) -> usize;
+    fn tx_burst(&mut self, pool: &mut Self::Frames, frames: &[Desc]) -> usize;
     /// A frame the kernel should have (the XDP program passes most such frames before they
     /// reach the socket). Default: give the buffer back.
-    fn pass_to_kernel(&mut self, pool: &mut FramePool, d: Desc) {
+    fn pass_to_kernel(&mut self, pool: &mut Self::Frames, d: Desc) {
         pool.free(d.idx);
+    }
+    /// Frames this port has lent to the kernel (fill and tx rings) and not got back.
+    fn held(&self) -> u32 {
+        0
+    }
+    /// The kernel's ring counters, for ports that have kernel rings.
+    fn ring_stats(&self) -> Option<RingStats> {
+        None
     }
     /// A virtual clock (capture timestamps) instead of the wall clock.
     fn clock_ms(&self) -> Option<u64> {
@@ -161,6 +217,7 @@ impl MemPort {
 }
 
 impl Port for MemPort {
+    type Frames = FramePool;
     fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [Desc]) -> usize {
         let mut n = 0;
         while n < out.len() {
@@ -309,6 +366,7 @@ impl PcapPort {
 }
 
 impl Port for PcapPort {
+    type Frames = FramePool;
     /// A burst holds frames stamped within 1 ms of its first, so the clock is exact to 1 ms.
     fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [Desc]) -> usize {
         let mut n = 0;

@@ -36,10 +36,12 @@ pub enum DropReason {
     StaleConn,
     /// The transmit ring was full.
     TxFull,
+    /// No free frame to load a frame handed over by another worker into.
+    NoFrame,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::EthTruncated,
         DropReason::IpTruncated,
@@ -57,6 +59,7 @@ impl DropReason {
         DropReason::NoRoom,
         DropReason::StaleConn,
         DropReason::TxFull,
+        DropReason::NoFrame,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -76,6 +79,7 @@ impl DropReason {
             DropReason::NoRoom => "no_room",
             DropReason::StaleConn => "stale_conn",
             DropReason::TxFull => "tx_full",
+            DropReason::NoFrame => "no_frame",
         }
     }
 }
@@ -118,6 +122,8 @@ pub enum Verdict {
     Tx(u8),
     Drop(DropReason),
     Pass(PassReason),
+    /// Another worker owns this frame's connection (NAT/FULLNAT reply steering): hand it over.
+    Handoff(u16),
 }
 
 /// Counters of one real server (IPVS's per-dest stats).
@@ -139,6 +145,11 @@ pub struct WorkerStats {
     pub tx_bytes: u64,
     /// ICMP "fragmentation needed" answers sent (TUN, DF set, too big).
     pub icmp_frag_needed: u64,
+    /// Frames handed to the worker that owns their connection, and frames received that way.
+    pub handoff_out: u64,
+    pub handoff_in: u64,
+    /// Frames that could not be handed over (the owner's ring was full).
+    pub handoff_full: u64,
     pub drops: [u64; DropReason::COUNT],
     pub passes: [u64; PassReason::COUNT],
     /// Per service, per real server.

@@ -41,6 +41,9 @@ pub struct ServiceEntry {
     /// (timeout seconds, client netmask) when persistent.
     pub persistence: Option<(u32, u32)>,
     pub dests: Vec<DestEntry>,
+    /// Some real server is NAT or FULLNAT: replies come back through the director, so with
+    /// several workers the connection's owner handles all its frames.
+    pub replies_return: bool,
 }
 
 impl ServiceEntry {
@@ -93,9 +96,11 @@ impl Tables {
             nat_dests: HashMap::with_hasher(seeded()),
             neigh,
             gateway,
-            iface_macs: cfg.interfaces.iter().map(|i| i.mac).collect(),
-            local_ips: cfg.interfaces.iter().map(|i| u32::from(i.ip)).collect(),
-            dip: u32::from(cfg.dip),
+            // Both are known once `xvs run` completed the config from the system (`xvs replay`
+            // requires them in the file).
+            iface_macs: cfg.interfaces.iter().map(|i| i.mac.unwrap_or_default()).collect(),
+            local_ips: cfg.interfaces.iter().filter_map(|i| i.ip).map(u32::from).collect(),
+            dip: cfg.dip().map_or(0, u32::from),
             mtu: cfg.mtu,
             lport_range: cfg.local_ports,
             workers: cfg.workers,
@@ -118,7 +123,7 @@ impl Tables {
                 .collect();
             let vip = u32::from(s.vip);
             t.vips.insert(vip, ());
-            for r in s.servers.iter().filter(|r| r.mode == crate::service::FwdMode::Nat) {
+            for r in s.servers.iter().filter(|r| r.mode == FwdMode::Nat) {
                 let v = t.nat_dests.entry(svc_key(s.proto.number(), u32::from(r.addr), r.port)).or_default();
                 if !v.contains(&(i as u16)) {
                     v.push(i as u16);
@@ -132,6 +137,7 @@ impl Tables {
                 flags: s.flags,
                 mh_table_size: s.mh_table_size,
                 persistence: s.persistence.map(|p| (p.timeout_s, u32::from(p.netmask))),
+                replies_return: s.servers.iter().any(|r| matches!(r.mode, FwdMode::Nat | FwdMode::FullNat)),
                 dests,
             });
         }
@@ -241,6 +247,7 @@ mod tests {
                 flags: SchedFlags::default(),
                 mh_table_size: 4093,
                 persistence: None,
+                replies_return: false,
                 dests: Vec::new(),
             })
             .collect();

@@ -2,8 +2,9 @@
 //! `try_recv` of control, then per port: rx burst -> process -> tx burst. Bursts live in
 //! fixed arrays; nothing here allocates, locks or logs per packet.
 
+use super::handoff::Handoff;
 use super::pipeline::Pipeline;
-use super::port::{Desc, FramePool, Port, BURST};
+use super::port::{Desc, FrameStore, Frames, Port, BURST};
 use super::stats::{DropReason, PassReason, Verdict, WorkerStats};
 use super::tables::Tables;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -33,6 +34,21 @@ pub struct WorkerReport {
     pub stats: WorkerStats,
     pub conns: u32,
     pub shard: crate::conn::ShardStats,
+    /// Frame accounting: every frame of the store is free, lent to the kernel, or held by
+    /// the worker; between rounds the worker holds none, so `lost()` must be 0.
+    pub frames_total: u32,
+    pub frames_free: u32,
+    pub frames_in_kernel: u32,
+    /// Kernel ring counters of each port that has them (AF_XDP).
+    pub rings: Vec<super::port::RingStats>,
+    pub idle_yields: u64,
+}
+
+impl WorkerReport {
+    /// Frames neither free nor lent to the kernel, counted between loop rounds.
+    pub fn lost(&self) -> i64 {
+        self.frames_total as i64 - self.frames_free as i64 - self.frames_in_kernel as i64
+    }
 }
 
 /// Why [`Worker::poll`] stopped.
@@ -52,8 +68,10 @@ pub struct Worker<P: Port> {
     pub id: u16,
     pub pipeline: Pipeline,
     pub ports: Vec<P>,
-    pub pool: FramePool,
+    pub pool: P::Frames,
     ctrl: Option<Receiver<Control>>,
+    /// Rings to and from the other workers (NAT/FULLNAT ownership); None with one worker.
+    handoff: Option<Arc<Handoff>>,
     start: Instant,
     rx: [Desc; BURST],
     tx: [[Desc; BURST]; MAX_PORTS],
@@ -61,6 +79,12 @@ pub struct Worker<P: Port> {
     /// Which port transmits for each interface index in `Verdict::Tx` (identity unless
     /// several interfaces share one port, as in `xvs replay`).
     iface_port: [u8; MAX_PORTS],
+    /// The interface each port belongs to (identity unless set by [`Worker::map_ports`]).
+    port_iface: [u8; MAX_PORTS],
+    /// Consecutive idle rounds (back-off, see [`Worker::run`]).
+    idle_rounds: u32,
+    /// Times the idle worker yielded its core.
+    pub idle_yields: u64,
 }
 
 impl<P: Port> Worker<P> {
@@ -68,25 +92,48 @@ impl<P: Port> Worker<P> {
         id: u16,
         pipeline: Pipeline,
         ports: Vec<P>,
-        pool_frames: u32,
+        pool: P::Frames,
         ctrl: Option<Receiver<Control>>,
     ) -> Worker<P> {
         let mut w = Worker {
             id,
             pipeline,
             ports,
-            pool: FramePool::new(pool_frames.max(BURST as u32 * 2)),
+            pool,
             ctrl,
+            handoff: None,
             start: Instant::now(),
             rx: [Desc::default(); BURST],
             tx: [[Desc::default(); BURST]; MAX_PORTS],
             tx_n: [0; MAX_PORTS],
             iface_port: core::array::from_fn(|i| i as u8),
+            port_iface: core::array::from_fn(|i| i as u8),
+            idle_rounds: 0,
+            idle_yields: 0,
         };
         w.ports.truncate(MAX_PORTS);
         let now = w.now_ms();
         w.pipeline.shard.start_clock(now);
         w
+    }
+
+    /// Connects this worker to the others' handoff rings.
+    pub fn set_handoff(&mut self, h: Arc<Handoff>) {
+        self.handoff = Some(h);
+    }
+
+    /// Says which interface each port is (several queues of one interface are several ports):
+    /// frames received on a port are the interface's, and an interface transmits through its
+    /// first port.
+    pub fn map_ports(&mut self, ifaces: &[u8]) {
+        for (pi, &i) in ifaces.iter().enumerate().take(MAX_PORTS) {
+            self.port_iface[pi] = i;
+        }
+        for i in 0..MAX_PORTS {
+            if let Some(pi) = ifaces.iter().position(|&x| x as usize == i) {
+                self.iface_port[i] = pi as u8;
+            }
+        }
     }
 
     /// Sends every interface's frames through port `port` (one capture for all of them).
@@ -101,12 +148,24 @@ impl<P: Port> Worker<P> {
         }
     }
 
-    /// Runs until shutdown or until every port is finished.
+    /// Runs until shutdown or until every port is finished. An idle worker spins for a
+    /// while, then yields its core between polls: on a machine where the kernel's packet
+    /// processing (NAPI, softirq) shares the worker's core, a worker that never yields
+    /// starves the very kernel work that feeds it.
     pub fn run(&mut self) -> Poll {
+        const SPIN_ROUNDS: u32 = 128;
         loop {
             match self.poll() {
-                Poll::Busy(_) => {}
-                Poll::Idle => std::hint::spin_loop(),
+                Poll::Busy(_) => self.idle_rounds = 0,
+                Poll::Idle => {
+                    self.idle_rounds = self.idle_rounds.saturating_add(1);
+                    if self.idle_rounds < SPIN_ROUNDS {
+                        std::hint::spin_loop();
+                    } else {
+                        self.idle_yields += 1;
+                        std::thread::yield_now();
+                    }
+                }
                 p => return p,
             }
         }
@@ -129,8 +188,13 @@ impl<P: Port> Worker<P> {
         }
         let mut handled = 0;
         for pi in 0..self.ports.len() {
-            handled += self.port_burst(pi);
+            let n = self.ports[pi].rx_burst(&mut self.pool, &mut self.rx);
+            if n > 0 {
+                handled += n;
+                self.handle_burst(n, self.port_iface[pi] as usize);
+            }
         }
+        handled += self.handoff_burst();
         if handled > 0 {
             Poll::Busy(handled)
         } else if self.ports.iter().all(|p| p.finished()) {
@@ -147,14 +211,49 @@ impl<P: Port> Worker<P> {
             stats: self.pipeline.stats.clone(),
             conns: self.pipeline.shard.len(),
             shard: self.pipeline.shard.stats,
+            frames_total: self.pool.total(),
+            frames_free: self.pool.free_count(),
+            frames_in_kernel: self.ports.iter().map(|p| p.held()).sum(),
+            rings: self.ports.iter().filter_map(|p| p.ring_stats()).collect(),
+            idle_yields: self.idle_yields,
         }
     }
 
-    fn port_burst(&mut self, pi: usize) -> usize {
-        let n = self.ports[pi].rx_burst(&mut self.pool, &mut self.rx);
-        if n == 0 {
-            return 0;
+    /// Frames other workers handed to this one: loaded into this worker's frames and
+    /// processed in bursts of one arrival port each.
+    fn handoff_burst(&mut self) -> usize {
+        let Some(h) = self.handoff.clone() else { return 0 };
+        let mut total = 0;
+        let mut n = 0;
+        let mut port = 0u8;
+        while total < BURST {
+            let Some(b) = h.recv(self.id) else { break };
+            total += 1;
+            self.pipeline.stats.handoff_in += 1;
+            if n > 0 && b.port != port {
+                self.handle_burst(n, port as usize);
+                n = 0;
+            }
+            port = b.port;
+            let loaded = self.pool.load(b.bytes());
+            h.recycle(self.id, b);
+            match loaded {
+                Some(d) => {
+                    self.rx[n] = d;
+                    n += 1;
+                }
+                None => self.pipeline.stats.drops[DropReason::NoFrame as usize] += 1,
+            }
         }
+        if n > 0 {
+            self.handle_burst(n, port as usize);
+        }
+        total
+    }
+
+    /// Processes `self.rx[..n]`, received on interface `pi`, and sends each frame where its
+    /// verdict says.
+    fn handle_burst(&mut self, n: usize, pi: usize) {
         // The capture's clock moves with the frames just read.
         let now = self.now_ms();
         let mut verdicts = [Verdict::Pass(PassReason::NotIp); BURST];
@@ -179,7 +278,20 @@ impl<P: Port> Worker<P> {
                     self.pool.free(d.idx);
                 }
                 Verdict::Drop(_) => self.pool.free(d.idx),
-                Verdict::Pass(_) => self.ports[pi].pass_to_kernel(&mut self.pool, d),
+                Verdict::Pass(_) => match self.ports.get_mut(self.iface_port.get(pi).map_or(usize::MAX, |p| *p as usize)) {
+                    Some(p) => p.pass_to_kernel(&mut self.pool, d),
+                    None => self.pool.free(d.idx),
+                },
+                Verdict::Handoff(w) => {
+                    let sent = match &self.handoff {
+                        Some(h) => h.send(w, pi as u8, self.pool.bytes(&d)),
+                        None => false,
+                    };
+                    if !sent {
+                        self.pipeline.stats.handoff_full += 1;
+                    }
+                    self.pool.free(d.idx);
+                }
             }
         }
         for o in 0..self.ports.len() {
@@ -187,7 +299,6 @@ impl<P: Port> Worker<P> {
                 self.flush(o);
             }
         }
-        n
     }
 
     fn flush(&mut self, o: usize) {

@@ -1,0 +1,286 @@
+//! `xvs run`: the director daemon. Attaches the steering program, binds one AF_XDP socket per
+//! (interface, queue), starts one worker per configured core and runs until SIGINT/SIGTERM.
+//! The main thread is the control plane: it re-resolves next hops and pushes new tables
+//! snapshots to the workers over their channels; SIGUSR1 prints the counters.
+
+use anyhow::{bail, Context, Result};
+use crossbeam_channel::{bounded, Sender};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use xvs::config::Config;
+use xvs::dataplane::steer::{SteerSet, Steering};
+use xvs::dataplane::xsk::{UmemFrames, XskPort, XskSizes};
+use xvs::dataplane::{Control, DropReason, Handoff, PassReason, Pipeline, Tables, Worker, WorkerReport};
+use xvs::system;
+
+/// How often next hops are resolved again.
+const REFRESH: Duration = Duration::from_secs(2);
+
+struct WorkerHandle {
+    ctrl: Sender<Control>,
+    thread: std::thread::JoinHandle<WorkerReport>,
+}
+
+fn build_tables(cfg: &Config, wait: Duration, quiet: bool) -> Tables {
+    let r = system::resolve(cfg, wait);
+    if !quiet {
+        for (ip, why) in &r.unresolved {
+            tracing::warn!("next hop for {ip} unresolved: {why} (its frames are dropped as no_neighbour until it resolves)");
+        }
+    }
+    Tables::build(&system::with_resolved(cfg, &r))
+}
+
+pub fn run(config: &Path) -> Result<()> {
+    let mut cfg = Config::load(config).with_context(|| format!("invalid config {}", config.display()))?;
+    system::complete_interfaces(&mut cfg)?;
+    if cfg.dip().is_none() {
+        bail!("director.dip: not set and {} has no IPv4 address", cfg.interfaces[0].name);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let usr1 = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(SIGINT, stop.clone())?;
+    signal_hook::flag::register(SIGTERM, stop.clone())?;
+    signal_hook::flag::register(SIGUSR1, usr1.clone())?;
+    check_local_ports(&cfg);
+
+    let workers = cfg.workers;
+    let names: Vec<String> = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
+    let mut queues = Vec::new();
+    for n in &names {
+        let q = xvs::dataplane::steer::rx_queues(n)?;
+        if q < workers as u32 {
+            bail!(
+                "director.workers: {workers} workers need at least {workers} queues on {n}, which has {q} \
+                 (every worker transmits on its own queue: add queues, or use fewer workers)"
+            );
+        }
+        queues.push(q);
+    }
+    let tables = Arc::new(build_tables(&cfg, Duration::from_secs(2), false));
+    let steering = Steering::attach(&names)?;
+    steering.sync(&SteerSet::from_tables(&tables))?;
+
+    let sizes = XskSizes { frames: cfg.umem_frames, ..XskSizes::default() };
+    let handoff = (workers > 1).then(|| Arc::new(Handoff::new(workers, 1024)));
+    let mut handles = Vec::new();
+    let mut summary = Vec::new();
+    for w in 0..workers {
+        let mut frames = UmemFrames::new(&sizes)?;
+        let mut ports = Vec::new();
+        let mut port_ifaces = Vec::new();
+        let owned: Vec<(usize, u32)> = (0..names.len())
+            .flat_map(|i| (0..queues[i]).filter(move |q| q % workers as u32 == w as u32).map(move |q| (i, q)))
+            .collect();
+        if owned.len() > xvs::dataplane::worker::MAX_PORTS {
+            bail!("worker {w} would drive {} queues; at most {}", owned.len(), xvs::dataplane::worker::MAX_PORTS);
+        }
+        let fill_target = sizes.frames / (2 * owned.len() as u32);
+        for &(i, q) in &owned {
+            let p = XskPort::open(&mut frames, &names[i], q, &sizes, fill_target)?;
+            steering.register_socket(i, q, p.fd())?;
+            summary.push(format!(
+                "{} queue {q}: {} XDP, {}{} -> worker {w}",
+                names[i],
+                steering.mode(i).map_or("?", |m| m.name()),
+                if p.info.zero_copy { "zero-copy" } else { "copy mode" },
+                match &p.info.zero_copy_refused {
+                    Some(why) => format!(" (zero-copy refused: {why})"),
+                    None => String::new(),
+                }
+            ));
+            ports.push(p);
+            port_ifaces.push(i as u8);
+        }
+        let (tx, rx) = bounded(16);
+        let pipeline = Pipeline::new(tables.clone(), w);
+        let core = cfg.cores.get(w as usize).copied();
+        let handoff = handoff.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("xvs-worker-{w}"))
+            .spawn(move || {
+                if let Some(c) = core {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+                        tracing::warn!("worker {w}: could not pin to core {c}");
+                    }
+                }
+                let mut worker = Worker::new(w, pipeline, ports, frames, Some(rx));
+                worker.map_ports(&port_ifaces);
+                if let Some(h) = handoff {
+                    worker.set_handoff(h);
+                }
+                worker.run();
+                worker.report()
+            })
+            .context("starting a worker thread")?;
+        handles.push(WorkerHandle { ctrl: tx, thread });
+    }
+    println!("xvs: director up: {} interface(s), {workers} worker(s)", names.len());
+    for s in &summary {
+        println!("  {s}");
+    }
+    for (w, c) in (0..workers).map(|w| (w, cfg.cores.get(w as usize))) {
+        match c {
+            Some(c) => println!("  worker {w}: pinned to core {c}"),
+            None => println!("  worker {w}: not pinned (director.cores not set)"),
+        }
+    }
+    for (i, t) in cfg.interfaces.iter().enumerate() {
+        println!(
+            "  {}: mac {} ip {}",
+            t.name,
+            t.mac.map_or("?".into(), |m| m.to_string()),
+            t.ip.map_or("-".into(), |a| a.to_string())
+        );
+        let _ = i;
+    }
+    println!("  services: {}, dip {}", cfg.services.len(), cfg.dip().map_or("-".into(), |a| a.to_string()));
+
+    let mut current = tables;
+    let mut last_refresh = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if handles.iter().any(|h| h.thread.is_finished()) {
+            tracing::error!("a worker stopped unexpectedly");
+            break;
+        }
+        if usr1.swap(false, Ordering::Relaxed) {
+            print_stats(&cfg, &collect(&handles), &steering);
+        }
+        if last_refresh.elapsed() >= REFRESH {
+            last_refresh = Instant::now();
+            let t = build_tables(&cfg, Duration::from_millis(200), true);
+            if !same_next_hops(&t, &current) {
+                tracing::info!("next hops changed: new tables for the workers");
+                let t = Arc::new(t);
+                steering.sync(&SteerSet::from_tables(&t))?;
+                for h in &handles {
+                    let _ = h.ctrl.send(Control::Tables(t.clone()));
+                }
+                current = t;
+            }
+        }
+    }
+    for h in &handles {
+        let _ = h.ctrl.send(Control::Shutdown);
+    }
+    let mut reports = Vec::new();
+    for h in handles {
+        match h.thread.join() {
+            Ok(r) => reports.push(r),
+            Err(_) => tracing::error!("a worker panicked"),
+        }
+    }
+    print_stats(&cfg, &reports, &steering);
+    steering.detach()?;
+    println!("xvs: stopped; XDP programs detached from {}", names.join(", "));
+    Ok(())
+}
+
+/// FULLNAT local ports must not be handed out by the kernel to the director's own sockets.
+fn check_local_ports(cfg: &Config) {
+    if !cfg.services.iter().any(|s| s.servers.iter().any(|r| r.mode == xvs::service::FwdMode::FullNat)) {
+        return;
+    }
+    let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else { return };
+    let v: Vec<u16> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    if let [lo, hi] = v[..] {
+        let (a, b) = cfg.local_ports;
+        if a <= hi && lo <= b {
+            tracing::warn!(
+                "director.local_ports {a}-{b} overlaps the kernel's ephemeral ports {lo}-{hi}: replies to the \
+                 director's own connections on those ports go to xvs (set net.ipv4.ip_local_reserved_ports)"
+            );
+        }
+    }
+}
+
+fn same_next_hops(a: &Tables, b: &Tables) -> bool {
+    a.services.iter().flat_map(|s| s.dests.iter().map(|d| d.next_hop)).eq(b
+        .services
+        .iter()
+        .flat_map(|s| s.dests.iter().map(|d| d.next_hop)))
+        && a.next_hop(0) == b.next_hop(0)
+}
+
+fn collect(handles: &[WorkerHandle]) -> Vec<WorkerReport> {
+    let mut out = Vec::new();
+    for h in handles {
+        let (tx, rx) = bounded(1);
+        if h.ctrl.send(Control::Stats(tx)).is_ok() {
+            if let Ok(r) = rx.recv_timeout(Duration::from_secs(1)) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+fn print_stats(cfg: &Config, reports: &[WorkerReport], steering: &Steering) {
+    let (redirected, passed) = steering.counters();
+    println!("xdp: {redirected} frames to the workers, {passed} passed to the kernel");
+    for r in reports {
+        let s = &r.stats;
+        println!(
+            "worker {}: rx {} tx {} dropped {} passed {} handoff out {} in {} full {} conns {} frames {}/{} free, {} lent, {} lost",
+            r.worker,
+            s.rx_frames,
+            s.tx_frames,
+            s.total_drops(),
+            s.total_passes(),
+            s.handoff_out,
+            s.handoff_in,
+            s.handoff_full,
+            r.conns,
+            r.frames_free,
+            r.frames_total,
+            r.frames_in_kernel,
+            r.lost()
+        );
+        for d in DropReason::ALL {
+            if s.dropped(d) > 0 {
+                println!("  dropped {:<16} {:>10}", d.name(), s.dropped(d));
+            }
+        }
+        for p in PassReason::ALL {
+            if s.passed(p) > 0 {
+                println!("  passed {:<17} {:>10}", p.name(), s.passed(p));
+            }
+        }
+        for (i, k) in r.rings.iter().enumerate() {
+            println!(
+                "  ring {i}: rx_dropped {} rx_ring_full {} fill_empty {} tx_invalid {} tx_ring_empty {} wakeups {} pass_dropped {}",
+                k.rx_dropped,
+                k.rx_ring_full,
+                k.rx_fill_ring_empty,
+                k.tx_invalid_descs,
+                k.tx_ring_empty,
+                k.wakeups,
+                k.pass_dropped
+            );
+        }
+    }
+    for (si, svc) in cfg.services.iter().enumerate() {
+        println!("{} {}:{} {}", svc.proto.name().to_uppercase(), svc.vip, svc.port, svc.scheduler);
+        for (di, r) in svc.servers.iter().enumerate() {
+            let (mut conns, mut pin, mut pout) = (0, 0, 0);
+            for rep in reports {
+                if let Some(c) = rep.stats.dests.get(si).and_then(|v| v.get(di)) {
+                    conns += c.conns;
+                    pin += c.in_pkts;
+                    pout += c.out_pkts;
+                }
+            }
+            println!(
+                "  -> {}:{} {} weight {}: {conns} conns, {pin} packets in, {pout} packets out",
+                r.addr,
+                r.port,
+                r.mode.name(),
+                r.weight
+            );
+        }
+    }
+}

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: (MIT OR Apache-2.0)
+// xvs steering program: redirects to the queue's AF_XDP socket only the frames the director
+// must handle, and passes everything else (ARP, ICMP to the host, SSH, ...) to the kernel.
+//
+// Director frames are:
+//   - TCP/UDP to a virtual service (VIP:port, or VIP with a port-0 service);
+//   - any IPv4 fragment to a VIP (the director counts and drops them: the kernel, which holds
+//     the VIP, must not answer for a service);
+//   - NAT replies: TCP/UDP from a NAT real server's (addr, port) (port 0: any port);
+//   - FULLNAT replies: TCP/UDP to a director local address on a port in its local-port range.
+// The control plane fills the maps and updates them at runtime.
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+struct l4_key {
+	__u32 addr;   /* network order */
+	__u16 port;   /* network order; 0 = any */
+	__u8 proto;
+	__u8 pad;
+};
+
+struct lport_range {
+	__u16 lo;     /* host order, inclusive */
+	__u16 hi;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct l4_key);
+	__type(value, __u8);
+} services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} vips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct l4_key);
+	__type(value, __u8);
+} nat_dests SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct lport_range);
+} local_addrs SEC(".maps");
+
+/* 0: redirected, 1: passed */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline int count(__u32 what, int action)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &what);
+	if (c)
+		*c += 1;
+	return action;
+}
+
+static __always_inline int redirect(struct xdp_md *ctx)
+{
+	count(0, 0);
+	/* No socket on this queue: the kernel gets the frame (XDP_PASS as the default). */
+	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+}
+
+static __always_inline int has(void *map, __u32 addr, __u16 port, __u8 proto)
+{
+	struct l4_key k = { .addr = addr, .port = port, .proto = proto, .pad = 0 };
+	if (bpf_map_lookup_elem(map, &k))
+		return 1;
+	k.port = 0;
+	return bpf_map_lookup_elem(map, &k) != 0;
+}
+
+SEC("xdp")
+int xvs_steer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return count(1, XDP_PASS);
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
+		return count(1, XDP_PASS);
+	if (ip->frag_off & bpf_htons(0x3fff)) {
+		__u32 d = ip->daddr;
+		if (bpf_map_lookup_elem(&vips, &d))
+			return redirect(ctx);
+		return count(1, XDP_PASS);
+	}
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return count(1, XDP_PASS);
+	/* Source and destination ports sit at the same offsets in TCP and UDP. */
+	__u16 *ports = (void *)ip + ip->ihl * 4;
+	if ((void *)(ports + 2) > end)
+		return count(1, XDP_PASS);
+	__u16 sport = ports[0], dport = ports[1];
+	if (has(&services, ip->daddr, dport, ip->protocol))
+		return redirect(ctx);
+	if (has(&nat_dests, ip->saddr, sport, ip->protocol))
+		return redirect(ctx);
+	__u32 d = ip->daddr;
+	struct lport_range *r = bpf_map_lookup_elem(&local_addrs, &d);
+	if (r) {
+		__u16 p = bpf_ntohs(dport);
+		if (p >= r->lo && p <= r->hi)
+			return redirect(ctx);
+	}
+	return count(1, XDP_PASS);
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,311 @@
+//! The XDP steering program (`bpf/steer.bpf.c`, built by `build.rs`) and its maps.
+//!
+//! One program object per interface (each has its own XSKMAP of queue -> socket). The control
+//! plane fills the maps from the tables snapshot ([`SteerSet`]) and re-syncs them at runtime:
+//! only frames the director must handle reach the sockets; ARP, ICMP to the host, SSH and the
+//! rest go to the kernel.
+
+use super::tables::Tables;
+use crate::service::FwdMode;
+use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, Xdp, XdpFlags};
+use std::collections::BTreeSet;
+use std::os::fd::AsFd;
+
+static STEER_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
+static DECAP_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ipip_decap.bpf.o"));
+
+/// Errors loading, attaching or updating the XDP program.
+#[derive(Debug, thiserror::Error)]
+pub enum SteerError {
+    #[error("interface {iface}: {msg}")]
+    Iface { iface: String, msg: String },
+    #[error("loading the XDP program: {0}")]
+    Load(String),
+    #[error("attaching the XDP program to {iface}: native mode: {native}; generic mode: {generic}")]
+    Attach { iface: String, native: String, generic: String },
+    #[error("updating BPF map {map} on {iface}: {msg}")]
+    Map { iface: String, map: &'static str, msg: String },
+}
+
+/// How the program runs on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver (native XDP).
+    Native,
+    /// On the generic (SKB) path, when the driver has no XDP support.
+    Generic,
+}
+
+impl XdpMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        }
+    }
+    fn flags(self) -> XdpFlags {
+        match self {
+            XdpMode::Native => XdpFlags::DRV_MODE,
+            XdpMode::Generic => XdpFlags::SKB_MODE,
+        }
+    }
+}
+
+/// The interface's index.
+pub fn ifindex(iface: &str) -> Result<i32, SteerError> {
+    let path = format!("/sys/class/net/{iface}/ifindex");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| SteerError::Iface { iface: iface.into(), msg: format!("no such interface ({path}: {e})") })?;
+    text.trim().parse().map_err(|_| SteerError::Iface { iface: iface.into(), msg: format!("bad ifindex {text:?}") })
+}
+
+/// How many receive queues an interface has (every one needs a socket).
+pub fn rx_queues(iface: &str) -> Result<u32, SteerError> {
+    let path = format!("/sys/class/net/{iface}/queues");
+    let dir = std::fs::read_dir(&path).map_err(|e| SteerError::Iface { iface: iface.into(), msg: format!("{path}: {e}") })?;
+    let n = dir.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count();
+    Ok(n.max(1) as u32)
+}
+
+/// A program attached to one interface.
+struct Attached {
+    iface: String,
+    ifindex: i32,
+    mode: XdpMode,
+    obj: Object,
+    prog: &'static str,
+}
+
+impl Attached {
+    fn load_and_attach(obj: &[u8], prog: &'static str, iface: &str) -> Result<Attached, SteerError> {
+        let ifindex = ifindex(iface)?;
+        let open = ObjectBuilder::default().open_memory(obj).map_err(|e| SteerError::Load(e.to_string()))?;
+        let obj = open.load().map_err(|e| SteerError::Load(e.to_string()))?;
+        let mut errs = Vec::new();
+        let mut mode = None;
+        {
+            let p = obj
+                .progs()
+                .find(|p| p.name() == prog)
+                .ok_or_else(|| SteerError::Load(format!("program {prog} missing from the object")))?;
+            let xdp = Xdp::new(p.as_fd());
+            for m in [XdpMode::Native, XdpMode::Generic] {
+                // Replaces a program a crashed run may have left behind.
+                match xdp.attach(ifindex, m.flags()) {
+                    Ok(()) => {
+                        mode = Some(m);
+                        break;
+                    }
+                    Err(e) => errs.push(e.to_string()),
+                }
+            }
+        }
+        match mode {
+            Some(mode) => Ok(Attached { iface: iface.to_string(), ifindex, mode, obj, prog }),
+            None => Err(SteerError::Attach {
+                iface: iface.to_string(),
+                native: errs.first().cloned().unwrap_or_default(),
+                generic: errs.get(1).cloned().unwrap_or_default(),
+            }),
+        }
+    }
+
+    fn update(&self, map: &'static str, key: &[u8], value: &[u8]) -> Result<(), SteerError> {
+        let m = self.map(map)?;
+        m.update(key, value, MapFlags::ANY).map_err(|e| self.map_err(map, e))
+    }
+
+    fn map(&self, map: &'static str) -> Result<libbpf_rs::Map<'_>, SteerError> {
+        self.obj.maps().find(|m| m.name() == map).ok_or_else(|| SteerError::Map {
+            iface: self.iface.clone(),
+            map,
+            msg: "missing from the object".into(),
+        })
+    }
+
+    fn map_err(&self, map: &'static str, e: libbpf_rs::Error) -> SteerError {
+        SteerError::Map { iface: self.iface.clone(), map, msg: e.to_string() }
+    }
+
+    /// Makes `map` hold exactly `want` (keys to a fixed value per key).
+    fn sync(&self, map: &'static str, want: &[(Vec<u8>, Vec<u8>)]) -> Result<(), SteerError> {
+        let m = self.map(map)?;
+        let keep: BTreeSet<&[u8]> = want.iter().map(|(k, _)| k.as_slice()).collect();
+        let stale: Vec<Vec<u8>> = m.keys().filter(|k| !keep.contains(k.as_slice())).collect();
+        for k in stale {
+            m.delete(&k).map_err(|e| self.map_err(map, e))?;
+        }
+        for (k, v) in want {
+            m.update(k, v, MapFlags::ANY).map_err(|e| self.map_err(map, e))?;
+        }
+        Ok(())
+    }
+
+    /// Sums a per-CPU u64 counter.
+    fn counter(&self, idx: u32) -> u64 {
+        let Ok(m) = self.map("counters") else { return 0 };
+        match m.lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY) {
+            Ok(Some(per_cpu)) => per_cpu
+                .iter()
+                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes))
+                .sum(),
+            _ => 0,
+        }
+    }
+
+    fn detach(&self) -> Result<(), SteerError> {
+        let p = self.obj.progs().find(|p| p.name() == self.prog).ok_or_else(|| SteerError::Load("program".into()))?;
+        Xdp::new(p.as_fd())
+            .detach(self.ifindex, self.mode.flags())
+            .map_err(|e| SteerError::Iface { iface: self.iface.clone(), msg: format!("detaching XDP: {e}") })
+    }
+}
+
+/// What the steering program must redirect, compiled from a tables snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SteerSet {
+    /// (proto, VIP, port) of every service (port 0: all ports).
+    pub services: BTreeSet<(u8, u32, u16)>,
+    pub vips: BTreeSet<u32>,
+    /// (proto, addr, port) of every NAT real server (port 0: any).
+    pub nat_dests: BTreeSet<(u8, u32, u16)>,
+    /// Local addresses with FULLNAT real servers behind them, and the local-port range.
+    pub local: BTreeSet<(u32, u16, u16)>,
+}
+
+impl SteerSet {
+    pub fn from_tables(t: &Tables) -> SteerSet {
+        let mut s = SteerSet::default();
+        let mut fullnat = false;
+        for svc in &t.services {
+            s.services.insert((svc.proto, svc.vip, svc.vport));
+            s.vips.insert(svc.vip);
+            for d in &svc.dests {
+                match d.mode {
+                    FwdMode::Nat => {
+                        s.nat_dests.insert((svc.proto, d.addr, d.port));
+                    }
+                    FwdMode::FullNat => fullnat = true,
+                    _ => {}
+                }
+            }
+        }
+        if fullnat {
+            s.local.insert((t.dip, t.lport_range.0, t.lport_range.1));
+        }
+        s
+    }
+}
+
+fn l4_key(proto: u8, addr: u32, port: u16) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8);
+    k.extend_from_slice(&addr.to_be_bytes());
+    k.extend_from_slice(&port.to_be_bytes());
+    k.extend_from_slice(&[proto, 0]);
+    k
+}
+
+/// The steering program on every director interface. Dropping it detaches the programs.
+pub struct Steering {
+    attached: Vec<Attached>,
+}
+
+impl Steering {
+    /// Loads and attaches the program to each interface (native mode, else generic).
+    pub fn attach(ifaces: &[String]) -> Result<Steering, SteerError> {
+        let mut s = Steering { attached: Vec::new() };
+        for i in ifaces {
+            // On error, `s` drops and detaches what was attached so far.
+            s.attached.push(Attached::load_and_attach(STEER_OBJ, "xvs_steer", i)?);
+        }
+        Ok(s)
+    }
+
+    /// The mode the program runs in on interface `i`.
+    pub fn mode(&self, i: usize) -> Option<XdpMode> {
+        self.attached.get(i).map(|a| a.mode)
+    }
+
+    /// Points queue `queue` of interface `i` at an AF_XDP socket.
+    pub fn register_socket(&self, i: usize, queue: u32, fd: i32) -> Result<(), SteerError> {
+        let Some(a) = self.attached.get(i) else {
+            return Err(SteerError::Iface { iface: format!("#{i}"), msg: "not attached".into() });
+        };
+        a.update("xsks", &queue.to_ne_bytes(), &fd.to_ne_bytes())
+    }
+
+    /// Makes every interface's maps match `set`.
+    pub fn sync(&self, set: &SteerSet) -> Result<(), SteerError> {
+        let one = vec![1u8];
+        let services: Vec<_> = set.services.iter().map(|&(p, a, port)| (l4_key(p, a, port), one.clone())).collect();
+        let nat: Vec<_> = set.nat_dests.iter().map(|&(p, a, port)| (l4_key(p, a, port), one.clone())).collect();
+        let vips: Vec<_> = set.vips.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
+        let local: Vec<_> = set
+            .local
+            .iter()
+            .map(|&(a, lo, hi)| {
+                let mut v = lo.to_ne_bytes().to_vec();
+                v.extend_from_slice(&hi.to_ne_bytes());
+                (a.to_be_bytes().to_vec(), v)
+            })
+            .collect();
+        for a in &self.attached {
+            a.sync("services", &services)?;
+            a.sync("nat_dests", &nat)?;
+            a.sync("vips", &vips)?;
+            a.sync("local_addrs", &local)?;
+        }
+        Ok(())
+    }
+
+    /// Frames the programs redirected to sockets and passed to the kernel, over all
+    /// interfaces and CPUs.
+    pub fn counters(&self) -> (u64, u64) {
+        self.attached.iter().fold((0, 0), |(r, p), a| (r + a.counter(0), p + a.counter(1)))
+    }
+
+    /// Detaches every program, reporting the first failure.
+    pub fn detach(mut self) -> Result<(), SteerError> {
+        let mut first = Ok(());
+        for a in self.attached.drain(..) {
+            if let Err(e) = a.detach() {
+                first = first.and(Err(e));
+            }
+        }
+        first
+    }
+}
+
+impl Drop for Steering {
+    fn drop(&mut self) {
+        for a in self.attached.drain(..) {
+            if let Err(e) = a.detach() {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+/// IP-in-IP decapsulation (`bpf/ipip_decap.bpf.c`) on a real server whose kernel has no ipip
+/// module: strips the outer header of tunnelled frames to `local` and passes the inner packet
+/// to the kernel. The program stays attached after this returns (`xvs decap --detach` or
+/// `ip link set dev IFACE xdp off` removes it).
+pub fn attach_decap(iface: &str, local: &[std::net::Ipv4Addr]) -> Result<XdpMode, SteerError> {
+    let a = Attached::load_and_attach(DECAP_OBJ, "xvs_ipip_decap", iface)?;
+    for ip in local {
+        a.update("local", &ip.octets(), &[1])?;
+    }
+    Ok(a.mode)
+}
+
+/// Removes whatever XDP program is attached to `iface` (both modes).
+pub fn detach_any(iface: &str) -> Result<(), SteerError> {
+    let ifindex = ifindex(iface)?;
+    let open = ObjectBuilder::default().open_memory(DECAP_OBJ).map_err(|e| SteerError::Load(e.to_string()))?;
+    let obj = open.load().map_err(|e| SteerError::Load(e.to_string()))?;
+    let p = obj.progs().find(|p| p.name() == "xvs_ipip_decap").ok_or_else(|| SteerError::Load("program".into()))?;
+    let xdp = Xdp::new(p.as_fd());
+    let _ = xdp.detach(ifindex, XdpFlags::DRV_MODE);
+    let _ = xdp.detach(ifindex, XdpFlags::SKB_MODE);
+    Ok(())
+}
