@@ -249,19 +249,26 @@ impl XskPort {
                 // for shared UMEMs.
                 match unsafe { xsk_rs::Socket::new(cfg, &frames.umem, &iface_c, queue) } {
                     Ok(q) => {
-                        opened = Some((q, zero_copy));
+                        opened = Some(q);
                         break;
                     }
                     Err(e) => {
-                        let busy = e.to_string().contains("busy") || format!("{e:?}").contains("EBUSY");
+                        let os = std::error::Error::source(&e)
+                            .and_then(|s| s.downcast_ref::<io::Error>())
+                            .and_then(|s| s.raw_os_error());
+                        let busy = os == Some(libc::EBUSY);
+                        let e = match std::error::Error::source(&e) {
+                            Some(s) => format!("{e}: {s}"),
+                            None => e.to_string(),
+                        };
                         if busy && Instant::now() < deadline {
                             std::thread::sleep(Duration::from_millis(20));
                             continue;
                         }
                         if zero_copy {
-                            zero_copy_refused = Some(format!("{e}"));
+                            zero_copy_refused = Some(e);
                         } else {
-                            return Err(bind_err(format!("{e}")));
+                            return Err(bind_err(e));
                         }
                         break;
                     }
@@ -271,12 +278,21 @@ impl XskPort {
                 break;
             }
         }
-        let Some(((tx, rx, rings), zero_copy)) = opened else {
+        let Some((tx, rx, rings)) = opened else {
             return Err(bind_err("no bind mode worked".into()));
         };
         let Some((fq, cq)) = rings else {
             return Err(bind_err("this (interface, queue) is already bound by this UMEM".into()));
         };
+        // A socket sharing a UMEM inherits the UMEM's mode whatever flags it asked for, so
+        // ask the kernel which mode this one got.
+        let zero_copy = match xdp_zero_copy(rx.fd().as_raw_fd()) {
+            Ok(z) => z,
+            Err(e) => return Err(bind_err(format!("reading XDP_OPTIONS: {e}"))),
+        };
+        if !zero_copy && zero_copy_refused.is_none() {
+            zero_copy_refused = Some("the shared UMEM is in copy mode".into());
+        }
         let mut p = XskPort {
             iface: iface.to_string(),
             queue,
@@ -355,6 +371,22 @@ impl XskPort {
             let _ = self.fq.wakeup(self.rx.fd_mut(), 0);
         }
     }
+}
+
+/// Whether an AF_XDP socket runs in zero-copy mode (`getsockopt(SOL_XDP, XDP_OPTIONS)`).
+fn xdp_zero_copy(fd: i32) -> io::Result<bool> {
+    const SOL_XDP: libc::c_int = 283;
+    const XDP_OPTIONS: libc::c_int = 8;
+    const XDP_OPTIONS_ZEROCOPY: u32 = 1;
+    let mut flags: u32 = 0;
+    let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+    // SAFETY: `flags` and `len` are valid for writes of the sizes given, and the kernel
+    // writes at most `len` bytes (struct xdp_options is one u32).
+    let r = unsafe { libc::getsockopt(fd, SOL_XDP, XDP_OPTIONS, (&mut flags as *mut u32).cast(), &mut len) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(flags & XDP_OPTIONS_ZEROCOPY != 0)
 }
 
 impl Port for XskPort {

@@ -1,0 +1,323 @@
+//! End to end: `xvs run` on veths in network namespaces, real TCP through it.
+//!
+//! Each test builds its own topology with `tools/netns-topo` (a client, the director, a
+//! switch and three real servers running `tools/httpd.py`; addresses from 198.18.0.0/15 only)
+//! and removes it when done, even on failure. Tests run one at a time (they share the CPU
+//! with a busy-polling director). Needs root, iproute2, ethtool, curl and python3
+//! (`tools/setup-deps` installs them).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const VIP: &str = "198.18.0.100";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn xvs() -> &'static str {
+    env!("CARGO_BIN_EXE_xvs")
+}
+
+fn require_root() {
+    let uid = Command::new("id").arg("-u").output().expect("id");
+    assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "the namespace tests need root");
+}
+
+/// A topology; removed on drop.
+struct Topo {
+    prefix: String,
+}
+
+impl Topo {
+    fn up(prefix: &str, queues: u32) -> Topo {
+        require_root();
+        let t = Topo { prefix: prefix.to_string() };
+        let st = Command::new(repo().join("tools/netns-topo"))
+            .args(["up", prefix, &queues.to_string()])
+            .env("XVS", xvs())
+            .status()
+            .expect("tools/netns-topo");
+        assert!(st.success(), "tools/netns-topo up {prefix} failed");
+        t
+    }
+
+    fn ns(&self, which: &str) -> String {
+        format!("{}-{which}", self.prefix)
+    }
+
+    /// Runs a command in namespace `which`; (success, stdout).
+    fn exec(&self, which: &str, args: &[&str]) -> (bool, String) {
+        let out = Command::new("ip").args(["netns", "exec", &self.ns(which)]).args(args).output().expect("ip netns exec");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// GET `url` from the client; the body, or None.
+    fn curl(&self, url: &str) -> Option<String> {
+        let (ok, body) = self.exec("c", &["curl", "-s", "-f", "-m", "5", url]);
+        ok.then_some(body)
+    }
+
+    fn name_at(&self, port: u16) -> String {
+        self.curl(&format!("http://{VIP}:{port}/name"))
+            .unwrap_or_else(|| panic!("no answer from {VIP}:{port}"))
+            .trim()
+            .to_string()
+    }
+
+    /// The director starts with `config` (written to a file).
+    fn director(&self, config: &str) -> Director {
+        let path = std::env::temp_dir().join(format!("xvs-e2e-{}.json", self.prefix));
+        std::fs::write(&path, config).expect("write config");
+        Director::start(self, &path)
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("tools/netns-topo")).args(["down", &self.prefix]).status();
+    }
+}
+
+/// A running `xvs run`; SIGTERM on drop.
+struct Director {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Director {
+    fn start(t: &Topo, config: &Path) -> Director {
+        let log = std::env::temp_dir().join(format!("xvs-e2e-{}.log", t.prefix));
+        let f = std::fs::File::create(&log).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &t.ns("d"), xvs(), "run", "--config"])
+            .arg(config)
+            .stdout(f.try_clone().expect("log"))
+            .stderr(f)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start xvs run");
+        let mut d = Director { child: Some(child), log };
+        // Ready when it says so (sockets bound, programs attached), or fail with its output.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !d.output().contains("director up") {
+            if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("xvs run exited ({st}) before it was up:\n{}", d.output());
+            }
+            assert!(Instant::now() < deadline, "xvs run not up within 20 s:\n{}", d.output());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait (bounded) and return (exit success, output).
+    fn stop(mut self) -> (bool, String) {
+        let ok = self.terminate();
+        (ok, self.output())
+    }
+
+    fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return false };
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.success();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Director {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// The repository's config.json with another worker count.
+fn config(workers: u32) -> String {
+    let text = std::fs::read_to_string(repo().join("config.json")).expect("config.json");
+    text.replace("\"workers\": 1", &format!("\"workers\": {workers}"))
+}
+
+fn counts(names: &[String]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for n in names {
+        *m.entry(n.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The per-worker summary lines printed at shutdown: (handoff out, handoff in, lost).
+fn worker_lines(out: &str) -> Vec<(u64, u64, i64)> {
+    out.lines()
+        .filter(|l| l.starts_with("worker ") && l.contains(" rx "))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let after = |k: &str| w.iter().position(|x| *x == k).map(|i| w[i + 1]).unwrap_or("?");
+            let hout = w.iter().position(|x| *x == "handoff").map(|i| w[i + 2]).unwrap_or("?");
+            (
+                hout.parse().expect("handoff out"),
+                after("in").parse().expect("handoff in"),
+                w[w.len() - 2].parse().expect("lost"),
+            )
+        })
+        .collect()
+}
+
+fn expected_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 7 + 3) % 251) as u8).collect()
+}
+
+#[test]
+fn every_mode_serves_real_tcp_with_ipvs_scheduling() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xe1", 1);
+    let d = t.director(&config(1));
+
+    // NAT, wrr 3:2:1: IPVS's wrr sequence over one round of 6 is r1 r1 r2 r1 r2 r3.
+    let nat: Vec<String> = (0..6).map(|_| t.name_at(80)).collect();
+    assert_eq!(nat, ["r1", "r1", "r2", "r1", "r2", "r3"], "NAT wrr sequence");
+    // FULLNAT and TUN, rr: r1 r2 r3 in turn.
+    for port in [81, 8083] {
+        let got: Vec<String> = (0..6).map(|_| t.name_at(port)).collect();
+        assert_eq!(got, ["r1", "r2", "r3", "r1", "r2", "r3"], "rr sequence on port {port}");
+    }
+    // DR with persistence (-p 300, /24): every connection of this client goes to one server.
+    let dr: Vec<String> = (0..6).map(|_| t.name_at(8082)).collect();
+    assert_eq!(counts(&dr).len(), 1, "DR persistence: {dr:?}");
+
+    // Bytes come back intact through every mode (many segments, both directions).
+    for port in [80, 81, 8082, 8083] {
+        let n = 300_000;
+        let (ok, _) = t.exec("c", &["sh", "-c", &format!("curl -s -f -m 10 -o /tmp/xvs-e2e-body http://{VIP}:{port}/bytes/{n}")]);
+        assert!(ok, "download through port {port}");
+        let mut body = Vec::new();
+        std::fs::File::open("/tmp/xvs-e2e-body").and_then(|mut f| f.read_to_end(&mut body)).expect("body");
+        assert!(body == expected_bytes(n), "port {port}: {} bytes, content differs", body.len());
+    }
+    let _ = std::fs::remove_file("/tmp/xvs-e2e-body");
+
+    let (ok, out) = d.stop();
+    assert!(ok, "xvs run exits cleanly:\n{out}");
+    assert!(out.contains("-> 198.19.0.13:8080 nat weight 1: 1 conns"), "NAT counters:\n{out}");
+    for (_, _, lost) in worker_lines(&out) {
+        assert_eq!(lost, 0, "no UMEM frame is lost:\n{out}");
+    }
+}
+
+#[test]
+fn host_traffic_keeps_working_and_shutdown_detaches() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xe2", 1);
+    // The director host's own TCP service, on its own address.
+    let mut host_srv = Command::new("ip")
+        .args(["netns", "exec", &t.ns("d"), "python3"])
+        .arg(repo().join("tools/httpd.py"))
+        .args(["director", "9000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("host server");
+    let d = t.director(&config(1));
+    let (ok, link) = t.exec("d", &["ip", "link", "show"]);
+    assert!(ok && link.matches("xdp").count() >= 2, "programs attached:\n{link}");
+
+    // ARP for the director's address and the VIP, ping, and the host's own TCP service.
+    let (ok, _) = t.exec("c", &["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.1"]);
+    assert!(ok, "ping to the director's own address");
+    let (ok, _) = t.exec("c", &["ping", "-c", "1", "-W", "2", VIP]);
+    assert!(ok, "ping to the VIP (held by the director's kernel)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        if let Some(b) = t.curl("http://198.18.0.1:9000/name") {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "host TCP service unreachable while xvs runs");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(body.trim(), "director");
+    let (_, neigh) = t.exec("c", &["ip", "neigh", "show", VIP]);
+    assert!(!neigh.contains("INCOMPLETE") && neigh.contains("lladdr"), "the VIP resolves: {neigh}");
+    assert_eq!(t.name_at(81), "r1", "and the director forwards");
+
+    let (ok, out) = d.stop();
+    let _ = host_srv.kill();
+    let _ = host_srv.wait();
+    assert!(ok, "clean exit after SIGTERM:\n{out}");
+    assert!(out.contains("XDP programs detached"), "{out}");
+    let (_, link) = t.exec("d", &["ip", "link", "show"]);
+    assert!(!link.contains("xdp"), "no XDP program left after SIGTERM:\n{link}");
+    // Nothing left bound: the same queues bind again at once (and a fresh rr starts over).
+    let d = t.director(&config(1));
+    assert_eq!(t.name_at(81), "r1");
+    let (ok, out) = d.stop();
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn two_queues_two_workers_hand_replies_to_the_owner() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xe3", 2);
+    let d = t.director(&config(2));
+    // Many connections: the client's kernel spreads them over both queues by flow hash, the
+    // real servers' replies land on either queue, and every one must complete.
+    for port in [80, 81] {
+        let names: Vec<String> = (0..24).map(|_| t.name_at(port)).collect();
+        let c = counts(&names);
+        assert_eq!(c.values().sum::<usize>(), 24);
+        assert!(c.len() >= 2, "port {port} spreads over servers: {c:?}");
+    }
+    let (ok, out) = d.stop();
+    assert!(ok, "{out}");
+    let w = worker_lines(&out);
+    assert_eq!(w.len(), 2, "{out}");
+    let (hout, hin): (u64, u64) = w.iter().fold((0, 0), |(a, b), x| (a + x.0, b + x.1));
+    assert!(hout > 0, "some frames reached a worker that does not own them:\n{out}");
+    assert_eq!(hout, hin, "every handed-off frame arrived:\n{out}");
+    assert!(w.iter().all(|x| x.2 == 0), "no frame lost:\n{out}");
+    assert!(out.contains("xvs-c queue 1") && out.contains("-> worker 1"), "{out}");
+}
+
+#[test]
+fn bad_setups_are_refused_with_the_field_named() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xe4", 1);
+    let path = std::env::temp_dir().join("xvs-e2e-bad.json");
+    std::fs::write(&path, config(2)).expect("write");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &t.ns("d"), xvs(), "run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("xvs run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("director.workers") && err.contains("xvs-c, which has 1"), "{err}");
+    let (_, link) = t.exec("d", &["ip", "link", "show"]);
+    assert!(!link.contains("xdp"), "nothing attached after a refused start:\n{link}");
+    std::fs::write(&path, config(1).replace("xvs-r", "nosuch0")).expect("write");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &t.ns("d"), xvs(), "run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("xvs run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("nosuch0"), "{err}");
+    let _ = std::fs::remove_file(&path);
+}
