@@ -321,3 +321,26 @@ fn bad_setups_are_refused_with_the_field_named() {
     assert!(!out.status.success() && err.contains("nosuch0"), "{err}");
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn a_real_server_resolved_after_start_gets_traffic() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xe5", 1);
+    // r3 is unreachable when the director starts: its next hop cannot be resolved.
+    assert!(t.exec("r3", &["ip", "link", "set", "eth0", "down"]).0);
+    let d = t.director(&config(1));
+    assert!(d.output().contains("next hop for 198.19.0.13 unresolved"), "{}", d.output());
+    assert!(t.exec("r3", &["ip", "link", "set", "eth0", "up"]).0);
+    let _ = t.exec("r3", &["ip", "route", "replace", "default", "via", "198.19.0.1"]);
+    // The director re-reads the kernel's neighbour table every 2 s (soliciting what is
+    // missing): r3's turn in the rr order starts to answer.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if t.curl(&format!("http://{VIP}:81/name")).is_some_and(|b| b.trim() == "r3") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "r3 never reached:\n{}", d.output());
+    }
+    let (ok, out) = d.stop();
+    assert!(ok, "{out}");
+}
