@@ -12,7 +12,7 @@ fn main() {
         Ok(a) => panic!("no BPF include mapping for target arch {a}"),
         Err(_) => "x86",
     };
-    for name in ["steer", "ipip_decap"] {
+    for name in ["steer", "ipip_decap", "sink"] {
         let src = format!("src/dataplane/bpf/{name}.bpf.c");
         println!("cargo:rerun-if-changed={src}");
         let obj = out.join(format!("{name}.bpf.o"));

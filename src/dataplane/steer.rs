@@ -13,6 +13,7 @@ use std::os::fd::AsFd;
 
 static STEER_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
 static DECAP_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ipip_decap.bpf.o"));
+static SINK_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sink.bpf.o"));
 
 /// Errors loading, attaching or updating the XDP program.
 #[derive(Debug, thiserror::Error)]
@@ -296,6 +297,25 @@ pub fn attach_decap(iface: &str, local: &[std::net::Ipv4Addr]) -> Result<XdpMode
         a.update("local", &ip.octets(), &[1])?;
     }
     Ok(a.mode)
+}
+
+/// A counting UDP sink on `iface` for benchmarks (`bpf/sink.bpf.c`); detached on drop.
+pub struct Sink(Attached);
+
+impl Sink {
+    pub fn attach(iface: &str) -> Result<Sink, SteerError> {
+        Ok(Sink(Attached::load_and_attach(SINK_OBJ, "xvs_sink", iface)?))
+    }
+    /// UDP frames dropped so far.
+    pub fn count(&self) -> u64 {
+        self.0.counter(0)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.detach();
+    }
 }
 
 /// Removes whatever XDP program is attached to `iface` (both modes).
