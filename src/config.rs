@@ -206,10 +206,16 @@ impl Config {
     pub fn require_addresses(&self) -> Result<(), ConfigError> {
         for (i, x) in self.interfaces.iter().enumerate() {
             if x.mac.is_none() {
-                return Err(err(format!("director.interfaces[{i}].mac"), "required here (xvs run reads it from the interface)"));
+                return Err(err(
+                    format!("director.interfaces[{i}].mac"),
+                    "required here (xvs run reads it from the interface)",
+                ));
             }
             if x.ip.is_none() {
-                return Err(err(format!("director.interfaces[{i}].ip"), "required here (xvs run reads it from the interface)"));
+                return Err(err(
+                    format!("director.interfaces[{i}].ip"),
+                    "required here (xvs run reads it from the interface)",
+                ));
             }
         }
         Ok(())

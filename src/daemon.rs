@@ -28,7 +28,9 @@ fn build_tables(cfg: &Config, wait: Duration, quiet: bool) -> Tables {
     let r = system::resolve(cfg, wait);
     if !quiet {
         for (ip, why) in &r.unresolved {
-            tracing::warn!("next hop for {ip} unresolved: {why} (its frames are dropped as no_neighbour until it resolves)");
+            tracing::warn!(
+                "next hop for {ip} unresolved: {why} (its frames are dropped as no_neighbour until it resolves)"
+            );
         }
     }
     Tables::build(&system::with_resolved(cfg, &r))
@@ -199,10 +201,10 @@ fn check_local_ports(cfg: &Config) {
 }
 
 fn same_next_hops(a: &Tables, b: &Tables) -> bool {
-    a.services.iter().flat_map(|s| s.dests.iter().map(|d| d.next_hop)).eq(b
-        .services
+    a.services
         .iter()
-        .flat_map(|s| s.dests.iter().map(|d| d.next_hop)))
+        .flat_map(|s| s.dests.iter().map(|d| d.next_hop))
+        .eq(b.services.iter().flat_map(|s| s.dests.iter().map(|d| d.next_hop)))
         && a.next_hop(0) == b.next_hop(0)
 }
 

@@ -70,7 +70,8 @@ pub fn route(addr: Ipv4Addr) -> Result<(String, Ipv4Addr), SystemError> {
     let a = addr.to_string();
     let r: Vec<RouteJson> = ip_json(&["route", "get", &a])?;
     let r = r.first().ok_or_else(|| SystemError::Ip { args: format!("route get {a}"), msg: "no route".into() })?;
-    let dev = r.dev.clone().ok_or_else(|| SystemError::Ip { args: format!("route get {a}"), msg: "no device".into() })?;
+    let dev =
+        r.dev.clone().ok_or_else(|| SystemError::Ip { args: format!("route get {a}"), msg: "no device".into() })?;
     let via = r.gateway.as_deref().and_then(|g| g.parse().ok()).unwrap_or(addr);
     Ok((dev, via))
 }

@@ -54,7 +54,8 @@ impl Topo {
 
     /// Runs a command in namespace `which`; (success, stdout).
     fn exec(&self, which: &str, args: &[&str]) -> (bool, String) {
-        let out = Command::new("ip").args(["netns", "exec", &self.ns(which)]).args(args).output().expect("ip netns exec");
+        let out =
+            Command::new("ip").args(["netns", "exec", &self.ns(which)]).args(args).output().expect("ip netns exec");
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
@@ -206,7 +207,8 @@ fn every_mode_serves_real_tcp_with_ipvs_scheduling() {
     // Bytes come back intact through every mode (many segments, both directions).
     for port in [80, 81, 8082, 8083] {
         let n = 300_000;
-        let (ok, _) = t.exec("c", &["sh", "-c", &format!("curl -s -f -m 10 -o /tmp/xvs-e2e-body http://{VIP}:{port}/bytes/{n}")]);
+        let (ok, _) =
+            t.exec("c", &["sh", "-c", &format!("curl -s -f -m 10 -o /tmp/xvs-e2e-body http://{VIP}:{port}/bytes/{n}")]);
         assert!(ok, "download through port {port}");
         let mut body = Vec::new();
         std::fs::File::open("/tmp/xvs-e2e-body").and_then(|mut f| f.read_to_end(&mut body)).expect("body");

@@ -50,7 +50,13 @@ fn main() {
             frame((x % flows as u64) as usize, false)
         })
         .collect();
-    let mut w = Worker::new(0, p, vec![MemPort::looping(ring), MemPort::looping(Vec::new())], xvs::dataplane::FramePool::new(4096), None);
+    let mut w = Worker::new(
+        0,
+        p,
+        vec![MemPort::looping(ring), MemPort::looping(Vec::new())],
+        xvs::dataplane::FramePool::new(4096),
+        None,
+    );
     let mut done = 0;
     while done < packets {
         if let xvs::dataplane::Poll::Busy(n) = w.poll() {

@@ -61,7 +61,8 @@ enum Cmd {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Gen { iface, dst_mac, src, dst, dport, flows, seconds } => {
-            let dst_mac: MacAddr = dst_mac.parse().map_err(|_| anyhow::anyhow!("--dst-mac: '{dst_mac}' is not a MAC"))?;
+            let dst_mac: MacAddr =
+                dst_mac.parse().map_err(|_| anyhow::anyhow!("--dst-mac: '{dst_mac}' is not a MAC"))?;
             gen(&iface, dst_mac, src, dst, dport, flows, seconds)
         }
         Cmd::Reflect { iface, dst, dport, seconds } => reflect(&iface, dst, dport, seconds),
@@ -71,13 +72,23 @@ fn main() -> Result<()> {
 
 fn frame(src_mac: MacAddr, dst_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
     let payload = [0u8; 18];
-    let b = etherparse::PacketBuilder::ethernet2(src_mac.0, dst_mac.0).ipv4(src.octets(), dst.octets(), 64).udp(sport, dport);
+    let b = etherparse::PacketBuilder::ethernet2(src_mac.0, dst_mac.0)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .udp(sport, dport);
     let mut out = Vec::with_capacity(b.size(payload.len()));
     b.write(&mut out, &payload).expect("building a frame");
     out
 }
 
-fn gen(iface: &str, dst_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr, dport: u16, flows: u16, seconds: f64) -> Result<()> {
+fn gen(
+    iface: &str,
+    dst_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    dport: u16,
+    flows: u16,
+    seconds: f64,
+) -> Result<()> {
     let (src_mac, _, _) = xvs::system::interface(iface)?;
     let frames_data: Vec<Vec<u8>> =
         (0..flows.max(1)).map(|i| frame(src_mac, dst_mac, src, dst, 10000 + i, dport)).collect();

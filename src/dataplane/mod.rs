@@ -11,9 +11,9 @@ pub mod worker;
 pub mod xsk;
 
 pub use frame::Frame;
-pub use pipeline::{Parse, Parsed, Pipeline};
 pub use handoff::Handoff;
-pub use port::{Desc, FramePool, FrameStore, Frames, RingStats, MemPort, PcapPort, Port, BURST, FRAME_SIZE, HEADROOM};
+pub use pipeline::{Parse, Parsed, Pipeline};
+pub use port::{Desc, FramePool, FrameStore, Frames, MemPort, PcapPort, Port, RingStats, BURST, FRAME_SIZE, HEADROOM};
 pub use stats::{DestCounters, DropReason, PassReason, Verdict, WorkerStats};
 pub use tables::{DestEntry, NextHop, ServiceEntry, Tables};
 pub use worker::{Control, Poll, Worker, WorkerReport};

@@ -75,8 +75,7 @@ impl Pipeline {
 
     /// A pipeline over a given shard (tests size it themselves).
     pub fn with_shard(tables: Arc<Tables>, shard: ConnShard) -> Pipeline {
-        let mut p =
-            Pipeline {
+        let mut p = Pipeline {
             tables: tables.clone(),
             scheds: Vec::new(),
             shard,

@@ -161,6 +161,9 @@ pub trait Port {
     fn pass_to_kernel(&mut self, pool: &mut Self::Frames, d: Desc) {
         pool.free(d.idx);
     }
+    /// Called when a loop round found nothing to do: a port that batches its transmit kicks
+    /// sends what it holds back.
+    fn idle(&mut self) {}
     /// Frames this port has lent to the kernel (fill and tx rings) and not got back.
     fn held(&self) -> u32 {
         0

@@ -63,7 +63,8 @@ pub fn ifindex(iface: &str) -> Result<i32, SteerError> {
 /// How many receive queues an interface has (every one needs a socket).
 pub fn rx_queues(iface: &str) -> Result<u32, SteerError> {
     let path = format!("/sys/class/net/{iface}/queues");
-    let dir = std::fs::read_dir(&path).map_err(|e| SteerError::Iface { iface: iface.into(), msg: format!("{path}: {e}") })?;
+    let dir =
+        std::fs::read_dir(&path).map_err(|e| SteerError::Iface { iface: iface.into(), msg: format!("{path}: {e}") })?;
     let n = dir.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count();
     Ok(n.max(1) as u32)
 }
@@ -146,10 +147,9 @@ impl Attached {
     fn counter(&self, idx: u32) -> u64 {
         let Ok(m) = self.map("counters") else { return 0 };
         match m.lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY) {
-            Ok(Some(per_cpu)) => per_cpu
-                .iter()
-                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes))
-                .sum(),
+            Ok(Some(per_cpu)) => {
+                per_cpu.iter().filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes)).sum()
+            }
             _ => 0,
         }
     }

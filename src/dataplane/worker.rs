@@ -195,6 +195,11 @@ impl<P: Port> Worker<P> {
             }
         }
         handled += self.handoff_burst();
+        if handled == 0 {
+            for p in self.ports.iter_mut() {
+                p.idle();
+            }
+        }
         if handled > 0 {
             Poll::Busy(handled)
         } else if self.ports.iter().all(|p| p.finished()) {
@@ -278,10 +283,12 @@ impl<P: Port> Worker<P> {
                     self.pool.free(d.idx);
                 }
                 Verdict::Drop(_) => self.pool.free(d.idx),
-                Verdict::Pass(_) => match self.ports.get_mut(self.iface_port.get(pi).map_or(usize::MAX, |p| *p as usize)) {
-                    Some(p) => p.pass_to_kernel(&mut self.pool, d),
-                    None => self.pool.free(d.idx),
-                },
+                Verdict::Pass(_) => {
+                    match self.ports.get_mut(self.iface_port.get(pi).map_or(usize::MAX, |p| *p as usize)) {
+                        Some(p) => p.pass_to_kernel(&mut self.pool, d),
+                        None => self.pool.free(d.idx),
+                    }
+                }
                 Verdict::Handoff(w) => {
                     let sent = match &self.handoff {
                         Some(h) => h.send(w, pi as u8, self.pool.bytes(&d)),

@@ -24,6 +24,9 @@ pub const XDP_HEADROOM: usize = 256;
 /// Room for a frame's data: from where the kernel writes it to the end of the UMEM frame.
 pub const DATA_ROOM: usize = FRAME_SIZE - XDP_HEADROOM;
 
+/// Frames the kernel sends per tx kick in copy mode (its TX_BATCH_SIZE).
+const KICK_BATCH: u32 = 32;
+
 /// Ring and UMEM sizes.
 #[derive(Clone, Copy, Debug)]
 pub struct XskSizes {
@@ -77,9 +80,7 @@ unsafe impl Send for UmemFrames {}
 impl UmemFrames {
     /// Creates a UMEM of `sizes.frames` frames of [`FRAME_SIZE`] bytes, all free.
     pub fn new(sizes: &XskSizes) -> Result<UmemFrames, XskError> {
-        let qs = |what, v: u32| {
-            QueueSize::new(v).map_err(|e| XskError::Size { what, value: v, msg: e.to_string() })
-        };
+        let qs = |what, v: u32| QueueSize::new(v).map_err(|e| XskError::Size { what, value: v, msg: e.to_string() });
         let config = UmemConfig::builder()
             .frame_size(FrameSize::new(FRAME_SIZE as u32).map_err(|e| XskError::Size {
                 what: "frame_size",
@@ -106,7 +107,10 @@ impl UmemFrames {
             let mut cur = data.cursor();
             let room = cur.buf_len();
             if room < DATA_ROOM {
-                return Err(XskError::Umem { frames: sizes.frames, msg: format!("frame data room {room} < {DATA_ROOM}") });
+                return Err(XskError::Umem {
+                    frames: sizes.frames,
+                    msg: format!("frame data room {room} < {DATA_ROOM}"),
+                });
             }
             cur.set_pos(0);
             ptrs.push(data.contents_mut().as_mut_ptr());
@@ -205,6 +209,8 @@ pub struct XskPort {
     fill_target: u32,
     in_fill: u32,
     in_tx: u32,
+    /// Frames put on the tx ring since the last kick.
+    unkicked: u32,
     stats: RingStats,
 }
 
@@ -226,9 +232,7 @@ impl XskPort {
     ) -> Result<XskPort, XskError> {
         let bind_err = |msg: String| XskError::Bind { iface: iface.to_string(), queue, msg };
         let name = CString::new(iface).map_err(|_| bind_err("interface name contains NUL".into()))?;
-        let qs = |what, v: u32| {
-            QueueSize::new(v).map_err(|e| XskError::Size { what, value: v, msg: e.to_string() })
-        };
+        let qs = |what, v: u32| QueueSize::new(v).map_err(|e| XskError::Size { what, value: v, msg: e.to_string() });
         let config = |bind: BindFlags| -> Result<SocketConfig, XskError> {
             Ok(SocketConfig::builder()
                 .rx_queue_size(qs("rx_ring", sizes.rx_ring)?)
@@ -306,6 +310,7 @@ impl XskPort {
             fill_target: fill_target.min(sizes.fill_ring).max(BURST as u32),
             in_fill: 0,
             in_tx: 0,
+            unkicked: 0,
             stats: RingStats::default(),
         };
         p.refill(frames);
@@ -328,6 +333,17 @@ impl XskPort {
             tx_ring_empty: k.tx_ring_empty_descs(),
             ..self.stats
         })
+    }
+
+    /// Wakes the kernel to send (up to [`KICK_BATCH`] of) what the tx ring holds, if it asks
+    /// to be woken.
+    #[inline]
+    fn kick(&mut self) {
+        self.unkicked = self.unkicked.saturating_sub(KICK_BATCH);
+        if self.tx.needs_wakeup() {
+            self.stats.wakeups += 1;
+            let _ = self.tx.wakeup();
+        }
     }
 
     /// Completed transmissions back to the free list.
@@ -440,9 +456,12 @@ impl Port for XskPort {
             frames.free((d.addr() / FRAME_SIZE) as u32);
         }
         self.in_tx += done as u32;
-        if done > 0 && self.tx.needs_wakeup() {
-            self.stats.wakeups += 1;
-            let _ = self.tx.wakeup();
+        self.unkicked += done as u32;
+        // In copy mode the kernel sends only inside the kick (`sendto`), at most 32 frames a
+        // time: kick once for every burst's worth waiting, and for the rest when the loop goes
+        // idle (`idle`), so a trickle of frames does not cost a system call each.
+        while self.unkicked >= KICK_BATCH {
+            self.kick();
         }
         // Frames beyond the ring's room stay the caller's (it counts and frees them).
         n
@@ -454,6 +473,12 @@ impl Port for XskPort {
 
     fn ring_stats(&self) -> Option<RingStats> {
         Some(self.kernel_stats().unwrap_or(self.stats))
+    }
+
+    fn idle(&mut self) {
+        while self.unkicked > 0 {
+            self.kick();
+        }
     }
 
     fn pass_to_kernel(&mut self, frames: &mut UmemFrames, d: Desc) {
