@@ -231,7 +231,7 @@ impl Pipeline {
                 if k.dport < lo || k.dport > hi {
                     return None;
                 }
-                ((k.dport - lo) % self.workers) as u16
+                (k.dport - lo) % self.workers
             }
             None if !t.nat_services(k.proto, k.saddr, k.sport).is_empty() => {
                 client_owner(k.daddr, k.dport, self.workers)
