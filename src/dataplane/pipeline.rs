@@ -226,7 +226,8 @@ impl Pipeline {
                 Some(s) if s.replies_return => client_owner(k.saddr, k.sport, self.workers),
                 _ => return None,
             },
-            None if self.shard.is_local_addr(k.daddr) => {
+            // FULLNAT connections use the tables' DIP as their local address.
+            None if k.daddr == t.dip && t.dip != 0 => {
                 let (lo, hi) = t.lport_range;
                 if k.dport < lo || k.dport > hi {
                     return None;

@@ -1,0 +1,112 @@
+//! Connection ownership with several workers, without namespaces: two workers in one thread
+//! over in-memory ports and the real handoff rings. Whatever worker a frame arrives at, the
+//! owner handles it: the client endpoint's worker for NAT, the local port's for FULLNAT.
+
+mod common;
+use common::*;
+use std::sync::Arc;
+use xvs::config::Config;
+use xvs::dataplane::pipeline::client_owner;
+use xvs::dataplane::{FramePool, Handoff, MemPort, Pipeline, Tables, Verdict, Worker};
+
+fn workers(json: &str) -> (Vec<Worker<MemPort>>, Arc<Tables>) {
+    let cfg = Config::parse(&json.replace("\"mtu\": 1500", "\"mtu\": 1500, \"workers\": 2")).expect("config");
+    let tables = Arc::new(Tables::build(&cfg));
+    let h = Arc::new(Handoff::new(2, 64));
+    let ws = (0..2u16)
+        .map(|w| {
+            let ports = vec![MemPort::capturing(), MemPort::capturing()];
+            let mut worker = Worker::new(w, Pipeline::new(tables.clone(), w), ports, FramePool::new(256), None);
+            worker.set_handoff(h.clone());
+            worker
+        })
+        .collect();
+    (ws, tables)
+}
+
+/// Polls both workers until neither has anything left.
+fn settle(ws: &mut [Worker<MemPort>]) {
+    for _ in 0..8 {
+        for w in ws.iter_mut() {
+            w.poll();
+        }
+    }
+}
+
+/// A client port whose connections worker `owner` owns.
+fn port_owned_by(owner: u16) -> u16 {
+    let c = u32::from_be_bytes(CLIENT);
+    (40000..).find(|p| client_owner(c, *p, 2) == owner).expect("a port")
+}
+
+#[test]
+fn nat_frames_reach_the_client_endpoints_owner_from_either_worker() {
+    let (mut ws, _) = workers(&config_json(""));
+    let sport = port_owned_by(1);
+    // The SYN arrives at worker 0, which hands it over; worker 1 forwards it.
+    let syn = tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, 80, SYN, 64, &[]);
+    ws[0].ports[0].push_rx(syn);
+    settle(&mut ws);
+    assert_eq!(ws[0].pipeline.stats.handoff_out, 1);
+    assert_eq!(ws[1].pipeline.stats.handoff_in, 1);
+    assert_eq!(ws[0].ports[1].tx.len(), 0);
+    let fwd = ws[1].ports[1].tx.pop().expect("worker 1 forwards the SYN to a real server");
+    assert_checksums(&fwd);
+    assert_eq!(&fwd[30..34], &RS1, "to the first real server");
+    // The reply arrives at worker 0 too (another queue): handed to worker 1, which owns it.
+    let synack = tcp_frame(RS1_MAC, DIR_R_MAC, RS1, CLIENT, 8080, sport, SYNACK, 64, &[]);
+    ws[0].ports[1].push_rx(synack);
+    settle(&mut ws);
+    let back = ws[1].ports[0].tx.pop().expect("worker 1 forwards the reply to the client");
+    assert_checksums(&back);
+    assert_eq!((&back[26..30], &back[34..36]), (&VIP[..], &80u16.to_be_bytes()[..]), "source rewritten to the VIP");
+    assert_eq!(ws[0].pipeline.stats.handoff_out, 2);
+    assert_eq!(ws[1].pipeline.stats.handoff_in, 2);
+    assert_eq!(ws[0].pipeline.shard.len(), 0, "worker 0 keeps no state for it");
+    for w in &ws {
+        assert_eq!(w.report().lost(), 0);
+    }
+}
+
+#[test]
+fn fullnat_replies_go_to_the_worker_that_owns_the_local_port() {
+    let (mut ws, tables) = workers(&config_json(""));
+    let sport = port_owned_by(0);
+    ws[0].ports[0].push_rx(tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, 81, SYN, 64, &[]));
+    settle(&mut ws);
+    let fwd = ws[0].ports[1].tx.pop().expect("worker 0 forwards");
+    let lport = u16::from_be_bytes([fwd[34], fwd[35]]);
+    let (lo, _) = tables.lport_range;
+    assert_eq!((lport - lo) % 2, 0, "worker 0's local ports");
+    // The server's reply lands on worker 1's queue: handed back to worker 0.
+    ws[1].ports[1].push_rx(tcp_frame(RS1_MAC, DIR_R_MAC, RS1, DIP, 8081, lport, SYNACK, 64, &[]));
+    settle(&mut ws);
+    assert_eq!(ws[1].pipeline.stats.handoff_out, 1);
+    let back = ws[0].ports[0].tx.pop().expect("worker 0 forwards the reply");
+    assert_checksums(&back);
+    assert_eq!((&back[30..34], u16::from_be_bytes([back[36], back[37]])), (&CLIENT[..], sport));
+}
+
+#[test]
+fn dr_and_tun_stay_where_they_arrive_and_a_full_ring_is_counted() {
+    let (mut ws, _) = workers(&config_json(""));
+    let sport = port_owned_by(1);
+    ws[0].ports[0].push_rx(tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, 82, SYN, 64, &[]));
+    settle(&mut ws);
+    assert_eq!(ws[0].pipeline.stats.handoff_out, 0, "DR: no replies come back, no owner needed");
+    assert_eq!(ws[0].ports[1].tx.len(), 1);
+    // 64 buffers in worker 1's ring: 100 frames for it overflow it while it does not poll.
+    let c = u32::from_be_bytes(CLIENT);
+    for p in (30000..).filter(|p| client_owner(c, *p, 2) == 1).take(100) {
+        ws[0].ports[0].push_rx(tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, p, 80, SYN, 64, &[]));
+    }
+    for _ in 0..8 {
+        ws[0].poll();
+    }
+    let s = &ws[0].pipeline.stats;
+    assert!(s.handoff_full > 0, "a full ring is counted, not blocked on");
+    assert_eq!(s.handoff_out, 100, "every SYN was for worker 1");
+    settle(&mut ws);
+    assert_eq!(ws[1].pipeline.stats.handoff_in, ws[0].pipeline.stats.handoff_out - ws[0].pipeline.stats.handoff_full);
+    assert_eq!(ws[0].report().lost(), 0);
+}
