@@ -329,3 +329,39 @@ pub fn detach_any(iface: &str) -> Result<(), SteerError> {
     let _ = xdp.detach(ifindex, XdpFlags::SKB_MODE);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn steer_set_holds_services_nat_servers_and_the_fullnat_local_range() {
+        let cfg = Config::parse(
+            r#"{"director": {"interfaces": [{"name": "a", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1"}],
+                "dip": "198.19.0.1", "local_ports": [20000, 29999]},
+               "services": [
+                 {"proto": "tcp", "vip": "198.18.0.100", "port": 80,
+                  "real_servers": [{"addr": "198.19.0.11", "port": 8080, "mode": "nat"},
+                                   {"addr": "198.19.0.12", "mode": "dr"}]},
+                 {"proto": "udp", "vip": "198.18.0.101", "port": 0, "persistence_timeout": 60,
+                  "real_servers": [{"addr": "198.19.0.13", "mode": "fullnat"}]}]}"#,
+        )
+        .expect("config");
+        let s = SteerSet::from_tables(&Tables::build(&cfg));
+        let ip = |a: [u8; 4]| u32::from_be_bytes(a);
+        assert_eq!(
+            s.services.iter().copied().collect::<Vec<_>>(),
+            [(6, ip([198, 18, 0, 100]), 80), (17, ip([198, 18, 0, 101]), 0)]
+        );
+        assert_eq!(s.vips.len(), 2);
+        assert_eq!(
+            s.nat_dests.iter().copied().collect::<Vec<_>>(),
+            [(6, ip([198, 19, 0, 11]), 8080)],
+            "DR servers send no replies through us"
+        );
+        assert_eq!(s.local.iter().copied().collect::<Vec<_>>(), [(ip([198, 19, 0, 1]), 20000, 29999)]);
+        let key = l4_key(6, ip([198, 18, 0, 100]), 80);
+        assert_eq!(key, [198, 18, 0, 100, 0, 80, 6, 0], "the C struct l4_key, network order");
+    }
+}
