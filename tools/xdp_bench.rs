@@ -133,6 +133,9 @@ fn reflect(iface: &str, dst: Ipv4Addr, dport: u16, seconds: f64) -> Result<()> {
     let end = Duration::from_secs_f64(seconds);
     while start.elapsed() < end {
         let n = port.rx_burst(&mut umem, &mut descs);
+        if n == 0 {
+            port.idle();
+        }
         for d in &descs[..n] {
             let mut f = umem.frame(d);
             let b = f.data_mut();
