@@ -130,14 +130,13 @@ pub fn run(config: &Path) -> Result<()> {
             None => println!("  worker {w}: not pinned (director.cores not set)"),
         }
     }
-    for (i, t) in cfg.interfaces.iter().enumerate() {
+    for t in &cfg.interfaces {
         println!(
             "  {}: mac {} ip {}",
             t.name,
             t.mac.map_or("?".into(), |m| m.to_string()),
             t.ip.map_or("-".into(), |a| a.to_string())
         );
-        let _ = i;
     }
     println!("  services: {}, dip {}", cfg.services.len(), cfg.dip().map_or("-".into(), |a| a.to_string()));
 

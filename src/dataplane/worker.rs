@@ -81,6 +81,8 @@ pub struct Worker<P: Port> {
     iface_port: [u8; MAX_PORTS],
     /// The interface each port belongs to (identity unless set by [`Worker::map_ports`]).
     port_iface: [u8; MAX_PORTS],
+    /// The wall clock at the start of this loop round.
+    round_ms: u64,
     /// Consecutive idle rounds (back-off, see [`Worker::run`]).
     idle_rounds: u32,
     /// Times the idle worker yielded its core.
@@ -108,6 +110,7 @@ impl<P: Port> Worker<P> {
             tx_n: [0; MAX_PORTS],
             iface_port: core::array::from_fn(|i| i as u8),
             port_iface: core::array::from_fn(|i| i as u8),
+            round_ms: 0,
             idle_rounds: 0,
             idle_yields: 0,
         };
@@ -175,6 +178,7 @@ impl<P: Port> Worker<P> {
     pub fn poll(&mut self) -> Poll {
         // Housekeeping on the timer wheel: free when nothing is due (one comparison).
         let now = self.now_ms();
+        self.round_ms = now;
         self.pipeline.housekeeping(now, EXPIRE_BUDGET);
         if let Some(rx) = &self.ctrl {
             match rx.try_recv() {
@@ -227,31 +231,33 @@ impl<P: Port> Worker<P> {
     /// Frames other workers handed to this one: loaded into this worker's frames and
     /// processed in bursts of one arrival port each.
     fn handoff_burst(&mut self) -> usize {
-        let Some(h) = self.handoff.clone() else { return 0 };
-        let mut total = 0;
-        let mut n = 0;
-        let mut port = 0u8;
+        // Borrowed, not cloned: an `Arc` clone per round would bounce its counter's cache
+        // line between all workers.
+        let Some(h) = &self.handoff else { return 0 };
+        let mut ports = [0u8; BURST];
+        let (mut total, mut n) = (0, 0);
         while total < BURST {
             let Some(b) = h.recv(self.id) else { break };
             total += 1;
-            self.pipeline.stats.handoff_in += 1;
-            if n > 0 && b.port != port {
-                self.handle_burst(n, port as usize);
-                n = 0;
-            }
-            port = b.port;
-            let loaded = self.pool.load(b.bytes());
-            h.recycle(self.id, b);
-            match loaded {
+            match self.pool.load(b.bytes()) {
                 Some(d) => {
                     self.rx[n] = d;
+                    ports[n] = b.port;
                     n += 1;
                 }
                 None => self.pipeline.stats.drops[DropReason::NoFrame as usize] += 1,
             }
+            h.recycle(self.id, b);
         }
-        if n > 0 {
-            self.handle_burst(n, port as usize);
+        self.pipeline.stats.handoff_in += total as u64;
+        // One burst per run of frames from the same interface.
+        let mut start = 0;
+        while start < n {
+            let port = ports[start];
+            let end = start + ports[start..n].iter().take_while(|p| **p == port).count();
+            self.rx.copy_within(start..end, 0);
+            self.handle_burst(end - start, port as usize);
+            start = end;
         }
         total
     }
@@ -259,8 +265,9 @@ impl<P: Port> Worker<P> {
     /// Processes `self.rx[..n]`, received on interface `pi`, and sends each frame where its
     /// verdict says.
     fn handle_burst(&mut self, n: usize, pi: usize) {
-        // The capture's clock moves with the frames just read.
-        let now = self.now_ms();
+        // A capture's clock moves with the frames just read; the wall clock was read once
+        // for this round.
+        let now = self.ports.first().and_then(|p| p.clock_ms()).unwrap_or(self.round_ms);
         let mut verdicts = [Verdict::Pass(PassReason::NotIp); BURST];
         self.pipeline.process_burst(&mut self.pool, &mut self.rx[..n], pi as u8, now, &mut verdicts[..n]);
         let rx = self.rx;
