@@ -185,7 +185,7 @@ impl Pipeline {
             Parse::Flow(p) => {
                 let svc = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
                 match self.owner(&p.key, svc) {
-                    Some(w) => Verdict::Handoff(w),
+                    Some(w) => Verdict::Handoff(w as u8),
                     None => {
                         let h = self.shard.hash(&p.key);
                         self.decide_hinted(frame, &p, h, svc, NONE, rx_port, now_ms)
@@ -312,7 +312,7 @@ impl Pipeline {
                 Parse::Flow(p) => {
                     svcs[i] = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
                     if let Some(w) = self.owner(&p.key, svcs[i]) {
-                        out[i] = Verdict::Handoff(w);
+                        out[i] = Verdict::Handoff(w as u8);
                         continue;
                     }
                     flow[i] = true;

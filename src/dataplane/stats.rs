@@ -122,8 +122,9 @@ pub enum Verdict {
     Tx(u8),
     Drop(DropReason),
     Pass(PassReason),
-    /// Another worker owns this frame's connection (NAT/FULLNAT reply steering): hand it over.
-    Handoff(u16),
+    /// Another worker owns this frame's connection (NAT/FULLNAT reply steering): hand it over
+    /// (worker indexes fit a byte: at most 256 workers; a byte keeps the verdict two bytes).
+    Handoff(u8),
 }
 
 /// Counters of one real server (IPVS's per-dest stats).

@@ -298,7 +298,7 @@ impl<P: Port> Worker<P> {
                 }
                 Verdict::Handoff(w) => {
                     let sent = match &self.handoff {
-                        Some(h) => h.send(w, pi as u8, self.pool.bytes(&d)),
+                        Some(h) => h.send(w as u16, pi as u8, self.pool.bytes(&d)),
                         None => false,
                     };
                     if !sent {
