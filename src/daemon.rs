@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use xvs::config::Config;
 use xvs::dataplane::steer::{SteerSet, Steering};
 use xvs::dataplane::xsk::{UmemFrames, XskPort, XskSizes};
-use xvs::dataplane::{Control, DropReason, Handoff, PassReason, Pipeline, Tables, Worker, WorkerReport};
+use xvs::dataplane::{Control, DropReason, Handoff, PassReason, Pipeline, Tables, Worker, WorkerReport, WorkerStats};
 use xvs::system;
 
 /// How often next hops are resolved again.
@@ -220,6 +220,20 @@ fn collect(handles: &[WorkerHandle]) -> Vec<WorkerReport> {
     out
 }
 
+/// One line per drop and pass reason that counted something.
+pub fn print_reasons(s: &WorkerStats) {
+    for d in DropReason::ALL {
+        if s.dropped(d) > 0 {
+            println!("  dropped {:<16} {:>10}", d.name(), s.dropped(d));
+        }
+    }
+    for p in PassReason::ALL {
+        if s.passed(p) > 0 {
+            println!("  passed {:<17} {:>10}", p.name(), s.passed(p));
+        }
+    }
+}
+
 fn print_stats(cfg: &Config, reports: &[WorkerReport], steering: &Steering) {
     let (redirected, passed) = steering.counters();
     println!("xdp: {redirected} frames to the workers, {passed} passed to the kernel");
@@ -241,16 +255,7 @@ fn print_stats(cfg: &Config, reports: &[WorkerReport], steering: &Steering) {
             r.frames_in_kernel,
             r.lost()
         );
-        for d in DropReason::ALL {
-            if s.dropped(d) > 0 {
-                println!("  dropped {:<16} {:>10}", d.name(), s.dropped(d));
-            }
-        }
-        for p in PassReason::ALL {
-            if s.passed(p) > 0 {
-                println!("  passed {:<17} {:>10}", p.name(), s.passed(p));
-            }
-        }
+        print_reasons(s);
         for (i, k) in r.rings.iter().enumerate() {
             println!(
                 "  ring {i}: rx_dropped {} rx_ring_full {} fill_empty {} tx_invalid {} tx_ring_empty {} wakeups {} pass_dropped {}",

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use xvs::config::Config;
-use xvs::dataplane::{DropReason, PassReason, PcapPort, Pipeline, Poll, Tables, Worker};
+use xvs::dataplane::{PcapPort, Pipeline, Poll, Tables, Worker};
 
 #[derive(Parser)]
 #[command(name = "xvs", version, about = "A user-space poll-mode L4 load-balancing director (LVS/IPVS semantics)")]
@@ -142,16 +142,7 @@ fn replay(cfg: Config, input: &Path, output: &Path) -> Result<()> {
     if s.icmp_frag_needed > 0 {
         println!("    icmp_frag_needed       {:>10}", s.icmp_frag_needed);
     }
-    for r in DropReason::ALL {
-        if s.dropped(r) > 0 {
-            println!("  dropped {:<16} {:>10}", r.name(), s.dropped(r));
-        }
-    }
-    for r in PassReason::ALL {
-        if s.passed(r) > 0 {
-            println!("  passed {:<17} {:>10}", r.name(), s.passed(r));
-        }
-    }
+    daemon::print_reasons(s);
     let sh = &w.pipeline.shard;
     println!(
         "connections: {} created, {} persistence templates, {} live at the end of the capture",

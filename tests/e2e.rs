@@ -302,25 +302,22 @@ fn bad_setups_are_refused_with_the_field_named() {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let t = Topo::up("xe4", 1);
     let path = std::env::temp_dir().join("xvs-e2e-bad.json");
-    std::fs::write(&path, config(2)).expect("write");
-    let out = Command::new("ip")
-        .args(["netns", "exec", &t.ns("d"), xvs(), "run", "--config"])
-        .arg(&path)
-        .output()
-        .expect("xvs run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(err.contains("director.workers") && err.contains("xvs-c, which has 1"), "{err}");
+    // (exit success, stderr) of `xvs run` with `config`.
+    let run = |config: String| {
+        std::fs::write(&path, config).expect("write");
+        let out = Command::new("ip")
+            .args(["netns", "exec", &t.ns("d"), xvs(), "run", "--config"])
+            .arg(&path)
+            .output()
+            .expect("xvs run");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = run(config(2));
+    assert!(!ok && err.contains("director.workers") && err.contains("xvs-c, which has 1"), "{err}");
     let (_, link) = t.exec("d", &["ip", "link", "show"]);
     assert!(!link.contains("xdp"), "nothing attached after a refused start:\n{link}");
-    std::fs::write(&path, config(1).replace("xvs-r", "nosuch0")).expect("write");
-    let out = Command::new("ip")
-        .args(["netns", "exec", &t.ns("d"), xvs(), "run", "--config"])
-        .arg(&path)
-        .output()
-        .expect("xvs run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("nosuch0"), "{err}");
+    let (ok, err) = run(config(1).replace("xvs-r", "nosuch0"));
+    assert!(!ok && err.contains("nosuch0"), "{err}");
     let _ = std::fs::remove_file(&path);
 }
 

@@ -3,12 +3,7 @@
 // Accepts what a Linux ipip tunnel accepts from the director: an outer IPv4 header (no
 // fragment, protocol 4, valid header checksum) addressed to a local address set in `local`
 // and an inner IPv4 packet; strips the outer header and hands the inner packet to the kernel.
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
+#include "common.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -17,21 +12,7 @@ struct {
 	__type(value, __u8);
 } local SEC(".maps");
 
-/* 0: decapsulated, 1: bad outer header (dropped) */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, __u64);
-} counters SEC(".maps");
-
-static __always_inline int count(__u32 what, int action)
-{
-	__u64 *c = bpf_map_lookup_elem(&counters, &what);
-	if (c)
-		*c += 1;
-	return action;
-}
+/* counters: 0 decapsulated, 1 bad outer header (dropped) */
 
 static __always_inline __u16 csum_ok(struct iphdr *ip, void *end)
 {
@@ -51,10 +32,8 @@ int xvs_ipip_decap(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return XDP_PASS;
-	struct iphdr *outer = (void *)(eth + 1);
-	if ((void *)(outer + 1) > end || outer->protocol != IPPROTO_IPIP)
+	struct iphdr *outer = ipv4_header(ctx);
+	if (!outer || outer->protocol != IPPROTO_IPIP)
 		return XDP_PASS;
 	__u32 d = outer->daddr;
 	if (!bpf_map_lookup_elem(&local, &d))

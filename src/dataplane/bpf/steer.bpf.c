@@ -9,12 +9,7 @@
 //   - NAT replies: TCP/UDP from a NAT real server's (addr, port) (port 0: any port);
 //   - FULLNAT replies: TCP/UDP to a director local address on a port in its local-port range.
 // The control plane fills the maps and updates them at runtime.
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
+#include "common.h"
 
 struct l4_key {
 	__u32 addr;   /* network order */
@@ -63,21 +58,7 @@ struct {
 	__type(value, struct lport_range);
 } local_addrs SEC(".maps");
 
-/* 0: redirected, 1: passed */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, __u64);
-} counters SEC(".maps");
-
-static __always_inline int count(__u32 what, int action)
-{
-	__u64 *c = bpf_map_lookup_elem(&counters, &what);
-	if (c)
-		*c += 1;
-	return action;
-}
+/* counters: 0 redirected, 1 passed */
 
 static __always_inline int redirect(struct xdp_md *ctx)
 {
@@ -98,13 +79,9 @@ static __always_inline int has(void *map, __u32 addr, __u16 port, __u8 proto)
 SEC("xdp")
 int xvs_steer(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return count(1, XDP_PASS);
-	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
+	struct iphdr *ip = ipv4_header(ctx);
+	if (!ip || ip->version != 4 || ip->ihl < 5)
 		return count(1, XDP_PASS);
 	if (ip->frag_off & bpf_htons(0x3fff)) {
 		__u32 d = ip->daddr;
