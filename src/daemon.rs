@@ -155,9 +155,9 @@ pub fn run(config: &Path) -> Result<()> {
             last_refresh = Instant::now();
             let t = build_tables(&cfg, Duration::from_millis(200), true);
             if !same_next_hops(&t, &current) {
+                // The steering maps hold services and servers, not next hops: unchanged.
                 tracing::info!("next hops changed: new tables for the workers");
                 let t = Arc::new(t);
-                steering.sync(&SteerSet::from_tables(&t))?;
                 for h in &handles {
                     let _ = h.ctrl.send(Control::Tables(t.clone()));
                 }
@@ -204,7 +204,7 @@ fn same_next_hops(a: &Tables, b: &Tables) -> bool {
         .iter()
         .flat_map(|s| s.dests.iter().map(|d| d.next_hop))
         .eq(b.services.iter().flat_map(|s| s.dests.iter().map(|d| d.next_hop)))
-        && a.next_hop(0) == b.next_hop(0)
+        && a.gateway() == b.gateway()
 }
 
 fn collect(handles: &[WorkerHandle]) -> Vec<WorkerReport> {

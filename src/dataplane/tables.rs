@@ -170,6 +170,11 @@ impl Tables {
         self.vips.contains_key(&addr)
     }
 
+    /// The default next hop.
+    pub fn gateway(&self) -> Option<NextHop> {
+        self.gateway
+    }
+
     /// The next hop for `addr`: a neighbour entry, else the gateway.
     #[inline]
     pub fn next_hop(&self, addr: u32) -> Option<NextHop> {
