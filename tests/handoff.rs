@@ -7,7 +7,7 @@ use common::*;
 use std::sync::Arc;
 use xvs::config::Config;
 use xvs::dataplane::pipeline::client_owner;
-use xvs::dataplane::{FramePool, Handoff, MemPort, Pipeline, Tables, Verdict, Worker};
+use xvs::dataplane::{FramePool, Handoff, MemPort, Pipeline, Tables, Worker};
 
 fn workers(json: &str) -> (Vec<Worker<MemPort>>, Arc<Tables>) {
     let cfg = Config::parse(&json.replace("\"mtu\": 1500", "\"mtu\": 1500, \"workers\": 2")).expect("config");
