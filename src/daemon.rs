@@ -142,10 +142,12 @@ pub fn run(config: &Path) -> Result<()> {
 
     let mut current = tables;
     let mut last_refresh = Instant::now();
+    let mut worker_died = false;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         if handles.iter().any(|h| h.thread.is_finished()) {
-            tracing::error!("a worker stopped unexpectedly");
+            tracing::error!("a worker stopped unexpectedly: shutting down");
+            worker_died = true;
             break;
         }
         if usr1.swap(false, Ordering::Relaxed) {
@@ -178,6 +180,9 @@ pub fn run(config: &Path) -> Result<()> {
     print_stats(&cfg, &reports, &steering);
     steering.detach()?;
     println!("xvs: stopped; XDP programs detached from {}", names.join(", "));
+    if worker_died || reports.len() < workers as usize {
+        bail!("a worker stopped unexpectedly");
+    }
     Ok(())
 }
 
