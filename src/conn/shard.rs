@@ -298,6 +298,41 @@ impl ConnShard {
         self.limits = limits;
     }
 
+    /// Control plane, at a batch boundary, before [`ConnShard::set_dest_limits`] for the new
+    /// tables: every connection and persistence template follows its real server to its new
+    /// (service, index) position, `map[svc][dest]`; those whose service or real server is gone
+    /// (`None`, or out of the map) are removed (followers before templates, so no template
+    /// count goes stale). Loads move with their servers; `shape[svc]` is the new number of
+    /// real servers per service. Returns how many entries were removed. One walk over the
+    /// slab: a reconfiguration, not a packet, pays for it.
+    pub fn remap(&mut self, map: &[Vec<Option<(u16, u16)>>], shape: &[usize]) -> usize {
+        let target = |svc: u16, dest: u16| map.get(svc as usize).and_then(|v| v.get(dest as usize)).copied().flatten();
+        let mut gone: Vec<(bool, u32)> =
+            self.iter().filter(|(_, c)| target(c.svc, c.dest).is_none()).map(|(i, c)| (c.is_template(), i)).collect();
+        gone.sort_by_key(|&(template, _)| template);
+        for &(_, i) in &gone {
+            self.remove(i);
+        }
+        for c in self.slab.iter_mut().filter(|c| c.flags & F_IN_USE != 0) {
+            if let Some((s, d)) = target(c.svc, c.dest) {
+                c.svc = s;
+                c.dest = d;
+            }
+        }
+        let mut loads: Vec<Vec<DestLoad>> = shape.iter().map(|&n| vec![DestLoad::default(); n]).collect();
+        for (si, v) in self.loads.iter().enumerate() {
+            for (di, l) in v.iter().enumerate() {
+                if let Some((s, d)) = target(si as u16, di as u16) {
+                    if let Some(slot) = loads.get_mut(s as usize).and_then(|v| v.get_mut(d as usize)) {
+                        *slot = *l;
+                    }
+                }
+            }
+        }
+        self.loads = loads;
+        gone.len()
+    }
+
     /// The loads of one service's real servers (what its scheduler reads).
     #[inline]
     pub fn loads(&self, svc: u16) -> &[DestLoad] {

@@ -47,6 +47,25 @@ pub struct Pipeline {
     workers: u16,
 }
 
+/// Where each (service, real server) position of `old` is in `new`: services matched by
+/// (proto, VIP, port), real servers by (address, port).
+fn position_map(old: &Tables, new: &Tables) -> Vec<Vec<Option<(u16, u16)>>> {
+    old.services
+        .iter()
+        .map(|os| {
+            let ns = new.services.iter().position(|s| s.proto == os.proto && s.vip == os.vip && s.vport == os.vport);
+            os.dests
+                .iter()
+                .map(|od| {
+                    let ni = ns?;
+                    let nd = new.services[ni].dests.iter().position(|d| d.addr == od.addr && d.port == od.port)?;
+                    Some((ni as u16, nd as u16))
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The worker that owns connections of client endpoint (addr, port) when `workers` share the
 /// NAT/FULLNAT traffic: a multiplicative hash (ports alone are biased: Linux prefers even
 /// source ports), scaled to `0..workers` without a division.
@@ -92,9 +111,21 @@ impl Pipeline {
         &self.tables
     }
 
-    /// Switches to a new snapshot (at a batch boundary): schedulers are rebuilt, connection
-    /// loads of servers at the same (service, index) position carry over.
+    /// Switches to a new snapshot (at a batch boundary). Schedulers are rebuilt. Connections,
+    /// persistence templates, loads and counters follow their real server, found by service
+    /// (proto, VIP, port) and server (address, port), wherever the new tables put them; those
+    /// whose service or server is gone are removed (their next packets are dropped as
+    /// `no_conn`, and a new SYN is scheduled afresh).
     pub fn set_tables(&mut self, tables: Arc<Tables>) {
+        let map = position_map(&self.tables, &tables);
+        let shape: Vec<usize> = tables.services.iter().map(|s| s.dests.len()).collect();
+        let identity = shape.len() == map.len()
+            && map.iter().enumerate().all(|(si, v)| {
+                v.len() == shape[si] && v.iter().enumerate().all(|(di, m)| *m == Some((si as u16, di as u16)))
+            });
+        if !identity {
+            self.stats.reconfig_removed += self.shard.remap(&map, &shape) as u64;
+        }
         self.scheds = tables
             .services
             .iter()
@@ -105,12 +136,12 @@ impl Pipeline {
         let weights = tables.services.iter().map(|s| s.dests.iter().map(|d| d.weight).collect()).collect();
         self.shard.set_dest_limits(limits, weights);
         self.shard.set_timeouts(&tables.timeouts);
-        let mut dests: Vec<Vec<DestCounters>> =
-            tables.services.iter().map(|s| vec![DestCounters::default(); s.dests.len()]).collect();
-        for (si, s) in dests.iter_mut().enumerate() {
-            for (di, d) in s.iter_mut().enumerate() {
-                if let Some(old) = self.stats.dests.get(si).and_then(|v| v.get(di)) {
-                    *d = *old;
+        let mut dests: Vec<Vec<DestCounters>> = shape.iter().map(|&n| vec![DestCounters::default(); n]).collect();
+        for (si, v) in map.iter().enumerate() {
+            for (di, m) in v.iter().enumerate() {
+                let (Some((s, d)), Some(old)) = (m, self.stats.dests.get(si).and_then(|v| v.get(di))) else { continue };
+                if let Some(slot) = dests.get_mut(*s as usize).and_then(|v| v.get_mut(*d as usize)) {
+                    *slot = *old;
                 }
             }
         }
