@@ -164,9 +164,34 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// A reconfiguration that moves every connection (two servers swap places) over a 1M-entry
+/// shard: the pause a worker takes at the batch boundary where it switches tables.
+fn remap(c: &mut Criterion) {
+    let mut s = ConnShard::new(&ShardConfig { capacity: N, ..ShardConfig::default() });
+    s.set_dest_limits(vec![vec![(0, 0); 2]], vec![vec![1, 1]]);
+    s.start_clock(0);
+    for i in 0..N {
+        let mut n = new(i);
+        n.dest = (i % 2) as u16;
+        s.create(&n, 0).expect("fits");
+    }
+    let swap = vec![vec![Some((0, 1)), Some((0, 0))]];
+    let mut g = c.benchmark_group("conn");
+    g.sample_size(10);
+    g.bench_function("remap_1m_swap", |b| b.iter(|| black_box(s.remap(&swap, &[2]))));
+    assert_eq!(s.len(), N, "nothing removed");
+    g.finish();
+}
+
+criterion_group! {
+    name = reconfig;
+    config = Criterion::default().warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(5));
+    targets = remap
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
     targets = bench
 }
-criterion_main!(benches);
+criterion_main!(benches, reconfig);
