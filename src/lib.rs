@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod control;
 pub mod dataplane;
 pub mod modes;
 pub mod rules;

@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 /// Transport protocol of a virtual service (IP protocol number as discriminant).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Proto {
     Tcp = 6,
     Udp = 17,
@@ -34,7 +34,7 @@ impl Proto {
 }
 
 /// How a packet reaches the real server (per real server, as in IPVS).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum FwdMode {
     /// DNAT: dst VIP:vport -> RIP:rport; replies come back through the director.
     Nat,
@@ -71,7 +71,7 @@ impl FwdMode {
 }
 
 /// Scheduler names, as ipvsadm spells them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SchedKind {
     Rr,
     Wrr,
@@ -121,7 +121,7 @@ impl fmt::Display for SchedKind {
 }
 
 /// Scheduler flags (`ipvsadm -b`): only sh and mh use them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SchedFlags {
     /// sh-fallback / mh-fallback: try other buckets when the hashed server is unavailable.
     pub fallback: bool,
@@ -137,7 +137,7 @@ pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 360;
 pub const MAX_PERSISTENCE_TIMEOUT: u32 = 2_678_400;
 
 /// Client persistence (`-p timeout -M netmask`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Persistence {
     /// Seconds a template outlives the last connection that used it.
     pub timeout_s: u32,
@@ -146,7 +146,7 @@ pub struct Persistence {
 }
 
 /// One real server of a virtual service.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RealServer {
     pub addr: Ipv4Addr,
     pub port: u16,
@@ -160,7 +160,7 @@ pub struct RealServer {
 }
 
 /// A virtual service: (proto, VIP, port) with its scheduler and real servers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VirtualService {
     pub proto: Proto,
     pub vip: Ipv4Addr,
