@@ -42,6 +42,15 @@ struct RawConfig {
     conn: RawConn,
     #[serde(default)]
     services: Vec<RawService>,
+    #[serde(default)]
+    control: RawControl,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    #[serde(default)]
+    socket: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -188,9 +197,14 @@ pub struct Config {
     pub max_conns_per_worker: u32,
     /// AF_XDP UMEM frames per worker.
     pub umem_frames: u32,
+    /// The control socket `xvsadm` talks to.
+    pub control_socket: std::path::PathBuf,
     pub timeouts: Timeouts,
     pub services: Vec<VirtualService>,
 }
+
+/// Where `xvs run` listens for `xvsadm` unless `control.socket` says otherwise.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xvs.sock";
 
 /// Default bound on connections per worker.
 pub const DEFAULT_MAX_CONNS: u32 = 1 << 20;
@@ -352,6 +366,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         gateway,
         max_conns_per_worker,
         umem_frames,
+        control_socket: match &raw.control.socket {
+            Some(p) if p.is_empty() => return Err(err("control.socket", "an empty path")),
+            Some(p) => p.into(),
+            None => DEFAULT_CONTROL_SOCKET.into(),
+        },
         timeouts,
         services,
     })

@@ -2,6 +2,7 @@
 //! object per line over a Unix socket (mode 0600, so only its owner can change the director).
 //! A request that does not parse gets an error reply and changes nothing.
 
+use crate::rules::{ListOpts, RuleError};
 use crate::service::{FwdMode, VirtualService};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -30,8 +31,14 @@ pub enum Request {
 pub enum Reply {
     Done,
     /// ipvsadm's message and exit status.
-    Failed { code: i32, message: String },
-    Services { size: u64, services: Vec<ServiceView> },
+    Failed {
+        code: i32,
+        message: String,
+    },
+    Services {
+        size: u64,
+        services: Vec<ServiceView>,
+    },
 }
 
 /// Counters of one real server, summed over the workers.
@@ -73,8 +80,8 @@ pub fn read_line(r: impl Read) -> std::io::Result<String> {
 
 /// Sends one request and waits for its reply.
 pub fn call(path: &Path, req: &Request) -> Result<Reply, ControlError> {
-    let mut s = UnixStream::connect(path)
-        .map_err(|e| ControlError::Connect { path: path.display().to_string(), source: e })?;
+    let mut s =
+        UnixStream::connect(path).map_err(|e| ControlError::Connect { path: path.display().to_string(), source: e })?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut line = serde_json::to_string(req)?;
     line.push('\n');
@@ -89,7 +96,8 @@ pub fn serve(mut s: UnixStream, handle: impl FnOnce(Request) -> Reply) -> std::i
         Ok(req) => handle(req),
         Err(e) => Reply::Failed { code: 2, message: format!("malformed request: {e}") },
     };
-    let mut line = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"Failed\":{\"code\":2,\"message\":\"reply\"}}".into());
+    let mut line =
+        serde_json::to_string(&reply).unwrap_or_else(|_| "{\"Failed\":{\"code\":2,\"message\":\"reply\"}}".into());
     line.push('\n');
     s.write_all(line.as_bytes())
 }
@@ -108,8 +116,13 @@ fn service_name(s: &VirtualService) -> String {
     format!("{:<4} {}:{}", s.proto.name().to_uppercase(), s.vip, s.port)
 }
 
-/// ipvsadm's `print_largenum`.
-fn largenum(out: &mut String, n: u64) {
+/// ipvsadm's `print_largenum` (`--exact`: the whole number, at least 9 wide with a space).
+fn largenum(out: &mut String, n: u64, exact: bool) {
+    if exact {
+        let digits = n.to_string();
+        let _ = write!(out, "{:>w$}", digits, w = (digits.len() + 1).max(9));
+        return;
+    }
     let _ = match n {
         n if n < 100_000_000 => write!(out, "{n:9}"),
         n if n < 1_000_000_000 => write!(out, "{:8}K", n / 1000),
@@ -119,10 +132,17 @@ fn largenum(out: &mut String, n: u64) {
     };
 }
 
-/// `ipvsadm -L -n` (or `--stats` with `stats`), byte for byte in ipvsadm 1.31's layout,
-/// sorted as ipvsadm sorts. `size` fills the version line's connection table size.
-pub fn list(views: &[ServiceView], size: u64, stats: bool) -> String {
-    let mut out = format!("IP Virtual Server version 1.2.1 (size={size})\n");
+/// `ipvsadm -L -n` (with `--stats`, `--exact`, `--nosort`, or one service), byte for byte in
+/// ipvsadm 1.31's layout, sorted as ipvsadm sorts. `size` fills the version line's connection
+/// table size. A named service that does not exist is ipvsadm's "No such service".
+pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String, RuleError> {
+    let stats = opts.stats;
+    let mut out = String::new();
+    match &opts.service {
+        Some(k) if !views.iter().any(|v| k.matches(&v.service)) => return Err(RuleError::NoSuchService),
+        Some(_) => {}
+        None => out = format!("IP Virtual Server version 1.2.1 (size={size})\n"),
+    }
     if stats {
         let _ = writeln!(
             out,
@@ -133,9 +153,13 @@ pub fn list(views: &[ServiceView], size: u64, stats: bool) -> String {
         out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
         out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
     }
-    let services: Vec<&VirtualService> = views.iter().map(|v| &v.service).collect();
-    let owned: Vec<VirtualService> = services.iter().map(|s| (*s).clone()).collect();
-    for svc in crate::rules::sorted_services(&owned) {
+    let owned: Vec<VirtualService> = views
+        .iter()
+        .map(|v| v.service.clone())
+        .filter(|s| opts.service.as_ref().is_none_or(|k| k.matches(s)))
+        .collect();
+    let order = if opts.nosort { owned.iter().collect() } else { crate::rules::sorted_services(&owned) };
+    for svc in order {
         let Some(view) = views.iter().find(|v| same_service(&v.service, svc)) else { continue };
         let counter = |addr, port| {
             view.service
@@ -157,7 +181,7 @@ pub fn list(views: &[ServiceView], size: u64, stats: bool) -> String {
             }
             let _ = write!(out, "{:<33}", service_name(svc));
             for n in [total.conns, total.in_pkts, total.out_pkts, total.in_bytes, total.out_bytes] {
-                largenum(&mut out, n);
+                largenum(&mut out, n, opts.exact);
             }
             out.push('\n');
         } else {
@@ -187,13 +211,14 @@ pub fn list(views: &[ServiceView], size: u64, stats: bool) -> String {
             }
             out.push('\n');
         }
-        for r in crate::rules::sorted_servers(svc) {
+        let servers = if opts.nosort { svc.servers.iter().collect() } else { crate::rules::sorted_servers(svc) };
+        for r in servers {
             let c = counter(r.addr, r.port);
             let dname = format!("{}:{}", r.addr, r.port);
             if stats {
                 let _ = write!(out, "  -> {dname:<28}");
                 for n in [c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes] {
-                    largenum(&mut out, n);
+                    largenum(&mut out, n, opts.exact);
                 }
                 out.push('\n');
             } else {
@@ -209,7 +234,7 @@ pub fn list(views: &[ServiceView], size: u64, stats: bool) -> String {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 fn same_service(a: &VirtualService, b: &VirtualService) -> bool {
@@ -244,10 +269,7 @@ mod tests {
         };
         vec![
             ServiceView { service: udp, counters: vec![c(0, 5, 0, 0, 0)] },
-            ServiceView {
-                service: tcp,
-                counters: vec![c(12, 40, 700, 30000, 2500000), c(4, 17, 534, 26789, 2067890)],
-            },
+            ServiceView { service: tcp, counters: vec![c(12, 40, 700, 30000, 2500000), c(4, 17, 534, 26789, 2067890)] },
         ]
     }
 
@@ -262,7 +284,7 @@ TCP  10.0.0.1:80 wlc$
 UDP  10.0.0.1:53 sh (sh-fallback,sh-port) persistent 360 mask 255.255.255.0$
   -> 192.168.10.3:53              Masq    0      0          5         $
 ";
-        assert_eq!(list(&example(), 4096, false), want.replace('$', ""));
+        assert_eq!(list(&example(), 4096, &ListOpts::default()), Ok(want.replace('$', "")));
     }
 
     #[test]
@@ -276,14 +298,46 @@ TCP  10.0.0.1:80                      1234    56789        0  4567890        0$
 UDP  10.0.0.1:53                         0        0        0        0        0$
   -> 192.168.10.3:53                     0        0        0        0        0$
 ";
-        assert_eq!(list(&example(), 4096, true), want.replace('$', ""));
+        let stats = ListOpts { stats: true, ..ListOpts::default() };
+        assert_eq!(list(&example(), 4096, &stats), Ok(want.replace('$', "")));
+    }
+
+    #[test]
+    fn one_service_exact_and_unsorted_listings() {
+        let key = |port| crate::rules::ServiceKey { proto: Proto::Tcp, addr: "10.0.0.1".parse().unwrap(), port };
+        let one = ListOpts { service: Some(key(80)), ..ListOpts::default() };
+        let want = "Prot LocalAddress:Port Scheduler Flags$
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn$
+TCP  10.0.0.1:80 wlc$
+  -> 192.168.10.1:80              Route   1      4          17        $
+  -> 192.168.10.2:80              Route   3      12         40        $
+";
+        assert_eq!(list(&example(), 4096, &one), Ok(want.replace('$', "")), "no version line");
+        let missing = ListOpts { service: Some(key(81)), ..ListOpts::default() };
+        assert_eq!(list(&example(), 4096, &missing), Err(RuleError::NoSuchService));
+        let mut v = example();
+        v[1].counters[0].in_bytes = 1_234_567_890_123;
+        let exact = ListOpts { stats: true, exact: true, service: Some(key(80)), ..ListOpts::default() };
+        let text = list(&v, 4096, &exact).unwrap();
+        assert!(
+            text.contains("TCP  10.0.0.1:80                      1234    56789        0 1234569958013        0\n"),
+            "{text}"
+        );
+        let nosort = ListOpts { nosort: true, ..ListOpts::default() };
+        let text = list(&example(), 4096, &nosort).unwrap();
+        let first = text.lines().nth(3).unwrap();
+        assert!(first.starts_with("UDP  10.0.0.1:53"), "table order kept: {text}");
+        assert!(
+            text.contains("192.168.10.2:80              Route   3      12         40        \n  -> 192.168.10.1"),
+            "{text}"
+        );
     }
 
     #[test]
     fn large_numbers_get_ipvsadms_suffixes() {
         let mut s = String::new();
         for n in [99_999_999u64, 123_456_789, 9_876_543_210, 1_234_567_890_123, 123_456_789_012_345] {
-            largenum(&mut s, n);
+            largenum(&mut s, n, false);
         }
         assert_eq!(s, " 99999999  123456K    9876M    1234G     123T");
     }

@@ -6,14 +6,18 @@
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::{bounded, Sender};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xvs::config::Config;
+use xvs::control::{self, Reply, Request, ServerCounters, ServiceView};
 use xvs::dataplane::steer::{SteerSet, Steering};
 use xvs::dataplane::xsk::{UmemFrames, XskPort, XskSizes};
 use xvs::dataplane::{Control, DropReason, Handoff, PassReason, Pipeline, Tables, Worker, WorkerReport, WorkerStats};
+use xvs::rules::{self, Command, RuleError};
 use xvs::system;
 
 /// How often next hops are resolved again.
@@ -140,11 +144,17 @@ pub fn run(config: &Path) -> Result<()> {
     }
     println!("  services: {}, dip {}", cfg.services.len(), cfg.dip().map_or("-".into(), |a| a.to_string()));
 
+    let requests = serve_control(&cfg.control_socket)?;
+    println!("  control socket: {}", cfg.control_socket.display());
+
     let mut current = tables;
     let mut last_refresh = Instant::now();
     let mut worker_died = false;
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
+        if let Ok((req, reply)) = requests.recv_timeout(Duration::from_millis(50)) {
+            let r = handle_request(req, &mut cfg, &mut current, &handles, &steering);
+            let _ = reply.send(r);
+        }
         if handles.iter().any(|h| h.thread.is_finished()) {
             tracing::error!("a worker stopped unexpectedly: shutting down");
             worker_died = true;
@@ -178,12 +188,132 @@ pub fn run(config: &Path) -> Result<()> {
         }
     }
     print_stats(&cfg, &reports, &steering);
+    let _ = std::fs::remove_file(&cfg.control_socket);
     steering.detach()?;
     println!("xvs: stopped; XDP programs detached from {}", names.join(", "));
     if worker_died || reports.len() < workers as usize {
         bail!("a worker stopped unexpectedly");
     }
     Ok(())
+}
+
+type Pending = (Request, Sender<Reply>);
+
+/// Listens on the control socket (mode 0600: only its owner may change the director). Each
+/// connection's request goes to the main loop, which owns the tables and the workers' channels.
+fn serve_control(path: &Path) -> Result<crossbeam_channel::Receiver<Pending>> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            bail!("control.socket: {} is in use by another director", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("control.socket: binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let (tx, rx) = bounded::<Pending>(16);
+    std::thread::Builder::new().name("xvs-control".into()).spawn(move || {
+        for s in listener.incoming().flatten() {
+            let tx = tx.clone();
+            let _ = control::serve(s, move |req| {
+                let (rtx, rrx) = bounded(1);
+                if tx.send((req, rtx)).is_err() {
+                    return Reply::Failed { code: 2, message: "the director is stopping".into() };
+                }
+                rrx.recv_timeout(Duration::from_secs(20))
+                    .unwrap_or(Reply::Failed { code: 2, message: "the director did not answer".into() })
+            });
+        }
+    })?;
+    Ok(rx)
+}
+
+/// One control request, on the main loop. Changes build a complete new config that is
+/// validated before anything is touched; a refused change leaves everything as it was.
+fn handle_request(
+    req: Request,
+    cfg: &mut Config,
+    current: &mut Arc<Tables>,
+    handles: &[WorkerHandle],
+    steering: &Steering,
+) -> Reply {
+    let failed = |e: RuleError| Reply::Failed { code: e.exit_code(), message: e.to_string() };
+    let cmds: Vec<Command> = match req {
+        Request::List => return list(cfg, handles),
+        Request::Ipvsadm { args } => {
+            let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+            match rules::parse_command(&args) {
+                Ok(
+                    c @ (Command::AddService(..)
+                    | Command::EditService(..)
+                    | Command::DeleteService(_)
+                    | Command::Clear
+                    | Command::AddServer(..)
+                    | Command::EditServer(..)
+                    | Command::DeleteServer(..)),
+                ) => vec![c],
+                Ok(_) => return Reply::Failed { code: 2, message: "not a command that changes the tables".into() },
+                Err(e) => return failed(e),
+            }
+        }
+        Request::Restore { text } => match rules::parse_rules(&text) {
+            Ok(cmds) => cmds.into_iter().map(|(_, c)| c).collect(),
+            Err(e) => return failed(e),
+        },
+    };
+    let mut services = cfg.services.clone();
+    for c in &cmds {
+        if let Err(e) = rules::apply(&mut services, c) {
+            return failed(e);
+        }
+    }
+    let next = match cfg.clone().with_services(services) {
+        Ok(c) => c,
+        Err(e) => return Reply::Failed { code: 2, message: e.to_string() },
+    };
+    let t = Arc::new(build_tables(&next, Duration::from_secs(1), false));
+    for h in handles {
+        let _ = h.ctrl.send(Control::Tables(t.clone()));
+    }
+    if let Err(e) = steering.sync(&SteerSet::from_tables(&t)) {
+        tracing::error!("{e}");
+    }
+    tracing::info!("tables changed: {} service(s)", next.services.len());
+    *cfg = next;
+    *current = t;
+    Reply::Done
+}
+
+/// The services with their counters summed over the workers.
+fn list(cfg: &Config, handles: &[WorkerHandle]) -> Reply {
+    let reports = collect(handles);
+    let services = cfg
+        .services
+        .iter()
+        .enumerate()
+        .map(|(si, svc)| ServiceView {
+            service: svc.clone(),
+            counters: (0..svc.servers.len())
+                .map(|di| {
+                    let mut c = ServerCounters::default();
+                    for r in &reports {
+                        if let Some(l) = r.loads.get(si).and_then(|v| v.get(di)) {
+                            c.active += l.active;
+                            c.inactive += l.inactive;
+                        }
+                        if let Some(d) = r.stats.dests.get(si).and_then(|v| v.get(di)) {
+                            c.conns += d.conns;
+                            c.in_pkts += d.in_pkts;
+                            c.out_pkts += d.out_pkts;
+                            c.in_bytes += d.in_bytes;
+                            c.out_bytes += d.out_bytes;
+                        }
+                    }
+                    c
+                })
+                .collect(),
+        })
+        .collect();
+    Reply::Services { size: cfg.max_conns_per_worker as u64 * cfg.workers as u64, services }
 }
 
 /// FULLNAT local ports must not be handed out by the kernel to the director's own sockets.

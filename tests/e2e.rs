@@ -343,3 +343,109 @@ fn a_real_server_resolved_after_start_gets_traffic() {
     let (ok, out) = d.stop();
     assert!(ok, "{out}");
 }
+
+#[test]
+fn xvsadm_reconfigures_a_running_director_without_dropping_connections() {
+    use std::io::{BufRead, BufReader, Write};
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xe6", 1);
+    let sock = std::env::temp_dir().join("xvs-e2e-xe6.sock");
+    let conf = config(1).replacen('{', &format!("{{\n  \"control\": {{ \"socket\": \"{}\" }},", sock.display()), 1);
+    let d = t.director(&conf);
+    let adm = |args: &[&str]| {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_xvsadm")).args(args).env("XVS_SOCKET", &sock).output().expect("xvsadm");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let meta = std::fs::metadata(&sock).expect("control socket");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+    let (code, out, _) = adm(&["-Ln"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains(
+            "TCP  198.18.0.100:81 rr\n  -> 198.19.0.11:8080             FullNat 1      0          0         \n"
+        ),
+        "{out}"
+    );
+
+    // One keep-alive connection through FULLNAT, held across every change below.
+    let mut client = Command::new("ip")
+        .args(["netns", "exec", &t.ns("c"), "python3"])
+        .arg(repo().join("tools/keepalive_client.py"))
+        .args([VIP, "81"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("client");
+    let mut tx = client.stdin.take().expect("stdin");
+    let mut rx = BufReader::new(client.stdout.take().expect("stdout"));
+    let mut ask = || {
+        tx.write_all(b"\n").and_then(|_| tx.flush()).expect("client stdin");
+        let mut line = String::new();
+        rx.read_line(&mut line).expect("client stdout");
+        line.trim().to_string()
+    };
+    let server = ask();
+    assert!(server.starts_with('r'), "{server}");
+    let other = if server == "r1" { "198.19.0.12" } else { "198.19.0.11" };
+    let changes: Vec<Vec<String>> = vec![
+        vec!["-e", "-t", "198.18.0.100:81", "-r", &format!("{other}:8080"), "-j", "-w", "5"],
+        vec!["-d", "-t", "198.18.0.100:81", "-r", &format!("{other}:8080")],
+        vec!["-a", "-t", "198.18.0.100:81", "-r", &format!("{other}:8080"), "-j"],
+        vec!["-A", "-t", "198.18.0.100:90", "-s", "wlc"],
+        vec!["-a", "-t", "198.18.0.100:90", "-r", "198.19.0.13:8080", "-m"],
+        vec!["-E", "-t", "198.18.0.100:81", "-s", "wrr"],
+        vec!["-D", "-t", "198.18.0.100:90"],
+    ]
+    .into_iter()
+    .map(|v| v.into_iter().map(String::from).collect())
+    .collect();
+    for round in 0..3 {
+        for c in &changes {
+            let args: Vec<&str> = c.iter().map(|s| s.as_str()).collect();
+            let (code, _, err) = adm(&args);
+            assert_eq!(code, Some(0), "{args:?}: {err}");
+            assert_eq!(ask(), server, "round {round}, after {args:?}: the connection keeps its server");
+        }
+    }
+    // ipvsadm's errors and exit codes; nothing changes.
+    let before = adm(&["-S", "-n"]).1;
+    let (code, _, err) = adm(&["-a", "-t", "198.18.0.100:81", "-r", "198.19.0.11:8080", "-j"]);
+    assert_eq!((code, err.trim()), (Some(1), "Destination already exists"));
+    let (code, _, err) = adm(&["-A", "-t", "198.18.0.100:91", "-s", "nosuch"]);
+    assert_eq!((code, err.trim()), (Some(1), "Scheduler or persistence engine not found"));
+    let (code, _, err) = adm(&["-d", "-t", "198.18.0.100:99", "-r", "198.19.0.11"]);
+    assert_eq!((code, err.trim()), (Some(1), "Service not defined"));
+    assert_eq!(adm(&["-S", "-n"]).1, before, "refused commands change nothing");
+
+    // Deleting the connection's own server ends it; new connections avoid the server.
+    let ip = format!("198.19.0.1{}:8080", &server[1..]);
+    assert_eq!(adm(&["-d", "-t", "198.18.0.100:81", "-r", &ip]).0, Some(0));
+    assert!(ask().starts_with("error"), "the connection to a deleted server ends");
+    for _ in 0..4 {
+        assert_ne!(t.name_at(81), server, "a deleted server gets no new connection");
+    }
+    // Save, clear, restore: the same table.
+    let saved = adm(&["-S", "-n"]).1;
+    assert_eq!(adm(&["-C"]).0, Some(0));
+    assert_eq!(adm(&["-Ln"]).1.lines().count(), 3, "only the header lines");
+    let mut r = Command::new(env!("CARGO_BIN_EXE_xvsadm"))
+        .arg("-R")
+        .env("XVS_SOCKET", &sock)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("xvsadm -R");
+    r.stdin.take().expect("stdin").write_all(saved.as_bytes()).expect("rules");
+    assert!(r.wait().expect("xvsadm -R").success());
+    assert_eq!(adm(&["-S", "-n"]).1, saved);
+    assert!(t.curl(&format!("http://{VIP}:80/name")).is_some(), "restored services forward");
+    let _ = client.kill();
+    let _ = client.wait();
+    let (ok, out) = d.stop();
+    assert!(ok, "{out}");
+    assert!(!sock.exists(), "the socket is removed at exit");
+}

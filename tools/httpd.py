@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A real server for the namespace tests and demo: HTTP/1.0 on several ports in one process.
-GET /name answers the server's name; GET /bytes/N answers N bytes (a repeatable pattern)."""
+GET /name answers the server's name; GET /bytes/N answers N bytes (a repeatable pattern).
+HTTP/1.1 with keep-alive."""
 import http.server
 import socketserver
 import sys
@@ -9,6 +10,10 @@ import threading
 
 def handler(name):
     class H(http.server.BaseHTTPRequestHandler):
+        # Keep-alive: one TCP connection can carry many requests (the reconfiguration test
+        # holds one open across changes).
+        protocol_version = "HTTP/1.1"
+
         def do_GET(self):
             if self.path == "/name":
                 body = (name + "\n").encode()

@@ -39,6 +39,8 @@ pub struct WorkerReport {
     pub frames_total: u32,
     pub frames_free: u32,
     pub frames_in_kernel: u32,
+    /// Active/inactive connections of each service's real servers (table order).
+    pub loads: Vec<Vec<crate::sched::DestLoad>>,
     /// Kernel ring counters of each port that has them (AF_XDP).
     pub rings: Vec<super::port::RingStats>,
     pub idle_yields: u64,
@@ -224,6 +226,9 @@ impl<P: Port> Worker<P> {
             frames_free: self.pool.free_count(),
             frames_in_kernel: self.ports.iter().map(|p| p.held()).sum(),
             rings: self.ports.iter().filter_map(|p| p.ring_stats()).collect(),
+            loads: (0..self.pipeline.tables().services.len() as u16)
+                .map(|s| self.pipeline.shard.loads(s).to_vec())
+                .collect(),
             idle_yields: self.idle_yields,
         }
     }

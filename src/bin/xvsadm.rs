@@ -1,0 +1,102 @@
+//! `xvsadm`: ipvsadm's command line for a running `xvs run`, over its control socket
+//! (`XVS_SOCKET`, default `/run/xvs.sock`). Commands are parsed here with ipvsadm 1.31's
+//! messages and exit codes, and checked again by the director, which applies a change to a copy
+//! of its tables and installs it only if the whole result is valid.
+#![deny(unsafe_code)]
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::exit;
+use xvs::control::{self, Reply, Request};
+use xvs::rules::{self, Command, TRY_HELP};
+
+const VERSION: &str = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)";
+
+fn usage() -> String {
+    let lines = [
+        "-A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [--pe persistence_engine] [-b sched-flags]",
+        "-D virtual-service",
+        "-C",
+        "-R",
+        "-S [-n]",
+        "-a|e virtual-service -r server-address [options]",
+        "-d virtual-service -r server-address",
+        "-L|l [virtual-service] [options]",
+        "-Z [virtual-service]",
+        "--set tcp tcpfin udp",
+        "-h",
+    ];
+    let mut s = format!("{VERSION}\nUsage:\n");
+    for l in lines {
+        s.push_str(&format!("  xvsadm {l}\n"));
+    }
+    s.push_str("\nForwarding: -g (gatewaying, DR), -i (ipip, TUN), -m (masquerading, NAT), -j (FULLNAT, xvs)\n");
+    s
+}
+
+fn socket() -> PathBuf {
+    std::env::var_os("XVS_SOCKET").map(PathBuf::from).unwrap_or_else(|| xvs::config::DEFAULT_CONTROL_SOCKET.into())
+}
+
+fn fail(code: i32, message: &str) -> ! {
+    if !message.is_empty() {
+        eprintln!("{message}");
+    }
+    exit(code)
+}
+
+fn call(req: &Request) -> Reply {
+    match control::call(&socket(), req) {
+        Ok(Reply::Failed { code, message }) => fail(code, &message),
+        Ok(r) => r,
+        Err(e) => fail(2, &format!("xvsadm: {e}")),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let refs: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+    let cmd = match rules::parse_command(&refs) {
+        Ok(c) => c,
+        Err(e) if e.is_usage_error() => {
+            let m = e.to_string();
+            if m != TRY_HELP {
+                eprintln!("{m}");
+            }
+            fail(e.exit_code(), TRY_HELP)
+        }
+        Err(e) => fail(e.exit_code(), &e.to_string()),
+    };
+    match cmd {
+        Command::Help => print!("{}", usage()),
+        Command::Version => println!("{VERSION}"),
+        Command::List(opts) => {
+            if opts.rate || opts.connections || opts.timeout || opts.thresholds || opts.persistent_conn {
+                fail(2, "xvsadm: this listing is not available yet (-L, -L --stats and -S are)");
+            }
+            if let Reply::Services { size, services } = call(&Request::List) {
+                match control::list(&services, size, &opts) {
+                    Ok(text) => print!("{text}"),
+                    Err(e) => fail(e.exit_code(), &e.to_string()),
+                }
+            }
+        }
+        Command::Save { .. } => {
+            if let Reply::Services { services, .. } = call(&Request::List) {
+                let s: Vec<_> = services.into_iter().map(|v| v.service).collect();
+                print!("{}", rules::save_rules(&s));
+            }
+        }
+        Command::Restore => {
+            let mut text = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                fail(2, &format!("xvsadm: reading the rules: {e}"));
+            }
+            call(&Request::Restore { text });
+        }
+        Command::Zero(_) | Command::SetTimeouts { .. } => fail(2, "xvsadm: -Z and --set are not available yet"),
+        _ => {
+            call(&Request::Ipvsadm { args });
+        }
+    }
+}
