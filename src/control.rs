@@ -160,7 +160,8 @@ pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String,
         .collect();
     let order = if opts.nosort { owned.iter().collect() } else { crate::rules::sorted_services(&owned) };
     for svc in order {
-        let Some(view) = views.iter().find(|v| same_service(&v.service, svc)) else { continue };
+        let key = crate::rules::ServiceKey::of(svc);
+        let Some(view) = views.iter().find(|v| key.matches(&v.service)) else { continue };
         let counter = |addr, port| {
             view.service
                 .servers
@@ -186,22 +187,8 @@ pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String,
             out.push('\n');
         } else {
             let _ = write!(out, "{} {}", service_name(svc), svc.scheduler.name());
-            let prefix = match svc.scheduler {
-                crate::service::SchedKind::Sh => Some("sh"),
-                crate::service::SchedKind::Mh => Some("mh"),
-                _ => None,
-            };
-            if let Some(p) = prefix {
-                let mut flags = Vec::new();
-                if svc.flags.fallback {
-                    flags.push(format!("{p}-fallback"));
-                }
-                if svc.flags.port {
-                    flags.push(format!("{p}-port"));
-                }
-                if !flags.is_empty() {
-                    let _ = write!(out, " ({})", flags.join(","));
-                }
+            if let Some(f) = crate::rules::sched_flags_text(svc) {
+                let _ = write!(out, " ({f})");
             }
             if let Some(p) = svc.persistence {
                 let _ = write!(out, " persistent {}", p.timeout_s);
@@ -235,10 +222,6 @@ pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String,
         }
     }
     Ok(out)
-}
-
-fn same_service(a: &VirtualService, b: &VirtualService) -> bool {
-    a.proto == b.proto && a.vip == b.vip && a.port == b.port
 }
 
 #[cfg(test)]

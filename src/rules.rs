@@ -1452,8 +1452,9 @@ pub fn sorted_servers(svc: &VirtualService) -> Vec<&RealServer> {
     v
 }
 
-/// The `-b` argument ipvsadm prints for a service, if any.
-fn sched_flags_text(svc: &VirtualService) -> Option<String> {
+/// A service's scheduler flags as ipvsadm prints them (`-b` of `-S`, the parentheses of `-L`),
+/// if any.
+pub fn sched_flags_text(svc: &VirtualService) -> Option<String> {
     let prefix = match svc.scheduler {
         SchedKind::Sh => "sh",
         SchedKind::Mh => "mh",

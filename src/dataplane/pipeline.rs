@@ -273,15 +273,7 @@ impl Pipeline {
         (w != self.worker).then_some(w)
     }
 
-    /// The lookup-and-forward half of [`Pipeline::process`], for callers that parsed and
-    /// hashed a whole batch first.
-    #[inline]
-    pub fn decide(&mut self, frame: &mut Frame<'_>, p: &Parsed, hash: u64, rx_port: u8, now_ms: u64) -> Verdict {
-        let svc = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
-        self.decide_hinted(frame, p, hash, svc, NONE, rx_port, now_ms)
-    }
-
-    /// [`Pipeline::decide`] with the service already looked up (`hash` is the key's hash, used
+    /// The lookup-and-forward half of [`Pipeline::process`], with the service already looked up (`hash` is the key's hash, used
     /// for a service's packets) and a lookup hint from the burst's probe stage (checked here: an
     /// earlier frame of the burst may have created or removed connections since).
     #[allow(clippy::too_many_arguments)]
