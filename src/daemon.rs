@@ -16,7 +16,9 @@ use xvs::config::Config;
 use xvs::control::{self, Reply, Request, ServerCounters, ServiceView};
 use xvs::dataplane::steer::{SteerSet, Steering};
 use xvs::dataplane::xsk::{UmemFrames, XskPort, XskSizes};
-use xvs::dataplane::{Control, DropReason, Handoff, PassReason, Pipeline, Tables, Worker, WorkerReport, WorkerStats};
+use xvs::dataplane::{
+    Control, DestCounters, DropReason, Handoff, PassReason, Pipeline, Tables, Worker, WorkerReport, WorkerStats,
+};
 use xvs::rules::{self, Command, RuleError};
 use xvs::system;
 
@@ -294,19 +296,18 @@ fn list(cfg: &Config, handles: &[WorkerHandle]) -> Reply {
             service: svc.clone(),
             counters: (0..svc.servers.len())
                 .map(|di| {
-                    let mut c = ServerCounters::default();
-                    for r in &reports {
-                        if let Some(l) = r.loads.get(si).and_then(|v| v.get(di)) {
-                            c.active += l.active;
-                            c.inactive += l.inactive;
-                        }
-                        if let Some(d) = r.stats.dests.get(si).and_then(|v| v.get(di)) {
-                            c.conns += d.conns;
-                            c.in_pkts += d.in_pkts;
-                            c.out_pkts += d.out_pkts;
-                            c.in_bytes += d.in_bytes;
-                            c.out_bytes += d.out_bytes;
-                        }
+                    let d = sum_dest(&reports, si, di);
+                    let mut c = ServerCounters {
+                        conns: d.conns,
+                        in_pkts: d.in_pkts,
+                        out_pkts: d.out_pkts,
+                        in_bytes: d.in_bytes,
+                        out_bytes: d.out_bytes,
+                        ..ServerCounters::default()
+                    };
+                    for l in reports.iter().filter_map(|r| r.loads.get(si).and_then(|v| v.get(di))) {
+                        c.active += l.active;
+                        c.inactive += l.inactive;
                     }
                     c
                 })
@@ -353,6 +354,39 @@ fn collect(handles: &[WorkerHandle]) -> Vec<WorkerReport> {
         }
     }
     out
+}
+
+/// One real server's counters summed over the workers' reports.
+fn sum_dest(reports: &[WorkerReport], si: usize, di: usize) -> DestCounters {
+    let mut c = DestCounters::default();
+    for d in reports.iter().filter_map(|r| r.stats.dests.get(si).and_then(|v| v.get(di))) {
+        c.conns += d.conns;
+        c.in_pkts += d.in_pkts;
+        c.out_pkts += d.out_pkts;
+        c.in_bytes += d.in_bytes;
+        c.out_bytes += d.out_bytes;
+    }
+    c
+}
+
+/// Per service, one line per real server with its connections and packets.
+pub fn print_services(cfg: &Config, counters: impl Fn(usize, usize) -> DestCounters) {
+    for (si, svc) in cfg.services.iter().enumerate() {
+        println!("{} {}:{} {}", svc.proto.name().to_uppercase(), svc.vip, svc.port, svc.scheduler);
+        for (di, r) in svc.servers.iter().enumerate() {
+            let c = counters(si, di);
+            println!(
+                "  -> {}:{} {} weight {}: {} conns, {} packets in, {} packets out",
+                r.addr,
+                r.port,
+                r.mode.name(),
+                r.weight,
+                c.conns,
+                c.in_pkts,
+                c.out_pkts
+            );
+        }
+    }
 }
 
 /// One line per drop and pass reason that counted something.
@@ -404,24 +438,5 @@ fn print_stats(cfg: &Config, reports: &[WorkerReport], steering: &Steering) {
             );
         }
     }
-    for (si, svc) in cfg.services.iter().enumerate() {
-        println!("{} {}:{} {}", svc.proto.name().to_uppercase(), svc.vip, svc.port, svc.scheduler);
-        for (di, r) in svc.servers.iter().enumerate() {
-            let (mut conns, mut pin, mut pout) = (0, 0, 0);
-            for rep in reports {
-                if let Some(c) = rep.stats.dests.get(si).and_then(|v| v.get(di)) {
-                    conns += c.conns;
-                    pin += c.in_pkts;
-                    pout += c.out_pkts;
-                }
-            }
-            println!(
-                "  -> {}:{} {} weight {}: {conns} conns, {pin} packets in, {pout} packets out",
-                r.addr,
-                r.port,
-                r.mode.name(),
-                r.weight
-            );
-        }
-    }
+    print_services(cfg, |si, di| sum_dest(reports, si, di));
 }

@@ -150,21 +150,6 @@ fn replay(cfg: Config, input: &Path, output: &Path) -> Result<()> {
         sh.stats.templates_created,
         sh.len()
     );
-    for (si, svc) in cfg.services.iter().enumerate() {
-        println!("{} {}:{} {}", svc.proto.name().to_uppercase(), svc.vip, svc.port, svc.scheduler);
-        for (di, r) in svc.servers.iter().enumerate() {
-            let c = s.dests.get(si).and_then(|v| v.get(di)).copied().unwrap_or_default();
-            println!(
-                "  -> {}:{} {} weight {}: {} conns, {} packets in, {} packets out",
-                r.addr,
-                r.port,
-                r.mode.name(),
-                r.weight,
-                c.conns,
-                c.in_pkts,
-                c.out_pkts
-            );
-        }
-    }
+    daemon::print_services(&cfg, |si, di| s.dests.get(si).and_then(|v| v.get(di)).copied().unwrap_or_default());
     Ok(())
 }
