@@ -33,6 +33,7 @@ fn bench_pick(c: &mut Criterion) {
                 active: rng.gen_range(0..2000),
                 inactive: rng.gen_range(0..10_000),
                 overloaded: false,
+                persist: 0,
             })
             .collect();
         for kind in SchedKind::ALL {

@@ -5,6 +5,7 @@
 //! `services[0].real_servers[1].weight: 70000 is out of range (0..=65535)`.
 
 use crate::conn::{TcpState, Timeouts, UDP_STATE};
+use crate::health::{CheckKind, CheckSpec, ServiceHealth};
 use crate::service::{
     is_prime, FwdMode, Persistence, Proto, RealServer, SchedFlags, SchedKind, VirtualService, MAX_PERSISTENCE_TIMEOUT,
     MH_DEFAULT_TABLE_SIZE,
@@ -44,6 +45,16 @@ struct RawConfig {
     services: Vec<RawService>,
     #[serde(default)]
     control: RawControl,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    /// `address:port` of the Prometheus endpoint; absent: no endpoint.
+    #[serde(default)]
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -139,6 +150,32 @@ struct RawService {
     mh_table_size: Option<u64>,
     #[serde(default)]
     real_servers: Vec<RawServer>,
+    #[serde(default)]
+    health_check: Option<RawCheck>,
+    #[serde(default)]
+    inhibit_on_failure: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    kind: String,
+    #[serde(default)]
+    port: Option<u32>,
+    #[serde(default)]
+    interval_ms: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    rise: Option<u64>,
+    #[serde(default)]
+    fall: Option<u64>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    status: Option<u64>,
+    #[serde(default)]
+    host: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +192,8 @@ struct RawServer {
     u_threshold: Option<u64>,
     #[serde(default)]
     l_threshold: Option<u64>,
+    #[serde(default)]
+    health_check: Option<RawCheck>,
 }
 
 // ---------------------------------------------------------------- validated config
@@ -201,6 +240,10 @@ pub struct Config {
     pub control_socket: std::path::PathBuf,
     pub timeouts: Timeouts,
     pub services: Vec<VirtualService>,
+    /// Health checks per service (see [`crate::health`]).
+    pub health: Vec<ServiceHealth>,
+    /// Prometheus `/metrics` address (off when None).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Where `xvs run` listens for `xvsadm` unless `control.socket` says otherwise.
@@ -351,9 +394,34 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let umem_frames = range("director.umem_frames", d.umem_frames.unwrap_or(8192), 256, 1 << 20)? as u32;
     let timeouts = timeouts(&raw.conn.timeouts)?;
     let mut services = Vec::new();
+    let mut health = Vec::new();
     for (i, s) in raw.services.iter().enumerate() {
-        services.push(service(&format!("services[{i}]"), s)?);
+        let p = format!("services[{i}]");
+        let svc = service(&p, s)?;
+        let mut h = ServiceHealth {
+            key: Some(crate::rules::ServiceKey::of(&svc)),
+            check: s.health_check.as_ref().map(|c| check(&format!("{p}.health_check"), c)).transpose()?,
+            servers: Vec::new(),
+            inhibit_on_failure: s.inhibit_on_failure,
+        };
+        for (j, r) in s.real_servers.iter().enumerate() {
+            if let Some(c) = &r.health_check {
+                let spec = check(&format!("{p}.real_servers[{j}].health_check"), c)?;
+                h.servers.push((svc.servers[j].addr, svc.servers[j].port, spec));
+            }
+        }
+        if h.check.is_some() || !h.servers.is_empty() || h.inhibit_on_failure {
+            health.push(h);
+        }
+        services.push(svc);
     }
+    let metrics = match &raw.metrics.listen {
+        None => None,
+        Some(a) => Some(
+            a.parse::<std::net::SocketAddr>()
+                .map_err(|_| err("metrics.listen", format!("'{a}' is not an address:port (e.g. 127.0.0.1:9100)")))?,
+        ),
+    };
     check_services(&services)?;
     Ok(Config {
         interfaces,
@@ -373,6 +441,48 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         timeouts,
         services,
+        health,
+        metrics,
+    })
+}
+
+fn check(p: &str, c: &RawCheck) -> Result<CheckSpec, ConfigError> {
+    let kind = match c.kind.as_str() {
+        "tcp" => {
+            for (name, given) in
+                [("path", c.path.is_some()), ("status", c.status.is_some()), ("host", c.host.is_some())]
+            {
+                if given {
+                    return Err(err(format!("{p}.{name}"), "only for kind \"http\""));
+                }
+            }
+            CheckKind::Tcp
+        }
+        "http" => {
+            let path = c.path.clone().unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') || path.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+                return Err(err(format!("{p}.path"), format!("'{path}' is not an absolute path without spaces")));
+            }
+            if let Some(h) = &c.host {
+                if h.is_empty() || h.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+                    return Err(err(format!("{p}.host"), format!("'{h}' is not a host name")));
+                }
+            }
+            let status = range(&format!("{p}.status"), c.status.unwrap_or(200), 100, 599)? as u16;
+            CheckKind::Http { path, status, host: c.host.clone() }
+        }
+        other => return Err(err(format!("{p}.kind"), format!("'{other}' is not a check (tcp, http)"))),
+    };
+    let port = c.port.map(|v| range(&format!("{p}.port"), v as u64, 1, 65535)).transpose()?.map(|v| v as u16);
+    let interval = range(&format!("{p}.interval_ms"), c.interval_ms.unwrap_or(5000), 10, 3_600_000)?;
+    let timeout = range(&format!("{p}.timeout_ms"), c.timeout_ms.unwrap_or(interval.min(3000)), 1, interval)?;
+    Ok(CheckSpec {
+        kind,
+        port,
+        interval: std::time::Duration::from_millis(interval),
+        timeout: std::time::Duration::from_millis(timeout),
+        rise: range(&format!("{p}.rise"), c.rise.unwrap_or(2), 1, 100)? as u32,
+        fall: range(&format!("{p}.fall"), c.fall.unwrap_or(3), 1, 100)? as u32,
     })
 }
 

@@ -2,6 +2,7 @@
 //! object per line over a Unix socket (mode 0600, so only its owner can change the director).
 //! A request that does not parse gets an error reply and changes nothing.
 
+use crate::conn::{ConnEntry, TcpState};
 use crate::rules::{ListOpts, RuleError};
 use crate::service::{FwdMode, VirtualService};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,14 @@ pub enum Request {
     Restore { text: String },
     /// The services with their counters (`-L`, `-S`).
     List,
+    /// The connection table (`-L -c`).
+    Connections,
+    /// The timeouts (`-L --timeout`).
+    Timeouts,
+    /// Read the config file again and apply it (`xvs reload`, as SIGHUP does).
+    Reload,
+    /// Prometheus text of every counter (what `/metrics` serves).
+    Metrics,
 }
 
 /// What the director answers.
@@ -39,6 +48,18 @@ pub enum Reply {
         size: u64,
         services: Vec<ServiceView>,
     },
+    Connections {
+        entries: Vec<ConnEntry>,
+    },
+    Metrics {
+        text: String,
+    },
+    /// `--set`'s three: TCP established, TCP FIN_WAIT, UDP, in seconds.
+    Timeouts {
+        tcp: u32,
+        tcpfin: u32,
+        udp: u32,
+    },
 }
 
 /// Counters of one real server, summed over the workers.
@@ -51,13 +72,50 @@ pub struct ServerCounters {
     pub out_pkts: u64,
     pub in_bytes: u64,
     pub out_bytes: u64,
+    /// Persistence templates pointing at the server (PersistConn).
+    pub persist: u32,
 }
 
-/// A service and its servers' counters (`counters[i]` is `service.servers[i]`'s).
+/// Smoothed per-second rates (IPVS's estimator, see [`crate::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rates {
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
+}
+
+/// A service and its servers' counters (`counters[i]` and `rates[i]` are
+/// `service.servers[i]`'s).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceView {
     pub service: VirtualService,
     pub counters: Vec<ServerCounters>,
+    /// The service's own counters (since its last `-Z`); `None`: the sum of its servers'.
+    #[serde(default)]
+    pub total: Option<ServerCounters>,
+    #[serde(default)]
+    pub rate: Rates,
+    #[serde(default)]
+    pub rates: Vec<Rates>,
+}
+
+impl Default for ServiceView {
+    fn default() -> Self {
+        ServiceView {
+            service: VirtualService::new(
+                crate::service::Proto::Tcp,
+                std::net::Ipv4Addr::UNSPECIFIED,
+                0,
+                crate::service::SchedKind::Wlc,
+            ),
+            counters: Vec::new(),
+            total: None,
+            rate: Rates::default(),
+            rates: Vec::new(),
+        }
+    }
 }
 
 /// Errors talking to the director.
@@ -71,10 +129,10 @@ pub enum ControlError {
     Format(#[from] serde_json::Error),
 }
 
-/// Reads one line of at most [`MAX_LINE`] bytes.
-pub fn read_line(r: impl Read) -> std::io::Result<String> {
-    let mut line = String::new();
-    BufReader::new(r.take(MAX_LINE)).read_line(&mut line)?;
+/// Reads one line of at most [`MAX_LINE`] bytes (any bytes: JSON parsing judges them).
+pub fn read_line(r: impl Read) -> std::io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    BufReader::new(r.take(MAX_LINE)).read_until(b'\n', &mut line)?;
     Ok(line)
 }
 
@@ -86,13 +144,13 @@ pub fn call(path: &Path, req: &Request) -> Result<Reply, ControlError> {
     let mut line = serde_json::to_string(req)?;
     line.push('\n');
     s.write_all(line.as_bytes())?;
-    Ok(serde_json::from_str(&read_line(&s)?)?)
+    Ok(serde_json::from_slice(&read_line(&s)?)?)
 }
 
 /// Answers one connection's request with `handle`.
 pub fn serve(mut s: UnixStream, handle: impl FnOnce(Request) -> Reply) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let reply = match serde_json::from_str::<Request>(&read_line(&s)?) {
+    let reply = match serde_json::from_slice::<Request>(&read_line(&s)?) {
         Ok(req) => handle(req),
         Err(e) => Reply::Failed { code: 2, message: format!("malformed request: {e}") },
     };
@@ -143,11 +201,33 @@ pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String,
         Some(_) => {}
         None => out = format!("IP Virtual Server version 1.2.1 (size={size})\n"),
     }
-    if stats {
+    let (rate, thresholds, persist) = (
+        !stats && opts.rate,
+        !stats && !opts.rate && opts.thresholds,
+        !stats && !opts.rate && !opts.thresholds && opts.persistent_conn,
+    );
+    if stats || rate {
+        let t = if stats {
+            ["Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"]
+        } else {
+            ["CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"]
+        };
         let _ = writeln!(
             out,
             "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
-            "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+            "Prot LocalAddress:Port", t[0], t[1], t[2], t[3], t[4]
+        );
+    } else if thresholds {
+        let _ = writeln!(
+            out,
+            "{:<33} {:<10} {:<10} {:<10} {:<10}\n  -> RemoteAddress:Port",
+            "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+        );
+    } else if persist {
+        let _ = writeln!(
+            out,
+            "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port",
+            "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
         );
     } else {
         out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
@@ -162,26 +242,30 @@ pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String,
     for svc in order {
         let key = crate::rules::ServiceKey::of(svc);
         let Some(view) = views.iter().find(|v| key.matches(&v.service)) else { continue };
-        let counter = |addr, port| {
-            view.service
-                .servers
-                .iter()
-                .position(|r| r.addr == addr && r.port == port)
-                .and_then(|i| view.counters.get(i))
-                .copied()
-                .unwrap_or_default()
-        };
+        let at = |addr, port| view.service.servers.iter().position(|r| r.addr == addr && r.port == port);
+        let counter = |addr, port| at(addr, port).and_then(|i| view.counters.get(i)).copied().unwrap_or_default();
+        let rates = |addr, port| at(addr, port).and_then(|i| view.rates.get(i)).copied().unwrap_or_default();
         if stats {
-            let mut total = ServerCounters::default();
-            for c in &view.counters {
-                total.conns += c.conns;
-                total.in_pkts += c.in_pkts;
-                total.out_pkts += c.out_pkts;
-                total.in_bytes += c.in_bytes;
-                total.out_bytes += c.out_bytes;
-            }
+            let total = view.total.unwrap_or_else(|| {
+                let mut t = ServerCounters::default();
+                for c in &view.counters {
+                    t.conns += c.conns;
+                    t.in_pkts += c.in_pkts;
+                    t.out_pkts += c.out_pkts;
+                    t.in_bytes += c.in_bytes;
+                    t.out_bytes += c.out_bytes;
+                }
+                t
+            });
             let _ = write!(out, "{:<33}", service_name(svc));
             for n in [total.conns, total.in_pkts, total.out_pkts, total.in_bytes, total.out_bytes] {
+                largenum(&mut out, n, opts.exact);
+            }
+            out.push('\n');
+        } else if rate {
+            let r = view.rate;
+            let _ = write!(out, "{:<33}", service_name(svc));
+            for n in [r.cps, r.inpps, r.outpps, r.inbps, r.outbps] {
                 largenum(&mut out, n, opts.exact);
             }
             out.push('\n');
@@ -208,6 +292,24 @@ pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String,
                     largenum(&mut out, n, opts.exact);
                 }
                 out.push('\n');
+            } else if rate {
+                let e = rates(r.addr, r.port);
+                let _ = write!(out, "  -> {dname:<28} {:8} {:8} {:8}", e.cps, e.inpps, e.outpps);
+                largenum(&mut out, e.inbps, opts.exact);
+                largenum(&mut out, e.outbps, opts.exact);
+                out.push('\n');
+            } else if thresholds {
+                let _ = writeln!(
+                    out,
+                    "  -> {dname:<28} {:<10} {:<10} {:<10} {:<10}",
+                    r.u_threshold, r.l_threshold, c.active, c.inactive
+                );
+            } else if persist {
+                let _ = writeln!(
+                    out,
+                    "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
+                    r.weight, c.persist, c.active, c.inactive
+                );
             } else {
                 let _ = writeln!(
                     out,
@@ -222,6 +324,26 @@ pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String,
         }
     }
     Ok(out)
+}
+
+/// `ipvsadm -L -c -n`: the connection entries (templates included, as IPVS lists them).
+pub fn list_conns(entries: &[ConnEntry]) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    let _ = writeln!(out, "pro expire {:<11} {:<18} {:<18} destination", "state", "source", "virtual");
+    for e in entries {
+        let proto = if e.proto == 17 { "UDP" } else { "TCP" };
+        let state = if e.proto == 17 { "UDP" } else { TcpState::from_u8(e.state).map_or("NONE", |s| s.name()) };
+        let expire = format!("{:02}:{:02}", e.expires_s / 60, e.expires_s % 60);
+        let ap = |(a, p): (std::net::Ipv4Addr, u16)| format!("{a}:{p}");
+        let _ =
+            writeln!(out, "{proto:<3} {expire:<6} {state:<11} {:<18} {:<18} {}", ap(e.client), ap(e.virt), ap(e.dest));
+    }
+    out
+}
+
+/// `ipvsadm -L --timeout`.
+pub fn timeouts_line(tcp: u32, tcpfin: u32, udp: u32) -> String {
+    format!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n")
 }
 
 #[cfg(test)]
@@ -249,10 +371,15 @@ mod tests {
             out_pkts: 0,
             in_bytes,
             out_bytes: 0,
+            persist: 0,
         };
         vec![
-            ServiceView { service: udp, counters: vec![c(0, 5, 0, 0, 0)] },
-            ServiceView { service: tcp, counters: vec![c(12, 40, 700, 30000, 2500000), c(4, 17, 534, 26789, 2067890)] },
+            ServiceView { service: udp, counters: vec![c(0, 5, 0, 0, 0)], ..ServiceView::default() },
+            ServiceView {
+                service: tcp,
+                counters: vec![c(12, 40, 700, 30000, 2500000), c(4, 17, 534, 26789, 2067890)],
+                ..ServiceView::default()
+            },
         ]
     }
 
@@ -317,6 +444,90 @@ TCP  10.0.0.1:80 wlc$
     }
 
     #[test]
+    fn list_rate_is_ipvsadms_layout_byte_for_byte() {
+        // ipvsadm-format.md §4: dests print cps/pps with %8llu, bps through print_largenum.
+        let want = "IP Virtual Server version 1.2.1 (size=4096)$
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS$
+  -> RemoteAddress:Port$
+TCP  10.0.0.1:80                         3       42        0     5120        0$
+  -> 192.168.10.1:80                     1       17        0     2120        0$
+  -> 192.168.10.2:80                     2       25        0     3000        0$
+UDP  10.0.0.1:53                         0        0        0        0        0$
+  -> 192.168.10.3:53                     0        0        0        0        0$
+";
+        let mut v = example();
+        let r = |cps, inpps, inbps| Rates { cps, inpps, outpps: 0, inbps, outbps: 0 };
+        v[1].rate = r(3, 42, 5120);
+        v[1].rates = vec![r(2, 25, 3000), r(1, 17, 2120)];
+        let rate = ListOpts { rate: true, ..ListOpts::default() };
+        assert_eq!(list(&v, 4096, &rate), Ok(want.replace('$', "")));
+        // A dest's cps is not shortened with K/M; its bps are.
+        v[1].rates[1] = r(123_456_789, 0, 123_456_789);
+        let text = list(&v, 4096, &rate).unwrap();
+        assert!(
+            text.contains("  -> 192.168.10.1:80              123456789        0        0  123456K        0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn list_thresholds_and_persistent_conn_layouts() {
+        let mut v = example();
+        v[1].service.servers[1].u_threshold = 100;
+        v[1].service.servers[1].l_threshold = 50;
+        v[1].counters[1].persist = 7;
+        let want = "IP Virtual Server version 1.2.1 (size=4096)$
+Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn $
+  -> RemoteAddress:Port$
+TCP  10.0.0.1:80 wlc$
+  -> 192.168.10.1:80              100        50         4          17        $
+  -> 192.168.10.2:80              0          0          12         40        $
+UDP  10.0.0.1:53 sh (sh-fallback,sh-port) persistent 360 mask 255.255.255.0$
+  -> 192.168.10.3:53              0          0          0          5         $
+";
+        let t = ListOpts { thresholds: true, ..ListOpts::default() };
+        assert_eq!(list(&v, 4096, &t), Ok(want.replace('$', "")));
+        let want = "IP Virtual Server version 1.2.1 (size=4096)$
+Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn $
+  -> RemoteAddress:Port$
+TCP  10.0.0.1:80 wlc$
+  -> 192.168.10.1:80              1         7           4          17        $
+  -> 192.168.10.2:80              3         0           12         40        $
+UDP  10.0.0.1:53 sh (sh-fallback,sh-port) persistent 360 mask 255.255.255.0$
+  -> 192.168.10.3:53              0         0           0          5         $
+";
+        let p = ListOpts { persistent_conn: true, ..ListOpts::default() };
+        assert_eq!(list(&v, 4096, &p), Ok(want.replace('$', "")));
+    }
+
+    #[test]
+    fn connection_and_timeout_listings() {
+        let a = |s: &str, p| (s.parse().unwrap(), p);
+        let e = |proto, state, template, expires_s, client, dest| ConnEntry {
+            proto,
+            state,
+            template,
+            expires_s,
+            client,
+            virt: a("198.18.0.100", if proto == 17 { 53 } else { 80 }),
+            dest,
+        };
+        let entries = [
+            e(6, TcpState::Established as u8, false, 899, a("198.18.0.2", 41234), a("198.19.0.11", 8080)),
+            e(6, 0, true, 359, a("198.18.0.0", 0), a("198.19.0.11", 8080)),
+            e(17, crate::conn::UDP_STATE, false, 61, a("198.18.0.2", 5353), a("198.19.0.12", 53)),
+        ];
+        let want = "IPVS connection entries$
+pro expire state       source             virtual            destination$
+TCP 14:59  ESTABLISHED 198.18.0.2:41234   198.18.0.100:80    198.19.0.11:8080$
+TCP 05:59  NONE        198.18.0.0:0       198.18.0.100:80    198.19.0.11:8080$
+UDP 01:01  UDP         198.18.0.2:5353    198.18.0.100:53    198.19.0.12:53$
+";
+        assert_eq!(list_conns(&entries), want.replace('$', ""));
+        assert_eq!(timeouts_line(900, 120, 300), "Timeout (tcp tcpfin udp): 900 120 300\n");
+    }
+
+    #[test]
     fn large_numbers_get_ipvsadms_suffixes() {
         let mut s = String::new();
         for n in [99_999_999u64, 123_456_789, 9_876_543_210, 1_234_567_890_123, 123_456_789_012_345] {
@@ -330,7 +541,7 @@ TCP  10.0.0.1:80 wlc$
         let (a, b) = UnixStream::pair().unwrap();
         let t = std::thread::spawn(move || serve(b, |_| Reply::Done));
         (&a).write_all(b"{\"Ipvsadm\": 7}\n").unwrap();
-        let reply: Reply = serde_json::from_str(&read_line(&a).unwrap()).unwrap();
+        let reply: Reply = serde_json::from_slice(&read_line(&a).unwrap()).unwrap();
         assert!(matches!(reply, Reply::Failed { code: 2, .. }), "{reply:?}");
         t.join().unwrap().unwrap();
     }

@@ -5,21 +5,26 @@
 
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::{bounded, Sender};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xvs::config::Config;
+use xvs::conn::{TcpState, UDP_STATE};
 use xvs::control::{self, Reply, Request, ServerCounters, ServiceView};
 use xvs::dataplane::steer::{SteerSet, Steering};
 use xvs::dataplane::xsk::{UmemFrames, XskPort, XskSizes};
 use xvs::dataplane::{
     Control, DestCounters, DropReason, Handoff, PassReason, Pipeline, Tables, Worker, WorkerReport, WorkerStats,
 };
-use xvs::rules::{self, Command, RuleError};
+use xvs::health::{self, HealthChecker, SourcePorts, TargetId, Transition};
+use xvs::rules::{self, Command, RuleError, ServiceKey};
+use xvs::service::{FwdMode, RealServer};
+use xvs::stats::Accounting;
 use xvs::system;
 
 /// How often next hops are resolved again.
@@ -50,6 +55,8 @@ pub fn run(config: &Path) -> Result<()> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let usr1 = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(SIGHUP, hup.clone())?;
     signal_hook::flag::register(SIGINT, stop.clone())?;
     signal_hook::flag::register(SIGTERM, stop.clone())?;
     signal_hook::flag::register(SIGUSR1, usr1.clone())?;
@@ -148,37 +155,84 @@ pub fn run(config: &Path) -> Result<()> {
 
     let requests = serve_control(&cfg.control_socket)?;
     println!("  control socket: {}", cfg.control_socket.display());
-
-    let mut current = tables;
-    let mut last_refresh = Instant::now();
-    let mut worker_died = false;
-    while !stop.load(Ordering::Relaxed) {
-        if let Ok((req, reply)) = requests.recv_timeout(Duration::from_millis(50)) {
-            let r = handle_request(req, &mut cfg, &mut current, &handles, &steering);
-            let _ = reply.send(r);
+    if let Some(addr) = cfg.metrics {
+        xvs::metrics::serve(addr, requests.1.clone())?;
+        println!("  metrics: http://{addr}/metrics");
+    }
+    let checks = if cfg.health.is_empty() {
+        None
+    } else {
+        let fullnat = cfg.services.iter().any(|s| s.servers.iter().any(|r| r.mode == FwdMode::FullNat));
+        let ports = SourcePorts::new(fullnat.then_some(cfg.local_ports));
+        if let Some((lo, hi)) = ports.range() {
+            println!("  health checks: source ports {lo}-{hi} (outside director.local_ports)");
         }
-        if handles.iter().any(|h| h.thread.is_finished()) {
+        Some(HealthChecker::start(ports)?)
+    };
+
+    let mut d = Director {
+        path: config.to_path_buf(),
+        admin: cfg,
+        down: HashSet::new(),
+        transitions: HashMap::new(),
+        current: tables,
+        handles,
+        steering,
+        accounting: Accounting::default(),
+        checks,
+    };
+    d.update_checks();
+    let mut last_refresh = Instant::now();
+    let mut last_sample = Instant::now();
+    let mut worker_died = false;
+    let events = d.checks.as_ref().map(|c| c.events.clone()).unwrap_or_else(crossbeam_channel::never);
+    while !stop.load(Ordering::Relaxed) {
+        crossbeam_channel::select! {
+            recv(requests.0) -> r => if let Ok((req, reply)) = r {
+                let r = d.handle(req);
+                let _ = reply.send(r);
+            },
+            recv(events) -> e => if let Ok(t) = e {
+                d.health_transition(t);
+            },
+            default(Duration::from_millis(50)) => {}
+        }
+        if d.handles.iter().any(|h| h.thread.is_finished()) {
             tracing::error!("a worker stopped unexpectedly: shutting down");
             worker_died = true;
             break;
         }
         if usr1.swap(false, Ordering::Relaxed) {
-            print_stats(&cfg, &collect(&handles), &steering);
+            let cfg = d.effective();
+            print_stats(&cfg, &collect(&d.handles), &d.steering);
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            match d.reload() {
+                Ok(()) => tracing::info!("SIGHUP: reloaded {}", d.path.display()),
+                Err(e) => tracing::error!("SIGHUP: reload refused, nothing changed: {e}"),
+            }
+        }
+        if last_sample.elapsed() >= xvs::stats::SAMPLE {
+            last_sample = Instant::now();
+            let raw = d.raw_views();
+            d.accounting.sample(&raw);
         }
         if last_refresh.elapsed() >= REFRESH {
             last_refresh = Instant::now();
-            let t = build_tables(&cfg, Duration::from_millis(200), true);
-            if !same_next_hops(&t, &current) {
+            let t = build_tables(&d.effective(), Duration::from_millis(200), true);
+            if !same_next_hops(&t, &d.current) {
                 // The steering maps hold services and servers, not next hops: unchanged.
                 tracing::info!("next hops changed: new tables for the workers");
                 let t = Arc::new(t);
-                for h in &handles {
+                for h in &d.handles {
                     let _ = h.ctrl.send(Control::Tables(t.clone()));
                 }
-                current = t;
+                d.current = t;
             }
         }
     }
+    let Director { admin: cfg, handles, steering, down, .. } = d;
+    let cfg = effective(&cfg, &down);
     for h in &handles {
         let _ = h.ctrl.send(Control::Shutdown);
     }
@@ -199,11 +253,278 @@ pub fn run(config: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The admin config with the health checks' verdicts applied: failed servers leave their
+/// service, or keep their place with weight 0 where the service inhibits on failure.
+fn effective(admin: &Config, down: &HashSet<TargetId>) -> Config {
+    let mut cfg = admin.clone();
+    if down.is_empty() {
+        return cfg;
+    }
+    for svc in cfg.services.iter_mut() {
+        let key = ServiceKey::of(svc);
+        let is_down = |r: &RealServer| down.contains(&(key, r.addr, r.port));
+        if health::inhibits(&admin.health, &key) {
+            for r in svc.servers.iter_mut().filter(|r| is_down(r)) {
+                r.weight = 0;
+            }
+        } else {
+            svc.servers.retain(|r| !is_down(r));
+        }
+    }
+    cfg
+}
+
+/// The control plane's state: what the operator configured, what the health checks found,
+/// and the workers running the result.
+struct Director {
+    /// The config file (`xvs reload`, SIGHUP).
+    path: PathBuf,
+    /// The services as configured and changed by `xvsadm`.
+    admin: Config,
+    /// Servers failing their health check.
+    down: HashSet<TargetId>,
+    /// Health transitions per server (for the metrics).
+    transitions: HashMap<TargetId, u64>,
+    current: Arc<Tables>,
+    handles: Vec<WorkerHandle>,
+    steering: Steering,
+    accounting: Accounting,
+    checks: Option<HealthChecker>,
+}
+
+impl Director {
+    fn effective(&self) -> Config {
+        effective(&self.admin, &self.down)
+    }
+
+    /// Installs a new admin config: new tables to every worker (they switch at a batch
+    /// boundary), the steering maps, and the health checks' targets.
+    fn install(&mut self, next: Config) {
+        let view = effective(&next, &self.down);
+        let t = Arc::new(build_tables(&view, Duration::from_secs(1), false));
+        for h in &self.handles {
+            let _ = h.ctrl.send(Control::Tables(t.clone()));
+        }
+        if let Err(e) = self.steering.sync(&SteerSet::from_tables(&t)) {
+            tracing::error!("{e}");
+        }
+        tracing::info!("tables changed: {} service(s)", view.services.len());
+        self.admin = next;
+        self.current = t;
+        self.update_checks();
+    }
+
+    fn update_checks(&mut self) {
+        let targets = health::targets(&self.admin.services, &self.admin.health);
+        // A server no longer checked (deleted, or its check removed) is not held down.
+        self.down.retain(|id| targets.iter().any(|t| t.id == *id));
+        if let Some(c) = &self.checks {
+            c.set_targets(targets);
+        } else if !targets.is_empty() {
+            tracing::warn!("health checks added by a reload start at the next restart of xvs");
+        }
+    }
+
+    fn health_transition(&mut self, t: Transition) {
+        let (key, addr, port) = t.id;
+        *self.transitions.entry(t.id).or_default() += 1;
+        let changed = if t.up { self.down.remove(&t.id) } else { self.down.insert(t.id) };
+        if !changed {
+            return;
+        }
+        // Installed first, logged after: once the log says so, the workers have the tables.
+        let next = self.admin.clone();
+        self.install(next);
+        let action = if health::inhibits(&self.admin.health, &key) { "weight 0" } else { "out of scheduling" };
+        if t.up {
+            tracing::warn!("health: {addr}:{port} of {key} is up ({}): back in scheduling", t.why);
+        } else {
+            tracing::warn!("health: {addr}:{port} of {key} is down ({}): {action}", t.why);
+        }
+    }
+
+    /// Re-reads the config file. Services, health checks, timeouts and neighbours change
+    /// live; what sockets, threads and memory were built from needs a restart, and a file
+    /// that changes it is refused whole.
+    fn reload(&mut self) -> Result<(), String> {
+        let mut next = Config::load(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let cur = &self.admin;
+        if next.interfaces.len() != cur.interfaces.len()
+            || next.interfaces.iter().zip(&cur.interfaces).any(|(n, c)| {
+                n.name != c.name || n.mac.is_some_and(|m| Some(m) != c.mac) || n.ip.is_some_and(|a| Some(a) != c.ip)
+            })
+        {
+            return Err("director.interfaces: changed; restart xvs to apply".into());
+        }
+        next.interfaces = cur.interfaces.clone();
+        let fixed: [(&str, bool); 8] = [
+            ("director.workers", next.workers != cur.workers),
+            ("director.cores", next.cores != cur.cores),
+            ("director.umem_frames", next.umem_frames != cur.umem_frames),
+            ("director.dip", next.dip() != cur.dip()),
+            ("director.local_ports", next.local_ports != cur.local_ports),
+            ("conn.max_per_worker", next.max_conns_per_worker != cur.max_conns_per_worker),
+            ("control.socket", next.control_socket != cur.control_socket),
+            ("metrics.listen", next.metrics != cur.metrics),
+        ];
+        if let Some((field, _)) = fixed.iter().find(|(_, changed)| *changed) {
+            return Err(format!("{field}: changed; restart xvs to apply (nothing was reloaded)"));
+        }
+        self.install(next);
+        Ok(())
+    }
+
+    /// One control request. Changes build a complete new config that is validated before
+    /// anything is touched; a refused change leaves everything as it was.
+    fn handle(&mut self, req: Request) -> Reply {
+        let failed = |e: RuleError| Reply::Failed { code: e.exit_code(), message: e.to_string() };
+        let cmds: Vec<Command> = match req {
+            Request::List => {
+                let views = self.accounting.view(self.raw_views());
+                return Reply::Services { size: self.size(), services: views };
+            }
+            Request::Connections => {
+                let mut entries = Vec::new();
+                for h in &self.handles {
+                    let (tx, rx) = bounded(1);
+                    if h.ctrl.send(Control::Conns(tx)).is_ok() {
+                        if let Ok(mut e) = rx.recv_timeout(Duration::from_secs(5)) {
+                            entries.append(&mut e);
+                        }
+                    }
+                }
+                return Reply::Connections { entries };
+            }
+            Request::Timeouts => {
+                let t = &self.admin.timeouts.secs;
+                return Reply::Timeouts {
+                    tcp: t[TcpState::Established as usize],
+                    tcpfin: t[TcpState::FinWait as usize],
+                    udp: t[UDP_STATE as usize],
+                };
+            }
+            Request::Reload => {
+                return match self.reload() {
+                    Ok(()) => Reply::Done,
+                    Err(message) => Reply::Failed { code: 2, message },
+                }
+            }
+            Request::Metrics => {
+                let raw = self.raw_views();
+                let reports = collect(&self.handles);
+                let (redirected, passed) = self.steering.counters();
+                let m = xvs::metrics::Snapshot {
+                    services: self.accounting.view(raw),
+                    reports: &reports,
+                    xdp: (redirected, passed),
+                    checked: health::targets(&self.admin.services, &self.admin.health).iter().map(|t| t.id).collect(),
+                    down: &self.down,
+                    transitions: &self.transitions,
+                };
+                return Reply::Metrics { text: xvs::metrics::render(&m) };
+            }
+            Request::Ipvsadm { args } => {
+                let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+                match rules::parse_command(&args) {
+                    Ok(
+                        c @ (Command::AddService(..)
+                        | Command::EditService(..)
+                        | Command::DeleteService(_)
+                        | Command::Clear
+                        | Command::AddServer(..)
+                        | Command::EditServer(..)
+                        | Command::DeleteServer(..)),
+                    ) => vec![c],
+                    Ok(Command::Zero(key)) => {
+                        let raw = self.raw_views();
+                        if let Some(k) = &key {
+                            if !raw.iter().any(|v| k.matches(&v.service)) {
+                                return failed(RuleError::NoSuchService);
+                            }
+                        }
+                        self.accounting.zero(&raw, key.as_ref());
+                        return Reply::Done;
+                    }
+                    Ok(Command::SetTimeouts { tcp, tcpfin, udp }) => {
+                        let mut next = self.admin.clone();
+                        for (v, state) in
+                            [(tcp, TcpState::Established as u8), (tcpfin, TcpState::FinWait as u8), (udp, UDP_STATE)]
+                        {
+                            if v != 0 {
+                                next.timeouts.secs[state as usize] = v;
+                            }
+                        }
+                        self.install(next);
+                        return Reply::Done;
+                    }
+                    Ok(_) => return Reply::Failed { code: 2, message: "not a command that changes the tables".into() },
+                    Err(e) => return failed(e),
+                }
+            }
+            Request::Restore { text } => match rules::parse_rules(&text) {
+                Ok(cmds) => cmds.into_iter().map(|(_, c)| c).collect(),
+                Err(e) => return failed(e),
+            },
+        };
+        let mut services = self.admin.services.clone();
+        for c in &cmds {
+            if let Err(e) = rules::apply(&mut services, c) {
+                return failed(e);
+            }
+        }
+        match self.admin.clone().with_services(services) {
+            Ok(next) => {
+                self.install(next);
+                Reply::Done
+            }
+            Err(e) => Reply::Failed { code: 2, message: e.to_string() },
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.admin.max_conns_per_worker as u64 * self.admin.workers as u64
+    }
+
+    /// The services the workers run, with their counters summed over the workers (since
+    /// start: [`Accounting::view`] applies `-Z`).
+    fn raw_views(&self) -> Vec<ServiceView> {
+        let reports = collect(&self.handles);
+        let cfg = self.effective();
+        cfg.services
+            .iter()
+            .enumerate()
+            .map(|(si, svc)| ServiceView {
+                service: svc.clone(),
+                counters: (0..svc.servers.len())
+                    .map(|di| {
+                        let d = sum_dest(&reports, si, di);
+                        let mut c = ServerCounters {
+                            conns: d.conns,
+                            in_pkts: d.in_pkts,
+                            out_pkts: d.out_pkts,
+                            in_bytes: d.in_bytes,
+                            out_bytes: d.out_bytes,
+                            ..ServerCounters::default()
+                        };
+                        for l in reports.iter().filter_map(|r| r.loads.get(si).and_then(|v| v.get(di))) {
+                            c.active += l.active;
+                            c.inactive += l.inactive;
+                            c.persist += l.persist;
+                        }
+                        c
+                    })
+                    .collect(),
+                ..ServiceView::default()
+            })
+            .collect()
+    }
+}
+
 type Pending = (Request, Sender<Reply>);
 
 /// Listens on the control socket (mode 0600: only its owner may change the director). Each
 /// connection's request goes to the main loop, which owns the tables and the workers' channels.
-fn serve_control(path: &Path) -> Result<crossbeam_channel::Receiver<Pending>> {
+fn serve_control(path: &Path) -> Result<(crossbeam_channel::Receiver<Pending>, Sender<Pending>)> {
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
             bail!("control.socket: {} is in use by another director", path.display());
@@ -213,6 +534,7 @@ fn serve_control(path: &Path) -> Result<crossbeam_channel::Receiver<Pending>> {
     let listener = UnixListener::bind(path).with_context(|| format!("control.socket: binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     let (tx, rx) = bounded::<Pending>(16);
+    let sender = tx.clone();
     std::thread::Builder::new().name("xvs-control".into()).spawn(move || {
         for s in listener.incoming().flatten() {
             let tx = tx.clone();
@@ -226,95 +548,7 @@ fn serve_control(path: &Path) -> Result<crossbeam_channel::Receiver<Pending>> {
             });
         }
     })?;
-    Ok(rx)
-}
-
-/// One control request, on the main loop. Changes build a complete new config that is
-/// validated before anything is touched; a refused change leaves everything as it was.
-fn handle_request(
-    req: Request,
-    cfg: &mut Config,
-    current: &mut Arc<Tables>,
-    handles: &[WorkerHandle],
-    steering: &Steering,
-) -> Reply {
-    let failed = |e: RuleError| Reply::Failed { code: e.exit_code(), message: e.to_string() };
-    let cmds: Vec<Command> = match req {
-        Request::List => return list(cfg, handles),
-        Request::Ipvsadm { args } => {
-            let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
-            match rules::parse_command(&args) {
-                Ok(
-                    c @ (Command::AddService(..)
-                    | Command::EditService(..)
-                    | Command::DeleteService(_)
-                    | Command::Clear
-                    | Command::AddServer(..)
-                    | Command::EditServer(..)
-                    | Command::DeleteServer(..)),
-                ) => vec![c],
-                Ok(_) => return Reply::Failed { code: 2, message: "not a command that changes the tables".into() },
-                Err(e) => return failed(e),
-            }
-        }
-        Request::Restore { text } => match rules::parse_rules(&text) {
-            Ok(cmds) => cmds.into_iter().map(|(_, c)| c).collect(),
-            Err(e) => return failed(e),
-        },
-    };
-    let mut services = cfg.services.clone();
-    for c in &cmds {
-        if let Err(e) = rules::apply(&mut services, c) {
-            return failed(e);
-        }
-    }
-    let next = match cfg.clone().with_services(services) {
-        Ok(c) => c,
-        Err(e) => return Reply::Failed { code: 2, message: e.to_string() },
-    };
-    let t = Arc::new(build_tables(&next, Duration::from_secs(1), false));
-    for h in handles {
-        let _ = h.ctrl.send(Control::Tables(t.clone()));
-    }
-    if let Err(e) = steering.sync(&SteerSet::from_tables(&t)) {
-        tracing::error!("{e}");
-    }
-    tracing::info!("tables changed: {} service(s)", next.services.len());
-    *cfg = next;
-    *current = t;
-    Reply::Done
-}
-
-/// The services with their counters summed over the workers.
-fn list(cfg: &Config, handles: &[WorkerHandle]) -> Reply {
-    let reports = collect(handles);
-    let services = cfg
-        .services
-        .iter()
-        .enumerate()
-        .map(|(si, svc)| ServiceView {
-            service: svc.clone(),
-            counters: (0..svc.servers.len())
-                .map(|di| {
-                    let d = sum_dest(&reports, si, di);
-                    let mut c = ServerCounters {
-                        conns: d.conns,
-                        in_pkts: d.in_pkts,
-                        out_pkts: d.out_pkts,
-                        in_bytes: d.in_bytes,
-                        out_bytes: d.out_bytes,
-                        ..ServerCounters::default()
-                    };
-                    for l in reports.iter().filter_map(|r| r.loads.get(si).and_then(|v| v.get(di))) {
-                        c.active += l.active;
-                        c.inactive += l.inactive;
-                    }
-                    c
-                })
-                .collect(),
-        })
-        .collect();
-    Reply::Services { size: cfg.max_conns_per_worker as u64 * cfg.workers as u64, services }
+    Ok((rx, sender))
 }
 
 /// FULLNAT local ports must not be handed out by the kernel to the director's own sockets.

@@ -52,6 +52,23 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         ipvsadm_rules: Option<PathBuf>,
     },
+    /// Ask the running director to re-read its config file (as SIGHUP does). Services,
+    /// health checks, timeouts and neighbours change live; a file that changes what needs a
+    /// restart (interfaces, workers, ...) is refused whole and nothing changes.
+    Reload {
+        /// The director's control socket.
+        #[arg(long, env = "XVS_SOCKET", default_value = xvs::config::DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Convert keepalived.conf's virtual_server blocks into config.json's services (printed
+    /// as JSON on stdout; what is skipped is reported on stderr).
+    ImportKeepalived {
+        /// keepalived.conf
+        file: PathBuf,
+        /// Director interfaces for the generated config (default: xvs-c, xvs-r).
+        #[arg(long = "iface", value_name = "NAME")]
+        ifaces: Vec<String>,
+    },
     /// Validate a config file and print its services.
     Check {
         #[arg(long)]
@@ -93,6 +110,24 @@ fn real_main() -> Result<()> {
                 let mode = xvs::dataplane::steer::attach_decap(&iface, &local)?;
                 println!("xvs decap: IP-in-IP decapsulation on {iface} ({} XDP)", mode.name());
             }
+            Ok(())
+        }
+        Cmd::Reload { socket } => match xvs::control::call(&socket, &xvs::control::Request::Reload)? {
+            xvs::control::Reply::Done => {
+                println!("xvs: reloaded");
+                Ok(())
+            }
+            xvs::control::Reply::Failed { message, .. } => bail!("reload refused, nothing changed: {message}"),
+            other => bail!("unexpected reply {other:?}"),
+        },
+        Cmd::ImportKeepalived { file, ifaces } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let ifaces = if ifaces.is_empty() { vec!["xvs-c".into(), "xvs-r".into()] } else { ifaces };
+            let out = xvs::keepalived::convert(&text, &ifaces).with_context(|| format!("{}", file.display()))?;
+            for w in &out.skipped {
+                eprintln!("xvs import-keepalived: skipped {w}");
+            }
+            println!("{}", out.json);
             Ok(())
         }
         Cmd::Check { config, ipvsadm_rules } => {

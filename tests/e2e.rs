@@ -449,3 +449,420 @@ fn xvsadm_reconfigures_a_running_director_without_dropping_connections() {
     assert!(ok, "{out}");
     assert!(!sock.exists(), "the socket is removed at exit");
 }
+
+// ---------------------------------------------------------------- operations (issue 4)
+
+/// `socat TCP-LISTEN` on a real server: each connection is greeted with the server's name,
+/// then echoed. Killed on drop.
+struct EchoServer(Child);
+
+impl EchoServer {
+    fn start(t: &Topo, server: u32, port: u16) -> EchoServer {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &t.ns(&format!("r{server}")), "socat"])
+            .arg(format!("TCP-LISTEN:{port},fork,reuseaddr"))
+            .arg(format!("SYSTEM:echo r{server}; exec cat"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat listener");
+        // Ready when it answers (bounded).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let addr = format!("TCP:198.19.0.1{server}:{port}");
+        loop {
+            let (ok, out) = t.exec(&format!("r{server}"), &["socat", "-t", "1", "-T", "2", "-", &addr]);
+            if ok && out.starts_with(&format!("r{server}")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "echo server r{server}:{port} not up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        EchoServer(child)
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A long-lived TCP connection from the client (`socat - TCP:VIP:port`).
+struct LongConn {
+    child: Child,
+    tx: std::process::ChildStdin,
+    rx: std::sync::mpsc::Receiver<String>,
+    server: String,
+}
+
+impl LongConn {
+    fn open(t: &Topo, port: u16) -> LongConn {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &t.ns("c"), "socat", "-", &format!("TCP:{VIP}:{port},connect-timeout=3")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat client");
+        let tx = child.stdin.take().expect("stdin");
+        let out = child.stdout.take().expect("stdout");
+        let (ltx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(l) = line else { break };
+                if ltx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let server = rx.recv_timeout(Duration::from_secs(5)).expect("greeting from the real server");
+        LongConn { child, tx, rx, server }
+    }
+
+    /// Sends a line; what comes back within 3 s.
+    fn echo(&mut self, msg: &str) -> Option<String> {
+        use std::io::Write;
+        self.tx.write_all(format!("{msg}\n").as_bytes()).ok()?;
+        self.tx.flush().ok()?;
+        self.rx.recv_timeout(Duration::from_secs(3)).ok()
+    }
+}
+
+impl Drop for LongConn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The greeting of a new connection to the VIP (which real server it reached).
+fn new_conn(t: &Topo, port: u16) -> String {
+    let (_, out) = t.exec("c", &["socat", "-t", "2", "-T", "3", "-", &format!("TCP:{VIP}:{port},connect-timeout=3")]);
+    out.lines().next().unwrap_or("").to_string()
+}
+
+fn ops_config(sock: &Path, services: &str, extra: &str) -> String {
+    format!(
+        r#"{{
+  "director": {{ "interfaces": [{{ "name": "xvs-c" }}, {{ "name": "xvs-r" }}], "dip": "198.19.0.1",
+                "local_ports": [20000, 59999], "workers": 1 }},
+  "control": {{ "socket": "{}" }},{extra}
+  "services": [{services}]
+}}"#,
+        sock.display()
+    )
+}
+
+fn echo_service(port: u16, mode: &str, servers: &[(u32, u32)], extra: &str) -> String {
+    let rs: Vec<String> = servers
+        .iter()
+        .map(|(i, w)| format!(r#"{{ "addr": "198.19.0.1{i}", "port": 7000, "mode": "{mode}", "weight": {w} }}"#))
+        .collect();
+    format!(
+        r#"{{ "proto": "tcp", "vip": "{VIP}", "port": {port}, "scheduler": "rr",{extra} "real_servers": [{}] }}"#,
+        rs.join(", ")
+    )
+}
+
+fn xvsadm(sock: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xvsadm")).args(args).env("XVS_SOCKET", sock).output().expect("xvsadm");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn long_lived_connections_survive_100_reconfigurations_and_reloads() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xe7", 1);
+    let _echo: Vec<EchoServer> = (1..=3).map(|i| EchoServer::start(&t, i, 7000)).collect();
+    let sock = std::env::temp_dir().join("xvs-e2e-xe7.sock");
+    let file = |variant: u32| {
+        let w = variant % 3 + 1;
+        let fullnat: Vec<(u32, u32)> =
+            if variant.is_multiple_of(2) { vec![(1, 1), (2, w), (3, 1)] } else { vec![(1, w), (2, 1)] };
+        let services = [echo_service(7000, "nat", &[(1, 1), (2, 1)], ""), echo_service(7001, "fullnat", &fullnat, "")];
+        ops_config(&sock, &services.join(",\n"), "")
+    };
+    let d = t.director(&file(1));
+    let config = std::env::temp_dir().join("xvs-e2e-xe7.json");
+    let adm = |args: &[&str]| xvsadm(&sock, args);
+
+    // Two long-lived connections per service: rr puts them on r1 and r2.
+    let mut conns: Vec<(u16, LongConn)> =
+        [7000, 7000, 7001, 7001].iter().map(|&p| (p, LongConn::open(&t, p))).collect();
+    let servers: Vec<String> = conns.iter().map(|(_, c)| c.server.clone()).collect();
+    assert_eq!(servers, ["r1", "r2", "r1", "r2"]);
+
+    let v = format!("{VIP}:7000");
+    let f = format!("{VIP}:7001");
+    for i in 0..100u32 {
+        let w = (i % 4).to_string();
+        let (what, ok) = match i % 5 {
+            0 => ("add r3", adm(&["-a", "-t", &v, "-r", "198.19.0.13:7000", "-m", "-w", "2"])),
+            1 => ("weight r1 (0 = draining)", adm(&["-e", "-t", &v, "-r", "198.19.0.11:7000", "-m", "-w", &w])),
+            2 => ("delete r3", adm(&["-d", "-t", &v, "-r", "198.19.0.13:7000"])),
+            3 => ("weight r2 fullnat", adm(&["-e", "-t", &f, "-r", "198.19.0.12:7000", "-j", "-w", &w])),
+            _ => {
+                std::fs::write(&config, file(i / 5)).expect("config");
+                let out = Command::new(xvs()).args(["reload"]).env("XVS_SOCKET", &sock).output().expect("xvs reload");
+                ("reload", (out.status.code(), String::new(), String::from_utf8_lossy(&out.stderr).into_owned()))
+            }
+        };
+        assert_eq!(ok.0, Some(0), "change {i} ({what}): {}", ok.2);
+        for (k, (_, c)) in conns.iter_mut().enumerate() {
+            let msg = format!("change {i} conn {k}");
+            assert_eq!(
+                c.echo(&msg).as_deref(),
+                Some(msg.as_str()),
+                "change {i} ({what}): connection {k} to {}",
+                c.server
+            );
+        }
+    }
+    assert!(d.output().matches("tables changed").count() >= 100, "{}", d.output());
+
+    // A removed server's new connections stop at once.
+    assert_eq!(adm(&["-a", "-t", &v, "-r", "198.19.0.13:7000", "-m"]).0, Some(0));
+    let reached: Vec<String> = (0..3).map(|_| new_conn(&t, 7000)).collect();
+    assert!(reached.contains(&"r3".to_string()), "{reached:?}");
+    assert_eq!(adm(&["-d", "-t", &v, "-r", "198.19.0.13:7000"]).0, Some(0));
+    for _ in 0..6 {
+        let s = new_conn(&t, 7000);
+        assert!(s == "r1" || s == "r2", "after -d r3, a new connection reached '{s}'");
+    }
+
+    // Listings: connections, counters and -Z, rates, timeouts and --set.
+    let (_, conns_out, _) = adm(&["-L", "-n", "-c"]);
+    assert!(
+        conns_out.starts_with(
+            "IPVS connection entries\npro expire state       source             virtual            destination\n"
+        ),
+        "{conns_out}"
+    );
+    assert!(
+        conns_out.lines().filter(|l| l.contains("ESTABLISHED") && l.contains(&format!("{VIP}:7001"))).count() >= 2,
+        "{conns_out}"
+    );
+    let (_, stats, _) = adm(&["-L", "-n", "--stats", "-t", &v]);
+    let conns_of = |text: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with("TCP  "))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(conns_of(&stats) >= 10, "{stats}");
+    assert_eq!(adm(&["-Z", "-t", &v]).0, Some(0));
+    assert_eq!(conns_of(&adm(&["-L", "-n", "--stats", "-t", &v]).1), 0);
+    assert!(conns_of(&adm(&["-L", "-n", "--stats", "-t", &f]).1) >= 2, "-Z of one service leaves the other");
+    let (code, _, err) = adm(&["-Z", "-t", &format!("{VIP}:7999")]);
+    assert_eq!((code, err.trim()), (Some(1), "No such service"));
+    let (code, rate, _) = adm(&["-L", "-n", "--rate"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        rate.contains("Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n"),
+        "{rate}"
+    );
+    assert_eq!(adm(&["-L", "--timeout"]).1, "Timeout (tcp tcpfin udp): 900 120 300\n");
+    assert_eq!(adm(&["--set", "1000", "0", "30"]).0, Some(0));
+    assert_eq!(adm(&["-L", "--timeout"]).1, "Timeout (tcp tcpfin udp): 1000 120 30\n");
+
+    // Malformed and random requests on the control socket: answered with an error, never a
+    // crash, never a change.
+    let before = adm(&["-S", "-n"]).1;
+    fuzz_control_socket(&sock);
+    assert_eq!(adm(&["-S", "-n"]).1, before, "malformed requests changed the tables");
+    for (k, (_, c)) in conns.iter_mut().enumerate() {
+        assert_eq!(c.echo("after fuzz").as_deref(), Some("after fuzz"), "connection {k}");
+    }
+    // A reload of a bad file, or of one that changes what needs a restart: refused whole.
+    std::fs::write(&config, file(1).replace("\"rr\"", "\"nosuch\"")).expect("config");
+    let out = Command::new(xvs()).arg("reload").env("XVS_SOCKET", &sock).output().expect("xvs reload");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("services[0].scheduler: 'nosuch' is not a scheduler"));
+    std::fs::write(&config, file(1).replace("\"workers\": 1", "\"workers\": 2")).expect("config");
+    let out = Command::new(xvs()).arg("reload").env("XVS_SOCKET", &sock).output().expect("xvs reload");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("director.workers: changed; restart xvs"), "{out:?}");
+    assert_eq!(adm(&["-S", "-n"]).1, before, "refused reloads changed the tables");
+    drop(conns);
+    let (ok, out) = d.stop();
+    assert!(ok, "{out}");
+    assert!(out.contains(" 0 lost"), "{out}");
+}
+
+/// Random bytes, broken JSON, requests of the wrong shape and random ipvsadm words that do
+/// not parse: each gets an error reply (or none, for a request that never ends a line).
+fn fuzz_control_socket(sock: &Path) {
+    use rand::{Rng, SeedableRng};
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(4);
+    let words = [
+        "-A",
+        "-E",
+        "-D",
+        "-a",
+        "-e",
+        "-d",
+        "-t",
+        "-u",
+        "-r",
+        "-s",
+        "-w",
+        "-p",
+        "-M",
+        "-x",
+        "-y",
+        "-m",
+        "-g",
+        "-i",
+        "-j",
+        "wlc",
+        "rr",
+        "nosuch",
+        "198.18.0.100:7000",
+        "198.18.0.100",
+        "198.19.0.11:7000",
+        "300",
+        "-1",
+        "70000",
+        "255.255.255.0",
+        "",
+        "--set",
+        "-Z",
+        "-C",
+        "-R",
+        "x:y",
+        "[::1]:80",
+    ];
+    let send = |line: &[u8]| -> String {
+        let mut s = UnixStream::connect(sock).expect("control socket");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let _ = s.write_all(line);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut r = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut r);
+        r
+    };
+    let mut sent = 0;
+    for i in 0..300 {
+        let line: Vec<u8> = match i % 4 {
+            0 => (0..rng.gen_range(0..200)).map(|_| rng.gen::<u8>()).chain([b'\n']).collect(),
+            1 => {
+                let good = br#"{"Ipvsadm":{"args":["-a","-t","198.18.0.100:7000","-r","198.19.0.13:7000"]}}"#;
+                let cut = rng.gen_range(0..good.len() - 1);
+                good[..cut].iter().copied().chain([b'\n']).collect()
+            }
+            2 => {
+                let shapes = [
+                    r#"{"Restore":{"text":5}}"#,
+                    r#"{"List":1}"#,
+                    r#"["Ipvsadm"]"#,
+                    r#"{"Nope":{}}"#,
+                    "null",
+                    r#"{"Ipvsadm":{"args":null}}"#,
+                ];
+                format!("{}\n", shapes[rng.gen_range(0..shapes.len())]).into_bytes()
+            }
+            _ => {
+                let args: Vec<&str> = (0..rng.gen_range(0..8)).map(|_| words[rng.gen_range(0..words.len())]).collect();
+                // Only commands that do not parse (those that do are real changes).
+                if xvs::rules::parse_command(&args).is_ok() {
+                    continue;
+                }
+                format!("{}\n", serde_json::json!({ "Ipvsadm": { "args": args } })).into_bytes()
+            }
+        };
+        let reply = send(&line);
+        assert!(reply.contains("\"Failed\""), "request {:?} got {reply:?}", String::from_utf8_lossy(&line));
+        sent += 1;
+    }
+    assert!(sent > 250);
+}
+
+#[test]
+fn health_checks_take_a_failed_server_out_and_bring_it_back() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xe8", 1);
+    let mut echo: Vec<Option<EchoServer>> = (1..=3).map(|i| Some(EchoServer::start(&t, i, 7000))).collect();
+    let sock = std::env::temp_dir().join("xvs-e2e-xe8.sock");
+    // TCP checks every 300 ms; down after 2 failures, up after 2 successes. The FULLNAT
+    // service checks over HTTP (the topology's httpd on 8080) and inhibits on failure.
+    let tcp = r#" "health_check": { "kind": "tcp", "interval_ms": 300, "timeout_ms": 200, "rise": 2, "fall": 2 },"#;
+    let http = r#" "inhibit_on_failure": true, "health_check": { "kind": "http", "port": 8080, "path": "/name", "status": 200, "interval_ms": 300, "timeout_ms": 200, "rise": 2, "fall": 2 },"#;
+    let services = [
+        echo_service(7000, "nat", &[(1, 1), (2, 1), (3, 1)], tcp),
+        echo_service(7001, "fullnat", &[(1, 1), (2, 1)], http),
+    ];
+    let metrics = r#"
+  "metrics": { "listen": "127.0.0.1:9190" },"#;
+    let d = t.director(&ops_config(&sock, &services.join(",\n"), metrics));
+    let (interval, fall, rise) = (Duration::from_millis(300), 2u32, 2u32);
+    let scrape = || t.exec("d", &["curl", "-s", "-f", "-m", "5", "http://127.0.0.1:9190/metrics"]).1;
+    let up_line = r#"xvs_server_up{proto="tcp",vip="198.18.0.100",port="7000",server="198.19.0.12:7000"}"#;
+    assert!(scrape().contains(&format!("{up_line} 1")), "{}", scrape());
+    let all: Vec<String> = (0..6).map(|_| new_conn(&t, 7000)).collect();
+    assert_eq!(counts(&all).len(), 3, "every server gets connections: {all:?}");
+
+    // Stop r2's listener: within interval x fall + 1 s no new connection goes to it.
+    let stopped = Instant::now();
+    echo[1] = None;
+    let limit = interval * fall + Duration::from_secs(1);
+    while !d.output().contains("health: 198.19.0.12:7000 of -t 198.18.0.100:7000 is down") {
+        assert!(stopped.elapsed() < limit, "r2 not taken out within {limit:?}:\n{}", d.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..6 {
+        let s = new_conn(&t, 7000);
+        assert!(s == "r1" || s == "r3", "a new connection reached '{s}' while r2 is down");
+    }
+    let listing = xvsadm(&sock, &["-Ln", "-t", &format!("{VIP}:7000")]).1;
+    assert!(!listing.contains("198.19.0.12"), "a failed server leaves the table: {listing}");
+    let m = scrape();
+    assert!(m.contains(&format!("{up_line} 0")), "{m}");
+    assert!(m.contains("xvs_server_health_transitions_total{proto=\"tcp\",vip=\"198.18.0.100\",port=\"7000\",server=\"198.19.0.12:7000\"} 1"), "{m}");
+    assert!(m.contains("xvs_worker_rx_frames_total{worker=\"0\"}"), "{m}");
+    assert!(m.contains("xvs_worker_dropped_frames_total{worker=\"0\",reason=\"no_neighbour\"} 0"), "{m}");
+
+    // Start it again: within interval x rise + 1 s it receives connections.
+    echo[1] = Some(EchoServer::start(&t, 2, 7000));
+    let started = Instant::now();
+    let limit = interval * rise + Duration::from_secs(1);
+    while !d.output().contains("health: 198.19.0.12:7000 of -t 198.18.0.100:7000 is up") {
+        assert!(started.elapsed() < limit, "r2 not back within {limit:?}:\n{}", d.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let back: Vec<String> = (0..6).map(|_| new_conn(&t, 7000)).collect();
+    assert!(back.contains(&"r2".to_string()), "r2 gets connections again: {back:?}");
+
+    // HTTP check with inhibit_on_failure: r1's httpd stops, r1 stays listed with weight 0.
+    let pids = Command::new("ip").args(["netns", "pids", &t.ns("r1")]).output().expect("ip netns pids").stdout;
+    let httpd: Vec<String> = String::from_utf8_lossy(&pids)
+        .split_whitespace()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("httpd.py"))
+        })
+        .map(String::from)
+        .collect();
+    assert_eq!(httpd.len(), 1, "r1's httpd");
+    assert!(Command::new("kill").arg(&httpd[0]).status().expect("kill").success());
+    let stopped = Instant::now();
+    while !d.output().contains("health: 198.19.0.11:7000 of -t 198.18.0.100:7001 is down") {
+        assert!(stopped.elapsed() < Duration::from_secs(5), "HTTP check did not fail:\n{}", d.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let listing = xvsadm(&sock, &["-Ln", "-t", &format!("{VIP}:7001")]).1;
+    assert!(listing.contains("  -> 198.19.0.11:7000             FullNat 0      "), "{listing}");
+    for _ in 0..4 {
+        assert_eq!(new_conn(&t, 7001), "r2", "weight 0 while inhibited");
+    }
+    drop(echo);
+    let (ok, out) = d.stop();
+    assert!(ok, "{out}");
+}

@@ -70,10 +70,21 @@ fn main() {
     match cmd {
         Command::Help => print!("{}", usage()),
         Command::Version => println!("{VERSION}"),
-        Command::List(opts) => {
-            if opts.rate || opts.connections || opts.timeout || opts.thresholds || opts.persistent_conn {
-                fail(2, "xvsadm: this listing is not available yet (-L, -L --stats and -S are)");
+        Command::List(opts) if opts.connections => {
+            if let Reply::Connections { mut entries } = call(&Request::Connections) {
+                if let Some(k) = &opts.service {
+                    entries.retain(|e| e.virt == (k.addr, k.port) && e.proto == k.proto.number());
+                }
+                entries.sort_by_key(|e| (e.proto, e.virt, e.client, e.template));
+                print!("{}", control::list_conns(&entries));
             }
+        }
+        Command::List(opts) if opts.timeout => {
+            if let Reply::Timeouts { tcp, tcpfin, udp } = call(&Request::Timeouts) {
+                print!("{}", control::timeouts_line(tcp, tcpfin, udp));
+            }
+        }
+        Command::List(opts) => {
             if let Reply::Services { size, services } = call(&Request::List) {
                 match control::list(&services, size, &opts) {
                     Ok(text) => print!("{text}"),
@@ -94,7 +105,6 @@ fn main() {
             }
             call(&Request::Restore { text });
         }
-        Command::Zero(_) | Command::SetTimeouts { .. } => fail(2, "xvsadm: -Z and --set are not available yet"),
         _ => {
             call(&Request::Ipvsadm { args });
         }

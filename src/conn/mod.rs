@@ -12,5 +12,5 @@
 pub mod shard;
 pub mod state;
 
-pub use shard::{Conn, ConnKey, ConnShard, NewConn, Refused, ShardConfig, ShardStats, NONE, TICK_MS};
+pub use shard::{Conn, ConnEntry, ConnKey, ConnShard, NewConn, Refused, ShardConfig, ShardStats, NONE, TICK_MS};
 pub use state::{next_state, Dir, TcpState, Timeouts, UDP_STATE};

@@ -127,6 +127,19 @@ fn mode_code(m: FwdMode) -> u8 {
     }
 }
 
+/// One connection or persistence template as `ipvsadm -c` lists it (control path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConnEntry {
+    pub proto: u8,
+    /// [`TcpState`] as u8, or [`UDP_STATE`].
+    pub state: u8,
+    pub template: bool,
+    pub expires_s: u32,
+    pub client: (std::net::Ipv4Addr, u16),
+    pub virt: (std::net::Ipv4Addr, u16),
+    pub dest: (std::net::Ipv4Addr, u16),
+}
+
 /// How a shard is sized and timed.
 #[derive(Clone, Debug)]
 pub struct ShardConfig {
@@ -452,6 +465,27 @@ impl ConnShard {
         self.slab.iter().enumerate().filter(|(_, c)| c.flags & F_IN_USE != 0).map(|(i, c)| (i as u32, c))
     }
 
+    /// Seconds until connection `idx` expires (0 if due), as `ipvsadm -c` shows it.
+    pub fn expires_in_s(&self, idx: u32, now_ms: u64) -> u32 {
+        let left = self.slab[idx as usize].expires.wrapping_sub(ms_to_tick(now_ms)) as i32;
+        (left.max(0) as u64 * TICK_MS / 1000) as u32
+    }
+
+    /// Every live connection and template, for listing (allocates: control path only).
+    pub fn entries(&self, now_ms: u64) -> Vec<ConnEntry> {
+        self.iter()
+            .map(|(i, c)| ConnEntry {
+                proto: c.proto,
+                state: c.state,
+                template: c.is_template(),
+                expires_s: self.expires_in_s(i, now_ms),
+                client: (c.caddr.into(), c.cport),
+                virt: (c.vaddr.into(), c.vport),
+                dest: (c.daddr.into(), c.dport),
+            })
+            .collect()
+    }
+
     /// FULLNAT local address of a connection.
     #[inline]
     pub fn laddr(&self, c: &Conn) -> u32 {
@@ -570,6 +604,9 @@ impl ConnShard {
         self.index(i);
         self.link(i, expires);
         self.stats.templates_created += 1;
+        if let Some(l) = self.loads.get_mut(n.svc as usize).and_then(|v| v.get_mut(n.dest as usize)) {
+            l.persist += 1;
+        }
         Ok(i)
     }
 
@@ -807,6 +844,8 @@ impl ConnShard {
             if c.flags & F_LPORT != 0 {
                 self.lports.push(c.lport);
             }
+        } else if let Some(l) = self.loads.get_mut(c.svc as usize).and_then(|v| v.get_mut(c.dest as usize)) {
+            l.persist = l.persist.saturating_sub(1);
         }
         self.slab[i as usize].flags = 0;
         let l = &mut self.links[i as usize];

@@ -172,6 +172,8 @@ pub struct SteerSet {
     pub nat_dests: BTreeSet<(u8, u32, u16)>,
     /// Local addresses with FULLNAT real servers behind them, and the local-port range.
     pub local: BTreeSet<(u32, u16, u16)>,
+    /// The director's own addresses (NAT-server traffic to them is the kernel's).
+    pub hosts: BTreeSet<u32>,
 }
 
 impl SteerSet {
@@ -194,6 +196,8 @@ impl SteerSet {
         if fullnat {
             s.local.insert((t.dip, t.lport_range.0, t.lport_range.1));
         }
+        s.hosts.extend(t.local_ips.iter().copied());
+        s.hosts.insert(t.dip);
         s
     }
 }
@@ -250,7 +254,9 @@ impl Steering {
                 (a.to_be_bytes().to_vec(), v)
             })
             .collect();
+        let hosts: Vec<_> = set.hosts.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
         for a in &self.attached {
+            a.sync("hosts", &hosts)?;
             a.sync("services", &services)?;
             a.sync("nat_dests", &nat)?;
             a.sync("vips", &vips)?;

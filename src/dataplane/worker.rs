@@ -23,6 +23,8 @@ pub enum Control {
     Tables(Arc<Tables>),
     /// Send a copy of the counters.
     Stats(Sender<WorkerReport>),
+    /// Send a copy of the connection table (`ipvsadm -c`).
+    Conns(Sender<Vec<crate::conn::ConnEntry>>),
     /// Leave the loop.
     Shutdown,
 }
@@ -187,6 +189,9 @@ impl<P: Port> Worker<P> {
                 Ok(Control::Tables(t)) => self.pipeline.set_tables(t),
                 Ok(Control::Stats(reply)) => {
                     let _ = reply.send(self.report());
+                }
+                Ok(Control::Conns(reply)) => {
+                    let _ = reply.send(self.pipeline.shard.entries(now));
                 }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => return Poll::Shutdown,
                 Err(TryRecvError::Empty) => {}

@@ -38,6 +38,8 @@ pub struct DestLoad {
     pub inactive: u32,
     /// Set by the connection thresholds (`u_threshold` / `l_threshold`).
     pub overloaded: bool,
+    /// Persistence templates pointing at this server (ipvsadm's PersistConn).
+    pub persist: u32,
 }
 
 impl DestLoad {

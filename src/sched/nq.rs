@@ -46,7 +46,7 @@ mod tests {
     use super::*;
 
     fn l(weight: u32, active: u32, inactive: u32) -> DestLoad {
-        DestLoad { weight, active, inactive, overloaded: false }
+        DestLoad { weight, active, inactive, overloaded: false, persist: 0 }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //   - TCP/UDP to a virtual service (VIP:port, or VIP with a port-0 service);
 //   - any IPv4 fragment to a VIP (the director counts and drops them: the kernel, which holds
 //     the VIP, must not answer for a service);
-//   - NAT replies: TCP/UDP from a NAT real server's (addr, port) (port 0: any port);
+//   - NAT replies: TCP/UDP from a NAT real server's (addr, port) (port 0: any port) to an
+//     address that is not the director's own (replies to the director's own connections,
+//     such as health checks, are the kernel's);
 //   - FULLNAT replies: TCP/UDP to a director local address on a port in its local-port range.
 // The control plane fills the maps and updates them at runtime.
 #include "common.h"
@@ -58,6 +60,14 @@ struct {
 	__type(value, struct lport_range);
 } local_addrs SEC(".maps");
 
+/* The director's own addresses. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u8);
+} hosts SEC(".maps");
+
 /* counters: 0 redirected, 1 passed */
 
 static __always_inline int redirect(struct xdp_md *ctx)
@@ -98,9 +108,9 @@ int xvs_steer(struct xdp_md *ctx)
 	__u16 sport = ports[0], dport = ports[1];
 	if (has(&services, ip->daddr, dport, ip->protocol))
 		return redirect(ctx);
-	if (has(&nat_dests, ip->saddr, sport, ip->protocol))
-		return redirect(ctx);
 	__u32 d = ip->daddr;
+	if (!bpf_map_lookup_elem(&hosts, &d) && has(&nat_dests, ip->saddr, sport, ip->protocol))
+		return redirect(ctx);
 	struct lport_range *r = bpf_map_lookup_elem(&local_addrs, &d);
 	if (r) {
 		__u16 p = bpf_ntohs(dport);

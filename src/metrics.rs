@@ -1,0 +1,190 @@
+//! Prometheus metrics: `GET /metrics` on `metrics.listen` (off unless configured), served by
+//! `tiny_http` on a control-plane thread and encoded by `prometheus-client`.
+//!
+//! Each scrape asks the control loop for a snapshot (the same counters `xvsadm -L --stats`
+//! shows, the workers' datapath counters and the health checks' state) and encodes it.
+//! Counters are cumulative since start (`xvsadm -Z` zeroes what xvsadm shows, not these:
+//! Prometheus expects counters never to go back).
+
+use crate::control::{Reply, Request, ServiceView};
+use crate::dataplane::{DropReason, PassReason, WorkerReport};
+use crate::health::TargetId;
+use crate::rules::ServiceKey;
+use crossbeam_channel::{bounded, Sender};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What a scrape shows.
+pub struct Snapshot<'a> {
+    pub services: Vec<ServiceView>,
+    pub reports: &'a [WorkerReport],
+    /// Frames the XDP program redirected to the workers and passed to the kernel.
+    pub xdp: (u64, u64),
+    /// Servers with a health check.
+    pub checked: Vec<TargetId>,
+    pub down: &'a HashSet<TargetId>,
+    pub transitions: &'a HashMap<TargetId, u64>,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    fn counter(&mut self, name: &str, help: &str) -> Family<Labels, Counter> {
+        let f = Family::<Labels, Counter>::default();
+        self.registry.register(name, help, f.clone());
+        f
+    }
+    fn gauge(&mut self, name: &str, help: &str) -> Family<Labels, Gauge> {
+        let f = Family::<Labels, Gauge>::default();
+        self.registry.register(name, help, f.clone());
+        f
+    }
+}
+
+fn svc_labels(k: &ServiceKey) -> Labels {
+    vec![("proto", k.proto.name().into()), ("vip", k.addr.to_string()), ("port", k.port.to_string())]
+}
+
+/// Encodes a snapshot as Prometheus text.
+pub fn render(s: &Snapshot<'_>) -> String {
+    let mut m = Metrics { registry: Registry::with_prefix("xvs") };
+    let names = ["connections", "in_packets", "out_packets", "in_bytes", "out_bytes"];
+    let svc_c: Vec<_> = names.iter().map(|n| m.counter(&format!("service_{n}"), &format!("Service {n}"))).collect();
+    let srv_c: Vec<_> = names.iter().map(|n| m.counter(&format!("server_{n}"), &format!("Real server {n}"))).collect();
+    let rate_names = ["cps", "in_pps", "out_pps", "in_bps", "out_bps"];
+    let svc_r: Vec<_> = rate_names
+        .iter()
+        .map(|n| m.gauge(&format!("service_rate_{n}"), &format!("Service {n} (IPVS estimator, 2 s samples)")))
+        .collect();
+    let active = m.gauge("server_active_connections", "Connections in ESTABLISHED");
+    let inactive = m.gauge("server_inactive_connections", "Other connections");
+    let persist = m.gauge("server_persistent_templates", "Persistence templates");
+    let weight = m.gauge("server_weight", "Weight the schedulers use");
+    let up = m.gauge("server_up", "Health check verdict (1 up, 0 down); only checked servers");
+    let trans = m.counter("server_health_transitions", "Health state changes");
+    for v in &s.services {
+        let k = ServiceKey::of(&v.service);
+        let t = v.total.unwrap_or_default();
+        for (f, n) in svc_c.iter().zip([t.conns, t.in_pkts, t.out_pkts, t.in_bytes, t.out_bytes]) {
+            f.get_or_create(&svc_labels(&k)).inc_by(n);
+        }
+        let r = v.rate;
+        for (f, n) in svc_r.iter().zip([r.cps, r.inpps, r.outpps, r.inbps, r.outbps]) {
+            f.get_or_create(&svc_labels(&k)).set(n as i64);
+        }
+        for (r, c) in v.service.servers.iter().zip(&v.counters) {
+            let mut l = svc_labels(&k);
+            l.push(("server", format!("{}:{}", r.addr, r.port)));
+            for (f, n) in srv_c.iter().zip([c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes]) {
+                f.get_or_create(&l).inc_by(n);
+            }
+            active.get_or_create(&l).set(c.active as i64);
+            inactive.get_or_create(&l).set(c.inactive as i64);
+            persist.get_or_create(&l).set(c.persist as i64);
+            weight.get_or_create(&l).set(r.weight as i64);
+        }
+    }
+    for id in &s.checked {
+        let mut l = svc_labels(&id.0);
+        l.push(("server", format!("{}:{}", id.1, id.2)));
+        up.get_or_create(&l).set(if s.down.contains(id) { 0 } else { 1 });
+        trans.get_or_create(&l).inc_by(s.transitions.get(id).copied().unwrap_or(0));
+    }
+    let rx = m.counter("worker_rx_frames", "Frames received by the worker");
+    let tx = m.counter("worker_tx_frames", "Frames sent by the worker");
+    let drops = m.counter("worker_dropped_frames", "Frames dropped, by reason");
+    let passes = m.counter("worker_passed_frames", "Frames not for the director, by reason");
+    let handoff = m.counter("worker_handoffs", "Frames handed between workers (out, in, full)");
+    let conns = m.gauge("worker_connections", "Connections and templates in the worker's table");
+    let ring = m.counter("worker_ring_events", "AF_XDP ring counters (kernel drops, wakeups)");
+    let lost = m.gauge("worker_frames_lost", "Frames neither free nor lent to the kernel (must be 0)");
+    for r in s.reports {
+        let w = || vec![("worker", r.worker.to_string())];
+        rx.get_or_create(&w()).inc_by(r.stats.rx_frames);
+        tx.get_or_create(&w()).inc_by(r.stats.tx_frames);
+        for d in DropReason::ALL {
+            let mut l = w();
+            l.push(("reason", d.name().into()));
+            drops.get_or_create(&l).inc_by(r.stats.dropped(d));
+        }
+        for p in PassReason::ALL {
+            let mut l = w();
+            l.push(("reason", p.name().into()));
+            passes.get_or_create(&l).inc_by(r.stats.passed(p));
+        }
+        for (dir, n) in [("out", r.stats.handoff_out), ("in", r.stats.handoff_in), ("full", r.stats.handoff_full)] {
+            let mut l = w();
+            l.push(("direction", dir.into()));
+            handoff.get_or_create(&l).inc_by(n);
+        }
+        conns.get_or_create(&w()).set(r.conns as i64);
+        lost.get_or_create(&w()).set(r.lost());
+        for (i, k) in r.rings.iter().enumerate() {
+            for (what, n) in [
+                ("rx_dropped", k.rx_dropped),
+                ("rx_ring_full", k.rx_ring_full),
+                ("rx_fill_ring_empty", k.rx_fill_ring_empty),
+                ("tx_invalid_descs", k.tx_invalid_descs),
+                ("tx_ring_empty", k.tx_ring_empty),
+                ("wakeups", k.wakeups),
+                ("pass_dropped", k.pass_dropped),
+            ] {
+                let mut l = w();
+                l.push(("ring", i.to_string()));
+                l.push(("counter", what.into()));
+                ring.get_or_create(&l).inc_by(n);
+            }
+        }
+    }
+    let xdp = m.counter("xdp_frames", "Frames the XDP program redirected to the workers or passed to the kernel");
+    xdp.get_or_create(&vec![("verdict", "redirected".into())]).inc_by(s.xdp.0);
+    xdp.get_or_create(&vec![("verdict", "passed".into())]).inc_by(s.xdp.1);
+    let mut out = String::new();
+    if encode(&mut out, &m.registry).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// Serves `GET /metrics` on `addr`: each scrape is a [`Request::Metrics`] to the control loop.
+pub fn serve(addr: SocketAddr, control: Sender<(Request, Sender<Reply>)>) -> std::io::Result<()> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| std::io::Error::other(format!("metrics.listen: cannot listen on {addr}: {e}")))?;
+    std::thread::Builder::new().name("xvs-metrics".into()).spawn(move || {
+        for req in server.incoming_requests() {
+            let (code, body, ctype) = if req.method() != &tiny_http::Method::Get {
+                (405, "only GET\n".to_string(), "text/plain")
+            } else if req.url() != "/metrics" {
+                (404, "see /metrics\n".to_string(), "text/plain")
+            } else {
+                let (tx, rx) = bounded(1);
+                let text = control
+                    .send((Request::Metrics, tx))
+                    .ok()
+                    .and_then(|_| rx.recv_timeout(Duration::from_secs(10)).ok());
+                match text {
+                    Some(Reply::Metrics { text }) => {
+                        (200, text, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                    }
+                    _ => (503, "the director did not answer\n".to_string(), "text/plain"),
+                }
+            };
+            let mut resp = tiny_http::Response::from_string(body).with_status_code(code);
+            if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()) {
+                resp = resp.with_header(h);
+            }
+            let _ = req.respond(resp);
+        }
+    })?;
+    Ok(())
+}
