@@ -101,6 +101,21 @@ pub struct ServiceView {
     pub rates: Vec<Rates>,
 }
 
+impl ServiceView {
+    /// The sum of the servers' connection, packet and byte counters.
+    pub fn servers_total(&self) -> ServerCounters {
+        let mut t = ServerCounters::default();
+        for c in &self.counters {
+            t.conns += c.conns;
+            t.in_pkts += c.in_pkts;
+            t.out_pkts += c.out_pkts;
+            t.in_bytes += c.in_bytes;
+            t.out_bytes += c.out_bytes;
+        }
+        t
+    }
+}
+
 impl Default for ServiceView {
     fn default() -> Self {
         ServiceView {
@@ -246,17 +261,7 @@ pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String,
         let counter = |addr, port| at(addr, port).and_then(|i| view.counters.get(i)).copied().unwrap_or_default();
         let rates = |addr, port| at(addr, port).and_then(|i| view.rates.get(i)).copied().unwrap_or_default();
         if stats {
-            let total = view.total.unwrap_or_else(|| {
-                let mut t = ServerCounters::default();
-                for c in &view.counters {
-                    t.conns += c.conns;
-                    t.in_pkts += c.in_pkts;
-                    t.out_pkts += c.out_pkts;
-                    t.in_bytes += c.in_bytes;
-                    t.out_bytes += c.out_bytes;
-                }
-                t
-            });
+            let total = view.total.unwrap_or_else(|| view.servers_total());
             let _ = write!(out, "{:<33}", service_name(svc));
             for n in [total.conns, total.in_pkts, total.out_pkts, total.in_bytes, total.out_bytes] {
                 largenum(&mut out, n, opts.exact);

@@ -95,18 +95,6 @@ pub struct Accounting {
     dests: HashMap<DestKey, Account>,
 }
 
-fn total(v: &ServiceView) -> ServerCounters {
-    let mut t = ServerCounters::default();
-    for c in &v.counters {
-        t.conns += c.conns;
-        t.in_pkts += c.in_pkts;
-        t.out_pkts += c.out_pkts;
-        t.in_bytes += c.in_bytes;
-        t.out_bytes += c.out_bytes;
-    }
-    t
-}
-
 impl Accounting {
     /// One estimator sample from the workers' raw sums. Services and servers seen for the
     /// first time start their estimators here; those no longer present are forgotten.
@@ -115,7 +103,7 @@ impl Accounting {
         let mut dests = HashMap::new();
         for v in raw {
             let k = ServiceKey::of(&v.service);
-            let now = five(&total(v));
+            let now = five(&v.servers_total());
             let mut a = self.services.get(&k).copied().unwrap_or_else(|| Account::new(now));
             a.est.sample(now);
             services.insert(k, a);
@@ -138,7 +126,7 @@ impl Accounting {
             if only.is_some_and(|o| *o != k) {
                 continue;
             }
-            let now = five(&total(v));
+            let now = five(&v.servers_total());
             self.services.entry(k).or_insert_with(|| Account::new(now)).zero(now);
             for (r, c) in v.service.servers.iter().zip(&v.counters) {
                 let now = five(c);
@@ -152,7 +140,7 @@ impl Accounting {
         raw.into_iter()
             .map(|mut v| {
                 let k = ServiceKey::of(&v.service);
-                let mut t = total(&v);
+                let mut t = v.servers_total();
                 if let Some(a) = self.services.get(&k) {
                     a.shown(&mut t);
                     v.rate = a.est.read();

@@ -673,6 +673,15 @@ fn long_lived_connections_survive_100_reconfigurations_and_reloads() {
     assert_eq!(adm(&["--set", "1000", "0", "30"]).0, Some(0));
     assert_eq!(adm(&["-L", "--timeout"]).1, "Timeout (tcp tcpfin udp): 1000 120 30\n");
 
+    // Another user cannot reach the socket (mode 0600, owned by the director's user).
+    let other = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_xvsadm"), "-Ln"])
+        .env("XVS_SOCKET", &sock)
+        .output()
+        .expect("setpriv");
+    assert_eq!(other.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("Permission denied"), "{other:?}");
+
     // Malformed and random requests on the control socket: answered with an error, never a
     // crash, never a change.
     let before = adm(&["-S", "-n"]).1;
