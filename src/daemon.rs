@@ -23,7 +23,7 @@ use xvs::dataplane::{
 };
 use xvs::health::{self, HealthChecker, SourcePorts, TargetId, Transition};
 use xvs::rules::{self, Command, RuleError, ServiceKey};
-use xvs::service::{FwdMode, RealServer};
+use xvs::service::RealServer;
 use xvs::stats::Accounting;
 use xvs::system;
 
@@ -159,16 +159,16 @@ pub fn run(config: &Path) -> Result<()> {
         xvs::metrics::serve(addr, requests.1.clone())?;
         println!("  metrics: http://{addr}/metrics");
     }
-    let checks = if cfg.health.is_empty() {
-        None
-    } else {
-        let fullnat = cfg.services.iter().any(|s| s.servers.iter().any(|r| r.mode == FwdMode::FullNat));
-        let ports = SourcePorts::new(fullnat.then_some(cfg.local_ports));
-        if let Some((lo, hi)) = ports.range() {
-            println!("  health checks: source ports {lo}-{hi} (outside director.local_ports)");
+    // Started even without checks configured, so that a reload can add some (its threads
+    // sleep while there is nothing to check). Checks avoid the FULLNAT local ports.
+    let ports = SourcePorts::new(Some(cfg.local_ports));
+    if !cfg.health.is_empty() {
+        match ports.range() {
+            Some((lo, hi)) => println!("  health checks: source ports {lo}-{hi} (outside director.local_ports)"),
+            None => println!("  health checks: kernel-chosen source ports"),
         }
-        Some(HealthChecker::start(ports)?)
-    };
+    }
+    let checks = HealthChecker::start(ports)?;
 
     let mut d = Director {
         path: config.to_path_buf(),
@@ -185,7 +185,7 @@ pub fn run(config: &Path) -> Result<()> {
     let mut last_refresh = Instant::now();
     let mut last_sample = Instant::now();
     let mut worker_died = false;
-    let events = d.checks.as_ref().map(|c| c.events.clone()).unwrap_or_else(crossbeam_channel::never);
+    let events = d.checks.events.clone();
     while !stop.load(Ordering::Relaxed) {
         crossbeam_channel::select! {
             recv(requests.0) -> r => if let Ok((req, reply)) = r {
@@ -289,7 +289,7 @@ struct Director {
     handles: Vec<WorkerHandle>,
     steering: Steering,
     accounting: Accounting,
-    checks: Option<HealthChecker>,
+    checks: HealthChecker,
 }
 
 impl Director {
@@ -318,11 +318,7 @@ impl Director {
         let targets = health::targets(&self.admin.services, &self.admin.health);
         // A server no longer checked (deleted, or its check removed) is not held down.
         self.down.retain(|id| targets.iter().any(|t| t.id == *id));
-        if let Some(c) = &self.checks {
-            c.set_targets(targets);
-        } else if !targets.is_empty() {
-            tracing::warn!("health checks added by a reload start at the next restart of xvs");
-        }
+        self.checks.set_targets(targets);
     }
 
     fn health_transition(&mut self, t: Transition) {
