@@ -15,6 +15,10 @@ use std::time::Duration;
 /// Longest request or reply line read (a restore of many rules fits easily).
 pub const MAX_LINE: u64 = 16 << 20;
 
+/// The most connection entries one `-L -c` reply carries (about 11 MB of JSON, inside
+/// [`MAX_LINE`]); a bigger table is listed in part, and xvsadm says so.
+pub const MAX_CONN_ENTRIES: usize = 100_000;
+
 /// What `xvsadm` asks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -48,8 +52,10 @@ pub enum Reply {
         size: u64,
         services: Vec<ServiceView>,
     },
+    /// At most [`MAX_CONN_ENTRIES`] entries of `total`.
     Connections {
         entries: Vec<ConnEntry>,
+        total: u64,
     },
     Metrics {
         text: String,

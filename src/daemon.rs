@@ -381,15 +381,18 @@ impl Director {
             }
             Request::Connections => {
                 let mut entries = Vec::new();
+                let mut total = 0u64;
                 for h in &self.handles {
                     let (tx, rx) = bounded(1);
-                    if h.ctrl.send(Control::Conns(tx)).is_ok() {
-                        if let Ok(mut e) = rx.recv_timeout(Duration::from_secs(5)) {
+                    let left = control::MAX_CONN_ENTRIES - entries.len();
+                    if h.ctrl.send(Control::Conns(left, tx)).is_ok() {
+                        if let Ok((mut e, n)) = rx.recv_timeout(Duration::from_secs(5)) {
                             entries.append(&mut e);
+                            total += n as u64;
                         }
                     }
                 }
-                return Reply::Connections { entries };
+                return Reply::Connections { entries, total };
             }
             Request::Timeouts => {
                 let t = &self.admin.timeouts.secs;

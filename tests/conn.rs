@@ -146,6 +146,16 @@ fn persistence_templates() {
     assert_eq!(first(&mut p, [198, 18, 0, 77], 40002, 2), a);
     // Another /24 is scheduled by rr (next server).
     assert_eq!(first(&mut p, [198, 18, 1, 5], 40003, 3), RS2_MAC.to_vec());
+    // Two templates (one per /24), counted on their servers (ipvsadm's PersistConn); the
+    // listing shows them with the connections, and can be bounded.
+    let svc = p.tables().services.len() as u16 - 1;
+    let persist: Vec<u32> = p.shard.loads(svc).iter().map(|l| l.persist).collect();
+    assert_eq!(persist, [1, 1]);
+    let entries = p.shard.entries(4, usize::MAX);
+    assert_eq!(entries.len(), 6);
+    let t = entries.iter().find(|e| e.template && e.client.0 == std::net::Ipv4Addr::new(198, 18, 0, 0)).unwrap();
+    assert_eq!((t.client.1, t.virt.1, t.expires_s), (0, 443, 30));
+    assert_eq!(p.shard.entries(4, 2).len(), 2);
     // The connections (SYN_RECV, 60 s) keep the template alive past its own 30 s.
     p.housekeeping(45 * S, usize::MAX);
     assert_eq!(first(&mut p, CLIENT, 40004, 45 * S), a);
@@ -155,6 +165,7 @@ fn persistence_templates() {
         p.housekeeping(t * S, usize::MAX);
     }
     assert_eq!(p.shard.len(), 0);
+    assert!(p.shard.loads(svc).iter().all(|l| l.persist == 0), "expired templates are uncounted");
     let b = first(&mut p, CLIENT, 40005, 1000 * S);
     assert_eq!(b, RS1_MAC, "rr continues: servers alternate, this pick is RS1 again");
     assert_eq!(first(&mut p, CLIENT, 40006, 1000 * S + 1), b, "and a new template pins it");

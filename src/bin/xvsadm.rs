@@ -71,7 +71,10 @@ fn main() {
         Command::Help => print!("{}", usage()),
         Command::Version => println!("{VERSION}"),
         Command::List(opts) if opts.connections => {
-            if let Reply::Connections { mut entries } = call(&Request::Connections) {
+            if let Reply::Connections { mut entries, total } = call(&Request::Connections) {
+                if (entries.len() as u64) < total {
+                    eprintln!("xvsadm: listing {} of {total} entries (the rest are not shown)", entries.len());
+                }
                 if let Some(k) = &opts.service {
                     entries.retain(|e| e.virt == (k.addr, k.port) && e.proto == k.proto.number());
                 }

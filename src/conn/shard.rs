@@ -471,9 +471,11 @@ impl ConnShard {
         (left.max(0) as u64 * TICK_MS / 1000) as u32
     }
 
-    /// Every live connection and template, for listing (allocates: control path only).
-    pub fn entries(&self, now_ms: u64) -> Vec<ConnEntry> {
+    /// Up to `limit` live connections and templates, for listing (allocates: control path
+    /// only).
+    pub fn entries(&self, now_ms: u64, limit: usize) -> Vec<ConnEntry> {
         self.iter()
+            .take(limit)
             .map(|(i, c)| ConnEntry {
                 proto: c.proto,
                 state: c.state,

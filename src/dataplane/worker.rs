@@ -23,8 +23,9 @@ pub enum Control {
     Tables(Arc<Tables>),
     /// Send a copy of the counters.
     Stats(Sender<WorkerReport>),
-    /// Send a copy of the connection table (`ipvsadm -c`).
-    Conns(Sender<Vec<crate::conn::ConnEntry>>),
+    /// Send a copy of (at most this many entries of) the connection table (`ipvsadm -c`),
+    /// with the table's size.
+    Conns(usize, Sender<(Vec<crate::conn::ConnEntry>, u32)>),
     /// Leave the loop.
     Shutdown,
 }
@@ -190,8 +191,8 @@ impl<P: Port> Worker<P> {
                 Ok(Control::Stats(reply)) => {
                     let _ = reply.send(self.report());
                 }
-                Ok(Control::Conns(reply)) => {
-                    let _ = reply.send(self.pipeline.shard.entries(now));
+                Ok(Control::Conns(limit, reply)) => {
+                    let _ = reply.send((self.pipeline.shard.entries(now, limit), self.pipeline.shard.len()));
                 }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => return Poll::Shutdown,
                 Err(TryRecvError::Empty) => {}
