@@ -669,6 +669,18 @@ fn long_lived_connections_survive_100_reconfigurations_and_reloads() {
         rate.contains("Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n"),
         "{rate}"
     );
+    // The estimator's rates move while the long-lived connections talk (2 s samples).
+    let in_pps = |text: &str| -> u64 {
+        let line = text.lines().find(|l| l.starts_with(&format!("TCP  {f}"))).unwrap_or("");
+        line.split_whitespace().nth(3).and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    let started = Instant::now();
+    while in_pps(&adm(&["-L", "-n", "--rate"]).1) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no rate after 10 s: {}", adm(&["-L", "-n", "--rate"]).1);
+        for (_, c) in conns.iter_mut().skip(2) {
+            assert_eq!(c.echo("rate").as_deref(), Some("rate"));
+        }
+    }
     assert_eq!(adm(&["-L", "--timeout"]).1, "Timeout (tcp tcpfin udp): 900 120 300\n");
     assert_eq!(adm(&["--set", "1000", "0", "30"]).0, Some(0));
     assert_eq!(adm(&["-L", "--timeout"]).1, "Timeout (tcp tcpfin udp): 1000 120 30\n");
