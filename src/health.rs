@@ -205,6 +205,8 @@ struct State {
     streak: u32,
     due: Instant,
     running: bool,
+    /// Bumped when the target's check changes: results of the old check are ignored.
+    gen: u64,
 }
 
 type Job = (TargetId, Target, u64);
@@ -248,7 +250,6 @@ impl HealthChecker {
 
 fn schedule(targets: Receiver<Vec<Target>>, jobs: Sender<Job>, done: Receiver<Done>, events: Sender<Transition>) {
     let mut states: HashMap<TargetId, State> = HashMap::new();
-    // A generation per target set: results of checks of a replaced spec are ignored.
     let mut gen = 0u64;
     loop {
         let now = Instant::now();
@@ -256,7 +257,7 @@ fn schedule(targets: Receiver<Vec<Target>>, jobs: Sender<Job>, done: Receiver<Do
             if !s.running && s.due <= now {
                 s.running = true;
                 s.due = now + s.target.spec.interval;
-                if jobs.try_send((*id, s.target.clone(), gen)).is_err() {
+                if jobs.try_send((*id, s.target.clone(), s.gen)).is_err() {
                     s.running = false;
                 }
             }
@@ -266,32 +267,23 @@ fn schedule(targets: Receiver<Vec<Target>>, jobs: Sender<Job>, done: Receiver<Do
         select! {
             recv(targets) -> t => {
                 let Ok(t) = t else { return };
-                gen += 1;
+                // Unchanged targets keep their state and any check in flight.
                 let mut next_states = HashMap::new();
                 for target in t {
                     let id = target.id;
+                    gen += 1;
                     let s = match states.remove(&id) {
-                        Some(mut s) if s.target.spec == target.spec => {
-                            s.target = target;
-                            s
-                        }
-                        Some(s) => State { target, up: s.up, streak: 0, due: Instant::now(), running: false },
-                        None => State { target, up: true, streak: 0, due: Instant::now(), running: false },
+                        Some(s) if s.target.spec == target.spec => s,
+                        Some(s) => State { target, up: s.up, streak: 0, due: Instant::now(), running: false, gen },
+                        None => State { target, up: true, streak: 0, due: Instant::now(), running: false, gen },
                     };
                     next_states.insert(id, s);
-                }
-                // Results of running checks are matched by generation; the new ones start now.
-                for s in next_states.values_mut() {
-                    s.running = false;
                 }
                 states = next_states;
             }
             recv(done) -> d => {
                 let Ok((id, g, r)) = d else { return };
-                if g != gen {
-                    continue;
-                }
-                let Some(s) = states.get_mut(&id) else { continue };
+                let Some(s) = states.get_mut(&id).filter(|s| s.gen == g) else { continue };
                 s.running = false;
                 let ok = r.is_ok();
                 if ok == s.up {
@@ -383,7 +375,15 @@ mod tests {
         // Up while it answers: no event for a while.
         assert!(hc.events.recv_timeout(Duration::from_millis(300)).is_err());
         drop(l);
-        let down = hc.events.recv_timeout(Duration::from_secs(5)).unwrap();
+        // Reconfigurations every 10 ms (the same target) do not restart its checks.
+        let t0 = Instant::now();
+        let down = loop {
+            hc.set_targets(vec![Target { id, spec: spec(CheckKind::Tcp) }]);
+            if let Ok(e) = hc.events.recv_timeout(Duration::from_millis(10)) {
+                break e;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "never went down");
+        };
         assert_eq!((down.id, down.up), (id, false));
         let _l = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let up = hc.events.recv_timeout(Duration::from_secs(5)).unwrap();
