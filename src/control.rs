@@ -37,6 +37,8 @@ pub enum Request {
     Reload,
     /// Prometheus text of every counter (what `/metrics` serves).
     Metrics,
+    /// The XDP program's and the workers' datapath counters (`xvsadm --workers`).
+    Workers,
 }
 
 /// What the director answers.
@@ -58,6 +60,10 @@ pub enum Reply {
         total: u64,
     },
     Metrics {
+        text: String,
+    },
+    /// Preformatted text.
+    Text {
         text: String,
     },
     /// `--set`'s three: TCP established, TCP FIN_WAIT, UDP, in seconds.

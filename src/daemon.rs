@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use crossbeam_channel::{bounded, Sender};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -394,6 +395,9 @@ impl Director {
                 }
                 return Reply::Connections { entries, total };
             }
+            Request::Workers => {
+                return Reply::Text { text: workers_text(&collect(&self.handles), &self.steering) };
+            }
             Request::Timeouts => {
                 let t = &self.admin.timeouts.secs;
                 return Reply::Timeouts {
@@ -624,24 +628,32 @@ pub fn print_services(cfg: &Config, counters: impl Fn(usize, usize) -> DestCount
 
 /// One line per drop and pass reason that counted something.
 pub fn print_reasons(s: &WorkerStats) {
+    print!("{}", reasons_text(s));
+}
+
+fn reasons_text(s: &WorkerStats) -> String {
+    let mut out = String::new();
     for d in DropReason::ALL {
         if s.dropped(d) > 0 {
-            println!("  dropped {:<16} {:>10}", d.name(), s.dropped(d));
+            let _ = writeln!(out, "  dropped {:<16} {:>10}", d.name(), s.dropped(d));
         }
     }
     for p in PassReason::ALL {
         if s.passed(p) > 0 {
-            println!("  passed {:<17} {:>10}", p.name(), s.passed(p));
+            let _ = writeln!(out, "  passed {:<17} {:>10}", p.name(), s.passed(p));
         }
     }
+    out
 }
 
-fn print_stats(cfg: &Config, reports: &[WorkerReport], steering: &Steering) {
+/// The XDP program's and each worker's datapath counters (SIGUSR1, exit, `xvsadm --workers`).
+fn workers_text(reports: &[WorkerReport], steering: &Steering) -> String {
     let (redirected, passed) = steering.counters();
-    println!("xdp: {redirected} frames to the workers, {passed} passed to the kernel");
+    let mut out = format!("xdp: {redirected} frames to the workers, {passed} passed to the kernel\n");
     for r in reports {
         let s = &r.stats;
-        println!(
+        let _ = writeln!(
+            out,
             "worker {}: rx {} tx {} dropped {} passed {} handoff out {} in {} full {} conns {} frames {}/{} free, {} lent, {} lost",
             r.worker,
             s.rx_frames,
@@ -657,9 +669,10 @@ fn print_stats(cfg: &Config, reports: &[WorkerReport], steering: &Steering) {
             r.frames_in_kernel,
             r.lost()
         );
-        print_reasons(s);
+        out.push_str(&reasons_text(s));
         for (i, k) in r.rings.iter().enumerate() {
-            println!(
+            let _ = writeln!(
+                out,
                 "  ring {i}: rx_dropped {} rx_ring_full {} fill_empty {} tx_invalid {} tx_ring_empty {} wakeups {} pass_dropped {}",
                 k.rx_dropped,
                 k.rx_ring_full,
@@ -671,5 +684,10 @@ fn print_stats(cfg: &Config, reports: &[WorkerReport], steering: &Steering) {
             );
         }
     }
+    out
+}
+
+fn print_stats(cfg: &Config, reports: &[WorkerReport], steering: &Steering) {
+    print!("{}", workers_text(reports, steering));
     print_services(cfg, |si, di| sum_dest(reports, si, di));
 }

@@ -685,6 +685,14 @@ fn long_lived_connections_survive_100_reconfigurations_and_reloads() {
     assert_eq!(adm(&["--set", "1000", "0", "30"]).0, Some(0));
     assert_eq!(adm(&["-L", "--timeout"]).1, "Timeout (tcp tcpfin udp): 1000 120 30\n");
 
+    let (code, workers, _) = adm(&["--workers"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        workers.starts_with("xdp: ") && workers.contains("worker 0: rx ") && workers.contains(" 0 lost"),
+        "{workers}"
+    );
+    assert!(workers.contains("  ring 1: rx_dropped "), "{workers}");
+
     // Another user cannot reach the socket (mode 0600, owned by the director's user).
     let other = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_xvsadm"), "-Ln"])

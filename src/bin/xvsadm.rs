@@ -24,6 +24,7 @@ fn usage() -> String {
         "-L|l [virtual-service] [options]",
         "-Z [virtual-service]",
         "--set tcp tcpfin udp",
+        "--workers                (xvs: datapath counters per worker)",
         "-h",
     ];
     let mut s = format!("{VERSION}\nUsage:\n");
@@ -55,6 +56,14 @@ fn call(req: &Request) -> Reply {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // xvs's own listing: the datapath counters per worker (rx, tx, drops by reason, handoffs,
+    // AF_XDP ring counters and wakeups).
+    if args == ["--workers"] {
+        if let Reply::Text { text } = call(&Request::Workers) {
+            print!("{text}");
+        }
+        return;
+    }
     let refs: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
     let cmd = match rules::parse_command(&refs) {
         Ok(c) => c,
