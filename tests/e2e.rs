@@ -610,8 +610,25 @@ fn long_lived_connections_survive_100_reconfigurations_and_reloads() {
             3 => ("weight r2 fullnat", adm(&["-e", "-t", &f, "-r", "198.19.0.12:7000", "-j", "-w", &w])),
             _ => {
                 std::fs::write(&config, file(i / 5)).expect("config");
-                let out = Command::new(xvs()).args(["reload"]).env("XVS_SOCKET", &sock).output().expect("xvs reload");
-                ("reload", (out.status.code(), String::new(), String::from_utf8_lossy(&out.stderr).into_owned()))
+                if (i / 5) % 2 == 1 {
+                    // SIGHUP: done when the director logs it.
+                    let before = d.output().matches("SIGHUP: reloaded").count();
+                    let pid = d.child.as_ref().expect("running").id().to_string();
+                    let st = Command::new("kill").args(["-HUP", &pid]).status().expect("kill");
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while d.output().matches("SIGHUP: reloaded").count() == before {
+                        assert!(Instant::now() < deadline, "SIGHUP not applied:\n{}", d.output());
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    ("SIGHUP", (st.code(), String::new(), String::new()))
+                } else {
+                    let out =
+                        Command::new(xvs()).args(["reload"]).env("XVS_SOCKET", &sock).output().expect("xvs reload");
+                    (
+                        "xvs reload",
+                        (out.status.code(), String::new(), String::from_utf8_lossy(&out.stderr).into_owned()),
+                    )
+                }
             }
         };
         assert_eq!(ok.0, Some(0), "change {i} ({what}): {}", ok.2);
