@@ -27,8 +27,10 @@ pub enum Request {
     Ipvsadm { args: Vec<String> },
     /// `-R`: rules as `ipvsadm -S` writes them, applied all or nothing.
     Restore { text: String },
-    /// The services with their counters (`-L`, `-S`).
+    /// The services with their counters (`-L`).
     List,
+    /// `-S`: the configured rules (servers held out by a failed health check included).
+    Save,
     /// The connection table (`-L -c`).
     Connections,
     /// The timeouts (`-L --timeout`).

@@ -176,6 +176,8 @@ pub fn run(config: &Path) -> Result<()> {
         admin: cfg,
         down: HashSet::new(),
         transitions: HashMap::new(),
+        epoch: 0,
+        appeared: HashMap::new(),
         current: tables,
         handles,
         steering,
@@ -214,9 +216,12 @@ pub fn run(config: &Path) -> Result<()> {
             }
         }
         if last_sample.elapsed() >= xvs::stats::SAMPLE {
-            last_sample = Instant::now();
-            let raw = d.raw_views();
-            d.accounting.sample(&raw);
+            // A worker that did not answer would be missing from the sums: no sample then
+            // (the next one covers the longer interval, scaled to 2 s).
+            if let (raw, true) = d.raw_views() {
+                d.accounting.sample(&raw, last_sample.elapsed());
+                last_sample = Instant::now();
+            }
         }
         if last_refresh.elapsed() >= REFRESH {
             last_refresh = Instant::now();
@@ -286,6 +291,11 @@ struct Director {
     down: HashSet<TargetId>,
     /// Health transitions per server (for the metrics).
     transitions: HashMap<TargetId, u64>,
+    /// Health-check epochs: one per change of the targets, and the epoch in which each
+    /// checked server appeared (so that an event from before it was deleted and re-added is
+    /// recognised as stale).
+    epoch: u64,
+    appeared: HashMap<TargetId, u64>,
     current: Arc<Tables>,
     handles: Vec<WorkerHandle>,
     steering: Steering,
@@ -319,16 +329,26 @@ impl Director {
         let targets = health::targets(&self.admin.services, &self.admin.health);
         // A server no longer checked (deleted, or its check removed) is not held down.
         self.down.retain(|id| targets.iter().any(|t| t.id == *id));
-        self.checks.set_targets(targets);
+        self.transitions.retain(|id, _| targets.iter().any(|t| t.id == *id));
+        self.epoch += 1;
+        let epoch = self.epoch;
+        self.appeared.retain(|id, _| targets.iter().any(|t| t.id == *id));
+        for t in &targets {
+            self.appeared.entry(t.id).or_insert(epoch);
+        }
+        self.checks.set_targets(targets, epoch);
     }
 
     fn health_transition(&mut self, t: Transition) {
         let (key, addr, port) = t.id;
-        *self.transitions.entry(t.id).or_default() += 1;
+        if self.appeared.get(&t.id) != Some(&t.since) {
+            return; // deleted (and perhaps added again) since the check ran
+        }
         let changed = if t.up { self.down.remove(&t.id) } else { self.down.insert(t.id) };
         if !changed {
             return;
         }
+        *self.transitions.entry(t.id).or_default() += 1;
         // Installed first, logged after: once the log says so, the workers have the tables.
         let next = self.admin.clone();
         self.install(next);
@@ -377,7 +397,7 @@ impl Director {
         let failed = |e: RuleError| Reply::Failed { code: e.exit_code(), message: e.to_string() };
         let cmds: Vec<Command> = match req {
             Request::List => {
-                let views = self.accounting.view(self.raw_views());
+                let views = self.accounting.view(self.raw_views().0, false);
                 return Reply::Services { size: self.size(), services: views };
             }
             Request::Connections => {
@@ -394,6 +414,10 @@ impl Director {
                     }
                 }
                 return Reply::Connections { entries, total };
+            }
+            Request::Save => {
+                // What the operator configured, including servers a health check holds out.
+                return Reply::Text { text: rules::save_rules(&self.admin.services) };
             }
             Request::Workers => {
                 return Reply::Text { text: workers_text(&collect(&self.handles), &self.steering) };
@@ -413,11 +437,11 @@ impl Director {
                 }
             }
             Request::Metrics => {
-                let raw = self.raw_views();
+                let raw = self.raw_views().0;
                 let reports = collect(&self.handles);
                 let (redirected, passed) = self.steering.counters();
                 let m = xvs::metrics::Snapshot {
-                    services: self.accounting.view(raw),
+                    services: self.accounting.view(raw, true),
                     reports: &reports,
                     xdp: (redirected, passed),
                     checked: health::targets(&self.admin.services, &self.admin.health).iter().map(|t| t.id).collect(),
@@ -439,7 +463,7 @@ impl Director {
                         | Command::DeleteServer(..)),
                     ) => vec![c],
                     Ok(Command::Zero(key)) => {
-                        let raw = self.raw_views();
+                        let raw = self.raw_views().0;
                         if let Some(k) = &key {
                             if !raw.iter().any(|v| k.matches(&v.service)) {
                                 return failed(RuleError::NoSuchService);
@@ -489,11 +513,13 @@ impl Director {
     }
 
     /// The services the workers run, with their counters summed over the workers (since
-    /// start: [`Accounting::view`] applies `-Z`).
-    fn raw_views(&self) -> Vec<ServiceView> {
+    /// start: [`Accounting::view`] applies `-Z`), and whether every worker answered.
+    fn raw_views(&self) -> (Vec<ServiceView>, bool) {
         let reports = collect(&self.handles);
+        let complete = reports.len() == self.handles.len();
         let cfg = self.effective();
-        cfg.services
+        let views = cfg
+            .services
             .iter()
             .enumerate()
             .map(|(si, svc)| ServiceView {
@@ -519,7 +545,8 @@ impl Director {
                     .collect(),
                 ..ServiceView::default()
             })
-            .collect()
+            .collect();
+        (views, complete)
     }
 }
 

@@ -98,6 +98,9 @@ pub struct Transition {
     pub up: bool,
     /// The last check's result, e.g. "connect: Connection refused".
     pub why: String,
+    /// The epoch (see [`HealthChecker::set_targets`]) in which the server started being
+    /// checked: an event of a server deleted and added again since is stale.
+    pub since: u64,
 }
 
 /// Source ports for checks: outside the FULLNAT local-port range, rotating (and closed with
@@ -207,6 +210,8 @@ struct State {
     running: bool,
     /// Bumped when the target's check changes: results of the old check are ignored.
     gen: u64,
+    /// The epoch in which the target appeared.
+    since: u64,
 }
 
 type Job = (TargetId, Target, u64);
@@ -214,7 +219,7 @@ type Done = (TargetId, u64, Result<(), String>);
 
 /// The running health checker. Dropping it stops its threads.
 pub struct HealthChecker {
-    targets: Sender<Vec<Target>>,
+    targets: Sender<(Vec<Target>, u64)>,
     /// Transitions, for the control loop.
     pub events: Receiver<Transition>,
 }
@@ -223,7 +228,7 @@ impl HealthChecker {
     /// Starts the scheduler and the checker pool.
     pub fn start(ports: SourcePorts) -> std::io::Result<HealthChecker> {
         let ports = Arc::new(ports);
-        let (ttx, trx) = unbounded::<Vec<Target>>();
+        let (ttx, trx) = unbounded::<(Vec<Target>, u64)>();
         let (etx, erx) = unbounded::<Transition>();
         let (jtx, jrx) = bounded::<Job>(1024);
         let (dtx, drx) = unbounded::<Done>();
@@ -242,13 +247,19 @@ impl HealthChecker {
         Ok(HealthChecker { targets: ttx, events: erx })
     }
 
-    /// Replaces the set of targets. Servers already checked keep their state.
-    pub fn set_targets(&self, t: Vec<Target>) {
-        let _ = self.targets.send(t);
+    /// Replaces the set of targets, as of `epoch` (increasing). Servers already checked keep
+    /// their state; new ones start up, in this epoch.
+    pub fn set_targets(&self, t: Vec<Target>, epoch: u64) {
+        let _ = self.targets.send((t, epoch));
     }
 }
 
-fn schedule(targets: Receiver<Vec<Target>>, jobs: Sender<Job>, done: Receiver<Done>, events: Sender<Transition>) {
+fn schedule(
+    targets: Receiver<(Vec<Target>, u64)>,
+    jobs: Sender<Job>,
+    done: Receiver<Done>,
+    events: Sender<Transition>,
+) {
     let mut states: HashMap<TargetId, State> = HashMap::new();
     let mut gen = 0u64;
     loop {
@@ -266,7 +277,7 @@ fn schedule(targets: Receiver<Vec<Target>>, jobs: Sender<Job>, done: Receiver<Do
         let wait = next.map_or(Duration::from_secs(1), |d| d.saturating_duration_since(Instant::now()));
         select! {
             recv(targets) -> t => {
-                let Ok(t) = t else { return };
+                let Ok((t, epoch)) = t else { return };
                 // Unchanged targets keep their state and any check in flight.
                 let mut next_states = HashMap::new();
                 for target in t {
@@ -274,8 +285,8 @@ fn schedule(targets: Receiver<Vec<Target>>, jobs: Sender<Job>, done: Receiver<Do
                     gen += 1;
                     let s = match states.remove(&id) {
                         Some(s) if s.target.spec == target.spec => s,
-                        Some(s) => State { target, up: s.up, streak: 0, due: Instant::now(), running: false, gen },
-                        None => State { target, up: true, streak: 0, due: Instant::now(), running: false, gen },
+                        Some(s) => State { target, up: s.up, streak: 0, due: Instant::now(), running: false, gen, since: s.since },
+                        None => State { target, up: true, streak: 0, due: Instant::now(), running: false, gen, since: epoch },
                     };
                     next_states.insert(id, s);
                 }
@@ -296,7 +307,7 @@ fn schedule(targets: Receiver<Vec<Target>>, jobs: Sender<Job>, done: Receiver<Do
                     s.up = ok;
                     s.streak = 0;
                     let why = match r { Ok(()) => "check passed".to_string(), Err(e) => e };
-                    if events.send(Transition { id, up: ok, why }).is_err() {
+                    if events.send(Transition { id, up: ok, why, since: s.since }).is_err() {
                         return;
                     }
                 }
@@ -371,14 +382,14 @@ mod tests {
         let key = ServiceKey { proto: crate::service::Proto::Tcp, addr: Ipv4Addr::new(198, 18, 0, 100), port: 80 };
         let id = (key, Ipv4Addr::LOCALHOST, port);
         let hc = HealthChecker::start(SourcePorts::new(None)).unwrap();
-        hc.set_targets(vec![Target { id, spec: spec(CheckKind::Tcp) }]);
+        hc.set_targets(vec![Target { id, spec: spec(CheckKind::Tcp) }], 1);
         // Up while it answers: no event for a while.
         assert!(hc.events.recv_timeout(Duration::from_millis(300)).is_err());
         drop(l);
         // Reconfigurations every 10 ms (the same target) do not restart its checks.
         let t0 = Instant::now();
         let down = loop {
-            hc.set_targets(vec![Target { id, spec: spec(CheckKind::Tcp) }]);
+            hc.set_targets(vec![Target { id, spec: spec(CheckKind::Tcp) }], 1);
             if let Ok(e) = hc.events.recv_timeout(Duration::from_millis(10)) {
                 break e;
             }

@@ -100,7 +100,7 @@ fn parse(text: &str) -> Result<Vec<Node>, ImportError> {
 }
 
 fn num(n: &Node, i: usize, skipped: &mut Vec<String>) -> Option<u64> {
-    let v = n.arg(i).and_then(|s| s.parse::<f64>().ok()).filter(|v| *v >= 0.0);
+    let v = n.arg(i).and_then(|s| s.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e12);
     if v.is_none() {
         skipped.push(format!("line {}: '{}' needs a number", n.line, n.words.join(" ")));
     }
@@ -209,7 +209,7 @@ fn service(vs: &Node, skipped: &mut Vec<String>) -> Option<Value> {
                     s.insert("persistence_netmask".into(), json!(m));
                 }
             }
-            "delay_loop" => delay_loop = num(n, 1, skipped).unwrap_or(60).max(1),
+            "delay_loop" => delay_loop = num(n, 1, skipped).unwrap_or(60).clamp(1, 3600),
             "virtualhost" => vhost = n.arg(1).map(String::from),
             "real_server" => {}
             other => skipped.push(format!("line {}: virtual_server {ip}:{port}: '{other}'", n.line)),
@@ -440,6 +440,10 @@ virtual_server 198.18.0.100 443 {
     fn broken_files_are_errors_with_a_line() {
         let e = convert("virtual_server 198.18.0.100 80 {\n lb_algo rr\n", &["eth0".into()]).unwrap_err();
         assert_eq!(e.to_string(), "line 1: block 'virtual_server' is not closed");
+        // Numbers keepalived would never take are reported, not overflowed.
+        let out = convert("virtual_server 198.18.0.100 80 {\n delay_loop 1e300\n real_server 198.19.0.1 80 {\n weight inf\n TCP_CHECK {\n connect_timeout 1e17\n }\n }\n}\n", &["eth0".into()]).unwrap();
+        assert!(out.skipped.iter().any(|s| s.contains("'delay_loop 1e300' needs a number")), "{:?}", out.skipped);
+        assert!(out.skipped.iter().any(|s| s.contains("'weight inf' needs a number")), "{:?}", out.skipped);
         let e = convert("}\n", &["eth0".into()]).unwrap_err();
         assert_eq!(e.to_string(), "line 1: '}' without an open block");
         let e = convert(

@@ -4,7 +4,9 @@
 //! Each scrape asks the control loop for a snapshot (the same counters `xvsadm -L --stats`
 //! shows, the workers' datapath counters and the health checks' state) and encodes it.
 //! Counters are cumulative since start (`xvsadm -Z` zeroes what xvsadm shows, not these:
-//! Prometheus expects counters never to go back).
+//! Prometheus expects counters never to go back). Series follow the tables the workers run: a
+//! server a failed health check took out has no series until it is back (and its counters
+//! restart, as a new server's do); `xvs_server_up` of a checked server is always there.
 
 use crate::control::{Reply, Request, ServiceView};
 use crate::dataplane::{DropReason, PassReason, WorkerReport};
@@ -66,6 +68,10 @@ pub fn render(s: &Snapshot<'_>) -> String {
         .iter()
         .map(|n| m.gauge(&format!("service_rate_{n}"), &format!("Service {n} (IPVS estimator, 2 s samples)")))
         .collect();
+    let srv_r: Vec<_> = rate_names
+        .iter()
+        .map(|n| m.gauge(&format!("server_rate_{n}"), &format!("Real server {n} (IPVS estimator, 2 s samples)")))
+        .collect();
     let active = m.gauge("server_active_connections", "Connections in ESTABLISHED");
     let inactive = m.gauge("server_inactive_connections", "Other connections");
     let persist = m.gauge("server_persistent_templates", "Persistence templates");
@@ -82,9 +88,13 @@ pub fn render(s: &Snapshot<'_>) -> String {
         for (f, n) in svc_r.iter().zip([r.cps, r.inpps, r.outpps, r.inbps, r.outbps]) {
             f.get_or_create(&svc_labels(&k)).set(n as i64);
         }
-        for (r, c) in v.service.servers.iter().zip(&v.counters) {
+        for (i, (r, c)) in v.service.servers.iter().zip(&v.counters).enumerate() {
             let mut l = svc_labels(&k);
             l.push(("server", format!("{}:{}", r.addr, r.port)));
+            let e = v.rates.get(i).copied().unwrap_or_default();
+            for (f, n) in srv_r.iter().zip([e.cps, e.inpps, e.outpps, e.inbps, e.outbps]) {
+                f.get_or_create(&l).set(n as i64);
+            }
             for (f, n) in srv_c.iter().zip([c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes]) {
                 f.get_or_create(&l).inc_by(n);
             }

@@ -10,7 +10,10 @@
 //!   `bps = (avg + 0xF) >> 5`.
 //!
 //! Entries are keyed by service key and server (address, port), so they follow a server
-//! whatever its position, and are dropped with the service or server.
+//! whatever its position, and are dropped with the service or server. A service's counters
+//! are its own, as in IPVS: at each sample it adds what each of its servers counted since the
+//! last one, so a server that is deleted (or fails its health check) does not take its share
+//! of the service's counters with it. A sample taken late is scaled to 2 s.
 
 use crate::control::{Rates, ServerCounters, ServiceView};
 use crate::rules::ServiceKey;
@@ -43,10 +46,17 @@ impl Estimator {
 
     /// One 2-second sample.
     pub fn sample(&mut self, now: Five) {
+        self.sample_after(now, SAMPLE);
+    }
+
+    /// One sample `elapsed` after the last (nominally 2 s; a late one is scaled to 2 s).
+    pub fn sample_after(&mut self, now: Five, elapsed: Duration) {
+        let ms = (elapsed.as_millis() as i64).max(1);
         for (i, avg) in self.avg.iter_mut().enumerate() {
             // Counters only grow; a server that went and came back restarts from 0.
             let delta = now[i].saturating_sub(self.last[i]) as i64;
-            let rate = if i < 3 { delta << 9 } else { delta << 4 };
+            let per_2s = delta.saturating_mul(SAMPLE.as_millis() as i64) / ms;
+            let rate = if i < 3 { per_2s.saturating_mul(1 << 9) } else { per_2s.saturating_mul(1 << 4) };
             *avg += (rate - *avg) >> 2;
         }
         self.last = now;
@@ -65,53 +75,82 @@ impl Estimator {
     }
 }
 
+fn sub(a: Five, b: Five) -> Five {
+    let mut out = [0; 5];
+    for (o, (x, y)) in out.iter_mut().zip(a.iter().zip(b)) {
+        *o = x.saturating_sub(y);
+    }
+    out
+}
+
+fn add(a: Five, b: Five) -> Five {
+    let mut out = [0; 5];
+    for (o, (x, y)) in out.iter_mut().zip(a.iter().zip(b)) {
+        *o = x.saturating_add(y);
+    }
+    out
+}
+
+fn set(c: &mut ServerCounters, v: Five) {
+    (c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes) = (v[0], v[1], v[2], v[3], v[4]);
+}
+
+/// A real server: its workers' sums at the last sample, its zero point, its estimator.
 #[derive(Clone, Copy, Debug, Default)]
-struct Account {
+struct DestAccount {
+    last: Five,
     zero: Five,
     est: Estimator,
 }
 
-impl Account {
-    fn new(now: Five) -> Account {
-        Account { zero: [0; 5], est: Estimator::new(now) }
-    }
-    fn zero(&mut self, now: Five) {
-        self.zero = now;
-        self.est = Estimator::new(now);
-    }
-    fn shown(&self, c: &mut ServerCounters) {
-        let now = five(c);
-        let v: Vec<u64> = now.iter().zip(self.zero).map(|(n, z)| n.saturating_sub(z)).collect();
-        (c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes) = (v[0], v[1], v[2], v[3], v[4]);
-    }
+/// A service: its own running totals (up to the last sample), zero point and estimator.
+#[derive(Clone, Copy, Debug, Default)]
+struct ServiceAccount {
+    total: Five,
+    zero: Five,
+    est: Estimator,
 }
 
 type DestKey = (ServiceKey, Ipv4Addr, u16);
 
-/// Zero points and estimators of every service and real server.
+/// Zero points, service totals and estimators of every service and real server.
 #[derive(Debug, Default)]
 pub struct Accounting {
-    services: HashMap<ServiceKey, Account>,
-    dests: HashMap<DestKey, Account>,
+    services: HashMap<ServiceKey, ServiceAccount>,
+    dests: HashMap<DestKey, DestAccount>,
 }
 
 impl Accounting {
-    /// One estimator sample from the workers' raw sums. Services and servers seen for the
-    /// first time start their estimators here; those no longer present are forgotten.
-    pub fn sample(&mut self, raw: &[ServiceView]) {
+    /// A service's totals now: those of the last sample plus what its present servers counted
+    /// since (a server not seen before counts from 0: its workers' counters start with it).
+    fn service_now(&self, v: &ServiceView) -> Five {
+        let k = ServiceKey::of(&v.service);
+        let mut t = self.services.get(&k).map(|a| a.total).unwrap_or_default();
+        for (r, c) in v.service.servers.iter().zip(&v.counters) {
+            let last = self.dests.get(&(k, r.addr, r.port)).map(|a| a.last).unwrap_or_default();
+            t = add(t, sub(five(c), last));
+        }
+        t
+    }
+
+    /// One estimator sample from the workers' raw sums, `elapsed` after the last (take none
+    /// when a worker did not answer: its counters would be missing from the sums). Services
+    /// and servers no longer present are forgotten.
+    pub fn sample(&mut self, raw: &[ServiceView], elapsed: Duration) {
         let mut services = HashMap::new();
         let mut dests = HashMap::new();
         for v in raw {
             let k = ServiceKey::of(&v.service);
-            let now = five(&v.servers_total());
-            let mut a = self.services.get(&k).copied().unwrap_or_else(|| Account::new(now));
-            a.est.sample(now);
+            let now = self.service_now(v);
+            let mut a = self.services.get(&k).copied().unwrap_or_default();
+            a.total = now;
+            a.est.sample_after(now, elapsed);
             services.insert(k, a);
             for (r, c) in v.service.servers.iter().zip(&v.counters) {
                 let dk = (k, r.addr, r.port);
-                let now = five(c);
-                let mut a = self.dests.get(&dk).copied().unwrap_or_else(|| Account::new(now));
-                a.est.sample(now);
+                let mut a = self.dests.get(&dk).copied().unwrap_or_default();
+                a.last = five(c);
+                a.est.sample_after(a.last, elapsed);
                 dests.insert(dk, a);
             }
         }
@@ -126,32 +165,39 @@ impl Accounting {
             if only.is_some_and(|o| *o != k) {
                 continue;
             }
-            let now = five(&v.servers_total());
-            self.services.entry(k).or_insert_with(|| Account::new(now)).zero(now);
+            let now = self.service_now(v);
+            let a = self.services.entry(k).or_default();
+            a.zero = now;
+            a.est = Estimator::new(now);
             for (r, c) in v.service.servers.iter().zip(&v.counters) {
                 let now = five(c);
-                self.dests.entry((k, r.addr, r.port)).or_insert_with(|| Account::new(now)).zero(now);
+                let a = self.dests.entry((k, r.addr, r.port)).or_default();
+                a.zero = now;
+                a.est = Estimator::new(now);
             }
         }
     }
 
-    /// The views as listings show them: counters since the last `-Z`, with rates.
-    pub fn view(&self, raw: Vec<ServiceView>) -> Vec<ServiceView> {
+    /// The views as listings show them: the service's own counters, counters since the last
+    /// `-Z` (unless `cumulative`, as Prometheus wants them), and rates.
+    pub fn view(&self, raw: Vec<ServiceView>, cumulative: bool) -> Vec<ServiceView> {
         raw.into_iter()
             .map(|mut v| {
                 let k = ServiceKey::of(&v.service);
-                let mut t = v.servers_total();
-                if let Some(a) = self.services.get(&k) {
-                    a.shown(&mut t);
-                    v.rate = a.est.read();
-                }
-                v.total = Some(t);
+                let mut total = ServerCounters::default();
+                let now = self.service_now(&v);
+                let a = self.services.get(&k).copied().unwrap_or_default();
+                set(&mut total, if cumulative { now } else { sub(now, a.zero) });
+                v.rate = a.est.read();
+                v.total = Some(total);
                 v.rates = vec![Rates::default(); v.counters.len()];
                 for (i, r) in v.service.servers.iter().enumerate() {
-                    if let Some(a) = self.dests.get(&(k, r.addr, r.port)) {
-                        a.shown(&mut v.counters[i]);
-                        v.rates[i] = a.est.read();
+                    let a = self.dests.get(&(k, r.addr, r.port)).copied().unwrap_or_default();
+                    if !cumulative {
+                        let shown = sub(five(&v.counters[i]), a.zero);
+                        set(&mut v.counters[i], shown);
                     }
+                    v.rates[i] = a.est.read();
                 }
                 v
             })
@@ -199,33 +245,61 @@ mod tests {
         ServiceView { service: s, counters: vec![c], ..ServiceView::default() }
     }
 
+    const TWO: Duration = SAMPLE;
+
     #[test]
     fn zero_resets_counters_and_rates_of_what_it_names() {
         let mut a = Accounting::default();
-        a.sample(&[view(0)]);
-        a.sample(&[view(400)]);
-        let v = a.view(vec![view(400)]);
+        a.sample(&[view(0)], TWO);
+        a.sample(&[view(400)], TWO);
+        let v = a.view(vec![view(400)], false);
         assert_eq!(v[0].counters[0].conns, 400);
         assert_eq!(v[0].total.unwrap().conns, 400);
         assert_eq!(v[0].rate.cps, 50);
         assert_eq!(v[0].rates[0].cps, 50);
         let other = ServiceKey { proto: Proto::Udp, addr: Ipv4Addr::new(198, 18, 0, 100), port: 80 };
         a.zero(&[view(400)], Some(&other));
-        assert_eq!(a.view(vec![view(400)])[0].counters[0].conns, 400, "another service's -Z");
+        assert_eq!(a.view(vec![view(400)], false)[0].counters[0].conns, 400, "another service's -Z");
         a.zero(&[view(400)], None);
-        let v = a.view(vec![view(410)]);
+        let v = a.view(vec![view(410)], false);
         assert_eq!((v[0].counters[0].conns, v[0].counters[0].in_pkts), (10, 100));
+        assert_eq!(v[0].total.unwrap().conns, 10);
         assert_eq!((v[0].rate.cps, v[0].rates[0].cps), (0, 0));
+        // Metrics are cumulative: -Z does not move them.
+        let m = a.view(vec![view(410)], true);
+        assert_eq!((m[0].counters[0].conns, m[0].total.unwrap().conns), (410, 410));
+    }
+
+    #[test]
+    fn a_service_keeps_the_counts_of_a_server_that_left() {
+        let mut a = Accounting::default();
+        let mut two = view(100);
+        two.service.servers.push(RealServer { addr: Ipv4Addr::new(198, 19, 0, 12), ..two.service.servers[0].clone() });
+        two.counters.push(ServerCounters { conns: 50, ..ServerCounters::default() });
+        a.sample(std::slice::from_ref(&two), TWO);
+        assert_eq!(a.view(vec![two.clone()], false)[0].total.unwrap().conns, 150);
+        // The second server is deleted: the service still counts its 50.
+        a.sample(&[view(120)], TWO);
+        assert_eq!(a.view(vec![view(130)], false)[0].total.unwrap().conns, 180);
+    }
+
+    #[test]
+    fn a_late_sample_is_scaled_to_two_seconds() {
+        let mut e = Estimator::new([0; 5]);
+        let mut f = Estimator::new([0; 5]);
+        e.sample_after([200, 0, 0, 0, 0], SAMPLE);
+        f.sample_after([400, 0, 0, 0, 0], SAMPLE * 2);
+        assert_eq!(e.read(), f.read(), "100 conns/s either way");
     }
 
     #[test]
     fn a_removed_server_is_forgotten() {
         let mut a = Accounting::default();
-        a.sample(&[view(100)]);
+        a.sample(&[view(100)], TWO);
         a.zero(&[view(100)], None);
-        a.sample(&[]);
+        a.sample(&[], TWO);
         // Re-added: its workers' counters start again from 0, and so does its zero point.
-        a.sample(&[view(0)]);
-        assert_eq!(a.view(vec![view(5)])[0].counters[0].conns, 5);
+        a.sample(&[view(0)], TWO);
+        assert_eq!(a.view(vec![view(5)], false)[0].counters[0].conns, 5);
     }
 }

@@ -870,10 +870,19 @@ fn health_checks_take_a_failed_server_out_and_bring_it_back() {
     }
     let listing = xvsadm(&sock, &["-Ln", "-t", &format!("{VIP}:7000")]).1;
     assert!(!listing.contains("198.19.0.12"), "a failed server leaves the table: {listing}");
+    let saved = xvsadm(&sock, &["-S", "-n"]).1;
+    assert!(
+        saved.contains("-a -t 198.18.0.100:7000 -r 198.19.0.12:7000 -m -w 1\n"),
+        "-S saves what was configured: {saved}"
+    );
     let m = scrape();
     assert!(m.contains(&format!("{up_line} 0")), "{m}");
     assert!(m.contains("xvs_server_health_transitions_total{proto=\"tcp\",vip=\"198.18.0.100\",port=\"7000\",server=\"198.19.0.12:7000\"} 1"), "{m}");
     assert!(m.contains("xvs_worker_rx_frames_total{worker=\"0\"}"), "{m}");
+    assert!(
+        m.contains("xvs_server_rate_cps{proto=\"tcp\",vip=\"198.18.0.100\",port=\"7000\",server=\"198.19.0.11:7000\"}"),
+        "{m}"
+    );
     assert!(m.contains("xvs_worker_dropped_frames_total{worker=\"0\",reason=\"no_neighbour\"} 0"), "{m}");
 
     // Start it again: within interval x rise + 1 s it receives connections.

@@ -105,9 +105,8 @@ fn main() {
             }
         }
         Command::Save { .. } => {
-            if let Reply::Services { services, .. } = call(&Request::List) {
-                let s: Vec<_> = services.into_iter().map(|v| v.service).collect();
-                print!("{}", rules::save_rules(&s));
+            if let Reply::Text { text } = call(&Request::Save) {
+                print!("{text}");
             }
         }
         Command::Restore => {

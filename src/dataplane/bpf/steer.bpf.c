@@ -109,7 +109,8 @@ int xvs_steer(struct xdp_md *ctx)
 	if (has(&services, ip->daddr, dport, ip->protocol))
 		return redirect(ctx);
 	__u32 d = ip->daddr;
-	if (!bpf_map_lookup_elem(&hosts, &d) && has(&nat_dests, ip->saddr, sport, ip->protocol))
+	/* The hosts lookup only for frames from a NAT server: other frames do not pay it. */
+	if (has(&nat_dests, ip->saddr, sport, ip->protocol) && !bpf_map_lookup_elem(&hosts, &d))
 		return redirect(ctx);
 	struct lport_range *r = bpf_map_lookup_elem(&local_addrs, &d);
 	if (r) {
