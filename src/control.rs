@@ -90,6 +90,14 @@ pub struct ServerCounters {
     pub persist: u32,
 }
 
+impl ServerCounters {
+    /// Connections, in/out packets, in/out bytes: the five counters listings and the
+    /// estimator follow, in ipvsadm's column order.
+    pub fn five(&self) -> [u64; 5] {
+        [self.conns, self.in_pkts, self.out_pkts, self.in_bytes, self.out_bytes]
+    }
+}
+
 /// Smoothed per-second rates (IPVS's estimator, see [`crate::stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rates {
@@ -113,6 +121,13 @@ pub struct ServiceView {
     pub rate: Rates,
     #[serde(default)]
     pub rates: Vec<Rates>,
+}
+
+impl Rates {
+    /// cps, in/out pps, in/out bps, in ipvsadm's column order.
+    pub fn five(&self) -> [u64; 5] {
+        [self.cps, self.inpps, self.outpps, self.inbps, self.outbps]
+    }
 }
 
 impl ServiceView {
@@ -277,14 +292,14 @@ pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String,
         if stats {
             let total = view.total.unwrap_or_else(|| view.servers_total());
             let _ = write!(out, "{:<33}", service_name(svc));
-            for n in [total.conns, total.in_pkts, total.out_pkts, total.in_bytes, total.out_bytes] {
+            for n in total.five() {
                 largenum(&mut out, n, opts.exact);
             }
             out.push('\n');
         } else if rate {
             let r = view.rate;
             let _ = write!(out, "{:<33}", service_name(svc));
-            for n in [r.cps, r.inpps, r.outpps, r.inbps, r.outbps] {
+            for n in r.five() {
                 largenum(&mut out, n, opts.exact);
             }
             out.push('\n');
@@ -307,7 +322,7 @@ pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String,
             let dname = format!("{}:{}", r.addr, r.port);
             if stats {
                 let _ = write!(out, "  -> {dname:<28}");
-                for n in [c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes] {
+                for n in c.five() {
                     largenum(&mut out, n, opts.exact);
                 }
                 out.push('\n');

@@ -51,6 +51,20 @@ impl Metrics {
         self.registry.register(name, help, f.clone());
         f
     }
+    /// `{prefix}_{connections,in_packets,...}`: one counter per [`crate::control::ServerCounters::five`].
+    fn counters5(&mut self, prefix: &str, what: &str) -> Vec<Family<Labels, Counter>> {
+        ["connections", "in_packets", "out_packets", "in_bytes", "out_bytes"]
+            .iter()
+            .map(|n| self.counter(&format!("{prefix}_{n}"), &format!("{what} {n}")))
+            .collect()
+    }
+    /// `{prefix}_rate_{cps,in_pps,...}`: one gauge per [`crate::control::Rates::five`].
+    fn rates5(&mut self, prefix: &str, what: &str) -> Vec<Family<Labels, Gauge>> {
+        ["cps", "in_pps", "out_pps", "in_bps", "out_bps"]
+            .iter()
+            .map(|n| self.gauge(&format!("{prefix}_rate_{n}"), &format!("{what} {n} (IPVS estimator, 2 s samples)")))
+            .collect()
+    }
 }
 
 fn svc_labels(k: &ServiceKey) -> Labels {
@@ -60,18 +74,10 @@ fn svc_labels(k: &ServiceKey) -> Labels {
 /// Encodes a snapshot as Prometheus text.
 pub fn render(s: &Snapshot<'_>) -> String {
     let mut m = Metrics { registry: Registry::with_prefix("xvs") };
-    let names = ["connections", "in_packets", "out_packets", "in_bytes", "out_bytes"];
-    let svc_c: Vec<_> = names.iter().map(|n| m.counter(&format!("service_{n}"), &format!("Service {n}"))).collect();
-    let srv_c: Vec<_> = names.iter().map(|n| m.counter(&format!("server_{n}"), &format!("Real server {n}"))).collect();
-    let rate_names = ["cps", "in_pps", "out_pps", "in_bps", "out_bps"];
-    let svc_r: Vec<_> = rate_names
-        .iter()
-        .map(|n| m.gauge(&format!("service_rate_{n}"), &format!("Service {n} (IPVS estimator, 2 s samples)")))
-        .collect();
-    let srv_r: Vec<_> = rate_names
-        .iter()
-        .map(|n| m.gauge(&format!("server_rate_{n}"), &format!("Real server {n} (IPVS estimator, 2 s samples)")))
-        .collect();
+    let svc_c = m.counters5("service", "Service");
+    let srv_c = m.counters5("server", "Real server");
+    let svc_r = m.rates5("service", "Service");
+    let srv_r = m.rates5("server", "Real server");
     let active = m.gauge("server_active_connections", "Connections in ESTABLISHED");
     let inactive = m.gauge("server_inactive_connections", "Other connections");
     let persist = m.gauge("server_persistent_templates", "Persistence templates");
@@ -81,21 +87,20 @@ pub fn render(s: &Snapshot<'_>) -> String {
     for v in &s.services {
         let k = ServiceKey::of(&v.service);
         let t = v.total.unwrap_or_default();
-        for (f, n) in svc_c.iter().zip([t.conns, t.in_pkts, t.out_pkts, t.in_bytes, t.out_bytes]) {
+        for (f, n) in svc_c.iter().zip(t.five()) {
             f.get_or_create(&svc_labels(&k)).inc_by(n);
         }
-        let r = v.rate;
-        for (f, n) in svc_r.iter().zip([r.cps, r.inpps, r.outpps, r.inbps, r.outbps]) {
+        for (f, n) in svc_r.iter().zip(v.rate.five()) {
             f.get_or_create(&svc_labels(&k)).set(n as i64);
         }
         for (i, (r, c)) in v.service.servers.iter().zip(&v.counters).enumerate() {
             let mut l = svc_labels(&k);
             l.push(("server", format!("{}:{}", r.addr, r.port)));
             let e = v.rates.get(i).copied().unwrap_or_default();
-            for (f, n) in srv_r.iter().zip([e.cps, e.inpps, e.outpps, e.inbps, e.outbps]) {
+            for (f, n) in srv_r.iter().zip(e.five()) {
                 f.get_or_create(&l).set(n as i64);
             }
-            for (f, n) in srv_c.iter().zip([c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes]) {
+            for (f, n) in srv_c.iter().zip(c.five()) {
                 f.get_or_create(&l).inc_by(n);
             }
             active.get_or_create(&l).set(c.active as i64);

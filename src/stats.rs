@@ -27,10 +27,6 @@ pub const SAMPLE: Duration = Duration::from_secs(2);
 /// The five counters an estimator follows: conns, in/out packets, in/out bytes.
 type Five = [u64; 5];
 
-fn five(c: &ServerCounters) -> Five {
-    [c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes]
-}
-
 /// One IPVS estimator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Estimator {
@@ -128,7 +124,7 @@ impl Accounting {
         let mut t = self.services.get(&k).map(|a| a.total).unwrap_or_default();
         for (r, c) in v.service.servers.iter().zip(&v.counters) {
             let last = self.dests.get(&(k, r.addr, r.port)).map(|a| a.last).unwrap_or_default();
-            t = add(t, sub(five(c), last));
+            t = add(t, sub(c.five(), last));
         }
         t
     }
@@ -149,7 +145,7 @@ impl Accounting {
             for (r, c) in v.service.servers.iter().zip(&v.counters) {
                 let dk = (k, r.addr, r.port);
                 let mut a = self.dests.get(&dk).copied().unwrap_or_default();
-                a.last = five(c);
+                a.last = c.five();
                 a.est.sample_after(a.last, elapsed);
                 dests.insert(dk, a);
             }
@@ -170,7 +166,7 @@ impl Accounting {
             a.zero = now;
             a.est = Estimator::new(now);
             for (r, c) in v.service.servers.iter().zip(&v.counters) {
-                let now = five(c);
+                let now = c.five();
                 let a = self.dests.entry((k, r.addr, r.port)).or_default();
                 a.zero = now;
                 a.est = Estimator::new(now);
@@ -194,7 +190,7 @@ impl Accounting {
                 for (i, r) in v.service.servers.iter().enumerate() {
                     let a = self.dests.get(&(k, r.addr, r.port)).copied().unwrap_or_default();
                     if !cumulative {
-                        let shown = sub(five(&v.counters[i]), a.zero);
+                        let shown = sub(v.counters[i].five(), a.zero);
                         set(&mut v.counters[i], shown);
                     }
                     v.rates[i] = a.est.read();
