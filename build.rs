@@ -13,9 +13,9 @@ fn main() {
         Err(_) => "x86",
     };
     for name in ["steer", "ipip_decap", "sink"] {
-        let src = format!("src/dataplane/bpf/{name}.bpf.c");
+        let src = format!("src/dataplane/xdp/bpf/{name}.bpf.c");
         println!("cargo:rerun-if-changed={src}");
-        println!("cargo:rerun-if-changed=src/dataplane/bpf/common.h");
+        println!("cargo:rerun-if-changed=src/dataplane/xdp/bpf/common.h");
         let obj = out.join(format!("{name}.bpf.o"));
         let status = Command::new(env::var("CLANG").unwrap_or_else(|_| "clang".into()))
             .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])

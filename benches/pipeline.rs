@@ -14,7 +14,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::sync::Arc;
 use xvs::config::Config;
-use xvs::dataplane::{MemPort, Pipeline, Tables, Worker, BURST};
+use xvs::dataplane::{MemPort, Pipeline, Worker, BURST};
 
 /// Flows in the table (1M; `XVS_BENCH_FLOWS` overrides it to find the in-cache floor).
 fn flows() -> usize {
@@ -93,7 +93,7 @@ fn established(c: &mut Criterion) {
             continue;
         }
         let cfg = config(flows() + flows() / 8, 60);
-        let tables = Arc::new(Tables::build(&cfg));
+        let tables = Arc::new(xvs::control::tables_for(&cfg, None).expect("tables"));
         let mut p = Pipeline::new(tables, 0);
         // FULLNAT holds at most one connection per local port: fill the rest of the 1M-entry
         // table with DR flows so lookups still run against 1M entries.
@@ -132,7 +132,7 @@ fn new_conn(c: &mut Criterion) {
         // (FULLNAT: 20 us per frame -> ~50k, within its 64k local ports).
         let ns = if mode == "fullnat" { 20_000 } else { 1_000 };
         let cfg = config(flows() + flows() / 4, 1);
-        let p = Pipeline::new(Arc::new(Tables::build(&cfg)), 0);
+        let p = Pipeline::new(Arc::new(xvs::control::tables_for(&cfg, None).expect("tables")), 0);
         // Twice as many distinct flows as live connections: a flow comes round only after its
         // connection expired, so every packet is a new connection.
         let ring: Vec<Vec<u8>> = (0..2 * flows()).map(|i| frame(i, vport, true, 0)).collect();

@@ -5,8 +5,8 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use xvs::model::{SchedFlags, SchedKind, MH_DEFAULT_TABLE_SIZE};
 use xvs::sched::{DestLoad, DestSpec, Flow, Scheduler};
-use xvs::service::{SchedFlags, SchedKind, MH_DEFAULT_TABLE_SIZE};
 
 const FLOWS: usize = 4096;
 

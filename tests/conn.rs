@@ -6,7 +6,7 @@ use common::*;
 use std::sync::Arc;
 use xvs::config::Config;
 use xvs::conn::{ConnShard, ShardConfig, TcpState};
-use xvs::dataplane::{DropReason, Pipeline, Tables, Verdict};
+use xvs::dataplane::{DropReason, Pipeline, Verdict};
 
 const S: u64 = 1000;
 
@@ -214,7 +214,7 @@ fn overload_threshold_and_quiesce() {
     // Quiesce RS2 (weight 0): RS1 is overloaded too, so nothing is available.
     let mut cfg = Config::parse(&json).unwrap();
     cfg.services[5].servers[1].weight = 0;
-    p.set_tables(Arc::new(Tables::build(&cfg)));
+    p.set_tables(Arc::new(xvs::control::tables_for(&cfg, None).expect("tables")));
     assert_eq!(run(&mut p, &syn(6, 90), 1).0, Verdict::Drop(DropReason::NoDest));
     // Existing connections to the quiesced server continue.
     assert_eq!(run(&mut p, &client(2, 90, ACK), 2).1[0..6].to_vec(), RS2_MAC);
@@ -223,14 +223,14 @@ fn overload_threshold_and_quiesce() {
 #[test]
 fn expiry_is_budgeted_and_complete() {
     let mut s = ConnShard::new(&ShardConfig { capacity: 200_000, ..ShardConfig::default() });
-    s.set_dest_limits(vec![vec![(0, 0)]], vec![vec![1]]);
+    s.set_service(0, &[0], &[xvs::conn::SlotSpec { weight: 1, ..Default::default() }]);
     s.start_clock(0);
     for i in 0..100_000u32 {
         let n = xvs::conn::NewConn {
             key: xvs::conn::ConnKey { saddr: i, daddr: 7, sport: 1, dport: 80, proto: 17 },
             daddr: 9,
             dport: 80,
-            mode: xvs::service::FwdMode::Dr,
+            mode: xvs::model::FwdMode::Dr,
             laddr: 0,
             svc: 0,
             dest: 0,
@@ -258,7 +258,7 @@ mod model {
     use proptest::prelude::*;
     use std::collections::HashMap;
     use xvs::conn::{ConnKey, ConnShard, Dir, NewConn, ShardConfig, TcpState, Timeouts, NONE, TICK_MS};
-    use xvs::service::FwdMode;
+    use xvs::model::FwdMode;
     use xvs::wire::tcp::{ACK, FIN, RST, SYN};
 
     #[derive(Clone, Debug)]
@@ -304,7 +304,7 @@ mod model {
             t.secs[TcpState::Close as usize] = 1;
             t.secs[TcpState::Established as usize] = 700;
             let mut s = ConnShard::new(&ShardConfig { capacity: 40, timeouts: t, lport_range: (5000, 5019), ..ShardConfig::default() });
-            s.set_dest_limits(vec![vec![(0, 0); 3]], vec![vec![1; 3]]);
+            s.set_service(0, &[0, 1, 2], &[xvs::conn::SlotSpec { weight: 1, ..Default::default() }; 3]);
             s.start_clock(0);
             let mut now: u64 = 0;
             let mut model: HashMap<u8, M> = HashMap::new();
@@ -377,7 +377,7 @@ fn churn_never_grows_the_indexes() {
     let mut timeouts = xvs::conn::Timeouts::default();
     timeouts.secs[xvs::conn::UDP_STATE as usize] = 10;
     let mut s = ConnShard::new(&ShardConfig { capacity: cap, timeouts, ..ShardConfig::default() });
-    s.set_dest_limits(vec![vec![(0, 0)]], vec![vec![1]]);
+    s.set_service(0, &[0], &[xvs::conn::SlotSpec { weight: 1, ..Default::default() }]);
     s.start_clock(0);
     let before = s.index_buckets();
     // NAT connections (both indexes), ~3900 live, 400k created: tombstones galore.
@@ -387,7 +387,7 @@ fn churn_never_grows_the_indexes() {
             key: ConnKey { saddr: i, daddr: 1, sport: (i % 60000) as u16, dport: 80, proto: 17 },
             daddr: 2,
             dport: 80,
-            mode: xvs::service::FwdMode::Nat,
+            mode: xvs::model::FwdMode::Nat,
             laddr: 0,
             svc: 0,
             dest: 0,

@@ -819,7 +819,7 @@ fn fuzz_control_socket(sock: &Path) {
             _ => {
                 let args: Vec<&str> = (0..rng.gen_range(0..8)).map(|_| words[rng.gen_range(0..words.len())]).collect();
                 // Only commands that do not parse (those that do are real changes).
-                if xvs::rules::parse_command(&args).is_ok() {
+                if xvs::ipvsadm::parse_command(&args).is_ok() {
                     continue;
                 }
                 format!("{}\n", serde_json::json!({ "Ipvsadm": { "args": args } })).into_bytes()

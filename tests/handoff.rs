@@ -11,7 +11,7 @@ use xvs::dataplane::{FramePool, Handoff, MemPort, Pipeline, Tables, Worker};
 
 fn workers(json: &str) -> (Vec<Worker<MemPort>>, Arc<Tables>) {
     let cfg = Config::parse(&json.replace("\"mtu\": 1500", "\"mtu\": 1500, \"workers\": 2")).expect("config");
-    let tables = Arc::new(Tables::build(&cfg));
+    let tables = Arc::new(xvs::control::tables_for(&cfg, None).expect("tables"));
     let h = Arc::new(Handoff::new(2, 64));
     let ws = (0..2u16)
         .map(|w| {

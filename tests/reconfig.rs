@@ -1,6 +1,7 @@
 //! A new tables snapshot (live reconfiguration) keeps every connection on its real server,
-//! wherever the new tables put the service and the server; a deleted server's connections
-//! end; persistence templates and loads move with their server.
+//! wherever the new list puts the service and the server (slots are stable); a deleted
+//! server's connections end at their next packet; persistence templates and loads stay with
+//! their server; a server deleted and added again gets its slot back.
 
 mod common;
 use common::*;
@@ -10,8 +11,9 @@ use xvs::dataplane::{DropReason, Pipeline, Tables, Verdict};
 
 const RS3: [u8; 4] = [198, 19, 0, 13];
 
-/// A director config with these services (JSON array items).
-fn cfg(services: &str) -> Arc<Tables> {
+/// A snapshot of a director config with these services (JSON array items), built against
+/// `prev` as the director builds each one against the last.
+fn next(prev: Option<&Tables>, services: &str) -> Arc<Tables> {
     let json = format!(
         r#"{{"director": {{"interfaces": [{{"name": "xvs-c", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1"}},
                                           {{"name": "xvs-r", "mac": "02:00:00:00:01:01", "ip": "198.19.0.1"}}]}},
@@ -21,7 +23,11 @@ fn cfg(services: &str) -> Arc<Tables> {
                            {{"ip": "198.19.0.13", "mac": "02:00:00:00:01:13", "interface": "xvs-r"}}],
             "services": [{services}]}}"#
     );
-    Arc::new(Tables::build(&Config::parse(&json).expect("config")))
+    Arc::new(xvs::control::tables_for(&Config::parse(&json).expect("config"), prev).expect("tables"))
+}
+
+fn cfg(services: &str) -> Arc<Tables> {
+    next(None, services)
 }
 
 fn nat80(servers: &str) -> String {
@@ -61,14 +67,18 @@ fn connections_follow_their_server_through_inserts_and_reordering() {
     assert_eq!(connect(&mut p, 1000), RS1);
     assert_eq!(connect(&mut p, 1001), RS2);
     // A UDP service first, a new server at the head of the list, the two swapped.
-    let b = cfg(&format!(
-        r#"{{"proto": "udp", "vip": "198.18.0.100", "port": 53, "real_servers": [{}]}}, {}"#,
-        rs(11, ""),
-        nat80(&[rs(13, ""), rs(12, ""), rs(11, "")].join(","))
-    ));
+    let b = next(
+        Some(p.tables()),
+        &format!(
+            r#"{{"proto": "udp", "vip": "198.18.0.100", "port": 53, "real_servers": [{}]}}, {}"#,
+            rs(11, ""),
+            nat80(&[rs(13, ""), rs(12, ""), rs(11, "")].join(","))
+        ),
+    );
     let svc = service_index(&b, 80);
+    let slot11 = b.services[svc as usize].dest_slot(u32::from_be_bytes(RS1), 8080).expect("slot") as usize;
+    assert_eq!(slot11, 0, "198.19.0.11 keeps its slot at the tail of the list");
     p.set_tables(b);
-    assert_eq!(p.stats.reconfig_removed, 0);
     for _ in 0..3 {
         assert_eq!(to_server(&mut p, 1000, ACK), Ok(RS1), "kept its server");
         assert_eq!(to_server(&mut p, 1001, ACK), Ok(RS2), "kept its server");
@@ -76,11 +86,12 @@ fn connections_follow_their_server_through_inserts_and_reordering() {
     // Replies still match, from either server.
     let (v, out) = run(&mut p, &tcp_frame(RS2_MAC, DIR_R_MAC, RS2, CLIENT, 8080, 1001, ACK, 64, &[]), 0);
     assert!(matches!(v, Verdict::Tx(0)) && out[26..30] == VIP, "{v:?}");
-    // Loads moved with the servers (the schedulers read them by position).
+    assert_eq!(p.stats.nodest_expired, 0);
+    // Loads follow the servers (the schedulers read them in list order).
     let loads = p.shard.loads(svc);
     assert_eq!((loads[0].active, loads[1].active, loads[2].active), (0, 1, 1), "13, 12, 11");
     // Counters too.
-    assert_eq!(p.stats.dests[svc as usize][2].conns, 1, "198.19.0.11's connection count");
+    assert_eq!(p.stats.dests[svc as usize][slot11].conns, 1, "198.19.0.11's connection count");
     // New connections see the new list.
     assert_eq!(connect(&mut p, 1002), RS3);
 }
@@ -92,9 +103,11 @@ fn a_deleted_servers_connections_end_and_a_quiesced_ones_drain() {
     assert_eq!(connect(&mut p, 1001), RS2);
     assert_eq!(connect(&mut p, 1002), RS3);
     // 11 deleted, 12 quiesced (weight 0).
-    p.set_tables(cfg(&nat80(&[rs(12, r#", "weight": 0"#), rs(13, "")].join(","))));
-    assert_eq!(p.stats.reconfig_removed, 1);
+    let t = next(Some(p.tables()), &nat80(&[rs(12, r#", "weight": 0"#), rs(13, "")].join(",")));
+    p.set_tables(t);
+    assert_eq!(p.shard.len(), 3, "a new snapshot walks no connection");
     assert_eq!(to_server(&mut p, 1000, ACK), Err(Verdict::Drop(DropReason::NoConn)), "its server is gone");
+    assert_eq!((p.stats.nodest_expired, p.shard.len()), (1, 2), "expired at its next packet");
     assert_eq!(to_server(&mut p, 1001, ACK), Ok(RS2), "a quiesced server keeps its connections");
     assert_eq!(to_server(&mut p, 1002, ACK), Ok(RS3));
     for port in 2000..2004 {
@@ -113,14 +126,40 @@ fn persistence_templates_follow_their_server() {
     };
     let mut p = Pipeline::new(cfg(&persistent(&[rs(11, ""), rs(12, "")].join(","))), 0);
     let first = connect(&mut p, 1000);
-    p.set_tables(cfg(&persistent(&[rs(13, ""), rs(12, ""), rs(11, "")].join(","))));
+    let t = next(Some(p.tables()), &persistent(&[rs(13, ""), rs(12, ""), rs(11, "")].join(",")));
+    p.set_tables(t);
     for port in 1001..1005 {
         assert_eq!(connect(&mut p, port), first, "the client's template survives the reorder");
     }
     // Its server deleted: template and connections go, the client is scheduled afresh.
     let remaining: Vec<String> =
         [11u8, 12, 13].iter().filter(|&&l| [198, 19, 0, l] != first).map(|&l| rs(l, "")).collect();
-    p.set_tables(cfg(&persistent(&remaining.join(","))));
-    assert!(p.stats.reconfig_removed >= 6, "5 connections and the template");
-    assert_ne!(connect(&mut p, 1010), first);
+    let t = next(Some(p.tables()), &persistent(&remaining.join(",")));
+    p.set_tables(t);
+    assert_ne!(connect(&mut p, 1010), first, "the template of a deleted server is not followed");
+    assert_eq!(to_server(&mut p, 1001, ACK), Err(Verdict::Drop(DropReason::NoConn)));
+    assert_eq!(p.stats.nodest_expired, 1);
+}
+
+#[test]
+fn a_server_deleted_and_added_again_gets_its_slot_and_connections_back() {
+    let mut p = Pipeline::new(cfg(&nat80(&[rs(11, ""), rs(12, "")].join(","))), 0);
+    assert_eq!(connect(&mut p, 1000), RS1);
+    assert_eq!(connect(&mut p, 1001), RS2);
+    let gone = next(Some(p.tables()), &nat80(&rs(12, "")));
+    p.set_tables(gone);
+    // Back before its connection sent anything (IPVS restores a server from its trash).
+    let back = next(Some(p.tables()), &nat80(&[rs(12, ""), rs(11, "")].join(",")));
+    let svc = service_index(&back, 80) as usize;
+    assert_eq!(back.services[svc].dest_slot(u32::from_be_bytes(RS1), 8080), Some(0));
+    assert_eq!(back.services[svc].dests.len(), 2, "no new slot");
+    p.set_tables(back);
+    assert_eq!(to_server(&mut p, 1000, ACK), Ok(RS1), "its connection continues");
+    assert_eq!(p.stats.nodest_expired, 0);
+    // A deleted service's slot is a tombstone: not looked up, and kept for its return.
+    let other = next(Some(p.tables()), r#"{"proto": "udp", "vip": "198.18.0.100", "port": 53, "real_servers": []}"#);
+    assert!(!other.services[svc].live);
+    assert_eq!(other.service(6, u32::from_be_bytes(VIP), 80), None);
+    let again = next(Some(&other), &nat80(&rs(11, "")));
+    assert_eq!(service_index(&again, 80) as usize, svc);
 }

@@ -6,8 +6,8 @@
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use xvs::model::{SchedFlags, SchedKind};
 use xvs::sched::{hash_32, DestLoad, DestSpec, Flow, Scheduler};
-use xvs::service::{SchedFlags, SchedKind};
 
 const NOFLAGS: SchedFlags = SchedFlags { fallback: false, port: false };
 const FALLBACK: SchedFlags = SchedFlags { fallback: true, port: false };

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::time::Duration;
 use xvs::config::Config;
-use xvs::service::Proto;
+use xvs::model::Proto;
 
 #[derive(Parser)]
 struct Args {

@@ -6,7 +6,7 @@
 use etherparse::PacketBuilder;
 use std::sync::Arc;
 use xvs::config::Config;
-use xvs::dataplane::{Frame, MemPort, Pipeline, Tables, Worker};
+use xvs::dataplane::{Frame, MemPort, Pipeline, Worker};
 
 fn frame(i: usize, syn: bool) -> Vec<u8> {
     let a = 0xC612_0000u32 + (i as u32 % 131_072);
@@ -31,7 +31,7 @@ fn main() {
         "services": [{"proto": "tcp", "vip": "198.18.0.100", "port": 82,
           "real_servers": [{"addr": "198.19.0.11", "mode": "dr"}, {"addr": "198.19.0.12", "mode": "dr"}]}]}"#;
     let cfg = Config::parse(json).expect("config");
-    let mut p = Pipeline::new(Arc::new(Tables::build(&cfg)), 0);
+    let mut p = Pipeline::new(Arc::new(xvs::control::tables_for(&cfg, None).expect("tables")), 0);
     let mut buf = vec![0u8; 2048];
     for i in 0..flows {
         for syn in [true, false] {

@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-use xvs::dataplane::steer::{SteerSet, Steering};
-use xvs::dataplane::xsk::{UmemFrames, XskPort, XskSizes};
+use xvs::dataplane::io::xsk::{UmemFrames, XskPort, XskSizes};
+use xvs::dataplane::xdp::steer::{SteerSet, Steering};
 use xvs::dataplane::{Desc, FrameStore, Frames, Port, BURST};
 use xvs::wire::MacAddr;
 
@@ -89,7 +89,7 @@ fn gen(
     flows: u16,
     seconds: f64,
 ) -> Result<()> {
-    let (src_mac, _, _) = xvs::system::interface(iface)?;
+    let (src_mac, _, _) = xvs::control::resolve::interface(iface)?;
     let frames_data: Vec<Vec<u8>> =
         (0..flows.max(1)).map(|i| frame(src_mac, dst_mac, src, dst, 10000 + i, dport)).collect();
     let sizes = XskSizes { frames: 8192, ..XskSizes::default() };
@@ -158,7 +158,7 @@ fn reflect(iface: &str, dst: Ipv4Addr, dport: u16, seconds: f64) -> Result<()> {
 }
 
 fn sink(iface: &str, seconds: f64) -> Result<()> {
-    let s = xvs::dataplane::steer::Sink::attach(iface)?;
+    let s = xvs::dataplane::xdp::steer::Sink::attach(iface)?;
     let start = Instant::now();
     let mut last = s.count();
     while start.elapsed().as_secs_f64() < seconds {

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::exit;
 use xvs::control::{self, Reply, Request};
-use xvs::rules::{self, Command, TRY_HELP};
+use xvs::ipvsadm::{self, Command, TRY_HELP};
 
 const VERSION: &str = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)";
 
@@ -65,7 +65,7 @@ fn main() {
         return;
     }
     let refs: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
-    let cmd = match rules::parse_command(&refs) {
+    let cmd = match ipvsadm::parse_command(&refs) {
         Ok(c) => c,
         Err(e) if e.is_usage_error() => {
             let m = e.to_string();
@@ -88,17 +88,17 @@ fn main() {
                     entries.retain(|e| e.virt == (k.addr, k.port) && e.proto == k.proto.number());
                 }
                 entries.sort_by_key(|e| (e.proto, e.virt, e.client, e.template));
-                print!("{}", control::list_conns(&entries));
+                print!("{}", ipvsadm::list_conns(&entries));
             }
         }
         Command::List(opts) if opts.timeout => {
             if let Reply::Timeouts { tcp, tcpfin, udp } = call(&Request::Timeouts) {
-                print!("{}", control::timeouts_line(tcp, tcpfin, udp));
+                print!("{}", ipvsadm::timeouts_line(tcp, tcpfin, udp));
             }
         }
         Command::List(opts) => {
             if let Reply::Services { size, services } = call(&Request::List) {
-                match control::list(&services, size, &opts) {
+                match ipvsadm::list(&services, size, &opts) {
                     Ok(text) => print!("{text}"),
                     Err(e) => fail(e.exit_code(), &e.to_string()),
                 }

@@ -9,8 +9,10 @@
 //! refreshing a connection's timeout is one store, and the wheel re-files a connection lazily
 //! when its slot comes round, so expiry costs O(1) amortised per packet.
 
+pub mod loads;
 pub mod shard;
 pub mod state;
 
-pub use shard::{Conn, ConnEntry, ConnKey, ConnShard, NewConn, Refused, ShardConfig, ShardStats, NONE, TICK_MS};
+pub use loads::SlotSpec;
+pub use shard::{Conn, ConnKey, ConnShard, NewConn, Refused, ShardConfig, ShardStats, NONE, TICK_MS};
 pub use state::{next_state, Dir, TcpState, Timeouts, UDP_STATE};

@@ -1,8 +1,9 @@
 //! One worker's connection shard: slab + indexes + timer wheel + per-server load.
 
+use super::loads::{Loads, SlotSpec};
 use super::state::{next_state, Dir, TcpState, Timeouts, STATES, UDP_STATE};
-use crate::sched::DestLoad;
-use crate::service::FwdMode;
+use crate::model::DestLoad;
+use crate::model::{ConnEntry, FwdMode};
 use crate::wire::tcp::{FIN, RST, SYN};
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, Hasher};
@@ -64,9 +65,10 @@ pub struct Conn {
     pub lport: u16,
     /// Tick at which the connection expires unless refreshed.
     pub expires: u32,
-    /// Service index in the tables snapshot.
+    /// Service slot in the tables snapshot (stable while the director runs).
     pub svc: u16,
-    /// Real-server index within the service.
+    /// Real-server slot within the service (stable: a deleted server's slot is never reused
+    /// for another server).
     pub dest: u16,
     pub proto: u8,
     /// [`TcpState`] as u8, or [`UDP_STATE`].
@@ -125,19 +127,6 @@ fn mode_code(m: FwdMode) -> u8 {
         FwdMode::Tun => 2,
         FwdMode::Dr => 3,
     }
-}
-
-/// One connection or persistence template as `ipvsadm -c` lists it (control path).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ConnEntry {
-    pub proto: u8,
-    /// [`TcpState`] as u8, or [`UDP_STATE`].
-    pub state: u8,
-    pub template: bool,
-    pub expires_s: u32,
-    pub client: (std::net::Ipv4Addr, u16),
-    pub virt: (std::net::Ipv4Addr, u16),
-    pub dest: (std::net::Ipv4Addr, u16),
 }
 
 /// How a shard is sized and timed.
@@ -220,10 +209,8 @@ pub struct ConnShard {
     pending_active: bool,
     timeouts: [u32; STATES],
     lports: Vec<u16>,
-    /// Per service, per real server: the load the schedulers read.
-    loads: Vec<Vec<DestLoad>>,
-    /// Per service, per real server: (u_threshold, l_threshold).
-    limits: Vec<Vec<(u32, u32)>>,
+    /// Per service, per real server slot: the load the schedulers read.
+    loads: Loads,
     pub stats: ShardStats,
 }
 
@@ -275,8 +262,7 @@ impl ConnShard {
             pending_active: false,
             timeouts: [0; STATES],
             lports,
-            loads: Vec::new(),
-            limits: Vec::new(),
+            loads: Loads::default(),
             stats: ShardStats::default(),
         };
         s.set_timeouts(&cfg.timeouts);
@@ -294,62 +280,26 @@ impl ConnShard {
         self.done_tick = ms_to_tick(now_ms);
     }
 
-    /// Control plane: the services' real servers and thresholds. Loads of servers that keep
-    /// their (service, index) position are kept.
-    pub fn set_dest_limits(&mut self, limits: Vec<Vec<(u32, u32)>>, weights: Vec<Vec<u32>>) {
-        let mut loads: Vec<Vec<DestLoad>> = Vec::with_capacity(limits.len());
-        for (si, svc) in weights.iter().enumerate() {
-            let mut v = Vec::with_capacity(svc.len());
-            for (di, w) in svc.iter().enumerate() {
-                let mut l = self.loads.get(si).and_then(|s| s.get(di)).copied().unwrap_or_default();
-                l.weight = *w;
-                v.push(l);
-            }
-            loads.push(v);
-        }
-        self.loads = loads;
-        self.limits = limits;
+    /// Control plane, at a batch boundary: service `svc`'s live real servers (slots in list
+    /// order) and every slot's settings. O(servers of the service): no connection is touched.
+    pub fn set_service(&mut self, svc: u16, order: &[u16], slots: &[SlotSpec]) {
+        self.loads.set_service(svc, order, slots);
     }
 
-    /// Control plane, at a batch boundary, before [`ConnShard::set_dest_limits`] for the new
-    /// tables: every connection and persistence template follows its real server to its new
-    /// (service, index) position, `map[svc][dest]`; those whose service or real server is gone
-    /// (`None`, or out of the map) are removed (followers before templates, so no template
-    /// count goes stale). Loads move with their servers; `shape[svc]` is the new number of
-    /// real servers per service. Returns how many entries were removed. One walk over the
-    /// slab: a reconfiguration, not a packet, pays for it.
-    pub fn remap(&mut self, map: &[Vec<Option<(u16, u16)>>], shape: &[usize]) -> usize {
-        let target = |svc: u16, dest: u16| map.get(svc as usize).and_then(|v| v.get(dest as usize)).copied().flatten();
-        let mut gone: Vec<(bool, u32)> =
-            self.iter().filter(|(_, c)| target(c.svc, c.dest).is_none()).map(|(i, c)| (c.is_template(), i)).collect();
-        gone.sort_by_key(|&(template, _)| template);
-        for &(_, i) in &gone {
-            self.remove(i);
-        }
-        for c in self.slab.iter_mut().filter(|c| c.flags & F_IN_USE != 0) {
-            if let Some((s, d)) = target(c.svc, c.dest) {
-                c.svc = s;
-                c.dest = d;
-            }
-        }
-        let mut loads: Vec<Vec<DestLoad>> = shape.iter().map(|&n| vec![DestLoad::default(); n]).collect();
-        for (si, v) in self.loads.iter().enumerate() {
-            for (di, l) in v.iter().enumerate() {
-                if let Some((s, d)) = target(si as u16, di as u16) {
-                    if let Some(slot) = loads.get_mut(s as usize).and_then(|v| v.get_mut(d as usize)) {
-                        *slot = *l;
-                    }
-                }
-            }
-        }
-        self.loads = loads;
-        gone.len()
-    }
-
-    /// The loads of one service's real servers (what its scheduler reads).
+    /// The live real servers' loads of `svc` in list order (what its scheduler reads).
     #[inline]
     pub fn loads(&self, svc: u16) -> &[DestLoad] {
-        self.loads.get(svc as usize).map(|v| v.as_slice()).unwrap_or(&[])
+        self.loads.of(svc)
+    }
+
+    /// The load of one real server by slot (live or deleted).
+    pub fn load(&self, svc: u16, slot: u16) -> Option<&DestLoad> {
+        self.loads.get(svc, slot)
+    }
+
+    /// Every service's loads by slot, `[svc][slot]` (control plane; allocates).
+    pub fn loads_by_slot(&self) -> Vec<Vec<DestLoad>> {
+        self.loads.by_slot()
     }
 
     pub fn capacity(&self) -> u32 {
@@ -572,7 +522,7 @@ impl ConnShard {
                 t.template = t.template.saturating_add(1);
             }
         }
-        self.bind(n.svc, n.dest);
+        self.loads.bind(n.svc, n.dest);
         self.stats.created += 1;
         Ok(i)
     }
@@ -606,9 +556,7 @@ impl ConnShard {
         self.index(i);
         self.link(i, expires);
         self.stats.templates_created += 1;
-        if let Some(l) = self.loads.get_mut(n.svc as usize).and_then(|v| v.get_mut(n.dest as usize)) {
-            l.persist += 1;
-        }
+        self.loads.persist(n.svc, n.dest, 1);
         Ok(i)
     }
 
@@ -680,48 +628,11 @@ impl ConnShard {
             c.flags |= F_INACTIVE;
             delta = -1;
         }
-        if let Some(l) = self.loads.get_mut(svc as usize).and_then(|v| v.get_mut(dest as usize)) {
-            if delta > 0 {
-                l.active += 1;
-                l.inactive = l.inactive.saturating_sub(1);
-            } else if delta < 0 {
-                l.active = l.active.saturating_sub(1);
-                l.inactive += 1;
-            }
-        }
+        self.loads.shift(svc, dest, delta);
         // A state change may shorten the timeout: file it again at the right slot.
         self.unlink(idx);
         self.link(idx, expires);
         new
-    }
-
-    fn bind(&mut self, svc: u16, dest: u16) {
-        let (u, _) = self.limit(svc, dest);
-        if let Some(l) = self.loads.get_mut(svc as usize).and_then(|v| v.get_mut(dest as usize)) {
-            l.inactive += 1;
-            if u != 0 && l.active + l.inactive >= u {
-                l.overloaded = true;
-            }
-        }
-    }
-
-    fn unbind(&mut self, svc: u16, dest: u16, inactive: bool) {
-        let (u, lt) = self.limit(svc, dest);
-        if let Some(l) = self.loads.get_mut(svc as usize).and_then(|v| v.get_mut(dest as usize)) {
-            if inactive {
-                l.inactive = l.inactive.saturating_sub(1);
-            } else {
-                l.active = l.active.saturating_sub(1);
-            }
-            let total = l.active as u64 + l.inactive as u64;
-            if l.overloaded && (u == 0 || (lt != 0 && total < lt as u64) || (lt == 0 && total * 4 < u as u64 * 3)) {
-                l.overloaded = false;
-            }
-        }
-    }
-
-    fn limit(&self, svc: u16, dest: u16) -> (u32, u32) {
-        self.limits.get(svc as usize).and_then(|v| v.get(dest as usize)).copied().unwrap_or((0, 0))
     }
 
     fn link(&mut self, i: u32, tick: u32) {
@@ -836,7 +747,7 @@ impl ConnShard {
         self.unindex(i);
         let c = self.slab[i as usize];
         if !c.is_template() {
-            self.unbind(c.svc, c.dest, c.is_inactive());
+            self.loads.unbind(c.svc, c.dest, c.is_inactive());
             let t = self.links[i as usize].template;
             if t != NONE {
                 if let Some(tl) = self.links.get_mut(t as usize) {
@@ -846,8 +757,8 @@ impl ConnShard {
             if c.flags & F_LPORT != 0 {
                 self.lports.push(c.lport);
             }
-        } else if let Some(l) = self.loads.get_mut(c.svc as usize).and_then(|v| v.get_mut(c.dest as usize)) {
-            l.persist = l.persist.saturating_sub(1);
+        } else {
+            self.loads.persist(c.svc, c.dest, -1);
         }
         self.slab[i as usize].flags = 0;
         let l = &mut self.links[i as usize];

@@ -7,7 +7,7 @@
 //! allocated up front, so a handoff costs one copy and never allocates, locks or blocks: when
 //! the owner's ring is full the frame is dropped and counted (`handoff_full`).
 
-use super::port::{FRAME_SIZE, HEADROOM};
+use super::io::{FRAME_SIZE, HEADROOM};
 use crossbeam_queue::ArrayQueue;
 
 /// Largest frame a handoff carries (a received frame never exceeds the frame size).

@@ -1,19 +1,20 @@
 //! The data plane: tables snapshot, per-packet pipeline, ports and the worker loop.
+//!
+//! `io` holds the ports (in-memory, pcap, AF_XDP: the crate's only unsafe code) and `xdp` the
+//! steering program that sends director traffic to the sockets.
 
-pub mod frame;
 pub mod handoff;
+pub mod io;
 pub mod pipeline;
-pub mod port;
 pub mod stats;
-pub mod steer;
 pub mod tables;
 pub mod worker;
-pub mod xsk;
+pub mod xdp;
 
-pub use frame::Frame;
+pub use crate::wire::Frame;
 pub use handoff::Handoff;
+pub use io::{Desc, FramePool, FrameStore, Frames, MemPort, PcapPort, Port, RingStats, BURST, FRAME_SIZE, HEADROOM};
 pub use pipeline::{Parse, Parsed, Pipeline};
-pub use port::{Desc, FramePool, FrameStore, Frames, MemPort, PcapPort, Port, RingStats, BURST, FRAME_SIZE, HEADROOM};
 pub use stats::{DestCounters, DropReason, PassReason, Verdict, WorkerStats};
 pub use tables::{DestEntry, NextHop, ServiceEntry, Tables};
 pub use worker::{Control, Poll, Worker, WorkerReport};

@@ -4,18 +4,18 @@
 //! connection shard and schedulers, and the clock: the AF_XDP worker, the in-memory port used
 //! by tests and benchmarks, and `xvs replay` all run exactly this code.
 
-use super::frame::Frame;
-use super::port::{Desc, FrameStore, BURST};
+use super::io::{Desc, FrameStore, BURST};
 use super::stats::{DestCounters, DropReason, PassReason, Verdict, WorkerStats};
 use super::tables::{NextHop, Tables};
-use crate::conn::{ConnKey, ConnShard, Dir, NewConn, Refused, ShardConfig, NONE};
+use crate::conn::{ConnKey, ConnShard, Dir, NewConn, Refused, ShardConfig, SlotSpec, NONE};
+use crate::model::FwdMode;
 use crate::modes::{dr, fullnat, nat, tun, L4};
 use crate::sched::{Flow, Scheduler};
-use crate::service::FwdMode;
 use crate::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN as ETH_LEN};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::{self, TcpSegment};
 use crate::wire::udp::UdpDatagram;
+use crate::wire::Frame;
 use crate::wire::{EthernetFrame, WireError};
 use std::sync::Arc;
 
@@ -45,25 +45,6 @@ pub struct Pipeline {
     /// This worker and how many there are (connection ownership, see [`Pipeline::owner`]).
     worker: u16,
     workers: u16,
-}
-
-/// Where each (service, real server) position of `old` is in `new`: services matched by
-/// (proto, VIP, port), real servers by (address, port).
-fn position_map(old: &Tables, new: &Tables) -> Vec<Vec<Option<(u16, u16)>>> {
-    old.services
-        .iter()
-        .map(|os| {
-            let ns = new.services.iter().position(|s| s.proto == os.proto && s.vip == os.vip && s.vport == os.vport);
-            os.dests
-                .iter()
-                .map(|od| {
-                    let ni = ns?;
-                    let nd = new.services[ni].dests.iter().position(|d| d.addr == od.addr && d.port == od.port)?;
-                    Some((ni as u16, nd as u16))
-                })
-                .collect()
-        })
-        .collect()
 }
 
 /// The worker that owns connections of client endpoint (addr, port) when `workers` share the
@@ -111,41 +92,37 @@ impl Pipeline {
         &self.tables
     }
 
-    /// Switches to a new snapshot (at a batch boundary). Schedulers are rebuilt. Connections,
-    /// persistence templates, loads and counters follow their real server, found by service
-    /// (proto, VIP, port) and server (address, port), wherever the new tables put them; those
-    /// whose service or server is gone are removed (their next packets are dropped as
-    /// `no_conn`, and a new SYN is scheduled afresh).
+    /// Switches to a new snapshot (at a batch boundary). Services and real servers keep
+    /// their slots across snapshots (see [`Tables`]), so nothing walks the connection table:
+    /// a connection whose server was deleted is expired at its next packet (IPVS's
+    /// `expire_nodest_conn`), a SYN or UDP datagram then being scheduled afresh, or on its
+    /// timer. Schedulers of services whose live servers and weights did not change are kept
+    /// (rr and wrr keep their place); loads are re-laid per changed service. O(servers of
+    /// the changed services), whatever the number of connections.
     pub fn set_tables(&mut self, tables: Arc<Tables>) {
-        let map = position_map(&self.tables, &tables);
-        let shape: Vec<usize> = tables.services.iter().map(|s| s.dests.len()).collect();
-        let identity = shape.len() == map.len()
-            && map.iter().enumerate().all(|(si, v)| {
-                v.len() == shape[si] && v.iter().enumerate().all(|(di, m)| *m == Some((si as u16, di as u16)))
-            });
-        if !identity {
-            self.stats.reconfig_removed += self.shard.remap(&map, &shape) as u64;
-        }
-        self.scheds = tables
-            .services
-            .iter()
-            .map(|s| Scheduler::new(s.scheduler, s.flags, s.mh_table_size, &s.dest_specs()))
-            .collect();
-        let limits =
-            tables.services.iter().map(|s| s.dests.iter().map(|d| (d.u_threshold, d.l_threshold)).collect()).collect();
-        let weights = tables.services.iter().map(|s| s.dests.iter().map(|d| d.weight).collect()).collect();
-        self.shard.set_dest_limits(limits, weights);
-        self.shard.set_timeouts(&tables.timeouts);
-        let mut dests: Vec<Vec<DestCounters>> = shape.iter().map(|&n| vec![DestCounters::default(); n]).collect();
-        for (si, v) in map.iter().enumerate() {
-            for (di, m) in v.iter().enumerate() {
-                let (Some((s, d)), Some(old)) = (m, self.stats.dests.get(si).and_then(|v| v.get(di))) else { continue };
-                if let Some(slot) = dests.get_mut(*s as usize).and_then(|v| v.get_mut(*d as usize)) {
-                    *slot = *old;
-                }
+        let mut old_scheds: Vec<Option<Scheduler>> = std::mem::take(&mut self.scheds).into_iter().map(Some).collect();
+        let mut scheds = Vec::with_capacity(tables.services.len());
+        for (i, s) in tables.services.iter().enumerate() {
+            let old = self.tables.services.get(i);
+            let kept = old_scheds.get_mut(i).and_then(Option::take).filter(|_| old.is_some_and(|o| o.same_schedule(s)));
+            scheds.push(kept.unwrap_or_else(|| Scheduler::new(s.scheduler, s.flags, s.mh_table_size, &s.dest_specs())));
+            let fresh = self.stats.dests.len() <= i;
+            if fresh || old != Some(s) {
+                let slots: Vec<SlotSpec> = s
+                    .dests
+                    .iter()
+                    .map(|d| SlotSpec { weight: d.weight, u_threshold: d.u_threshold, l_threshold: d.l_threshold })
+                    .collect();
+                self.shard.set_service(i as u16, &s.order, &slots);
             }
         }
-        self.stats.dests = dests;
+        self.scheds = scheds;
+        self.shard.set_timeouts(&tables.timeouts);
+        // Counters by slot: a new slot starts at zero, the others keep counting.
+        self.stats.dests.resize_with(tables.services.len(), Vec::new);
+        for (v, s) in self.stats.dests.iter_mut().zip(&tables.services) {
+            v.resize(s.dests.len().max(v.len()), DestCounters::default());
+        }
         self.tables = tables;
     }
 
@@ -293,11 +270,20 @@ impl Pipeline {
             let found =
                 if hint != NONE && self.shard.is_in(hint, k) { Some(hint) } else { self.shard.lookup_in(k, hash) };
             let idx = match self.live(found, now_ms) {
-                Some(i) => i,
-                None => match self.new_conn(svc, p, now_ms) {
-                    Ok(i) => i,
-                    Err(v) => return v,
-                },
+                Some(i) if self.dest_live(i) => i,
+                found => {
+                    if let Some(i) = found {
+                        // Its real server was deleted: expire it and schedule this packet
+                        // afresh (IPVS `expire_nodest_conn`; a TCP segment without SYN is
+                        // then dropped as `no_conn`).
+                        self.shard.remove(i);
+                        self.stats.nodest_expired += 1;
+                    }
+                    match self.new_conn(svc, p, now_ms) {
+                        Ok(i) => i,
+                        Err(v) => return v,
+                    }
+                }
             };
             return self.forward_in(frame, p, idx, rx_port, now_ms);
         }
@@ -429,6 +415,13 @@ impl Pipeline {
         Some(i)
     }
 
+    /// Whether connection `idx`'s service and real server are still live.
+    #[inline]
+    fn dest_live(&self, idx: u32) -> bool {
+        let c = self.shard.conn(idx);
+        self.tables.services.get(c.svc as usize).and_then(|s| s.dests.get(c.dest as usize)).is_some_and(|d| d.live)
+    }
+
     /// Schedules a new connection (IPVS `ip_vs_schedule` / `ip_vs_sched_persist`).
     fn new_conn(&mut self, svc: u16, p: &Parsed, now_ms: u64) -> Result<u32, Verdict> {
         let k = p.key;
@@ -456,7 +449,7 @@ impl Pipeline {
                 let c = self.shard.conn(t);
                 // The template's server must still be in this service (it may be quiesced).
                 if let Some(d) = s.dests.get(c.dest as usize) {
-                    if c.svc == svc && d.addr == c.daddr && (d.port == c.dport || d.port == 0) {
+                    if c.svc == svc && d.live && d.addr == c.daddr && (d.port == c.dport || d.port == 0) {
                         chosen = Some(c.dest as usize);
                         template = t;
                         self.shard.touch_template(t, now_ms);
@@ -470,8 +463,9 @@ impl Pipeline {
                 let Some(sched) = self.scheds.get_mut(svc as usize) else {
                     return Err(Verdict::Drop(DropReason::NoDest));
                 };
-                match sched.pick(&flow, self.shard.loads(svc)) {
-                    Some(d) => d,
+                // The scheduler picks a position in list order; connections name the slot.
+                match sched.pick(&flow, self.shard.loads(svc)).and_then(|i| s.order.get(i)) {
+                    Some(&slot) => slot as usize,
                     None => return Err(Verdict::Drop(DropReason::NoDest)),
                 }
             }

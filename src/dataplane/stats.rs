@@ -151,12 +151,12 @@ pub struct WorkerStats {
     pub handoff_in: u64,
     /// Frames that could not be handed over (the owner's ring was full).
     pub handoff_full: u64,
-    /// Connections and templates removed by a new tables snapshot (their service or real
-    /// server was deleted).
-    pub reconfig_removed: u64,
+    /// Connections expired at their next packet because their real server was deleted
+    /// (IPVS `expire_nodest_conn`).
+    pub nodest_expired: u64,
     pub drops: [u64; DropReason::COUNT],
     pub passes: [u64; PassReason::COUNT],
-    /// Per service, per real server.
+    /// Per service slot, per real-server slot (see [`crate::dataplane::Tables`]).
     pub dests: Vec<Vec<DestCounters>>,
 }
 

@@ -1,12 +1,22 @@
-//! The tables snapshot: what the control plane compiles from a [`Config`] and hands to every
-//! worker as an `Arc`. Workers only read it.
+//! The tables snapshot: what the control plane compiles from the model (services and real
+//! servers) and the next hops it resolved, and hands to every worker as an `Arc`. Workers
+//! only read it.
+//!
+//! **Stable slots.** A service keeps its slot (index in [`Tables::services`]) and a real
+//! server its slot within the service (index in [`ServiceEntry::dests`]) for as long as the
+//! director runs: a snapshot is built against the previous one, a deleted service or server
+//! leaves a tombstone (`live == false`) that is never compacted, and the same key added
+//! again gets its old slot back (IPVS restores a deleted server from its trash the same way).
+//! Connections, loads and counters name slots, so switching a worker to a new snapshot never
+//! walks its connection table. The list order schedulers walk is [`ServiceEntry::order`].
 
-use crate::config::Config;
-use crate::conn::Timeouts;
+use crate::model::{FwdMode, SchedFlags, SchedKind, Timeouts, VirtualService};
 use crate::sched::DestSpec;
-use crate::service::{FwdMode, SchedFlags, SchedKind};
 use crate::wire::MacAddr;
 use hashbrown::HashMap;
+
+/// Most slots: services, and real servers per service (ids are u16; `u16::MAX` means none).
+pub const MAX_SLOTS: usize = u16::MAX as usize;
 
 /// A real server as the data plane sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +30,8 @@ pub struct DestEntry {
     pub l_threshold: u32,
     /// Next hop towards the real server, resolved at build time; None = unknown (counted).
     pub next_hop: Option<NextHop>,
+    /// False once the server was deleted (its slot is kept, see the module doc).
+    pub live: bool,
 }
 
 /// Where a frame leaves: the MAC of the next hop and the interface (port) index.
@@ -40,21 +52,79 @@ pub struct ServiceEntry {
     pub mh_table_size: u32,
     /// (timeout seconds, client netmask) when persistent.
     pub persistence: Option<(u32, u32)>,
+    /// Real servers by slot, tombstones included.
     pub dests: Vec<DestEntry>,
+    /// The live servers' slots in list order (what the scheduler walks).
+    pub order: Vec<u16>,
     /// Some real server is NAT or FULLNAT: replies come back through the director, so with
     /// several workers the connection's owner handles all its frames.
     pub replies_return: bool,
+    /// False once the service was deleted.
+    pub live: bool,
 }
 
 impl ServiceEntry {
+    /// The live servers in list order, as the scheduler is built from them.
     pub fn dest_specs(&self) -> Vec<DestSpec> {
-        self.dests.iter().map(|d| DestSpec { addr: d.addr, port: d.port, weight: d.weight }).collect()
+        self.order
+            .iter()
+            .filter_map(|&i| self.dests.get(i as usize))
+            .map(|d| DestSpec { addr: d.addr, port: d.port, weight: d.weight })
+            .collect()
     }
+
+    /// The slot of real server `addr:port`, live or not.
+    pub fn dest_slot(&self, addr: u32, port: u16) -> Option<u16> {
+        self.dests.iter().position(|d| d.addr == addr && d.port == port).map(|i| i as u16)
+    }
+
+    /// Whether a scheduler built for `other` serves this service unchanged: same algorithm,
+    /// flags and live servers (by slot, in order, with their weights).
+    pub fn same_schedule(&self, other: &ServiceEntry) -> bool {
+        self.scheduler == other.scheduler
+            && self.flags == other.flags
+            && self.mh_table_size == other.mh_table_size
+            && self.order == other.order
+            && self.order.iter().all(|&i| {
+                let (a, b) = (self.dests.get(i as usize), other.dests.get(i as usize));
+                a.zip(b).is_some_and(|(a, b)| a.addr == b.addr && a.port == b.port && a.weight == b.weight)
+            })
+    }
+}
+
+/// What a snapshot is built from: the services (model) and what the control plane knows of
+/// the network. Never the config file itself: the data plane does not know it exists.
+#[derive(Clone, Debug, Default)]
+pub struct TablesSpec {
+    pub services: Vec<VirtualService>,
+    /// Next hops by address (real servers, clients on connected subnets).
+    pub neighbours: Vec<(u32, NextHop)>,
+    pub gateway: Option<NextHop>,
+    /// MAC of each interface (port index = position).
+    pub iface_macs: Vec<MacAddr>,
+    /// The director's own addresses.
+    pub local_ips: Vec<u32>,
+    pub dip: u32,
+    pub mtu: u16,
+    pub lport_range: (u16, u16),
+    pub workers: u16,
+    pub max_conns_per_worker: u32,
+    pub timeouts: Timeouts,
+}
+
+/// Why a snapshot could not be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TablesError {
+    #[error("{0}: more than {MAX_SLOTS} services since start (deleted ones keep their slot); restart xvs")]
+    TooManyServices(String),
+    #[error("{0}: more than {MAX_SLOTS} real servers since start (deleted ones keep their slot); restart xvs")]
+    TooManyServers(String),
 }
 
 /// An immutable snapshot of everything a worker looks up.
 #[derive(Clone, Debug)]
 pub struct Tables {
+    /// Services by slot, tombstones included.
     pub services: Vec<ServiceEntry>,
     svc_by_key: ServiceIndex,
     vips: HashMap<u32, (), ahash::RandomState>,
@@ -81,56 +151,103 @@ fn svc_key(proto: u8, vip: u32, port: u16) -> u64 {
 }
 
 impl Tables {
-    /// Compiles a validated config.
-    pub fn build(cfg: &Config) -> Tables {
+    /// Compiles a snapshot. Slots of services and real servers that `prev` knew are kept;
+    /// new ones get the next free slot; those `spec` lacks become tombstones.
+    pub fn build(spec: &TablesSpec, prev: Option<&Tables>) -> Result<Tables, TablesError> {
         let seeded = || ahash::RandomState::with_seeds(1, 2, 3, 4);
         let mut neigh = HashMap::with_hasher(seeded());
-        for n in &cfg.neighbours {
-            neigh.insert(u32::from(n.ip), NextHop { mac: n.mac, port: n.interface as u8 });
+        for (ip, hop) in &spec.neighbours {
+            neigh.entry(*ip).or_insert(*hop);
         }
-        let gateway = cfg.gateway.map(|(mac, i)| NextHop { mac, port: i as u8 });
         let mut t = Tables {
-            services: Vec::with_capacity(cfg.services.len()),
+            services: Vec::new(),
             svc_by_key: ServiceIndex::default(),
             vips: HashMap::with_hasher(seeded()),
             nat_dests: HashMap::with_hasher(seeded()),
             neigh,
-            gateway,
-            // Both are known once `xvs run` completed the config from the system (`xvs replay`
-            // requires them in the file).
-            iface_macs: cfg.interfaces.iter().map(|i| i.mac.unwrap_or_default()).collect(),
-            local_ips: cfg.interfaces.iter().filter_map(|i| i.ip).map(u32::from).collect(),
-            dip: cfg.dip().map_or(0, u32::from),
-            mtu: cfg.mtu,
-            lport_range: cfg.local_ports,
-            workers: cfg.workers,
-            max_conns_per_worker: cfg.max_conns_per_worker,
-            timeouts: cfg.timeouts,
+            gateway: spec.gateway,
+            iface_macs: spec.iface_macs.clone(),
+            local_ips: spec.local_ips.clone(),
+            dip: spec.dip,
+            mtu: spec.mtu,
+            lport_range: spec.lport_range,
+            workers: spec.workers,
+            max_conns_per_worker: spec.max_conns_per_worker,
+            timeouts: spec.timeouts,
         };
-        for (i, s) in cfg.services.iter().enumerate() {
-            let dests = s
-                .servers
-                .iter()
-                .map(|r| DestEntry {
-                    addr: u32::from(r.addr),
+        // Start from the previous slots, every one a tombstone until the spec names it.
+        t.services = prev.map_or_else(Vec::new, |p| p.services.clone());
+        let mut slot_of: HashMap<u64, usize> = HashMap::new();
+        for (i, s) in t.services.iter_mut().enumerate() {
+            s.live = false;
+            s.order.clear();
+            s.dests.iter_mut().for_each(|d| d.live = false);
+            slot_of.insert(svc_key(s.proto, s.vip, s.vport), i);
+        }
+        for s in &spec.services {
+            let (proto, vip) = (s.proto.number(), u32::from(s.vip));
+            let key = svc_key(proto, vip, s.port);
+            let si = match slot_of.get(&key) {
+                Some(&i) => i,
+                None => {
+                    if t.services.len() >= MAX_SLOTS {
+                        return Err(TablesError::TooManyServices(format!("{}:{}", s.vip, s.port)));
+                    }
+                    t.services.push(ServiceEntry {
+                        proto,
+                        vip,
+                        vport: s.port,
+                        scheduler: s.scheduler,
+                        flags: s.flags,
+                        mh_table_size: s.mh_table_size,
+                        persistence: None,
+                        dests: Vec::new(),
+                        order: Vec::new(),
+                        replies_return: false,
+                        live: false,
+                    });
+                    slot_of.insert(key, t.services.len() - 1);
+                    t.services.len() - 1
+                }
+            };
+            let mut order = Vec::with_capacity(s.servers.len());
+            let mut dests = std::mem::take(&mut t.services[si].dests);
+            let dest_slot: HashMap<(u32, u16), usize> =
+                dests.iter().enumerate().map(|(i, d)| ((d.addr, d.port), i)).collect();
+            for r in &s.servers {
+                let addr = u32::from(r.addr);
+                let entry = DestEntry {
+                    addr,
                     port: r.port,
                     mode: r.mode,
                     weight: r.weight,
                     u_threshold: r.u_threshold,
                     l_threshold: r.l_threshold,
-                    next_hop: t.next_hop(u32::from(r.addr)),
-                })
-                .collect();
-            let vip = u32::from(s.vip);
-            t.vips.insert(vip, ());
-            for r in s.servers.iter().filter(|r| r.mode == FwdMode::Nat) {
-                let v = t.nat_dests.entry(svc_key(s.proto.number(), u32::from(r.addr), r.port)).or_default();
-                if !v.contains(&(i as u16)) {
-                    v.push(i as u16);
+                    next_hop: t.next_hop(addr),
+                    live: true,
+                };
+                let di = match dest_slot.get(&(addr, r.port)) {
+                    Some(&i) => i,
+                    None => {
+                        if dests.len() >= MAX_SLOTS {
+                            return Err(TablesError::TooManyServers(format!("{}:{}", s.vip, s.port)));
+                        }
+                        dests.push(entry.clone());
+                        dests.len() - 1
+                    }
+                };
+                dests[di] = entry;
+                order.push(di as u16);
+                if r.mode == FwdMode::Nat {
+                    let v = t.nat_dests.entry(svc_key(proto, addr, r.port)).or_default();
+                    if !v.contains(&(si as u16)) {
+                        v.push(si as u16);
+                    }
                 }
             }
-            t.services.push(ServiceEntry {
-                proto: s.proto.number(),
+            t.vips.insert(vip, ());
+            t.services[si] = ServiceEntry {
+                proto,
                 vip,
                 vport: s.port,
                 scheduler: s.scheduler,
@@ -139,10 +256,17 @@ impl Tables {
                 persistence: s.persistence.map(|p| (p.timeout_s, u32::from(p.netmask))),
                 replies_return: s.servers.iter().any(|r| matches!(r.mode, FwdMode::Nat | FwdMode::FullNat)),
                 dests,
-            });
+                order,
+                live: true,
+            };
         }
         t.svc_by_key = ServiceIndex::build(&t.services);
-        t
+        Ok(t)
+    }
+
+    /// The slot of the live service (proto, vip, port), exact match only.
+    pub fn service_slot(&self, proto: u8, vip: u32, port: u16) -> Option<u16> {
+        self.svc_by_key.get(svc_key(proto, vip, port))
     }
 
     /// The service for a packet to `vip:port`: an exact match, else a port-0 (all ports)
@@ -204,7 +328,7 @@ impl ServiceIndex {
     fn build(services: &[ServiceEntry]) -> ServiceIndex {
         let size = (services.len() * 2).next_power_of_two().max(8);
         let mut idx = ServiceIndex { slots: vec![(0, 0); size], shift: 64 - size.trailing_zeros() };
-        for (i, s) in services.iter().enumerate() {
+        for (i, s) in services.iter().enumerate().filter(|(_, s)| s.live) {
             let key = svc_key(s.proto, s.vip, s.vport) + 1;
             let mut at = idx.slot(key);
             while idx.slots[at].0 != 0 && idx.slots[at].0 != key {
@@ -254,6 +378,8 @@ mod tests {
                 persistence: None,
                 replies_return: false,
                 dests: Vec::new(),
+                order: Vec::new(),
+                live: true,
             })
             .collect();
         let idx = ServiceIndex::build(&services);

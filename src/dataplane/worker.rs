@@ -3,8 +3,8 @@
 //! fixed arrays; nothing here allocates, locks or logs per packet.
 
 use super::handoff::Handoff;
+use super::io::{Desc, FrameStore, Frames, Port, BURST};
 use super::pipeline::Pipeline;
-use super::port::{Desc, FrameStore, Frames, Port, BURST};
 use super::stats::{DropReason, PassReason, Verdict, WorkerStats};
 use super::tables::Tables;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -25,7 +25,7 @@ pub enum Control {
     Stats(Sender<WorkerReport>),
     /// Send a copy of (at most this many entries of) the connection table (`ipvsadm -c`),
     /// with the table's size.
-    Conns(usize, Sender<(Vec<crate::conn::ConnEntry>, u32)>),
+    Conns(usize, Sender<(Vec<crate::model::ConnEntry>, u32)>),
     /// Leave the loop.
     Shutdown,
 }
@@ -42,10 +42,11 @@ pub struct WorkerReport {
     pub frames_total: u32,
     pub frames_free: u32,
     pub frames_in_kernel: u32,
-    /// Active/inactive connections of each service's real servers (table order).
+    /// Active/inactive connections of each service's real servers, `[service slot][server
+    /// slot]`.
     pub loads: Vec<Vec<crate::sched::DestLoad>>,
     /// Kernel ring counters of each port that has them (AF_XDP).
-    pub rings: Vec<super::port::RingStats>,
+    pub rings: Vec<super::io::RingStats>,
     pub idle_yields: u64,
 }
 
@@ -232,9 +233,7 @@ impl<P: Port> Worker<P> {
             frames_free: self.pool.free_count(),
             frames_in_kernel: self.ports.iter().map(|p| p.held()).sum(),
             rings: self.ports.iter().filter_map(|p| p.ring_stats()).collect(),
-            loads: (0..self.pipeline.tables().services.len() as u16)
-                .map(|s| self.pipeline.shard.loads(s).to_vec())
-                .collect(),
+            loads: self.pipeline.shard.loads_by_slot(),
             idle_yields: self.idle_yields,
         }
     }

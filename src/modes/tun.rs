@@ -7,10 +7,10 @@
 //! discovery shrinks its segments; without DF it is dropped and counted (xvs does not
 //! fragment).
 
-use crate::dataplane::Frame;
 use crate::wire::ethernet::{ETHERTYPE_IPV4, HEADER_LEN as ETH_LEN};
 use crate::wire::icmp::IcmpMessage;
 use crate::wire::ipv4::{Ipv4Packet, FLAG_DF, PROTO_ICMP, PROTO_IPIP};
+use crate::wire::Frame;
 use crate::wire::{EthernetFrame, MacAddr};
 
 /// Outer header length.

@@ -32,7 +32,7 @@ use std::hash::Hasher;
 use siphasher::sip::SipHasher13;
 
 use super::{DestLoad, DestSpec, Flow};
-use crate::service::SchedFlags;
+use crate::model::SchedFlags;
 
 /// `generate_hash_secret`: hash1 (skip and lookup) and hash2 (offset).
 const HASH1: (u64, u64) = (2_654_435_761, 2_654_435_761);

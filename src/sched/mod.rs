@@ -17,7 +17,8 @@ pub mod sh;
 pub mod wlc;
 pub mod wrr;
 
-use crate::service::{SchedFlags, SchedKind};
+pub use crate::model::DestLoad;
+use crate::model::{SchedFlags, SchedKind};
 
 /// The identity and weight of one real server, as the control plane configured it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,33 +27,6 @@ pub struct DestSpec {
     pub addr: u32,
     pub port: u16,
     pub weight: u32,
-}
-
-/// What a scheduler sees of one real server at pick time (kept by the worker's conn shard).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DestLoad {
-    pub weight: u32,
-    /// Connections in TCP ESTABLISHED.
-    pub active: u32,
-    /// Every other connection (new TCP connections, UDP).
-    pub inactive: u32,
-    /// Set by the connection thresholds (`u_threshold` / `l_threshold`).
-    pub overloaded: bool,
-    /// Persistence templates pointing at this server (ipvsadm's PersistConn).
-    pub persist: u32,
-}
-
-impl DestLoad {
-    /// IPVS `ip_vs_dest_conn_overhead`: active * 256 + inactive.
-    #[inline]
-    pub fn overhead(&self) -> u64 {
-        ((self.active as u64) << 8) + self.inactive as u64
-    }
-    /// Weight > 0 and not overloaded.
-    #[inline]
-    pub fn available(&self) -> bool {
-        self.weight > 0 && !self.overloaded
-    }
 }
 
 /// The fields of a packet's flow that schedulers hash (host byte order).

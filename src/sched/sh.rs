@@ -17,7 +17,7 @@
 //! buckets. Weights 2,1 give 171 / 85 buckets (pattern A A B).
 
 use super::{hash_32, DestLoad, DestSpec, Flow};
-use crate::service::SchedFlags;
+use crate::model::SchedFlags;
 
 /// Number of buckets (`IP_VS_SH_TAB_SIZE`).
 pub const SH_TAB_SIZE: usize = 256;

@@ -4,12 +4,14 @@
 
 pub mod checksum;
 pub mod ethernet;
+pub mod frame;
 pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
 pub mod udp;
 
 pub use ethernet::{EthernetFrame, MacAddr};
+pub use frame::Frame;
 pub use ipv4::Ipv4Packet;
 
 /// A byte range of a header field.

@@ -4,7 +4,7 @@
 use etherparse::{Ipv4Header, NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
 use std::sync::Arc;
 use xvs::config::Config;
-use xvs::dataplane::{Frame, Pipeline, Tables, Verdict, HEADROOM};
+use xvs::dataplane::{Frame, Pipeline, Verdict, HEADROOM};
 
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 pub const DIR_C_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -55,7 +55,7 @@ pub fn config_json(extra_services: &str) -> String {
 
 pub fn pipeline(json: &str) -> Pipeline {
     let cfg = Config::parse(json).expect("test config is valid");
-    Pipeline::new(Arc::new(Tables::build(&cfg)), 0)
+    Pipeline::new(Arc::new(xvs::control::tables_for(&cfg, None).expect("tables")), 0)
 }
 
 /// Runs one frame through the pipeline (in a buffer with headroom, like a UMEM frame).

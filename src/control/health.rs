@@ -12,8 +12,9 @@
 //! director address on a port of `director.local_ports` belong to the workers, so checks bind
 //! a source port outside that range ([`SourcePorts`]).
 
-use crate::rules::ServiceKey;
-use crate::service::VirtualService;
+use crate::ipvsadm::ServiceKey;
+use crate::model::VirtualService;
+pub use crate::model::{CheckKind, CheckSpec, ServiceHealth};
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::HashMap;
@@ -25,39 +26,6 @@ use std::time::{Duration, Instant};
 
 /// Checker threads.
 pub const POOL: usize = 4;
-
-/// What a check does.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum CheckKind {
-    /// The server accepts a TCP connection.
-    Tcp,
-    /// `GET path` answers with `status` (the `Host` header is `host`, else the address).
-    Http { path: String, status: u16, host: Option<String> },
-}
-
-/// One server's check.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CheckSpec {
-    pub kind: CheckKind,
-    /// Port to check (default: the server's port).
-    pub port: Option<u16>,
-    pub interval: Duration,
-    pub timeout: Duration,
-    /// Successes in a row that bring a down server back.
-    pub rise: u32,
-    /// Failures in a row that take an up server out.
-    pub fall: u32,
-}
-
-/// The checks configured for one service (`services[i].health_check`, overridden per server).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct ServiceHealth {
-    pub key: Option<ServiceKey>,
-    pub check: Option<CheckSpec>,
-    pub servers: Vec<(Ipv4Addr, u16, CheckSpec)>,
-    /// Failed servers keep their place with weight 0 instead of leaving the table.
-    pub inhibit_on_failure: bool,
-}
 
 /// A checked real server: service, address, port.
 pub type TargetId = (ServiceKey, Ipv4Addr, u16);
@@ -379,7 +347,7 @@ mod tests {
     fn a_server_falls_after_fall_failures_and_rises_after_rise_successes() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let key = ServiceKey { proto: crate::service::Proto::Tcp, addr: Ipv4Addr::new(198, 18, 0, 100), port: 80 };
+        let key = ServiceKey { proto: crate::model::Proto::Tcp, addr: Ipv4Addr::new(198, 18, 0, 100), port: 80 };
         let id = (key, Ipv4Addr::LOCALHOST, port);
         let hc = HealthChecker::start(SourcePorts::new(None)).unwrap();
         hc.set_targets(vec![Target { id, spec: spec(CheckKind::Tcp) }], 1);

@@ -9,8 +9,8 @@
 //! prove none is ever lost (`free + lent to the kernel + held by the worker == total`).
 #![allow(unsafe_code)]
 
-use super::frame::Frame;
 use super::port::{Desc, FrameStore, Frames, Port, RingStats, BURST, FRAME_SIZE};
+use crate::wire::Frame;
 use std::ffi::CString;
 use std::io;
 use std::num::NonZeroU32;

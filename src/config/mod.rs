@@ -4,12 +4,14 @@
 //! default) and every error names the JSON path and the bad value, e.g.
 //! `services[0].real_servers[1].weight: 70000 is out of range (0..=65535)`.
 
-use crate::conn::{TcpState, Timeouts, UDP_STATE};
-use crate::health::{CheckKind, CheckSpec, ServiceHealth};
-use crate::service::{
+pub mod keepalived;
+
+use crate::model::{
     is_prime, FwdMode, Persistence, Proto, RealServer, SchedFlags, SchedKind, VirtualService, MAX_PERSISTENCE_TIMEOUT,
     MH_DEFAULT_TABLE_SIZE,
 };
+use crate::model::{CheckKind, CheckSpec, ServiceHealth};
+use crate::model::{TcpState, Timeouts, UDP_STATE};
 use crate::wire::MacAddr;
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -399,7 +401,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         let p = format!("services[{i}]");
         let svc = service(&p, s)?;
         let mut h = ServiceHealth {
-            key: Some(crate::rules::ServiceKey::of(&svc)),
+            key: Some(crate::model::ServiceKey::of(&svc)),
             check: s.health_check.as_ref().map(|c| check(&format!("{p}.health_check"), c)).transpose()?,
             servers: Vec::new(),
             inhibit_on_failure: s.inhibit_on_failure,

@@ -346,8 +346,8 @@ fn check(c: &Node, delay_loop: u64, vhost: Option<&str>, skipped: &mut Vec<Strin
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::health::CheckKind;
-    use crate::service::{FwdMode, SchedKind};
+    use crate::model::CheckKind;
+    use crate::model::{FwdMode, SchedKind};
 
     const SAMPLE: &str = r#"
 ! Configuration File for keepalived

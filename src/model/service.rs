@@ -203,3 +203,34 @@ pub fn is_prime(n: u32) -> bool {
     }
     true
 }
+
+/// A virtual service as ipvsadm names it: `-t|-u addr:port`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    pub proto: Proto,
+    pub addr: Ipv4Addr,
+    pub port: u16,
+}
+
+impl ServiceKey {
+    /// The key of an existing service.
+    pub fn of(svc: &VirtualService) -> ServiceKey {
+        ServiceKey { proto: svc.proto, addr: svc.vip, port: svc.port }
+    }
+
+    /// Whether `svc` is the service this key names.
+    pub fn matches(&self, svc: &VirtualService) -> bool {
+        svc.proto == self.proto && svc.vip == self.addr && svc.port == self.port
+    }
+}
+
+/// ipvsadm's rule form: `-t 10.0.0.1:80` / `-u 10.0.0.1:53`.
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flag = match self.proto {
+            Proto::Tcp => "-t",
+            Proto::Udp => "-u",
+        };
+        write!(f, "{} {}:{}", flag, self.addr, self.port)
+    }
+}

@@ -1,14 +1,15 @@
 //! `xvs`: the director's command line.
 #![deny(unsafe_code)]
 
-mod daemon;
+mod report;
+mod run;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use xvs::config::Config;
-use xvs::dataplane::{PcapPort, Pipeline, Poll, Tables, Worker};
+use xvs::dataplane::{PcapPort, Pipeline, Poll, Worker};
 
 #[derive(Parser)]
 #[command(name = "xvs", version, about = "A user-space poll-mode L4 load-balancing director (LVS/IPVS semantics)")]
@@ -82,7 +83,7 @@ fn load(config: &Path, rules: &Option<PathBuf>) -> Result<Config> {
     let mut cfg = Config::load(config).with_context(|| format!("invalid config {}", config.display()))?;
     if let Some(r) = rules {
         let text = std::fs::read_to_string(r).with_context(|| format!("reading {}", r.display()))?;
-        let services = xvs::rules::services_from_rules(&text).with_context(|| format!("{}", r.display()))?;
+        let services = xvs::ipvsadm::services_from_rules(&text).with_context(|| format!("{}", r.display()))?;
         cfg = cfg.with_services(services).with_context(|| format!("{}", r.display()))?;
     }
     Ok(cfg)
@@ -101,13 +102,13 @@ fn main() {
 
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Run { config } => daemon::run(&config),
+        Cmd::Run { config } => run::run(&config),
         Cmd::Decap { iface, local, detach } => {
             if detach {
-                xvs::dataplane::steer::detach_any(&iface)?;
+                xvs::dataplane::xdp::steer::detach_any(&iface)?;
                 println!("xvs decap: XDP detached from {iface}");
             } else {
-                let mode = xvs::dataplane::steer::attach_decap(&iface, &local)?;
+                let mode = xvs::dataplane::xdp::steer::attach_decap(&iface, &local)?;
                 println!("xvs decap: IP-in-IP decapsulation on {iface} ({} XDP)", mode.name());
             }
             Ok(())
@@ -123,7 +124,8 @@ fn real_main() -> Result<()> {
         Cmd::ImportKeepalived { file, ifaces } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let ifaces = if ifaces.is_empty() { vec!["xvs-c".into(), "xvs-r".into()] } else { ifaces };
-            let out = xvs::keepalived::convert(&text, &ifaces).with_context(|| format!("{}", file.display()))?;
+            let out =
+                xvs::config::keepalived::convert(&text, &ifaces).with_context(|| format!("{}", file.display()))?;
             for w in &out.skipped {
                 eprintln!("xvs import-keepalived: skipped {w}");
             }
@@ -138,7 +140,7 @@ fn real_main() -> Result<()> {
                 cfg.services.len(),
                 cfg.workers
             );
-            print!("{}", xvs::rules::save_rules(&cfg.services));
+            print!("{}", xvs::ipvsadm::save_rules(&cfg.services));
             Ok(())
         }
         Cmd::Replay { config, input, output, ipvsadm_rules } => replay(load(&config, &ipvsadm_rules)?, &input, &output),
@@ -148,7 +150,7 @@ fn real_main() -> Result<()> {
 fn replay(cfg: Config, input: &Path, output: &Path) -> Result<()> {
     cfg.require_addresses()?;
     // One worker, the capture's clock: the same pipeline and loop as the daemon.
-    let mut tables = Tables::build(&cfg);
+    let mut tables = xvs::control::tables_for(&cfg, None)?;
     tables.workers = 1;
     let pipeline = Pipeline::new(Arc::new(tables), 0);
     let port = PcapPort::open(input, output)?;
@@ -177,7 +179,7 @@ fn replay(cfg: Config, input: &Path, output: &Path) -> Result<()> {
     if s.icmp_frag_needed > 0 {
         println!("    icmp_frag_needed       {:>10}", s.icmp_frag_needed);
     }
-    daemon::print_reasons(s);
+    report::print_reasons(s);
     let sh = &w.pipeline.shard;
     println!(
         "connections: {} created, {} persistence templates, {} live at the end of the capture",
@@ -185,6 +187,8 @@ fn replay(cfg: Config, input: &Path, output: &Path) -> Result<()> {
         sh.stats.templates_created,
         sh.len()
     );
-    daemon::print_services(&cfg, |si, di| s.dests.get(si).and_then(|v| v.get(di)).copied().unwrap_or_default());
+    report::print_services(&cfg, w.pipeline.tables(), |si, di| {
+        s.dests.get(si).and_then(|v| v.get(di)).copied().unwrap_or_default()
+    });
     Ok(())
 }

@@ -8,10 +8,11 @@
 //! server a failed health check took out has no series until it is back (and its counters
 //! restart, as a new server's do); `xvs_server_up` of a checked server is always there.
 
-use crate::control::{Reply, Request, ServiceView};
+use crate::control::health::TargetId;
+use crate::control::{Reply, Request};
 use crate::dataplane::{DropReason, PassReason, WorkerReport};
-use crate::health::TargetId;
-use crate::rules::ServiceKey;
+use crate::ipvsadm::ServiceKey;
+use crate::model::ServiceView;
 use crossbeam_channel::{bounded, Sender};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;

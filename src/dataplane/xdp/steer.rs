@@ -5,8 +5,8 @@
 //! only frames the director must handle reach the sockets; ARP, ICMP to the host, SSH and the
 //! rest go to the kernel.
 
-use super::tables::Tables;
-use crate::service::FwdMode;
+use crate::dataplane::tables::Tables;
+use crate::model::FwdMode;
 use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, Xdp, XdpFlags};
 use std::collections::BTreeSet;
 use std::os::fd::AsFd;
@@ -180,10 +180,11 @@ impl SteerSet {
     pub fn from_tables(t: &Tables) -> SteerSet {
         let mut s = SteerSet::default();
         let mut fullnat = false;
-        for svc in &t.services {
+        // Deleted services and servers (tombstoned slots) are the kernel's again.
+        for svc in t.services.iter().filter(|s| s.live) {
             s.services.insert((svc.proto, svc.vip, svc.vport));
             s.vips.insert(svc.vip);
-            for d in &svc.dests {
+            for d in svc.dests.iter().filter(|d| d.live) {
                 match d.mode {
                     FwdMode::Nat => {
                         s.nat_dests.insert((svc.proto, d.addr, d.port));
@@ -339,22 +340,40 @@ pub fn detach_any(iface: &str) -> Result<(), SteerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::dataplane::tables::TablesSpec;
+    use crate::model::{Proto, RealServer, SchedKind, VirtualService};
+    use std::net::Ipv4Addr;
 
     #[test]
     fn steer_set_holds_services_nat_servers_and_the_fullnat_local_range() {
-        let cfg = Config::parse(
-            r#"{"director": {"interfaces": [{"name": "a", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1"}],
-                "dip": "198.19.0.1", "local_ports": [20000, 29999]},
-               "services": [
-                 {"proto": "tcp", "vip": "198.18.0.100", "port": 80,
-                  "real_servers": [{"addr": "198.19.0.11", "port": 8080, "mode": "nat"},
-                                   {"addr": "198.19.0.12", "mode": "dr"}]},
-                 {"proto": "udp", "vip": "198.18.0.101", "port": 0, "persistence_timeout": 60,
-                  "real_servers": [{"addr": "198.19.0.13", "mode": "fullnat"}]}]}"#,
-        )
-        .expect("config");
-        let s = SteerSet::from_tables(&Tables::build(&cfg));
+        let server = |addr: [u8; 4], port, mode| RealServer {
+            addr: Ipv4Addr::from(addr),
+            port,
+            weight: 1,
+            mode,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        let service = |proto, vip: [u8; 4], port, servers| VirtualService {
+            servers,
+            ..VirtualService::new(proto, Ipv4Addr::from(vip), port, SchedKind::Wlc)
+        };
+        let spec = TablesSpec {
+            services: vec![
+                service(
+                    Proto::Tcp,
+                    [198, 18, 0, 100],
+                    80,
+                    vec![server([198, 19, 0, 11], 8080, FwdMode::Nat), server([198, 19, 0, 12], 80, FwdMode::Dr)],
+                ),
+                service(Proto::Udp, [198, 18, 0, 101], 0, vec![server([198, 19, 0, 13], 0, FwdMode::FullNat)]),
+            ],
+            dip: u32::from_be_bytes([198, 19, 0, 1]),
+            lport_range: (20000, 29999),
+            ..TablesSpec::default()
+        };
+        let t = Tables::build(&spec, None).expect("tables");
+        let s = SteerSet::from_tables(&t);
         let ip = |a: [u8; 4]| u32::from_be_bytes(a);
         assert_eq!(
             s.services.iter().copied().collect::<Vec<_>>(),

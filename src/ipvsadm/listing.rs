@@ -1,208 +1,8 @@
-//! The control socket: typed requests and replies between `xvsadm` and `xvs run`, one JSON
-//! object per line over a Unix socket (mode 0600, so only its owner can change the director).
-//! A request that does not parse gets an error reply and changes nothing.
+//! ipvsadm's listings (`-L -n` and its variants, `-L -c`, `--timeout`), byte for byte.
 
-use crate::conn::{ConnEntry, TcpState};
-use crate::rules::{ListOpts, RuleError};
-use crate::service::{FwdMode, VirtualService};
-use serde::{Deserialize, Serialize};
+use super::{ListOpts, RuleError};
+use crate::model::{ConnEntry, FwdMode, ServiceView, TcpState, VirtualService};
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::time::Duration;
-
-/// Longest request or reply line read (a restore of many rules fits easily).
-pub const MAX_LINE: u64 = 16 << 20;
-
-/// The most connection entries one `-L -c` reply carries (about 11 MB of JSON, inside
-/// [`MAX_LINE`]); a bigger table is listed in part, and xvsadm says so.
-pub const MAX_CONN_ENTRIES: usize = 100_000;
-
-/// What `xvsadm` asks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {
-    /// One ipvsadm command line that changes the tables (`-A -E -D -C -a -e -d`), parsed
-    /// and checked by the director with the same parser as `xvsadm`.
-    Ipvsadm { args: Vec<String> },
-    /// `-R`: rules as `ipvsadm -S` writes them, applied all or nothing.
-    Restore { text: String },
-    /// The services with their counters (`-L`).
-    List,
-    /// `-S`: the configured rules (servers held out by a failed health check included).
-    Save,
-    /// The connection table (`-L -c`).
-    Connections,
-    /// The timeouts (`-L --timeout`).
-    Timeouts,
-    /// Read the config file again and apply it (`xvs reload`, as SIGHUP does).
-    Reload,
-    /// Prometheus text of every counter (what `/metrics` serves).
-    Metrics,
-    /// The XDP program's and the workers' datapath counters (`xvsadm --workers`).
-    Workers,
-}
-
-/// What the director answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Reply {
-    Done,
-    /// ipvsadm's message and exit status.
-    Failed {
-        code: i32,
-        message: String,
-    },
-    Services {
-        size: u64,
-        services: Vec<ServiceView>,
-    },
-    /// At most [`MAX_CONN_ENTRIES`] entries of `total`.
-    Connections {
-        entries: Vec<ConnEntry>,
-        total: u64,
-    },
-    Metrics {
-        text: String,
-    },
-    /// Preformatted text.
-    Text {
-        text: String,
-    },
-    /// `--set`'s three: TCP established, TCP FIN_WAIT, UDP, in seconds.
-    Timeouts {
-        tcp: u32,
-        tcpfin: u32,
-        udp: u32,
-    },
-}
-
-/// Counters of one real server, summed over the workers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerCounters {
-    pub active: u32,
-    pub inactive: u32,
-    pub conns: u64,
-    pub in_pkts: u64,
-    pub out_pkts: u64,
-    pub in_bytes: u64,
-    pub out_bytes: u64,
-    /// Persistence templates pointing at the server (PersistConn).
-    pub persist: u32,
-}
-
-impl ServerCounters {
-    /// Connections, in/out packets, in/out bytes: the five counters listings and the
-    /// estimator follow, in ipvsadm's column order.
-    pub fn five(&self) -> [u64; 5] {
-        [self.conns, self.in_pkts, self.out_pkts, self.in_bytes, self.out_bytes]
-    }
-}
-
-/// Smoothed per-second rates (IPVS's estimator, see [`crate::stats`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rates {
-    pub cps: u64,
-    pub inpps: u64,
-    pub outpps: u64,
-    pub inbps: u64,
-    pub outbps: u64,
-}
-
-/// A service and its servers' counters (`counters[i]` and `rates[i]` are
-/// `service.servers[i]`'s).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceView {
-    pub service: VirtualService,
-    pub counters: Vec<ServerCounters>,
-    /// The service's own counters (since its last `-Z`); `None`: the sum of its servers'.
-    #[serde(default)]
-    pub total: Option<ServerCounters>,
-    #[serde(default)]
-    pub rate: Rates,
-    #[serde(default)]
-    pub rates: Vec<Rates>,
-}
-
-impl Rates {
-    /// cps, in/out pps, in/out bps, in ipvsadm's column order.
-    pub fn five(&self) -> [u64; 5] {
-        [self.cps, self.inpps, self.outpps, self.inbps, self.outbps]
-    }
-}
-
-impl ServiceView {
-    /// The sum of the servers' connection, packet and byte counters.
-    pub fn servers_total(&self) -> ServerCounters {
-        let mut t = ServerCounters::default();
-        for c in &self.counters {
-            t.conns += c.conns;
-            t.in_pkts += c.in_pkts;
-            t.out_pkts += c.out_pkts;
-            t.in_bytes += c.in_bytes;
-            t.out_bytes += c.out_bytes;
-        }
-        t
-    }
-}
-
-impl Default for ServiceView {
-    fn default() -> Self {
-        ServiceView {
-            service: VirtualService::new(
-                crate::service::Proto::Tcp,
-                std::net::Ipv4Addr::UNSPECIFIED,
-                0,
-                crate::service::SchedKind::Wlc,
-            ),
-            counters: Vec::new(),
-            total: None,
-            rate: Rates::default(),
-            rates: Vec::new(),
-        }
-    }
-}
-
-/// Errors talking to the director.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error("cannot reach the director at {path}: {source} (is `xvs run` running? XVS_SOCKET names another socket)")]
-    Connect { path: String, source: std::io::Error },
-    #[error("talking to the director: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("bad message: {0}")]
-    Format(#[from] serde_json::Error),
-}
-
-/// Reads one line of at most [`MAX_LINE`] bytes (any bytes: JSON parsing judges them).
-pub fn read_line(r: impl Read) -> std::io::Result<Vec<u8>> {
-    let mut line = Vec::new();
-    BufReader::new(r.take(MAX_LINE)).read_until(b'\n', &mut line)?;
-    Ok(line)
-}
-
-/// Sends one request and waits for its reply.
-pub fn call(path: &Path, req: &Request) -> Result<Reply, ControlError> {
-    let mut s =
-        UnixStream::connect(path).map_err(|e| ControlError::Connect { path: path.display().to_string(), source: e })?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut line = serde_json::to_string(req)?;
-    line.push('\n');
-    s.write_all(line.as_bytes())?;
-    Ok(serde_json::from_slice(&read_line(&s)?)?)
-}
-
-/// Answers one connection's request with `handle`.
-pub fn serve(mut s: UnixStream, handle: impl FnOnce(Request) -> Reply) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let reply = match serde_json::from_slice::<Request>(&read_line(&s)?) {
-        Ok(req) => handle(req),
-        Err(e) => Reply::Failed { code: 2, message: format!("malformed request: {e}") },
-    };
-    let mut line =
-        serde_json::to_string(&reply).unwrap_or_else(|_| "{\"Failed\":{\"code\":2,\"message\":\"reply\"}}".into());
-    line.push('\n');
-    s.write_all(line.as_bytes())
-}
 
 fn fwd_name(m: FwdMode) -> &'static str {
     match m {
@@ -282,9 +82,9 @@ pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String,
         .map(|v| v.service.clone())
         .filter(|s| opts.service.as_ref().is_none_or(|k| k.matches(s)))
         .collect();
-    let order = if opts.nosort { owned.iter().collect() } else { crate::rules::sorted_services(&owned) };
+    let order = if opts.nosort { owned.iter().collect() } else { crate::ipvsadm::sorted_services(&owned) };
     for svc in order {
-        let key = crate::rules::ServiceKey::of(svc);
+        let key = crate::ipvsadm::ServiceKey::of(svc);
         let Some(view) = views.iter().find(|v| key.matches(&v.service)) else { continue };
         let at = |addr, port| view.service.servers.iter().position(|r| r.addr == addr && r.port == port);
         let counter = |addr, port| at(addr, port).and_then(|i| view.counters.get(i)).copied().unwrap_or_default();
@@ -305,7 +105,7 @@ pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String,
             out.push('\n');
         } else {
             let _ = write!(out, "{} {}", service_name(svc), svc.scheduler.name());
-            if let Some(f) = crate::rules::sched_flags_text(svc) {
+            if let Some(f) = crate::ipvsadm::sched_flags_text(svc) {
                 let _ = write!(out, " ({f})");
             }
             if let Some(p) = svc.persistence {
@@ -316,7 +116,7 @@ pub fn list(views: &[ServiceView], size: u64, opts: &ListOpts) -> Result<String,
             }
             out.push('\n');
         }
-        let servers = if opts.nosort { svc.servers.iter().collect() } else { crate::rules::sorted_servers(svc) };
+        let servers = if opts.nosort { svc.servers.iter().collect() } else { crate::ipvsadm::sorted_servers(svc) };
         for r in servers {
             let c = counter(r.addr, r.port);
             let dname = format!("{}:{}", r.addr, r.port);
@@ -383,7 +183,8 @@ pub fn timeouts_line(tcp: u32, tcpfin: u32, udp: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{Persistence, Proto, RealServer, SchedFlags, SchedKind};
+    use crate::model::{Persistence, Proto, RealServer, SchedFlags, SchedKind};
+    use crate::model::{Rates, ServerCounters};
 
     fn server(addr: &str, port: u16, weight: u32, mode: FwdMode) -> RealServer {
         RealServer { addr: addr.parse().unwrap(), port, weight, mode, u_threshold: 0, l_threshold: 0 }
@@ -448,7 +249,7 @@ UDP  10.0.0.1:53                         0        0        0        0        0$
 
     #[test]
     fn one_service_exact_and_unsorted_listings() {
-        let key = |port| crate::rules::ServiceKey { proto: Proto::Tcp, addr: "10.0.0.1".parse().unwrap(), port };
+        let key = |port| crate::ipvsadm::ServiceKey { proto: Proto::Tcp, addr: "10.0.0.1".parse().unwrap(), port };
         let one = ListOpts { service: Some(key(80)), ..ListOpts::default() };
         let want = "Prot LocalAddress:Port Scheduler Flags$
   -> RemoteAddress:Port           Forward Weight ActiveConn InActConn$
@@ -549,7 +350,7 @@ UDP  10.0.0.1:53 sh (sh-fallback,sh-port) persistent 360 mask 255.255.255.0$
         let entries = [
             e(6, TcpState::Established as u8, false, 899, a("198.18.0.2", 41234), a("198.19.0.11", 8080)),
             e(6, 0, true, 359, a("198.18.0.0", 0), a("198.19.0.11", 8080)),
-            e(17, crate::conn::UDP_STATE, false, 61, a("198.18.0.2", 5353), a("198.19.0.12", 53)),
+            e(17, crate::model::UDP_STATE, false, 61, a("198.18.0.2", 5353), a("198.19.0.12", 53)),
         ];
         let want = "IPVS connection entries$
 pro expire state       source             virtual            destination$
@@ -568,15 +369,5 @@ UDP 01:01  UDP         198.18.0.2:5353    198.18.0.100:53    198.19.0.12:53$
             largenum(&mut s, n, false);
         }
         assert_eq!(s, " 99999999  123456K    9876M    1234G     123T");
-    }
-
-    #[test]
-    fn malformed_requests_are_answered_with_an_error() {
-        let (a, b) = UnixStream::pair().unwrap();
-        let t = std::thread::spawn(move || serve(b, |_| Reply::Done));
-        (&a).write_all(b"{\"Ipvsadm\": 7}\n").unwrap();
-        let reply: Reply = serde_json::from_slice(&read_line(&a).unwrap()).unwrap();
-        assert!(matches!(reply, Reply::Failed { code: 2, .. }), "{reply:?}");
-        t.join().unwrap().unwrap();
     }
 }

@@ -15,8 +15,8 @@
 //! last one, so a server that is deleted (or fails its health check) does not take its share
 //! of the service's counters with it. A sample taken late is scaled to 2 s.
 
-use crate::control::{Rates, ServerCounters, ServiceView};
-use crate::rules::ServiceKey;
+use crate::ipvsadm::ServiceKey;
+use crate::model::{Rates, ServerCounters, ServiceView};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -204,7 +204,7 @@ impl Accounting {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{FwdMode, Proto, RealServer, SchedKind, VirtualService};
+    use crate::model::{FwdMode, Proto, RealServer, SchedKind, VirtualService};
 
     #[test]
     fn a_steady_rate_converges_as_ipvs_does() {

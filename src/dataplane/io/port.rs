@@ -3,7 +3,7 @@
 //!
 //! Two ports live here: [`MemPort`] (tests, benchmarks) and [`PcapPort`] (`xvs replay`).
 
-use super::frame::Frame;
+use crate::wire::Frame;
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use pcap_file::DataLink;
 use std::collections::VecDeque;

@@ -1,0 +1,266 @@
+//! `xvs run`: the director daemon. Attaches the steering program, binds one AF_XDP socket per
+//! (interface, queue), starts one worker per configured core and runs until SIGINT/SIGTERM.
+//! The main thread is the control loop: it serves requests, applies health transitions,
+//! re-resolves next hops and pushes new tables snapshots to the workers over their channels;
+//! SIGUSR1 prints the counters.
+
+use crate::report::print_services;
+use anyhow::{bail, Context, Result};
+use crossbeam_channel::bounded;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use xvs::config::Config;
+use xvs::control::accounting::Accounting;
+use xvs::control::director::{
+    build_tables, collect, effective, same_next_hops, sum_dest, workers_text, Director, WorkerHandle, REFRESH,
+};
+use xvs::control::health::{HealthChecker, SourcePorts};
+use xvs::control::resolve as system;
+use xvs::control::socket;
+use xvs::dataplane::io::xsk::{UmemFrames, XskPort, XskSizes};
+use xvs::dataplane::xdp::steer::{SteerSet, Steering};
+use xvs::dataplane::{Control, Handoff, Pipeline, Tables, Worker, WorkerReport};
+
+pub fn run(config: &Path) -> Result<()> {
+    let mut cfg = Config::load(config).with_context(|| format!("invalid config {}", config.display()))?;
+    system::complete_interfaces(&mut cfg)?;
+    if cfg.dip().is_none() {
+        bail!("director.dip: not set and {} has no IPv4 address", cfg.interfaces[0].name);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let usr1 = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(SIGHUP, hup.clone())?;
+    signal_hook::flag::register(SIGINT, stop.clone())?;
+    signal_hook::flag::register(SIGTERM, stop.clone())?;
+    signal_hook::flag::register(SIGUSR1, usr1.clone())?;
+    check_local_ports(&cfg);
+
+    let workers = cfg.workers;
+    let names: Vec<String> = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
+    let mut queues = Vec::new();
+    for n in &names {
+        let q = xvs::dataplane::xdp::steer::rx_queues(n)?;
+        if q < workers as u32 {
+            bail!(
+                "director.workers: {workers} workers need at least {workers} queues on {n}, which has {q} \
+                 (every worker transmits on its own queue: add queues, or use fewer workers)"
+            );
+        }
+        queues.push(q);
+    }
+    let tables = Arc::new(build_tables(&cfg, Duration::from_secs(2), false, None)?);
+    let steering = Steering::attach(&names)?;
+    steering.sync(&SteerSet::from_tables(&tables))?;
+
+    let sizes = XskSizes { frames: cfg.umem_frames, ..XskSizes::default() };
+    let handoff = (workers > 1).then(|| Arc::new(Handoff::new(workers, 1024)));
+    let mut handles = Vec::new();
+    let mut summary = Vec::new();
+    for w in 0..workers {
+        let mut frames = UmemFrames::new(&sizes)?;
+        let mut ports = Vec::new();
+        let mut port_ifaces = Vec::new();
+        let owned: Vec<(usize, u32)> = (0..names.len())
+            .flat_map(|i| (0..queues[i]).filter(move |q| q % workers as u32 == w as u32).map(move |q| (i, q)))
+            .collect();
+        if owned.len() > xvs::dataplane::worker::MAX_PORTS {
+            bail!("worker {w} would drive {} queues; at most {}", owned.len(), xvs::dataplane::worker::MAX_PORTS);
+        }
+        let fill_target = sizes.frames / (2 * owned.len() as u32);
+        for &(i, q) in &owned {
+            let p = XskPort::open(&mut frames, &names[i], q, &sizes, fill_target)?;
+            steering.register_socket(i, q, p.fd())?;
+            summary.push(format!(
+                "{} queue {q}: {} XDP, {}{} -> worker {w}",
+                names[i],
+                steering.mode(i).map_or("?", |m| m.name()),
+                if p.info.zero_copy { "zero-copy" } else { "copy mode" },
+                match &p.info.zero_copy_refused {
+                    Some(why) => format!(" (zero-copy refused: {why})"),
+                    None => String::new(),
+                }
+            ));
+            ports.push(p);
+            port_ifaces.push(i as u8);
+        }
+        let (tx, rx) = bounded(16);
+        let pipeline = Pipeline::new(tables.clone(), w);
+        let core = cfg.cores.get(w as usize).copied();
+        let handoff = handoff.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("xvs-worker-{w}"))
+            .spawn(move || {
+                if let Some(c) = core {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+                        tracing::warn!("worker {w}: could not pin to core {c}");
+                    }
+                }
+                let mut worker = Worker::new(w, pipeline, ports, frames, Some(rx));
+                worker.map_ports(&port_ifaces);
+                if let Some(h) = handoff {
+                    worker.set_handoff(h);
+                }
+                worker.run();
+                worker.report()
+            })
+            .context("starting a worker thread")?;
+        handles.push(WorkerHandle { ctrl: tx, thread });
+    }
+    println!("xvs: director up: {} interface(s), {workers} worker(s)", names.len());
+    for s in &summary {
+        println!("  {s}");
+    }
+    for (w, c) in (0..workers).map(|w| (w, cfg.cores.get(w as usize))) {
+        match c {
+            Some(c) => println!("  worker {w}: pinned to core {c}"),
+            None => println!("  worker {w}: not pinned (director.cores not set)"),
+        }
+    }
+    for t in &cfg.interfaces {
+        println!(
+            "  {}: mac {} ip {}",
+            t.name,
+            t.mac.map_or("?".into(), |m| m.to_string()),
+            t.ip.map_or("-".into(), |a| a.to_string())
+        );
+    }
+    println!("  services: {}, dip {}", cfg.services.len(), cfg.dip().map_or("-".into(), |a| a.to_string()));
+
+    let listener = socket::bind(&cfg.control_socket)?;
+    let (req_tx, req_rx) = bounded::<socket::Pending>(16);
+    socket::serve_control(listener, req_tx.clone())?;
+    let requests = (req_rx, req_tx);
+    println!("  control socket: {}", cfg.control_socket.display());
+    if let Some(addr) = cfg.metrics {
+        xvs::control::metrics::serve(addr, requests.1.clone())?;
+        println!("  metrics: http://{addr}/metrics");
+    }
+    // Started even without checks configured, so that a reload can add some (its threads
+    // sleep while there is nothing to check). Checks avoid the FULLNAT local ports.
+    let ports = SourcePorts::new(Some(cfg.local_ports));
+    if !cfg.health.is_empty() {
+        match ports.range() {
+            Some((lo, hi)) => println!("  health checks: source ports {lo}-{hi} (outside director.local_ports)"),
+            None => println!("  health checks: kernel-chosen source ports"),
+        }
+    }
+    let checks = HealthChecker::start(ports)?;
+
+    let mut d = Director {
+        path: config.to_path_buf(),
+        admin: cfg,
+        down: HashSet::new(),
+        transitions: HashMap::new(),
+        epoch: 0,
+        appeared: HashMap::new(),
+        current: tables,
+        handles,
+        steering,
+        accounting: Accounting::default(),
+        checks,
+    };
+    d.update_checks();
+    let mut last_refresh = Instant::now();
+    let mut last_sample = Instant::now();
+    let mut worker_died = false;
+    let events = d.checks.events.clone();
+    while !stop.load(Ordering::Relaxed) {
+        crossbeam_channel::select! {
+            recv(requests.0) -> r => if let Ok((req, reply)) = r {
+                let r = d.handle(req);
+                let _ = reply.send(r);
+            },
+            recv(events) -> e => if let Ok(t) = e {
+                d.health_transition(t);
+            },
+            default(Duration::from_millis(50)) => {}
+        }
+        if d.handles.iter().any(|h| h.thread.is_finished()) {
+            tracing::error!("a worker stopped unexpectedly: shutting down");
+            worker_died = true;
+            break;
+        }
+        if usr1.swap(false, Ordering::Relaxed) {
+            let cfg = d.effective();
+            print_stats(&cfg, &d.current, &collect(&d.handles), &d.steering);
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            match d.reload() {
+                Ok(()) => tracing::info!("SIGHUP: reloaded {}", d.path.display()),
+                Err(e) => tracing::error!("SIGHUP: reload refused, nothing changed: {e}"),
+            }
+        }
+        if last_sample.elapsed() >= xvs::control::accounting::SAMPLE {
+            // A worker that did not answer would be missing from the sums: no sample then
+            // (the next one covers the longer interval, scaled to 2 s).
+            if let (raw, true) = d.raw_views() {
+                d.accounting.sample(&raw, last_sample.elapsed());
+                last_sample = Instant::now();
+            }
+        }
+        if last_refresh.elapsed() >= REFRESH {
+            last_refresh = Instant::now();
+            match build_tables(&d.effective(), Duration::from_millis(200), true, Some(&d.current)) {
+                Ok(t) if !same_next_hops(&t, &d.current) => {
+                    // The steering maps hold services and servers, not next hops: unchanged.
+                    tracing::info!("next hops changed: new tables for the workers");
+                    let t = Arc::new(t);
+                    for h in &d.handles {
+                        let _ = h.ctrl.send(Control::Tables(t.clone()));
+                    }
+                    d.current = t;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("next-hop refresh: {e}"),
+            }
+        }
+    }
+    let Director { admin: cfg, handles, steering, down, current, .. } = d;
+    let cfg = effective(&cfg, &down);
+    for h in &handles {
+        let _ = h.ctrl.send(Control::Shutdown);
+    }
+    let mut reports = Vec::new();
+    for h in handles {
+        match h.thread.join() {
+            Ok(r) => reports.push(r),
+            Err(_) => tracing::error!("a worker panicked"),
+        }
+    }
+    print_stats(&cfg, &current, &reports, &steering);
+    let _ = std::fs::remove_file(&cfg.control_socket);
+    steering.detach()?;
+    println!("xvs: stopped; XDP programs detached from {}", names.join(", "));
+    if worker_died || reports.len() < workers as usize {
+        bail!("a worker stopped unexpectedly");
+    }
+    Ok(())
+}
+
+/// FULLNAT local ports must not be handed out by the kernel to the director's own sockets.
+fn check_local_ports(cfg: &Config) {
+    if !cfg.services.iter().any(|s| s.servers.iter().any(|r| r.mode == xvs::model::FwdMode::FullNat)) {
+        return;
+    }
+    let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else { return };
+    let v: Vec<u16> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    if let [lo, hi] = v[..] {
+        let (a, b) = cfg.local_ports;
+        if a <= hi && lo <= b {
+            tracing::warn!(
+                "director.local_ports {a}-{b} overlaps the kernel's ephemeral ports {lo}-{hi}: replies to the \
+                 director's own connections on those ports go to xvs (set net.ipv4.ip_local_reserved_ports)"
+            );
+        }
+    }
+}
+
+fn print_stats(cfg: &Config, tables: &Tables, reports: &[WorkerReport], steering: &Steering) {
+    print!("{}", workers_text(reports, steering));
+    print_services(cfg, tables, |si, di| sum_dest(reports, si, di));
+}

@@ -1,0 +1,436 @@
+//! The running control plane: what the operator configured, what the health checks found,
+//! and the workers running the result. Every change (xvsadm, reload, SIGHUP, a health
+//! transition, a next-hop change) becomes one new tables snapshot sent to every worker.
+
+use super::accounting::Accounting;
+use super::health::{self, HealthChecker, TargetId, Transition};
+use super::protocol::{Reply, Request, MAX_CONN_ENTRIES};
+use super::resolve as system;
+use crate::config::Config;
+use crate::dataplane::tables::TablesError;
+use crate::dataplane::xdp::steer::{SteerSet, Steering};
+use crate::dataplane::{Control, DestCounters, DropReason, PassReason, Tables, WorkerReport, WorkerStats};
+use crate::ipvsadm::{self, Command, RuleError, ServiceKey};
+use crate::model::{RealServer, ServerCounters, ServiceView, TcpState, VirtualService, UDP_STATE};
+use crossbeam_channel::{bounded, Sender};
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often next hops are resolved again.
+pub const REFRESH: Duration = Duration::from_secs(2);
+
+pub struct WorkerHandle {
+    pub ctrl: Sender<Control>,
+    pub thread: std::thread::JoinHandle<WorkerReport>,
+}
+
+pub fn build_tables(cfg: &Config, wait: Duration, quiet: bool, prev: Option<&Tables>) -> Result<Tables, TablesError> {
+    let r = system::resolve(cfg, wait);
+    if !quiet {
+        for (ip, why) in &r.unresolved {
+            tracing::warn!(
+                "next hop for {ip} unresolved: {why} (its frames are dropped as no_neighbour until it resolves)"
+            );
+        }
+    }
+    super::tables_for(&system::with_resolved(cfg, &r), prev)
+}
+
+/// The admin config with the health checks' verdicts applied: failed servers leave their
+/// service, or keep their place with weight 0 where the service inhibits on failure.
+pub fn effective(admin: &Config, down: &HashSet<TargetId>) -> Config {
+    let mut cfg = admin.clone();
+    if down.is_empty() {
+        return cfg;
+    }
+    for svc in cfg.services.iter_mut() {
+        let key = ServiceKey::of(svc);
+        let is_down = |r: &RealServer| down.contains(&(key, r.addr, r.port));
+        if health::inhibits(&admin.health, &key) {
+            for r in svc.servers.iter_mut().filter(|r| is_down(r)) {
+                r.weight = 0;
+            }
+        } else {
+            svc.servers.retain(|r| !is_down(r));
+        }
+    }
+    cfg
+}
+
+/// The control plane's state: what the operator configured, what the health checks found,
+/// and the workers running the result.
+pub struct Director {
+    /// The config file (`xvs reload`, SIGHUP).
+    pub path: PathBuf,
+    /// The services as configured and changed by `xvsadm`.
+    pub admin: Config,
+    /// Servers failing their health check.
+    pub down: HashSet<TargetId>,
+    /// Health transitions per server (for the metrics).
+    pub transitions: HashMap<TargetId, u64>,
+    /// Health-check epochs: one per change of the targets, and the epoch in which each
+    /// checked server appeared (so that an event from before it was deleted and re-added is
+    /// recognised as stale).
+    pub epoch: u64,
+    pub appeared: HashMap<TargetId, u64>,
+    pub current: Arc<Tables>,
+    pub handles: Vec<WorkerHandle>,
+    pub steering: Steering,
+    pub accounting: Accounting,
+    pub checks: HealthChecker,
+}
+
+impl Director {
+    pub fn effective(&self) -> Config {
+        effective(&self.admin, &self.down)
+    }
+
+    /// Installs a new admin config: new tables to every worker (they switch at a batch
+    /// boundary), the steering maps, and the health checks' targets.
+    pub fn install(&mut self, next: Config) -> Result<(), TablesError> {
+        let view = effective(&next, &self.down);
+        let t = Arc::new(build_tables(&view, Duration::from_secs(1), false, Some(&self.current))?);
+        for h in &self.handles {
+            let _ = h.ctrl.send(Control::Tables(t.clone()));
+        }
+        if let Err(e) = self.steering.sync(&SteerSet::from_tables(&t)) {
+            tracing::error!("{e}");
+        }
+        tracing::info!("tables changed: {} service(s)", view.services.len());
+        self.admin = next;
+        self.current = t;
+        self.update_checks();
+        Ok(())
+    }
+
+    pub fn update_checks(&mut self) {
+        let targets = health::targets(&self.admin.services, &self.admin.health);
+        // A server no longer checked (deleted, or its check removed) is not held down.
+        self.down.retain(|id| targets.iter().any(|t| t.id == *id));
+        self.transitions.retain(|id, _| targets.iter().any(|t| t.id == *id));
+        self.epoch += 1;
+        let epoch = self.epoch;
+        self.appeared.retain(|id, _| targets.iter().any(|t| t.id == *id));
+        for t in &targets {
+            self.appeared.entry(t.id).or_insert(epoch);
+        }
+        self.checks.set_targets(targets, epoch);
+    }
+
+    pub fn health_transition(&mut self, t: Transition) {
+        let (key, addr, port) = t.id;
+        if self.appeared.get(&t.id) != Some(&t.since) {
+            return; // deleted (and perhaps added again) since the check ran
+        }
+        let changed = if t.up { self.down.remove(&t.id) } else { self.down.insert(t.id) };
+        if !changed {
+            return;
+        }
+        *self.transitions.entry(t.id).or_default() += 1;
+        // Installed first, logged after: once the log says so, the workers have the tables.
+        let next = self.admin.clone();
+        if let Err(e) = self.install(next) {
+            tracing::error!("health: {addr}:{port} of {key}: tables not changed: {e}");
+            return;
+        }
+        let action = if health::inhibits(&self.admin.health, &key) { "weight 0" } else { "out of scheduling" };
+        if t.up {
+            tracing::warn!("health: {addr}:{port} of {key} is up ({}): back in scheduling", t.why);
+        } else {
+            tracing::warn!("health: {addr}:{port} of {key} is down ({}): {action}", t.why);
+        }
+    }
+
+    /// Re-reads the config file. Services, health checks, timeouts and neighbours change
+    /// live; what sockets, threads and memory were built from needs a restart, and a file
+    /// that changes it is refused whole.
+    pub fn reload(&mut self) -> Result<(), String> {
+        let mut next = Config::load(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let cur = &self.admin;
+        if next.interfaces.len() != cur.interfaces.len()
+            || next.interfaces.iter().zip(&cur.interfaces).any(|(n, c)| {
+                n.name != c.name || n.mac.is_some_and(|m| Some(m) != c.mac) || n.ip.is_some_and(|a| Some(a) != c.ip)
+            })
+        {
+            return Err("director.interfaces: changed; restart xvs to apply".into());
+        }
+        next.interfaces = cur.interfaces.clone();
+        let fixed: [(&str, bool); 8] = [
+            ("director.workers", next.workers != cur.workers),
+            ("director.cores", next.cores != cur.cores),
+            ("director.umem_frames", next.umem_frames != cur.umem_frames),
+            ("director.dip", next.dip() != cur.dip()),
+            ("director.local_ports", next.local_ports != cur.local_ports),
+            ("conn.max_per_worker", next.max_conns_per_worker != cur.max_conns_per_worker),
+            ("control.socket", next.control_socket != cur.control_socket),
+            ("metrics.listen", next.metrics != cur.metrics),
+        ];
+        if let Some((field, _)) = fixed.iter().find(|(_, changed)| *changed) {
+            return Err(format!("{field}: changed; restart xvs to apply (nothing was reloaded)"));
+        }
+        self.install(next).map_err(|e| e.to_string())
+    }
+
+    /// One control request. Changes build a complete new config that is validated before
+    /// anything is touched; a refused change leaves everything as it was.
+    pub fn handle(&mut self, req: Request) -> Reply {
+        let failed = |e: RuleError| Reply::Failed { code: e.exit_code(), message: e.to_string() };
+        let cmds: Vec<Command> = match req {
+            Request::List => {
+                let views = self.accounting.view(self.raw_views().0, false);
+                return Reply::Services { size: self.size(), services: views };
+            }
+            Request::Connections => {
+                let mut entries = Vec::new();
+                let mut total = 0u64;
+                for h in &self.handles {
+                    let (tx, rx) = bounded(1);
+                    let left = MAX_CONN_ENTRIES - entries.len();
+                    if h.ctrl.send(Control::Conns(left, tx)).is_ok() {
+                        if let Ok((mut e, n)) = rx.recv_timeout(Duration::from_secs(5)) {
+                            entries.append(&mut e);
+                            total += n as u64;
+                        }
+                    }
+                }
+                return Reply::Connections { entries, total };
+            }
+            Request::Save => {
+                // What the operator configured, including servers a health check holds out.
+                return Reply::Text { text: ipvsadm::save_rules(&self.admin.services) };
+            }
+            Request::Workers => {
+                return Reply::Text { text: workers_text(&collect(&self.handles), &self.steering) };
+            }
+            Request::Timeouts => {
+                let t = &self.admin.timeouts.secs;
+                return Reply::Timeouts {
+                    tcp: t[TcpState::Established as usize],
+                    tcpfin: t[TcpState::FinWait as usize],
+                    udp: t[UDP_STATE as usize],
+                };
+            }
+            Request::Reload => {
+                return match self.reload() {
+                    Ok(()) => Reply::Done,
+                    Err(message) => Reply::Failed { code: 2, message },
+                }
+            }
+            Request::Metrics => {
+                let raw = self.raw_views().0;
+                let reports = collect(&self.handles);
+                let (redirected, passed) = self.steering.counters();
+                let m = super::metrics::Snapshot {
+                    services: self.accounting.view(raw, true),
+                    reports: &reports,
+                    xdp: (redirected, passed),
+                    checked: health::targets(&self.admin.services, &self.admin.health).iter().map(|t| t.id).collect(),
+                    down: &self.down,
+                    transitions: &self.transitions,
+                };
+                return Reply::Metrics { text: super::metrics::render(&m) };
+            }
+            Request::Ipvsadm { args } => {
+                let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+                match ipvsadm::parse_command(&args) {
+                    Ok(
+                        c @ (Command::AddService(..)
+                        | Command::EditService(..)
+                        | Command::DeleteService(_)
+                        | Command::Clear
+                        | Command::AddServer(..)
+                        | Command::EditServer(..)
+                        | Command::DeleteServer(..)),
+                    ) => vec![c],
+                    Ok(Command::Zero(key)) => {
+                        let raw = self.raw_views().0;
+                        if let Some(k) = &key {
+                            if !raw.iter().any(|v| k.matches(&v.service)) {
+                                return failed(RuleError::NoSuchService);
+                            }
+                        }
+                        self.accounting.zero(&raw, key.as_ref());
+                        return Reply::Done;
+                    }
+                    Ok(Command::SetTimeouts { tcp, tcpfin, udp }) => {
+                        let mut next = self.admin.clone();
+                        for (v, state) in
+                            [(tcp, TcpState::Established as u8), (tcpfin, TcpState::FinWait as u8), (udp, UDP_STATE)]
+                        {
+                            if v != 0 {
+                                next.timeouts.secs[state as usize] = v;
+                            }
+                        }
+                        return match self.install(next) {
+                            Ok(()) => Reply::Done,
+                            Err(e) => Reply::Failed { code: 2, message: e.to_string() },
+                        };
+                    }
+                    Ok(_) => return Reply::Failed { code: 2, message: "not a command that changes the tables".into() },
+                    Err(e) => return failed(e),
+                }
+            }
+            Request::Restore { text } => match ipvsadm::parse_rules(&text) {
+                Ok(cmds) => cmds.into_iter().map(|(_, c)| c).collect(),
+                Err(e) => return failed(e),
+            },
+        };
+        let mut services = self.admin.services.clone();
+        for c in &cmds {
+            if let Err(e) = ipvsadm::apply(&mut services, c) {
+                return failed(e);
+            }
+        }
+        match self.admin.clone().with_services(services) {
+            Ok(next) => match self.install(next) {
+                Ok(()) => Reply::Done,
+                Err(e) => Reply::Failed { code: 2, message: e.to_string() },
+            },
+            Err(e) => Reply::Failed { code: 2, message: e.to_string() },
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.admin.max_conns_per_worker as u64 * self.admin.workers as u64
+    }
+
+    /// The services the workers run, with their counters summed over the workers (since
+    /// start: [`Accounting::view`] applies `-Z`), and whether every worker answered.
+    pub fn raw_views(&self) -> (Vec<ServiceView>, bool) {
+        let reports = collect(&self.handles);
+        let complete = reports.len() == self.handles.len();
+        let cfg = self.effective();
+        let views = cfg
+            .services
+            .iter()
+            .map(|svc| ServiceView {
+                service: svc.clone(),
+                counters: svc
+                    .servers
+                    .iter()
+                    .map(|r| {
+                        let Some((si, di)) = slot_of(&self.current, svc, r) else { return ServerCounters::default() };
+                        let d = sum_dest(&reports, si, di);
+                        let mut c = ServerCounters {
+                            conns: d.conns,
+                            in_pkts: d.in_pkts,
+                            out_pkts: d.out_pkts,
+                            in_bytes: d.in_bytes,
+                            out_bytes: d.out_bytes,
+                            ..ServerCounters::default()
+                        };
+                        for l in reports.iter().filter_map(|r| r.loads.get(si).and_then(|v| v.get(di))) {
+                            c.active += l.active;
+                            c.inactive += l.inactive;
+                            c.persist += l.persist;
+                        }
+                        c
+                    })
+                    .collect(),
+                ..ServiceView::default()
+            })
+            .collect();
+        (views, complete)
+    }
+}
+
+/// The (service slot, server slot) of real server `r` of `svc` in `t`, where worker counters
+/// and loads are kept.
+pub fn slot_of(t: &Tables, svc: &VirtualService, r: &RealServer) -> Option<(usize, usize)> {
+    let si = t.service_slot(svc.proto.number(), u32::from(svc.vip), svc.port)?;
+    let di = t.services.get(si as usize)?.dest_slot(u32::from(r.addr), r.port)?;
+    Some((si as usize, di as usize))
+}
+
+pub fn same_next_hops(a: &Tables, b: &Tables) -> bool {
+    a.services
+        .iter()
+        .flat_map(|s| s.dests.iter().map(|d| d.next_hop))
+        .eq(b.services.iter().flat_map(|s| s.dests.iter().map(|d| d.next_hop)))
+        && a.gateway() == b.gateway()
+}
+
+pub fn collect(handles: &[WorkerHandle]) -> Vec<WorkerReport> {
+    let mut out = Vec::new();
+    for h in handles {
+        let (tx, rx) = bounded(1);
+        if h.ctrl.send(Control::Stats(tx)).is_ok() {
+            if let Ok(r) = rx.recv_timeout(Duration::from_secs(1)) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// One real server's counters summed over the workers' reports.
+pub fn sum_dest(reports: &[WorkerReport], si: usize, di: usize) -> DestCounters {
+    let mut c = DestCounters::default();
+    for d in reports.iter().filter_map(|r| r.stats.dests.get(si).and_then(|v| v.get(di))) {
+        c.conns += d.conns;
+        c.in_pkts += d.in_pkts;
+        c.out_pkts += d.out_pkts;
+        c.in_bytes += d.in_bytes;
+        c.out_bytes += d.out_bytes;
+    }
+    c
+}
+
+pub fn reasons_text(s: &WorkerStats) -> String {
+    let mut out = String::new();
+    for d in DropReason::ALL {
+        if s.dropped(d) > 0 {
+            let _ = writeln!(out, "  dropped {:<16} {:>10}", d.name(), s.dropped(d));
+        }
+    }
+    for p in PassReason::ALL {
+        if s.passed(p) > 0 {
+            let _ = writeln!(out, "  passed {:<17} {:>10}", p.name(), s.passed(p));
+        }
+    }
+    out
+}
+
+/// The XDP program's and each worker's datapath counters (SIGUSR1, exit, `xvsadm --workers`).
+pub fn workers_text(reports: &[WorkerReport], steering: &Steering) -> String {
+    let (redirected, passed) = steering.counters();
+    let mut out = format!("xdp: {redirected} frames to the workers, {passed} passed to the kernel\n");
+    for r in reports {
+        let s = &r.stats;
+        let _ = writeln!(
+            out,
+            "worker {}: rx {} tx {} dropped {} passed {} handoff out {} in {} full {} conns {} frames {}/{} free, {} lent, {} lost",
+            r.worker,
+            s.rx_frames,
+            s.tx_frames,
+            s.total_drops(),
+            s.total_passes(),
+            s.handoff_out,
+            s.handoff_in,
+            s.handoff_full,
+            r.conns,
+            r.frames_free,
+            r.frames_total,
+            r.frames_in_kernel,
+            r.lost()
+        );
+        out.push_str(&reasons_text(s));
+        for (i, k) in r.rings.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  ring {i}: rx_dropped {} rx_ring_full {} fill_empty {} tx_invalid {} tx_ring_empty {} wakeups {} pass_dropped {}",
+                k.rx_dropped,
+                k.rx_ring_full,
+                k.rx_fill_ring_empty,
+                k.tx_invalid_descs,
+                k.tx_ring_empty,
+                k.wakeups,
+                k.pass_dropped
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,16 @@
+//! The shared vocabulary: services, real servers, keys, loads, TCP state names, timeouts,
+//! check settings and counters. Every layer may use it; it uses nothing of the crate.
+
+mod conn;
+mod counters;
+mod health;
+mod load;
+mod service;
+mod tcp;
+
+pub use conn::ConnEntry;
+pub use counters::{Rates, ServerCounters, ServiceView};
+pub use health::{CheckKind, CheckSpec, ServiceHealth};
+pub use load::DestLoad;
+pub use service::*;
+pub use tcp::{TcpState, Timeouts, STATES, TCP_STATES, UDP_STATE};
