@@ -851,6 +851,18 @@ fn health_checks_take_a_failed_server_out_and_bring_it_back() {
     let d = t.director(&ops_config(&sock, &services.join(",\n"), metrics));
     let (interval, fall, rise) = (Duration::from_millis(300), 2u32, 2u32);
     let scrape = || t.exec("d", &["curl", "-s", "-f", "-m", "5", "http://127.0.0.1:9190/metrics"]).1;
+    // Pages are cached for a second: the first page rendered after `since` that holds `want`.
+    let scrape_until = |want: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let m = scrape();
+            if want(&m) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "metrics never showed what was expected:\n{m}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
     let up_line = r#"xvs_server_up{proto="tcp",vip="198.18.0.100",port="7000",server="198.19.0.12:7000"}"#;
     assert!(scrape().contains(&format!("{up_line} 1")), "{}", scrape());
     let all: Vec<String> = (0..6).map(|_| new_conn(&t, 7000)).collect();
@@ -875,8 +887,7 @@ fn health_checks_take_a_failed_server_out_and_bring_it_back() {
         saved.contains("-a -t 198.18.0.100:7000 -r 198.19.0.12:7000 -m -w 1\n"),
         "-S saves what was configured: {saved}"
     );
-    let m = scrape();
-    assert!(m.contains(&format!("{up_line} 0")), "{m}");
+    let m = scrape_until(&|m: &str| m.contains(&format!("{up_line} 0")));
     assert!(m.contains("xvs_server_health_transitions_total{proto=\"tcp\",vip=\"198.18.0.100\",port=\"7000\",server=\"198.19.0.12:7000\"} 1"), "{m}");
     assert!(m.contains("xvs_worker_rx_frames_total{worker=\"0\"}"), "{m}");
     assert!(

@@ -76,8 +76,9 @@ fn connections_follow_their_server_through_inserts_and_reordering() {
         ),
     );
     let svc = service_index(&b, 80);
-    let slot11 = b.services[svc as usize].dest_slot(u32::from_be_bytes(RS1), 8080).expect("slot") as usize;
+    let slot11 = b.services[svc as usize].dest_slot(u32::from_be_bytes(RS1), 8080).expect("slot");
     assert_eq!(slot11, 0, "198.19.0.11 keeps its slot at the tail of the list");
+    let id11 = b.dest_id(svc, slot11).expect("id") as usize;
     p.set_tables(b);
     for _ in 0..3 {
         assert_eq!(to_server(&mut p, 1000, ACK), Ok(RS1), "kept its server");
@@ -91,7 +92,7 @@ fn connections_follow_their_server_through_inserts_and_reordering() {
     let loads = p.shard.loads(svc);
     assert_eq!((loads[0].active, loads[1].active, loads[2].active), (0, 1, 1), "13, 12, 11");
     // Counters too.
-    assert_eq!(p.stats.dests[svc as usize][slot11].conns, 1, "198.19.0.11's connection count");
+    assert_eq!(p.stats.dests[id11].conns, 1, "198.19.0.11's connection count");
     // New connections see the new list.
     assert_eq!(connect(&mut p, 1002), RS3);
 }

@@ -424,9 +424,23 @@ impl ConnShard {
     /// Up to `limit` live connections and templates, for listing (allocates: control path
     /// only).
     pub fn entries(&self, now_ms: u64, limit: usize) -> Vec<ConnEntry> {
-        self.iter()
-            .take(limit)
-            .map(|(i, c)| ConnEntry {
+        let mut out = Vec::new();
+        self.entries_slice(0, self.capacity(), now_ms, limit, &mut out);
+        out
+    }
+
+    /// One slice of a listing: the entries in slab slots `from..from + slots`, appended to
+    /// `out` while it holds fewer than `limit`. Returns where the next slice starts (the
+    /// capacity when the walk is done), so that a worker lists a big table a slice per loop
+    /// round instead of pausing for the whole walk.
+    pub fn entries_slice(&self, from: u32, slots: u32, now_ms: u64, limit: usize, out: &mut Vec<ConnEntry>) -> u32 {
+        let end = from.saturating_add(slots).min(self.capacity());
+        for i in from..end {
+            if out.len() >= limit {
+                return self.capacity();
+            }
+            let Some(c) = self.slab.get(i as usize).filter(|c| c.flags & F_IN_USE != 0) else { continue };
+            out.push(ConnEntry {
                 proto: c.proto,
                 state: c.state,
                 template: c.is_template(),
@@ -434,8 +448,9 @@ impl ConnShard {
                 client: (c.caddr.into(), c.cport),
                 virt: (c.vaddr.into(), c.vport),
                 dest: (c.daddr.into(), c.dport),
-            })
-            .collect()
+            });
+        }
+        end
     }
 
     /// FULLNAT local address of a connection.

@@ -5,10 +5,11 @@
 use super::accounting::Accounting;
 use super::health::{self, HealthChecker, TargetId, Transition};
 use super::protocol::{Reply, Request, MAX_CONN_ENTRIES};
-use super::resolve as system;
+use super::resolve::{self as system, Resolved};
 use crate::config::Config;
 use crate::dataplane::tables::TablesError;
 use crate::dataplane::xdp::steer::{SteerSet, Steering};
+use crate::dataplane::stats::StatsBoard;
 use crate::dataplane::{Control, DestCounters, DropReason, PassReason, Tables, WorkerReport, WorkerStats};
 use crate::ipvsadm::{self, Command, RuleError, ServiceKey};
 use crate::model::{RealServer, ServerCounters, ServiceView, TcpState, VirtualService, UDP_STATE};
@@ -23,11 +24,22 @@ use std::time::Duration;
 pub const REFRESH: Duration = Duration::from_secs(2);
 
 pub struct WorkerHandle {
+    /// Where the worker publishes its counters.
+    pub board: Arc<StatsBoard>,
     pub ctrl: Sender<Control>,
     pub thread: std::thread::JoinHandle<WorkerReport>,
 }
 
-pub fn build_tables(cfg: &Config, wait: Duration, quiet: bool, prev: Option<&Tables>) -> Result<Tables, TablesError> {
+/// Resolves the next hops of `cfg` (waiting up to `wait` for the kernel) and builds its
+/// snapshot against `prev`. `last_good` is the previous resolution: an address this one
+/// misses keeps its MAC from there; it is replaced by this resolution.
+pub fn build_tables(
+    cfg: &Config,
+    wait: Duration,
+    quiet: bool,
+    prev: Option<&Tables>,
+    last_good: &mut Option<Resolved>,
+) -> Result<Tables, TablesError> {
     let r = system::resolve(cfg, wait);
     if !quiet {
         for (ip, why) in &r.unresolved {
@@ -36,7 +48,19 @@ pub fn build_tables(cfg: &Config, wait: Duration, quiet: bool, prev: Option<&Tab
             );
         }
     }
-    super::tables_for(&system::with_resolved(cfg, &r), prev)
+    let t = super::tables_for(&system::with_resolved(cfg, &r, last_good.as_ref()), prev);
+    // What was missed now but known before stays known for the next round too.
+    let mut keep = r;
+    if let Some(last) = last_good.as_ref() {
+        for n in &last.neighbours {
+            if keep.unresolved.iter().any(|(ip, _)| *ip == n.ip) && !keep.neighbours.iter().any(|x| x.ip == n.ip) {
+                keep.neighbours.push(n.clone());
+            }
+        }
+        keep.gateway = keep.gateway.or(last.gateway);
+    }
+    *last_good = Some(keep);
+    t
 }
 
 /// The admin config with the health checks' verdicts applied: failed servers leave their
@@ -77,6 +101,8 @@ pub struct Director {
     pub epoch: u64,
     pub appeared: HashMap<TargetId, u64>,
     pub current: Arc<Tables>,
+    /// The last next-hop resolution (a failed lookup keeps its MAC from here).
+    pub resolved: Option<Resolved>,
     pub handles: Vec<WorkerHandle>,
     pub steering: Steering,
     pub accounting: Accounting,
@@ -92,7 +118,13 @@ impl Director {
     /// boundary), the steering maps, and the health checks' targets.
     pub fn install(&mut self, next: Config) -> Result<(), TablesError> {
         let view = effective(&next, &self.down);
-        let t = Arc::new(build_tables(&view, Duration::from_secs(1), false, Some(&self.current))?);
+        let t = Arc::new(build_tables(
+            &view,
+            Duration::from_secs(1),
+            false,
+            Some(&self.current),
+            &mut self.resolved,
+        )?);
         for h in &self.handles {
             let _ = h.ctrl.send(Control::Tables(t.clone()));
         }
@@ -104,6 +136,25 @@ impl Director {
         self.current = t;
         self.update_checks();
         Ok(())
+    }
+
+    /// Resolves next hops again; when a MAC or route changed, the workers get new tables.
+    /// Called on every netlink change notification and on a slow timer.
+    pub fn refresh_next_hops(&mut self, wait: Duration) {
+        let view = self.effective();
+        match build_tables(&view, wait, true, Some(&self.current), &mut self.resolved) {
+            Ok(t) if !same_next_hops(&t, &self.current) => {
+                // The steering maps hold services and servers, not next hops: unchanged.
+                tracing::info!("next hops changed: new tables for the workers");
+                let t = Arc::new(t);
+                for h in &self.handles {
+                    let _ = h.ctrl.send(Control::Tables(t.clone()));
+                }
+                self.current = t;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("next-hop refresh: {e}"),
+        }
     }
 
     pub fn update_checks(&mut self) {
@@ -180,30 +231,20 @@ impl Director {
         let failed = |e: RuleError| Reply::Failed { code: e.exit_code(), message: e.to_string() };
         let cmds: Vec<Command> = match req {
             Request::List => {
-                let views = self.accounting.view(self.raw_views().0, false);
+                let views = self.accounting.view(self.views_of(&collect_fresh(&self.handles)), false);
                 return Reply::Services { size: self.size(), services: views };
             }
             Request::Connections => {
-                let mut entries = Vec::new();
-                let mut total = 0u64;
-                for h in &self.handles {
-                    let (tx, rx) = bounded(1);
-                    let left = MAX_CONN_ENTRIES - entries.len();
-                    if h.ctrl.send(Control::Conns(left, tx)).is_ok() {
-                        if let Ok((mut e, n)) = rx.recv_timeout(Duration::from_secs(5)) {
-                            entries.append(&mut e);
-                            total += n as u64;
-                        }
-                    }
-                }
-                return Reply::Connections { entries, total };
+                // The run loop hands these to [`list_connections`]; this answers a caller that
+                // did not.
+                return Reply::Failed { code: 2, message: "connection listings are served by the run loop".into() };
             }
             Request::Save => {
                 // What the operator configured, including servers a health check holds out.
                 return Reply::Text { text: ipvsadm::save_rules(&self.admin.services) };
             }
             Request::Workers => {
-                return Reply::Text { text: workers_text(&collect(&self.handles), &self.steering) };
+                return Reply::Text { text: workers_text(&collect_fresh(&self.handles), &self.steering) };
             }
             Request::Timeouts => {
                 let t = &self.admin.timeouts.secs;
@@ -246,7 +287,7 @@ impl Director {
                         | Command::DeleteServer(..)),
                     ) => vec![c],
                     Ok(Command::Zero(key)) => {
-                        let raw = self.raw_views().0;
+                        let raw = self.views_of(&collect_fresh(&self.handles));
                         if let Some(k) = &key {
                             if !raw.iter().any(|v| k.matches(&v.service)) {
                                 return failed(RuleError::NoSuchService);
@@ -302,8 +343,13 @@ impl Director {
     pub fn raw_views(&self) -> (Vec<ServiceView>, bool) {
         let reports = collect(&self.handles);
         let complete = reports.len() == self.handles.len();
+        (self.views_of(&reports), complete)
+    }
+
+    /// The services the workers run with the counters of `reports`.
+    pub fn views_of(&self, reports: &[WorkerReport]) -> Vec<ServiceView> {
         let cfg = self.effective();
-        let views = cfg
+        cfg
             .services
             .iter()
             .map(|svc| ServiceView {
@@ -312,8 +358,8 @@ impl Director {
                     .servers
                     .iter()
                     .map(|r| {
-                        let Some((si, di)) = slot_of(&self.current, svc, r) else { return ServerCounters::default() };
-                        let d = sum_dest(&reports, si, di);
+                        let Some(id) = id_of(&self.current, svc, r) else { return ServerCounters::default() };
+                        let d = sum_dest(reports, id);
                         let mut c = ServerCounters {
                             conns: d.conns,
                             in_pkts: d.in_pkts,
@@ -322,7 +368,7 @@ impl Director {
                             out_bytes: d.out_bytes,
                             ..ServerCounters::default()
                         };
-                        for l in reports.iter().filter_map(|r| r.loads.get(si).and_then(|v| v.get(di))) {
+                        for l in reports.iter().filter_map(|r| r.loads.get(id)) {
                             c.active += l.active;
                             c.inactive += l.inactive;
                             c.persist += l.persist;
@@ -332,17 +378,15 @@ impl Director {
                     .collect(),
                 ..ServiceView::default()
             })
-            .collect();
-        (views, complete)
+            .collect()
     }
 }
 
-/// The (service slot, server slot) of real server `r` of `svc` in `t`, where worker counters
-/// and loads are kept.
-pub fn slot_of(t: &Tables, svc: &VirtualService, r: &RealServer) -> Option<(usize, usize)> {
+/// The id of real server `r` of `svc` in `t`: where worker counters and loads are kept.
+pub fn id_of(t: &Tables, svc: &VirtualService, r: &RealServer) -> Option<usize> {
     let si = t.service_slot(svc.proto.number(), u32::from(svc.vip), svc.port)?;
     let di = t.services.get(si as usize)?.dest_slot(u32::from(r.addr), r.port)?;
-    Some((si as usize, di as usize))
+    t.dest_id(si, di).map(|id| id as usize)
 }
 
 pub fn same_next_hops(a: &Tables, b: &Tables) -> bool {
@@ -353,23 +397,68 @@ pub fn same_next_hops(a: &Tables, b: &Tables) -> bool {
         && a.gateway() == b.gateway()
 }
 
+/// Every worker's counters as last published on its board (at most [`crate::dataplane::stats::PUBLISH_MS`] old):
+/// no message reaches a worker.
 pub fn collect(handles: &[WorkerHandle]) -> Vec<WorkerReport> {
-    let mut out = Vec::new();
-    for h in handles {
-        let (tx, rx) = bounded(1);
-        if h.ctrl.send(Control::Stats(tx)).is_ok() {
-            if let Ok(r) = rx.recv_timeout(Duration::from_secs(1)) {
-                out.push(r);
-            }
-        }
-    }
-    out
+    handles.iter().enumerate().map(|(w, h)| report_of(w as u16, &h.board)).collect()
 }
 
-/// One real server's counters summed over the workers' reports.
-pub fn sum_dest(reports: &[WorkerReport], si: usize, di: usize) -> DestCounters {
+/// Like [`collect`], but each worker's counters published after this call (waiting for its
+/// next publish, at most 200 ms for a worker that is stuck): what a listing right after
+/// traffic must show.
+pub fn collect_fresh(handles: &[WorkerHandle]) -> Vec<WorkerReport> {
+    let before: Vec<u64> = handles.iter().map(|h| h.board.publishes()).collect();
+    let deadline = std::time::Instant::now() + Duration::from_millis(200);
+    while handles.iter().zip(&before).any(|(h, &b)| h.board.publishes() == b) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    collect(handles)
+}
+
+/// A worker's board as a report.
+pub fn report_of(worker: u16, board: &StatsBoard) -> WorkerReport {
+    let (stats, shard, x, loads) = board.read(worker);
+    WorkerReport {
+        worker,
+        stats,
+        conns: x.conns,
+        shard,
+        frames_total: x.frames_total,
+        frames_free: x.frames_free,
+        frames_in_kernel: x.frames_in_kernel,
+        loads,
+        rings: x.rings,
+        idle_yields: x.idle_yields,
+    }
+}
+
+/// Gathers `-L -c` from every worker on a thread of its own (each walks its table a slice
+/// per loop round), so the control loop goes on serving meanwhile.
+pub fn list_connections(ctrls: Vec<Sender<Control>>, reply: Sender<Reply>) {
+    let spawned = std::thread::Builder::new().name("xvs-list".into()).spawn(move || {
+        let mut entries = Vec::new();
+        let mut total = 0u64;
+        for c in &ctrls {
+            let (tx, rx) = bounded(1);
+            let left = MAX_CONN_ENTRIES - entries.len();
+            if c.send(Control::Conns(left, tx)).is_ok() {
+                if let Ok((mut e, n)) = rx.recv_timeout(Duration::from_secs(10)) {
+                    entries.append(&mut e);
+                    total += n as u64;
+                }
+            }
+        }
+        let _ = reply.send(Reply::Connections { entries, total });
+    });
+    if let Err(e) = spawned {
+        tracing::error!("listing connections: {e}");
+    }
+}
+
+/// One real server's counters summed over the workers' reports (`id`: its server id).
+pub fn sum_dest(reports: &[WorkerReport], id: usize) -> DestCounters {
     let mut c = DestCounters::default();
-    for d in reports.iter().filter_map(|r| r.stats.dests.get(si).and_then(|v| v.get(di))) {
+    for d in reports.iter().filter_map(|r| r.stats.dests.get(id)) {
         c.conns += d.conns;
         c.in_pkts += d.in_pkts;
         c.out_pkts += d.out_pkts;

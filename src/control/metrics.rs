@@ -21,7 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What a scrape shows.
 pub struct Snapshot<'a> {
@@ -172,27 +172,40 @@ pub fn render(s: &Snapshot<'_>) -> String {
     out
 }
 
-/// Serves `GET /metrics` on `addr`: each scrape is a [`Request::Metrics`] to the control loop.
-pub fn serve(addr: SocketAddr, control: Sender<(Request, Sender<Reply>)>) -> std::io::Result<()> {
+/// How long a rendered page is served again: scrapes at any rate cost the control loop one
+/// render a second.
+pub const CACHE: Duration = Duration::from_secs(1);
+
+/// Serves `GET /metrics` on `addr`. A page older than [`CACHE`] is rendered again by a
+/// [`Request::Metrics`] to the control loop over `control`, a channel of its own (scrapes
+/// never queue behind xvsadm); the counters come from the workers' boards, so no scrape
+/// reaches a worker.
+pub fn serve(addr: SocketAddr, control: Sender<(Request, Sender<Reply>)>) -> std::io::Result<std::thread::JoinHandle<()>> {
     let server = tiny_http::Server::http(addr)
         .map_err(|e| std::io::Error::other(format!("metrics.listen: cannot listen on {addr}: {e}")))?;
     std::thread::Builder::new().name("xvs-metrics".into()).spawn(move || {
+        let mut cached: Option<(Instant, String)> = None;
         for req in server.incoming_requests() {
             let (code, body, ctype) = if req.method() != &tiny_http::Method::Get {
                 (405, "only GET\n".to_string(), "text/plain")
             } else if req.url() != "/metrics" {
                 (404, "see /metrics\n".to_string(), "text/plain")
             } else {
-                let (tx, rx) = bounded(1);
-                let text = control
-                    .send((Request::Metrics, tx))
-                    .ok()
-                    .and_then(|_| rx.recv_timeout(Duration::from_secs(10)).ok());
-                match text {
-                    Some(Reply::Metrics { text }) => {
-                        (200, text, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                let fresh = cached.as_ref().filter(|(at, _)| at.elapsed() < CACHE).map(|(_, t)| t.clone());
+                let text = fresh.or_else(|| {
+                    let (tx, rx) = bounded(1);
+                    let reply = control.send((Request::Metrics, tx)).ok().and_then(|_| rx.recv_timeout(Duration::from_secs(10)).ok());
+                    match reply {
+                        Some(Reply::Metrics { text }) => {
+                            cached = Some((Instant::now(), text.clone()));
+                            Some(text)
+                        }
+                        _ => None,
                     }
-                    _ => (503, "the director did not answer\n".to_string(), "text/plain"),
+                });
+                match text {
+                    Some(text) => (200, text, "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                    None => (503, "the director did not answer\n".to_string(), "text/plain"),
                 }
             };
             let mut resp = tiny_http::Response::from_string(body).with_status_code(code);
@@ -201,6 +214,5 @@ pub fn serve(addr: SocketAddr, control: Sender<(Request, Sender<Reply>)>) -> std
             }
             let _ = req.respond(resp);
         }
-    })?;
-    Ok(())
+    })
 }

@@ -139,7 +139,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
 
 /// Serves the control socket: one thread per connection (at most [`MAX_CLIENTS`]), each
 /// request handed to the control loop over `tx`. A slow or silent client delays nobody else.
-pub fn serve_control(listener: UnixListener, tx: Sender<Pending>) -> std::io::Result<()> {
+pub fn serve_control(listener: UnixListener, tx: Sender<Pending>) -> std::io::Result<std::thread::JoinHandle<()>> {
     let clients = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new().name("xvs-control".into()).spawn(move || {
         for mut s in listener.incoming().flatten() {
@@ -166,8 +166,7 @@ pub fn serve_control(listener: UnixListener, tx: Sender<Pending>) -> std::io::Re
                 clients.fetch_sub(1, Ordering::AcqRel);
             }
         }
-    })?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]

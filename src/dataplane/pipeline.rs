@@ -45,6 +45,8 @@ pub struct Pipeline {
     /// This worker and how many there are (connection ownership, see [`Pipeline::owner`]).
     worker: u16,
     workers: u16,
+    /// No snapshot applied yet: every service's loads are laid out by the first.
+    fresh: bool,
 }
 
 /// The worker that owns connections of client endpoint (addr, port) when `workers` share the
@@ -83,6 +85,7 @@ impl Pipeline {
             ident: 0,
             worker: 0,
             workers: 1,
+            fresh: true,
         };
         p.set_tables(tables);
         p
@@ -106,8 +109,7 @@ impl Pipeline {
             let old = self.tables.services.get(i);
             let kept = old_scheds.get_mut(i).and_then(Option::take).filter(|_| old.is_some_and(|o| o.same_schedule(s)));
             scheds.push(kept.unwrap_or_else(|| Scheduler::new(s.scheduler, s.flags, s.mh_table_size, &s.dest_specs())));
-            let fresh = self.stats.dests.len() <= i;
-            if fresh || old != Some(s) {
+            if self.fresh || old != Some(s) {
                 let slots: Vec<SlotSpec> = s
                     .dests
                     .iter()
@@ -117,11 +119,11 @@ impl Pipeline {
             }
         }
         self.scheds = scheds;
+        self.fresh = false;
         self.shard.set_timeouts(&tables.timeouts);
-        // Counters by slot: a new slot starts at zero, the others keep counting.
-        self.stats.dests.resize_with(tables.services.len(), Vec::new);
-        for (v, s) in self.stats.dests.iter_mut().zip(&tables.services) {
-            v.resize(s.dests.len().max(v.len()), DestCounters::default());
+        // Counters by server id: a new id starts at zero, the others keep counting.
+        if self.stats.dests.len() < tables.dest_ids as usize {
+            self.stats.dests.resize(tables.dest_ids as usize, DestCounters::default());
         }
         self.tables = tables;
     }
@@ -493,7 +495,7 @@ impl Pipeline {
         let n = NewConn { template, ..n };
         match self.shard.create(&n, now_ms) {
             Ok(i) => {
-                if let Some(c) = self.stats.dests.get_mut(svc as usize).and_then(|v| v.get_mut(di)) {
+                if let Some(c) = self.stats.dests.get_mut(d.id as usize) {
                     c.conns += 1;
                 }
                 Ok(i)
@@ -556,7 +558,7 @@ impl Pipeline {
             }
         }
         self.shard.on_packet(idx, dir, flags, now_ms);
-        if let Some(s) = self.stats.dests.get_mut(c.svc as usize).and_then(|v| v.get_mut(c.dest as usize)) {
+        if let Some(s) = self.stats.dests.get_mut(d.id as usize) {
             s.in_pkts += 1;
             s.in_bytes += len;
         }
@@ -584,7 +586,8 @@ impl Pipeline {
         }
         let flags = (p.key.proto == PROTO_TCP).then_some(p.tcp_flags);
         self.shard.on_packet(idx, Dir::Output, flags, now_ms);
-        if let Some(s) = self.stats.dests.get_mut(c.svc as usize).and_then(|v| v.get_mut(c.dest as usize)) {
+        let id = self.tables.dest_id(c.svc, c.dest).unwrap_or(u32::MAX);
+        if let Some(s) = self.stats.dests.get_mut(id as usize) {
             s.out_pkts += 1;
             s.out_bytes += len;
         }

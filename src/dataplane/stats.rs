@@ -1,5 +1,13 @@
-//! Per-worker counters: plain integers owned by the worker (no atomics on the hot path);
-//! the control plane asks for a copy over the control channel.
+//! Per-worker counters: plain integers owned by the worker (no atomics on the hot path),
+//! published every [`PUBLISH_MS`] to the worker's [`StatsBoard`], a shared block of relaxed
+//! atomics that the control plane (estimator, listings, `--workers`, metrics) reads without
+//! sending the worker anything.
+
+use super::io::RingStats;
+use super::tables::MAX_DEST_IDS;
+use crate::conn::ShardStats;
+use crate::model::DestLoad;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why a frame was dropped. Every malformed frame is counted under one of these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -156,8 +164,8 @@ pub struct WorkerStats {
     pub nodest_expired: u64,
     pub drops: [u64; DropReason::COUNT],
     pub passes: [u64; PassReason::COUNT],
-    /// Per service slot, per real-server slot (see [`crate::dataplane::Tables`]).
-    pub dests: Vec<Vec<DestCounters>>,
+    /// Per real server, by id ([`crate::dataplane::DestEntry::id`]).
+    pub dests: Vec<DestCounters>,
 }
 
 impl WorkerStats {
@@ -172,5 +180,227 @@ impl WorkerStats {
     }
     pub fn total_passes(&self) -> u64 {
         self.passes.iter().sum()
+    }
+}
+
+/// How often a worker copies its counters to its board.
+pub const PUBLISH_MS: u64 = 50;
+
+/// Counters of one real server on a board: conns, in/out packets, in/out bytes, active,
+/// inactive, persistence templates. One cache line each, so servers never share one.
+#[repr(align(64))]
+#[derive(Debug, Default)]
+struct DestCell([AtomicU64; 8]);
+
+/// What a board holds beyond the counters of [`WorkerStats`] and [`ShardStats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BoardExtra {
+    pub conns: u32,
+    pub frames_total: u32,
+    pub frames_free: u32,
+    pub frames_in_kernel: u32,
+    pub idle_yields: u64,
+    pub rings: Vec<RingStats>,
+    /// When the worker last published (its loop clock, ms).
+    pub published_ms: u64,
+}
+
+/// The scalar counters of a worker, in the one order boards store them.
+fn scalars<'a>(
+    s: &'a WorkerStats,
+    sh: &ShardStats,
+    x: &BoardExtra,
+    rings: &'a [RingStats],
+) -> impl Iterator<Item = u64> + 'a {
+    [
+        s.rx_frames,
+        s.rx_bytes,
+        s.tx_frames,
+        s.tx_bytes,
+        s.icmp_frag_needed,
+        s.handoff_out,
+        s.handoff_in,
+        s.handoff_full,
+        s.nodest_expired,
+        sh.created,
+        sh.expired,
+        sh.templates_created,
+        sh.refused_full,
+        sh.refused_no_lport,
+        x.conns as u64,
+        x.frames_total as u64,
+        x.frames_free as u64,
+        x.frames_in_kernel as u64,
+        x.idle_yields,
+        x.published_ms,
+        rings.len().min(MAX_RINGS) as u64,
+    ]
+    .into_iter()
+    .chain(s.drops.iter().copied())
+    .chain(s.passes.iter().copied())
+    .chain(rings.iter().take(MAX_RINGS).flat_map(|r| {
+        [
+            r.rx_dropped,
+            r.rx_invalid_descs,
+            r.rx_ring_full,
+            r.rx_fill_ring_empty,
+            r.tx_invalid_descs,
+            r.tx_ring_empty,
+            r.wakeups,
+            r.pass_dropped,
+        ]
+    }))
+}
+
+/// The inverse of [`scalars`]: the same order.
+fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: &mut impl Iterator<Item = u64>) {
+    let mut next = || v.next().unwrap_or(0);
+    for f in [
+        &mut s.rx_frames,
+        &mut s.rx_bytes,
+        &mut s.tx_frames,
+        &mut s.tx_bytes,
+        &mut s.icmp_frag_needed,
+        &mut s.handoff_out,
+        &mut s.handoff_in,
+        &mut s.handoff_full,
+        &mut s.nodest_expired,
+        &mut sh.created,
+        &mut sh.expired,
+        &mut sh.templates_created,
+        &mut sh.refused_full,
+        &mut sh.refused_no_lport,
+    ] {
+        *f = next();
+    }
+    x.conns = next() as u32;
+    x.frames_total = next() as u32;
+    x.frames_free = next() as u32;
+    x.frames_in_kernel = next() as u32;
+    x.idle_yields = next();
+    x.published_ms = next();
+    let rings = (next() as usize).min(MAX_RINGS);
+    for d in s.drops.iter_mut().chain(s.passes.iter_mut()) {
+        *d = next();
+    }
+    x.rings = (0..rings)
+        .map(|_| RingStats {
+            rx_dropped: next(),
+            rx_invalid_descs: next(),
+            rx_ring_full: next(),
+            rx_fill_ring_empty: next(),
+            tx_invalid_descs: next(),
+            tx_ring_empty: next(),
+            wakeups: next(),
+            pass_dropped: next(),
+        })
+        .collect();
+}
+
+/// Most ports whose ring counters a board holds.
+pub const MAX_RINGS: usize = 8;
+const SCALARS: usize = 21 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
+
+/// One worker's published counters: written by the worker alone (relaxed stores, no
+/// read-modify-write), read by anyone. A reader may see one counter of a publish and the
+/// next of the one before; each counter only grows, so sums and rates stay right.
+#[derive(Debug)]
+pub struct StatsBoard {
+    words: Box<[AtomicU64]>,
+    dests: Box<[DestCell]>,
+    /// Server ids published (`dests[..n]` are meaningful).
+    n_dests: AtomicU64,
+    /// Publishes so far: a reader that needs counters newer than some moment waits for it
+    /// to move.
+    publishes: AtomicU64,
+}
+
+impl Default for StatsBoard {
+    fn default() -> Self {
+        StatsBoard {
+            words: (0..SCALARS).map(|_| AtomicU64::new(0)).collect(),
+            dests: (0..MAX_DEST_IDS).map(|_| DestCell::default()).collect(),
+            n_dests: AtomicU64::new(0),
+            publishes: AtomicU64::new(0),
+        }
+    }
+}
+
+impl StatsBoard {
+    /// The worker's side: copies its counters (`x.rings` is ignored: `rings` are the ports'
+    /// ring counters; `loads` yields the load of server id 0, 1, ...). Allocates nothing.
+    pub fn publish(
+        &self,
+        s: &WorkerStats,
+        sh: &ShardStats,
+        x: &BoardExtra,
+        rings: &[RingStats],
+        loads: impl Iterator<Item = DestLoad>,
+    ) {
+        for (w, v) in self.words.iter().zip(scalars(s, sh, x, rings)) {
+            w.store(v, Ordering::Relaxed);
+        }
+        let mut n = 0;
+        for (cell, (c, l)) in self.dests.iter().zip(s.dests.iter().zip(loads.chain(std::iter::repeat(DestLoad::default())))) {
+            let v = [c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes, l.active as u64, l.inactive as u64, l.persist as u64];
+            for (a, v) in cell.0.iter().zip(v) {
+                a.store(v, Ordering::Relaxed);
+            }
+            n += 1;
+        }
+        self.n_dests.store(n, Ordering::Release);
+        self.publishes.store(self.publishes.load(Ordering::Relaxed) + 1, Ordering::Release);
+    }
+
+    /// How many times the worker has published.
+    pub fn publishes(&self) -> u64 {
+        self.publishes.load(Ordering::Acquire)
+    }
+
+    /// The control plane's side: a copy as a report (allocates).
+    pub fn read(&self, worker: u16) -> (WorkerStats, ShardStats, BoardExtra, Vec<DestLoad>) {
+        let n = (self.n_dests.load(Ordering::Acquire) as usize).min(self.dests.len());
+        let (mut s, mut sh, mut x) = (WorkerStats::default(), ShardStats::default(), BoardExtra::default());
+        set_scalars(&mut s, &mut sh, &mut x, &mut self.words.iter().map(|w| w.load(Ordering::Relaxed)));
+        let _ = worker;
+        let mut loads = Vec::with_capacity(n);
+        for cell in &self.dests[..n] {
+            let v: Vec<u64> = cell.0.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+            s.dests.push(DestCounters { conns: v[0], in_pkts: v[1], out_pkts: v[2], in_bytes: v[3], out_bytes: v[4] });
+            loads.push(DestLoad { active: v[5] as u32, inactive: v[6] as u32, persist: v[7] as u32, ..DestLoad::default() });
+        }
+        (s, sh, x, loads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_board_gives_back_what_was_published() {
+        let mut s = WorkerStats { rx_frames: 1, rx_bytes: 2, tx_frames: 3, nodest_expired: 9, ..WorkerStats::default() };
+        s.drops[DropReason::NoConn as usize] = 7;
+        s.passes[PassReason::Icmp as usize] = 8;
+        s.dests = vec![DestCounters { conns: 4, in_pkts: 5, out_pkts: 6, in_bytes: 7, out_bytes: 8 }; 3];
+        let sh = ShardStats { created: 11, expired: 12, templates_created: 13, refused_full: 14, refused_no_lport: 15 };
+        let x = BoardExtra {
+            conns: 21,
+            frames_total: 22,
+            frames_free: 23,
+            frames_in_kernel: 24,
+            idle_yields: 25,
+            rings: vec![RingStats { rx_dropped: 31, pass_dropped: 38, ..RingStats::default() }; 2],
+            published_ms: 26,
+        };
+        let b = StatsBoard::default();
+        let loads = [DestLoad { active: 1, inactive: 2, persist: 3, ..DestLoad::default() }];
+        b.publish(&s, &sh, &x, &x.rings, loads.into_iter());
+        let (s2, sh2, x2, l2) = b.read(0);
+        assert_eq!((s2, sh2, x2), (s, sh, x));
+        assert_eq!(l2.len(), 3);
+        assert_eq!((l2[0].active, l2[0].inactive, l2[0].persist), (1, 2, 3));
+        assert_eq!(l2[2], DestLoad::default());
+        assert_eq!(std::mem::size_of::<DestCell>(), 64);
     }
 }

@@ -17,6 +17,9 @@ use hashbrown::HashMap;
 
 /// Most slots: services, and real servers per service (ids are u16; `u16::MAX` means none).
 pub const MAX_SLOTS: usize = u16::MAX as usize;
+/// Most real-server ids over all services since start: the size of the per-server counter
+/// arrays every worker publishes (64 bytes each).
+pub const MAX_DEST_IDS: usize = 16384;
 
 /// A real server as the data plane sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +35,9 @@ pub struct DestEntry {
     pub next_hop: Option<NextHop>,
     /// False once the server was deleted (its slot is kept, see the module doc).
     pub live: bool,
+    /// The server's id over all services (stable like its slot): where its counters are
+    /// kept, in flat arrays.
+    pub id: u32,
 }
 
 /// Where a frame leaves: the MAC of the next hop and the interface (port) index.
@@ -119,6 +125,8 @@ pub enum TablesError {
     TooManyServices(String),
     #[error("{0}: more than {MAX_SLOTS} real servers since start (deleted ones keep their slot); restart xvs")]
     TooManyServers(String),
+    #[error("{0}: more than {MAX_DEST_IDS} real servers in all services since start (deleted ones keep their id); restart xvs")]
+    TooManyDestIds(String),
 }
 
 /// An immutable snapshot of everything a worker looks up.
@@ -143,6 +151,10 @@ pub struct Tables {
     pub workers: u16,
     pub max_conns_per_worker: u32,
     pub timeouts: Timeouts,
+    /// Real-server ids handed out so far (every [`DestEntry::id`] is below it).
+    pub dest_ids: u32,
+    /// (service slot, server slot) of each id.
+    id_slots: Vec<(u16, u16)>,
 }
 
 #[inline]
@@ -174,6 +186,8 @@ impl Tables {
             workers: spec.workers,
             max_conns_per_worker: spec.max_conns_per_worker,
             timeouts: spec.timeouts,
+            dest_ids: prev.map_or(0, |p| p.dest_ids),
+            id_slots: prev.map_or_else(Vec::new, |p| p.id_slots.clone()),
         };
         // Start from the previous slots, every one a tombstone until the spec names it.
         t.services = prev.map_or_else(Vec::new, |p| p.services.clone());
@@ -225,6 +239,7 @@ impl Tables {
                     l_threshold: r.l_threshold,
                     next_hop: t.next_hop(addr),
                     live: true,
+                    id: 0,
                 };
                 let di = match dest_slot.get(&(addr, r.port)) {
                     Some(&i) => i,
@@ -232,11 +247,16 @@ impl Tables {
                         if dests.len() >= MAX_SLOTS {
                             return Err(TablesError::TooManyServers(format!("{}:{}", s.vip, s.port)));
                         }
-                        dests.push(entry.clone());
+                        if t.dest_ids as usize >= MAX_DEST_IDS {
+                            return Err(TablesError::TooManyDestIds(format!("{}:{}", r.addr, r.port)));
+                        }
+                        dests.push(DestEntry { id: t.dest_ids, ..entry.clone() });
+                        t.id_slots.push((si as u16, dests.len() as u16 - 1));
+                        t.dest_ids += 1;
                         dests.len() - 1
                     }
                 };
-                dests[di] = entry;
+                dests[di] = DestEntry { id: dests[di].id, ..entry };
                 order.push(di as u16);
                 if r.mode == FwdMode::Nat {
                     let v = t.nat_dests.entry(svc_key(proto, addr, r.port)).or_default();
@@ -262,6 +282,18 @@ impl Tables {
         }
         t.svc_by_key = ServiceIndex::build(&t.services);
         Ok(t)
+    }
+
+    /// The id of real server `slot` of service `svc` (where its counters are kept).
+    #[inline]
+    pub fn dest_id(&self, svc: u16, slot: u16) -> Option<u32> {
+        self.services.get(svc as usize)?.dests.get(slot as usize).map(|d| d.id)
+    }
+
+    /// The (service slot, server slot) of real-server id `id`.
+    #[inline]
+    pub fn slot_of_id(&self, id: u32) -> Option<(u16, u16)> {
+        self.id_slots.get(id as usize).copied()
     }
 
     /// The slot of the live service (proto, vip, port), exact match only.

@@ -5,7 +5,8 @@
 use super::handoff::Handoff;
 use super::io::{Desc, FrameStore, Frames, Port, BURST};
 use super::pipeline::Pipeline;
-use super::stats::{DropReason, PassReason, Verdict, WorkerStats};
+use super::io::RingStats;
+use super::stats::{BoardExtra, DropReason, PassReason, StatsBoard, Verdict, WorkerStats, MAX_RINGS, PUBLISH_MS};
 use super::tables::Tables;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
@@ -24,7 +25,7 @@ pub enum Control {
     /// Send a copy of the counters.
     Stats(Sender<WorkerReport>),
     /// Send a copy of (at most this many entries of) the connection table (`ipvsadm -c`),
-    /// with the table's size.
+    /// with the table's size. The worker walks its table a slice per loop round.
     Conns(usize, Sender<(Vec<crate::model::ConnEntry>, u32)>),
     /// Leave the loop.
     Shutdown,
@@ -42,9 +43,8 @@ pub struct WorkerReport {
     pub frames_total: u32,
     pub frames_free: u32,
     pub frames_in_kernel: u32,
-    /// Active/inactive connections of each service's real servers, `[service slot][server
-    /// slot]`.
-    pub loads: Vec<Vec<crate::sched::DestLoad>>,
+    /// Active/inactive connections and templates of each real server, by id.
+    pub loads: Vec<crate::sched::DestLoad>,
     /// Kernel ring counters of each port that has them (AF_XDP).
     pub rings: Vec<super::io::RingStats>,
     pub idle_yields: u64,
@@ -93,7 +93,24 @@ pub struct Worker<P: Port> {
     idle_rounds: u32,
     /// Times the idle worker yielded its core.
     pub idle_yields: u64,
+    /// Where the counters are published for the control plane (see [`StatsBoard`]).
+    board: Option<Arc<StatsBoard>>,
+    last_publish: u64,
+    /// An `ipvsadm -c` listing in progress: next slab slot, limit, entries so far, reply.
+    listing: Option<Listing>,
 }
+
+/// A connection listing being walked a slice per loop round.
+struct Listing {
+    next: u32,
+    limit: usize,
+    entries: Vec<crate::model::ConnEntry>,
+    reply: Sender<(Vec<crate::model::ConnEntry>, u32)>,
+}
+
+/// Slab slots a listing walks per loop round (about 20 us): the loop never pauses for a
+/// whole table.
+const LIST_SLICE: u32 = 4096;
 
 impl<P: Port> Worker<P> {
     pub fn new(
@@ -119,11 +136,46 @@ impl<P: Port> Worker<P> {
             round_ms: 0,
             idle_rounds: 0,
             idle_yields: 0,
+            board: None,
+            last_publish: 0,
+            listing: None,
         };
         w.ports.truncate(MAX_PORTS);
         let now = w.now_ms();
         w.pipeline.shard.start_clock(now);
         w
+    }
+
+    /// Publishes this worker's counters to `board` every [`PUBLISH_MS`].
+    pub fn set_board(&mut self, board: Arc<StatsBoard>) {
+        self.board = Some(board);
+    }
+
+    /// Copies the counters to the board (control plane reads them from there).
+    fn publish(&mut self) {
+        let Some(b) = &self.board else { return };
+        let t = self.pipeline.tables().clone();
+        let shard = &self.pipeline.shard;
+        let ids = t.dest_ids as usize;
+        let mut rings = [RingStats::default(); MAX_RINGS];
+        let mut n_rings = 0;
+        for (r, p) in rings.iter_mut().zip(self.ports.iter()) {
+            if let Some(s) = p.ring_stats() {
+                *r = s;
+                n_rings += 1;
+            }
+        }
+        let x = BoardExtra {
+            conns: shard.len(),
+            frames_total: self.pool.total(),
+            frames_free: self.pool.free_count(),
+            frames_in_kernel: self.ports.iter().map(|p| p.held()).sum(),
+            idle_yields: self.idle_yields,
+            rings: Vec::new(),
+            published_ms: self.round_ms,
+        };
+        let loads = (0..ids as u32).map(|id| t.slot_of_id(id).and_then(|(s, d)| shard.load(s, d)).copied().unwrap_or_default());
+        b.publish(&self.pipeline.stats, &shard.stats, &x, &rings[..n_rings], loads);
     }
 
     /// Connects this worker to the others' handoff rings.
@@ -186,14 +238,34 @@ impl<P: Port> Worker<P> {
         let now = self.now_ms();
         self.round_ms = now;
         self.pipeline.housekeeping(now, EXPIRE_BUDGET);
+        if now.wrapping_sub(self.last_publish) >= PUBLISH_MS {
+            self.last_publish = now;
+            self.publish();
+        }
+        if let Some(mut l) = self.listing.take() {
+            let shard = &self.pipeline.shard;
+            l.next = shard.entries_slice(l.next, LIST_SLICE, now, l.limit, &mut l.entries);
+            if l.next >= shard.capacity() {
+                let _ = l.reply.send((l.entries, shard.len()));
+            } else {
+                self.listing = Some(l);
+            }
+        }
         if let Some(rx) = &self.ctrl {
             match rx.try_recv() {
-                Ok(Control::Tables(t)) => self.pipeline.set_tables(t),
+                Ok(Control::Tables(t)) => {
+                    self.pipeline.set_tables(t);
+                    self.publish();
+                }
                 Ok(Control::Stats(reply)) => {
                     let _ = reply.send(self.report());
                 }
                 Ok(Control::Conns(limit, reply)) => {
-                    let _ = reply.send((self.pipeline.shard.entries(now, limit), self.pipeline.shard.len()));
+                    // A listing already running is answered with what it has so far.
+                    if let Some(l) = self.listing.take() {
+                        let _ = l.reply.send((l.entries, self.pipeline.shard.len()));
+                    }
+                    self.listing = Some(Listing { next: 0, limit, entries: Vec::new(), reply });
                 }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => return Poll::Shutdown,
                 Err(TryRecvError::Empty) => {}
@@ -233,7 +305,14 @@ impl<P: Port> Worker<P> {
             frames_free: self.pool.free_count(),
             frames_in_kernel: self.ports.iter().map(|p| p.held()).sum(),
             rings: self.ports.iter().filter_map(|p| p.ring_stats()).collect(),
-            loads: self.pipeline.shard.loads_by_slot(),
+            loads: {
+                let t = self.pipeline.tables();
+                (0..t.dest_ids)
+                    .map(|id| {
+                        t.slot_of_id(id).and_then(|(s, d)| self.pipeline.shard.load(s, d)).copied().unwrap_or_default()
+                    })
+                    .collect()
+            },
             idle_yields: self.idle_yields,
         }
     }

@@ -187,8 +187,8 @@ fn replay(cfg: Config, input: &Path, output: &Path) -> Result<()> {
         sh.stats.templates_created,
         sh.len()
     );
-    report::print_services(&cfg, w.pipeline.tables(), |si, di| {
-        s.dests.get(si).and_then(|v| v.get(di)).copied().unwrap_or_default()
+    report::print_services(&cfg, w.pipeline.tables(), |id| {
+        s.dests.get(id).copied().unwrap_or_default()
     });
     Ok(())
 }

@@ -1,16 +1,16 @@
 //! What `xvs run` and `xvs replay` print about services and drop reasons.
 
 use xvs::config::Config;
-use xvs::control::director::{reasons_text, slot_of};
+use xvs::control::director::{id_of, reasons_text};
 use xvs::dataplane::{DestCounters, Tables, WorkerStats};
 
 /// Per service, one line per real server with its connections and packets; `counters` is
-/// given the server's (service slot, server slot) in `tables`.
-pub fn print_services(cfg: &Config, tables: &Tables, counters: impl Fn(usize, usize) -> DestCounters) {
+/// given the server's id in `tables`.
+pub fn print_services(cfg: &Config, tables: &Tables, counters: impl Fn(usize) -> DestCounters) {
     for svc in &cfg.services {
         println!("{} {}:{} {}", svc.proto.name().to_uppercase(), svc.vip, svc.port, svc.scheduler);
         for r in &svc.servers {
-            let c = slot_of(tables, svc, r).map(|(si, di)| counters(si, di)).unwrap_or_default();
+            let c = id_of(tables, svc, r).map(&counters).unwrap_or_default();
             println!(
                 "  -> {}:{} {} weight {}: {} conns, {} packets in, {} packets out",
                 r.addr,

@@ -16,13 +16,15 @@ use std::time::{Duration, Instant};
 use xvs::config::Config;
 use xvs::control::accounting::Accounting;
 use xvs::control::director::{
-    build_tables, collect, effective, same_next_hops, sum_dest, workers_text, Director, WorkerHandle, REFRESH,
+    build_tables, collect, effective, list_connections, sum_dest, workers_text, Director, WorkerHandle, REFRESH,
 };
 use xvs::control::health::{HealthChecker, SourcePorts};
 use xvs::control::resolve as system;
 use xvs::control::socket;
 use xvs::dataplane::io::xsk::{UmemFrames, XskPort, XskSizes};
 use xvs::dataplane::xdp::steer::{SteerSet, Steering};
+use xvs::control::Request;
+use xvs::dataplane::stats::StatsBoard;
 use xvs::dataplane::{Control, Handoff, Pipeline, Tables, Worker, WorkerReport};
 
 pub fn run(config: &Path) -> Result<()> {
@@ -53,7 +55,8 @@ pub fn run(config: &Path) -> Result<()> {
         }
         queues.push(q);
     }
-    let tables = Arc::new(build_tables(&cfg, Duration::from_secs(2), false, None)?);
+    let mut resolved = None;
+    let tables = Arc::new(build_tables(&cfg, Duration::from_secs(2), false, None, &mut resolved)?);
     let steering = Steering::attach(&names)?;
     steering.sync(&SteerSet::from_tables(&tables))?;
 
@@ -89,7 +92,9 @@ pub fn run(config: &Path) -> Result<()> {
             port_ifaces.push(i as u8);
         }
         let (tx, rx) = bounded(16);
+        let board = Arc::new(StatsBoard::default());
         let pipeline = Pipeline::new(tables.clone(), w);
+        let worker_board = board.clone();
         let core = cfg.cores.get(w as usize).copied();
         let handoff = handoff.clone();
         let thread = std::thread::Builder::new()
@@ -105,11 +110,12 @@ pub fn run(config: &Path) -> Result<()> {
                 if let Some(h) = handoff {
                     worker.set_handoff(h);
                 }
+                worker.set_board(worker_board);
                 worker.run();
                 worker.report()
             })
             .context("starting a worker thread")?;
-        handles.push(WorkerHandle { ctrl: tx, thread });
+        handles.push(WorkerHandle { board, ctrl: tx, thread });
     }
     println!("xvs: director up: {} interface(s), {workers} worker(s)", names.len());
     for s in &summary {
@@ -133,11 +139,14 @@ pub fn run(config: &Path) -> Result<()> {
 
     let listener = socket::bind(&cfg.control_socket)?;
     let (req_tx, req_rx) = bounded::<socket::Pending>(16);
-    socket::serve_control(listener, req_tx.clone())?;
+    let control_thread = socket::serve_control(listener, req_tx.clone())?;
     let requests = (req_rx, req_tx);
     println!("  control socket: {}", cfg.control_socket.display());
+    // Scrapes have a channel of their own: they never wait behind xvsadm.
+    let (metrics_tx, metrics_rx) = bounded::<socket::Pending>(4);
+    let mut metrics_thread = None;
     if let Some(addr) = cfg.metrics {
-        xvs::control::metrics::serve(addr, requests.1.clone())?;
+        metrics_thread = Some(xvs::control::metrics::serve(addr, metrics_tx)?);
         println!("  metrics: http://{addr}/metrics");
     }
     // Started even without checks configured, so that a reload can add some (its threads
@@ -159,6 +168,7 @@ pub fn run(config: &Path) -> Result<()> {
         epoch: 0,
         appeared: HashMap::new(),
         current: tables,
+        resolved,
         handles,
         steering,
         accounting: Accounting::default(),
@@ -168,12 +178,28 @@ pub fn run(config: &Path) -> Result<()> {
     let mut last_refresh = Instant::now();
     let mut last_sample = Instant::now();
     let mut worker_died = false;
+    let mut thread_died = None;
     let events = d.checks.events.clone();
+    // Neighbour, route and link changes trigger a resolution at once; the slow timer
+    // re-solicits what is still unresolved.
+    let (net_tx, net_rx) = bounded::<()>(1);
+    let watch = system::spawn_watch(net_tx)?;
+    let mut net_changed = false;
     while !stop.load(Ordering::Relaxed) {
         crossbeam_channel::select! {
-            recv(requests.0) -> r => if let Ok((req, reply)) = r {
-                let r = d.handle(req);
-                let _ = reply.send(r);
+            recv(net_rx) -> _ => net_changed = true,
+            recv(requests.0) -> r => match r {
+                Ok((Request::Connections, reply)) => {
+                    list_connections(d.handles.iter().map(|h| h.ctrl.clone()).collect(), reply);
+                }
+                Ok((req, reply)) => {
+                    let r = d.handle(req);
+                    let _ = reply.send(r);
+                }
+                Err(_) => {}
+            },
+            recv(metrics_rx) -> r => if let Ok((req, reply)) = r {
+                let _ = reply.send(d.handle(req));
             },
             recv(events) -> e => if let Ok(t) = e {
                 d.health_transition(t);
@@ -183,6 +209,21 @@ pub fn run(config: &Path) -> Result<()> {
         if d.handles.iter().any(|h| h.thread.is_finished()) {
             tracing::error!("a worker stopped unexpectedly: shutting down");
             worker_died = true;
+            break;
+        }
+        // A control-plane thread that ends ends the director: systemd restarts it whole
+        // rather than leaving it half deaf.
+        let dead = [
+            ("control socket", control_thread.is_finished()),
+            ("metrics", metrics_thread.as_ref().is_some_and(|t| t.is_finished())),
+            ("health checker", !d.checks.alive()),
+            ("netlink watch", watch.is_finished()),
+        ]
+        .into_iter()
+        .find_map(|(what, dead)| dead.then_some(what));
+        if let Some(what) = dead {
+            tracing::error!("the {what} thread stopped unexpectedly: shutting down");
+            thread_died = Some(what);
             break;
         }
         if usr1.swap(false, Ordering::Relaxed) {
@@ -203,21 +244,16 @@ pub fn run(config: &Path) -> Result<()> {
                 last_sample = Instant::now();
             }
         }
+        // A burst of notifications (neighbours re-probed under traffic) costs one resolution
+        // per 100 ms at most.
+        if net_changed && last_refresh.elapsed() >= Duration::from_millis(100) {
+            net_changed = false;
+            last_refresh = Instant::now();
+            d.refresh_next_hops(Duration::ZERO);
+        }
         if last_refresh.elapsed() >= REFRESH {
             last_refresh = Instant::now();
-            match build_tables(&d.effective(), Duration::from_millis(200), true, Some(&d.current)) {
-                Ok(t) if !same_next_hops(&t, &d.current) => {
-                    // The steering maps hold services and servers, not next hops: unchanged.
-                    tracing::info!("next hops changed: new tables for the workers");
-                    let t = Arc::new(t);
-                    for h in &d.handles {
-                        let _ = h.ctrl.send(Control::Tables(t.clone()));
-                    }
-                    d.current = t;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!("next-hop refresh: {e}"),
-            }
+            d.refresh_next_hops(Duration::from_millis(200));
         }
     }
     let Director { admin: cfg, handles, steering, down, current, .. } = d;
@@ -238,6 +274,9 @@ pub fn run(config: &Path) -> Result<()> {
     println!("xvs: stopped; XDP programs detached from {}", names.join(", "));
     if worker_died || reports.len() < workers as usize {
         bail!("a worker stopped unexpectedly");
+    }
+    if let Some(what) = thread_died {
+        bail!("the {what} thread stopped unexpectedly");
     }
     Ok(())
 }
@@ -262,5 +301,5 @@ fn check_local_ports(cfg: &Config) {
 
 fn print_stats(cfg: &Config, tables: &Tables, reports: &[WorkerReport], steering: &Steering) {
     print!("{}", workers_text(reports, steering));
-    print_services(cfg, tables, |si, di| sum_dest(reports, si, di));
+    print_services(cfg, tables, |id| sum_dest(reports, id));
 }
