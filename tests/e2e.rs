@@ -25,6 +25,15 @@ fn xvs() -> &'static str {
     env!("CARGO_BIN_EXE_xvs")
 }
 
+/// Where iproute2's `ip` is (absolute: a test may put another `ip` first on xvs's PATH).
+fn ip_binary() -> PathBuf {
+    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("iproute2's ip")
+}
+
 fn require_root() {
     let uid = Command::new("id").arg("-u").output().expect("id");
     assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "the namespace tests need root");
@@ -94,9 +103,18 @@ struct Director {
 
 impl Director {
     fn start(t: &Topo, config: &Path) -> Director {
+        Director::start_with_path(t, config, None)
+    }
+
+    /// Starts `xvs run` with `path` prepended to its PATH (to catch programs it runs).
+    fn start_with_path(t: &Topo, config: &Path, path: Option<&Path>) -> Director {
         let log = std::env::temp_dir().join(format!("xvs-e2e-{}.log", t.prefix));
         let f = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("ip")
+        let mut cmd = Command::new(ip_binary());
+        if let Some(p) = path {
+            cmd.env("PATH", format!("{}:{}", p.display(), std::env::var("PATH").unwrap_or_default()));
+        }
+        let child = cmd
             .args(["netns", "exec", &t.ns("d"), xvs(), "run", "--config"])
             .arg(config)
             .stdout(f.try_clone().expect("log"))
@@ -931,4 +949,220 @@ fn health_checks_take_a_failed_server_out_and_bring_it_back() {
     drop(echo);
     let (ok, out) = d.stop();
     assert!(ok, "{out}");
+}
+
+/// A raw control-socket client that sends `request` (nothing if empty) and then neither
+/// reads nor closes.
+fn stalled_client(sock: &Path, request: &str) -> std::os::unix::net::UnixStream {
+    use std::io::Write;
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect to the control socket");
+    if !request.is_empty() {
+        s.write_all(request.as_bytes()).expect("send");
+    }
+    s
+}
+
+/// `xvsadm -R` with `rules` on its standard input.
+fn restore(sock: &Path, rules: &str) {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xvsadm"))
+        .arg("-R")
+        .env("XVS_SOCKET", sock)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("xvsadm -R");
+    c.stdin.take().expect("stdin").write_all(rules.as_bytes()).expect("rules");
+    let out = c.wait_with_output().expect("xvsadm -R");
+    assert!(out.status.success(), "xvsadm -R: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// How long `xvsadm ARGS` takes, asserting it succeeds.
+fn timed_xvsadm(sock: &Path, args: &[&str]) -> (Duration, String) {
+    let t0 = Instant::now();
+    let (code, out, err) = xvsadm(sock, args);
+    assert_eq!(code, Some(0), "xvsadm {args:?}: {err}");
+    (t0.elapsed(), out)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+fn a_stalled_control_client_delays_no_other() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xe9", 1);
+    let sock = std::env::temp_dir().join("xvs-e2e-xe9.sock");
+    let d = t.director(&ops_config(&sock, &echo_service(7000, "nat", &[(1, 1)], ""), ""));
+    // 3000 services: a listing of about a megabyte, far more than a socket buffer holds.
+    let mut rules = String::new();
+    for i in 0..3000u32 {
+        let vip = format!("198.18.{}.{}:{}", 1 + i / 250 / 200, 1 + (i / 200) % 250, 1000 + i % 200);
+        rules.push_str(&format!("-A -t {vip} -s rr\n-a -t {vip} -r 198.19.0.11:80 -m -w 1\n"));
+    }
+    restore(&sock, &rules);
+    let (alone, listing) = timed_xvsadm(&sock, &["-Ln"]);
+    assert!(listing.contains("TCP  198.18.1.1:1000 rr"), "{}", &listing[..listing.len().min(2000)]);
+    // One client asks for that listing and never reads it; twenty connect and say nothing.
+    let hog = stalled_client(&sock, "\"List\"\n");
+    let silent: Vec<_> = (0..20).map(|_| stalled_client(&sock, "")).collect();
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let (took, out) = timed_xvsadm(&sock, &["-Ln"]);
+        assert!(out.contains("198.19.0.11:80"), "a whole listing");
+        assert!(took < Duration::from_secs(1), "xvsadm -Ln took {took:?} with stalled clients");
+        times.push(took);
+    }
+    let (t_stats, _) = timed_xvsadm(&sock, &["-Ln", "--stats", "-t", &format!("{VIP}:7000")]);
+    eprintln!(
+        "xvsadm -Ln with 3000 services: {alone:?} alone, median {:?} beside 21 stalled clients; --stats {t_stats:?}",
+        median(times)
+    );
+    // The director ends each stalled client at its deadline (5 s to send, 10 s to read).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for mut s in silent.into_iter().chain([hog]) {
+        use std::io::Read;
+        s.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))
+            .expect("timeout");
+        let mut buf = vec![0u8; 1 << 16];
+        // The hog may get part of its listing first; then the director closes it.
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("a stalled client was not closed by the director: {e}"),
+            }
+        }
+    }
+    assert!(xvsadm(&sock, &["-Ln"]).0 == Some(0), "still serving");
+    let (ok, out) = d.stop();
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn metrics_scrapes_slow_neither_the_worker_nor_xvsadm() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xea", 1);
+    let sock = std::env::temp_dir().join("xvs-e2e-xea.sock");
+    let metrics = r#"
+  "metrics": { "listen": "127.0.0.1:9191" },"#;
+    let d = t.director(&ops_config(&sock, &echo_service(7000, "nat", &[(1, 1)], ""), metrics));
+    let ns_cmd = |ns: &str, args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &t.ns(ns)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn in namespace")
+    };
+    // A sink on r1 and a client streaming into it through the director for the whole test.
+    let mut sink = ns_cmd("r1", &["socat", "-u", "TCP-LISTEN:7000,reuseaddr", "OPEN:/dev/null"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut stream = ns_cmd("c", &["timeout", "40", "socat", "-u", "OPEN:/dev/zero", &format!("TCP:{VIP}:7000")]);
+    let rx_frames = || -> u64 {
+        let out = xvsadm(&sock, &["--workers"]).1;
+        let line = out.lines().find(|l| l.starts_with("worker 0:")).unwrap_or_else(|| panic!("{out}")).to_string();
+        let w: Vec<&str> = line.split_whitespace().collect();
+        w[w.iter().position(|x| *x == "rx").expect("rx") + 1].parse().expect("rx count")
+    };
+    // Wait until the stream flows (a counter moves), bounded.
+    let start = rx_frames();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rx_frames() < start + 1000 {
+        assert!(Instant::now() < deadline, "no traffic through the director:\n{}", d.output());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // One phase: the worker's frame rate and xvsadm's latency over `secs`.
+    let phase = |secs: u64| {
+        let (f0, t0) = (rx_frames(), Instant::now());
+        let mut lat = Vec::new();
+        while t0.elapsed() < Duration::from_secs(secs) {
+            lat.push(timed_xvsadm(&sock, &["-Ln", "--stats"]).0);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let rate = (rx_frames() - f0) as f64 / t0.elapsed().as_secs_f64();
+        (rate, median(lat))
+    };
+    let (quiet_rate, quiet_lat) = phase(10);
+    // 100 scrapes a second for 10 s, from one process in the director's namespace.
+    let scraper = ns_cmd(
+        "d",
+        &[
+            "python3",
+            "-c",
+            "import time, urllib.request\n\
+             ok = 0; end = time.time() + 10\n\
+             while time.time() < end:\n\
+             \x20   t = time.time()\n\
+             \x20   ok += urllib.request.urlopen('http://127.0.0.1:9191/metrics', timeout=2).status == 200\n\
+             \x20   time.sleep(max(0, 0.01 - (time.time() - t)))\n\
+             print(ok)",
+        ],
+    );
+    let (busy_rate, busy_lat) = phase(10);
+    let out = scraper.wait_with_output().expect("scraper");
+    let scrapes: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let _ = stream.kill();
+    let _ = stream.wait();
+    let _ = sink.kill();
+    let _ = sink.wait();
+    eprintln!(
+        "worker rx {quiet_rate:.0} frames/s without scrapes, {busy_rate:.0} with {scrapes} scrapes in 10 s; \
+         xvsadm -Ln --stats median {quiet_lat:?} without, {busy_lat:?} with"
+    );
+    assert!(scrapes >= 800, "only {scrapes} scrapes answered in 10 s");
+    // Scrapes read the workers' boards and a page cached for a second: neither the worker nor
+    // xvsadm may slow down much (bounds wide enough for this shared 2-core VM).
+    assert!(busy_rate >= quiet_rate * 0.6, "worker {quiet_rate:.0} -> {busy_rate:.0} frames/s under scrapes");
+    assert!(busy_lat < quiet_lat * 3 + Duration::from_millis(100), "xvsadm {quiet_lat:?} -> {busy_lat:?}");
+    let (ok, out) = d.stop();
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn a_real_servers_new_mac_is_followed_at_once_without_forking() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xeb", 1);
+    // An `ip` first on xvs's PATH that records being run: xvs must never run it.
+    let bin = std::env::temp_dir().join("xvs-e2e-xeb-bin");
+    let _ = std::fs::remove_dir_all(&bin);
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let marker = bin.join("ran");
+    let fake = bin.join("ip");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$@\" >> {}\nexec {} \"$@\"\n", marker.display(), ip_binary().display()),
+    )
+    .expect("fake ip");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let path = std::env::temp_dir().join("xvs-e2e-xeb.json");
+    std::fs::write(&path, config(1)).expect("config");
+    let d = Director::start_with_path(&t, &path, Some(&bin));
+    // NAT wrr 3:2:1: r1 answers the first connection.
+    assert_eq!(t.name_at(80), "r1");
+    let changes = |out: &str| out.matches("next hops changed").count();
+    let before = changes(&d.output());
+    // r1 takes a new MAC and announces it (arp_notify: a gratuitous ARP on the change).
+    assert!(t.exec("r1", &["sysctl", "-qw", "net.ipv4.conf.eth0.arp_notify=1"]).0);
+    let changed = Instant::now();
+    assert!(t.exec("r1", &["ip", "link", "set", "eth0", "address", "02:00:00:00:99:11"]).0);
+    while changes(&d.output()) == before {
+        assert!(changed.elapsed() < Duration::from_secs(1), "the new MAC was not followed within 1 s:\n{}", d.output());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = changed.elapsed();
+    // Its connections reach it at the new MAC (wrr sends the 1st, 2nd and 4th of 6 to r1).
+    let names: Vec<String> = (0..6).map(|_| t.name_at(80)).collect();
+    assert_eq!(names.iter().filter(|n| *n == "r1").count(), 3, "{names:?}");
+    eprintln!("new MAC followed after {took:?}");
+    let (ok, out) = d.stop();
+    assert!(ok, "{out}");
+    assert!(!marker.exists(), "xvs ran ip: {}", std::fs::read_to_string(&marker).unwrap_or_default());
+    let _ = std::fs::remove_dir_all(&bin);
 }

@@ -1,5 +1,5 @@
 //! `xvsadm`: ipvsadm's command line for a running `xvs run`, over its control socket
-//! (`XVS_SOCKET`, default `/run/xvs.sock`). Commands are parsed here with ipvsadm 1.31's
+//! (`XVS_SOCKET`, default `/run/xvs/xvs.sock`). Commands are parsed here with ipvsadm 1.31's
 //! messages and exit codes, and checked again by the director, which applies a change to a copy
 //! of its tables and installs it only if the whole result is valid.
 #![deny(unsafe_code)]

@@ -249,7 +249,7 @@ pub struct Config {
 }
 
 /// Where `xvs run` listens for `xvsadm` unless `control.socket` says otherwise.
-pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xvs.sock";
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xvs/xvs.sock";
 
 /// Default bound on connections per worker.
 pub const DEFAULT_MAX_CONNS: u32 = 1 << 20;

@@ -7,9 +7,9 @@ use super::health::{self, HealthChecker, TargetId, Transition};
 use super::protocol::{Reply, Request, MAX_CONN_ENTRIES};
 use super::resolve::{self as system, Resolved};
 use crate::config::Config;
+use crate::dataplane::stats::StatsBoard;
 use crate::dataplane::tables::TablesError;
 use crate::dataplane::xdp::steer::{SteerSet, Steering};
-use crate::dataplane::stats::StatsBoard;
 use crate::dataplane::{Control, DestCounters, DropReason, PassReason, Tables, WorkerReport, WorkerStats};
 use crate::ipvsadm::{self, Command, RuleError, ServiceKey};
 use crate::model::{RealServer, ServerCounters, ServiceView, TcpState, VirtualService, UDP_STATE};
@@ -118,13 +118,7 @@ impl Director {
     /// boundary), the steering maps, and the health checks' targets.
     pub fn install(&mut self, next: Config) -> Result<(), TablesError> {
         let view = effective(&next, &self.down);
-        let t = Arc::new(build_tables(
-            &view,
-            Duration::from_secs(1),
-            false,
-            Some(&self.current),
-            &mut self.resolved,
-        )?);
+        let t = Arc::new(build_tables(&view, Duration::from_secs(1), false, Some(&self.current), &mut self.resolved)?);
         for h in &self.handles {
             let _ = h.ctrl.send(Control::Tables(t.clone()));
         }
@@ -349,8 +343,7 @@ impl Director {
     /// The services the workers run with the counters of `reports`.
     pub fn views_of(&self, reports: &[WorkerReport]) -> Vec<ServiceView> {
         let cfg = self.effective();
-        cfg
-            .services
+        cfg.services
             .iter()
             .map(|svc| ServiceView {
                 service: svc.clone(),

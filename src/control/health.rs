@@ -17,8 +17,8 @@
 //! a source port outside that range ([`SourcePorts`]).
 
 use crate::ipvsadm::ServiceKey;
-pub use crate::model::{CheckKind, CheckSpec, ServiceHealth};
 use crate::model::VirtualService;
+pub use crate::model::{CheckKind, CheckSpec, ServiceHealth};
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -321,7 +321,10 @@ struct State {
     up: bool,
     streak: u32,
     due: Instant,
-    running: bool,
+    /// Checks of this target in flight: a new one starts every interval even while an
+    /// earlier one waits for its timeout (a timeout longer than the interval does not slow
+    /// the verdict), up to [`per_target_cap`].
+    running: u32,
     /// Bumped when the target's check changes: results of the old check are ignored.
     gen: u64,
     /// The epoch in which the target appeared.
@@ -424,16 +427,15 @@ fn run(mut poll: Poll, targets: Receiver<(Vec<Target>, u64)>, events: Sender<Tra
             }
         }
         for (id, s) in states.iter_mut() {
-            if s.running || s.due > now || flights.len() >= IN_FLIGHT_MAX {
+            if s.running >= per_target_cap(&s.target.spec) || s.due > now || flights.len() >= IN_FLIGHT_MAX {
                 continue;
             }
-            // Due again one interval after this check starts (or as soon as it ends, if it
-            // takes longer), as before.
+            // Due again one interval after this check starts.
             s.due = later(now, s.target.spec.interval);
             let token = free_token(&mut next_token, &flights);
             match Flight::start(id.1, id.2, &s.target.spec, &ports, poll.registry(), token, now) {
                 Ok(flight) => {
-                    s.running = true;
+                    s.running += 1;
                     flights.insert(token, Running { id: *id, gen: s.gen, flight });
                 }
                 Err(why) => record(*id, s, Err(why), &events),
@@ -443,7 +445,7 @@ fn run(mut poll: Poll, targets: Receiver<(Vec<Target>, u64)>, events: Sender<Tra
         // Sleep until the next check is due or the next deadline, whichever is first. Due
         // times do not count while no check can start (they would make this spin).
         let next_due = if flights.len() < IN_FLIGHT_MAX {
-            states.values().filter(|s| !s.running).map(|s| s.due).min()
+            states.values().filter(|s| s.running < per_target_cap(&s.target.spec)).map(|s| s.due).min()
         } else {
             None
         };
@@ -474,6 +476,13 @@ fn run(mut poll: Poll, targets: Receiver<(Vec<Target>, u64)>, events: Sender<Tra
     }
 }
 
+/// How many checks of one target may be in flight: enough that one starts every interval
+/// while earlier ones wait out their timeout, at most 8.
+fn per_target_cap(spec: &CheckSpec) -> u32 {
+    let i = spec.interval.as_millis().max(1);
+    ((spec.timeout.as_millis() / i) as u32 + 1).clamp(1, 8)
+}
+
 /// A token no check in flight holds (nor the waker).
 fn free_token(next: &mut usize, flights: &HashMap<Token, Running>) -> Token {
     loop {
@@ -494,8 +503,8 @@ fn replace(states: &mut HashMap<TargetId, State>, t: Vec<Target>, epoch: u64, ge
         let now = Instant::now();
         let s = match states.remove(&id) {
             Some(s) if s.target.spec == target.spec => s,
-            Some(s) => State { target, up: s.up, streak: 0, due: now, running: false, gen: *gen, since: s.since },
-            None => State { target, up: true, streak: 0, due: now, running: false, gen: *gen, since: epoch },
+            Some(s) => State { target, up: s.up, streak: 0, due: now, running: 0, gen: *gen, since: s.since },
+            None => State { target, up: true, streak: 0, due: now, running: 0, gen: *gen, since: epoch },
         };
         next_states.insert(id, s);
     }
@@ -505,7 +514,7 @@ fn replace(states: &mut HashMap<TargetId, State>, t: Vec<Target>, epoch: u64, ge
 /// Counts a check's result into the target's streak; a transition when it reaches `fall`
 /// (or `rise`).
 fn record(id: TargetId, s: &mut State, r: Result<(), String>, events: &Sender<Transition>) {
-    s.running = false;
+    s.running = s.running.saturating_sub(1);
     let ok = r.is_ok();
     if ok == s.up {
         s.streak = 0;

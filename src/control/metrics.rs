@@ -180,7 +180,10 @@ pub const CACHE: Duration = Duration::from_secs(1);
 /// [`Request::Metrics`] to the control loop over `control`, a channel of its own (scrapes
 /// never queue behind xvsadm); the counters come from the workers' boards, so no scrape
 /// reaches a worker.
-pub fn serve(addr: SocketAddr, control: Sender<(Request, Sender<Reply>)>) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub fn serve(
+    addr: SocketAddr,
+    control: Sender<(Request, Sender<Reply>)>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let server = tiny_http::Server::http(addr)
         .map_err(|e| std::io::Error::other(format!("metrics.listen: cannot listen on {addr}: {e}")))?;
     std::thread::Builder::new().name("xvs-metrics".into()).spawn(move || {
@@ -194,7 +197,10 @@ pub fn serve(addr: SocketAddr, control: Sender<(Request, Sender<Reply>)>) -> std
                 let fresh = cached.as_ref().filter(|(at, _)| at.elapsed() < CACHE).map(|(_, t)| t.clone());
                 let text = fresh.or_else(|| {
                     let (tx, rx) = bounded(1);
-                    let reply = control.send((Request::Metrics, tx)).ok().and_then(|_| rx.recv_timeout(Duration::from_secs(10)).ok());
+                    let reply = control
+                        .send((Request::Metrics, tx))
+                        .ok()
+                        .and_then(|_| rx.recv_timeout(Duration::from_secs(10)).ok());
                     match reply {
                         Some(Reply::Metrics { text }) => {
                             cached = Some((Instant::now(), text.clone()));

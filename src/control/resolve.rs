@@ -28,9 +28,9 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
-use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -157,11 +157,7 @@ fn next_hop(attrs: &[RouteAttribute]) -> Result<(Option<u32>, Option<Ipv4Addr>),
             RouteAttribute::Gateway(other) => return Err(format!("gateway {other:?} is not IPv4")),
             RouteAttribute::Via(RouteVia::Inet(g)) => gw = Some(*g),
             RouteAttribute::Via(other) => return Err(format!("next hop via {other:?} is not IPv4")),
-            RouteAttribute::MultiPath(hops) => {
-                if first_path.is_none() {
-                    first_path = hops.first();
-                }
-            }
+            RouteAttribute::MultiPath(hops) if first_path.is_none() => first_path = hops.first(),
             _ => {}
         }
     }
@@ -679,7 +675,6 @@ fn classify_datagram(data: &[u8], changes: &mut Changes) {
     }
 }
 
-
 // ------------------------------------------------------------------------------------------
 // What the director asks: its interfaces, and the next hops of its real servers
 // ------------------------------------------------------------------------------------------
@@ -757,9 +752,9 @@ pub fn resolve(cfg: &Config, wait: Duration) -> Resolved {
         match nl.route_get(addr) {
             Ok((k, via)) => match iface_of(k) {
                 Some(i) => hops.push((Some(addr), i, k, via)),
-                None => out
-                    .unresolved
-                    .push((addr, format!("routed via {}, which is not a director interface", name_of(k)))),
+                None => {
+                    out.unresolved.push((addr, format!("routed via {}, which is not a director interface", name_of(k))))
+                }
             },
             Err(e) => out.unresolved.push((addr, e.to_string())),
         }
@@ -768,7 +763,9 @@ pub fn resolve(cfg: &Config, wait: Duration) -> Resolved {
         match nl.default_route() {
             Ok(Some((k, via))) => match iface_of(k) {
                 Some(i) => hops.push((None, i, k, via)),
-                None => tracing::warn!("the default route leaves via {}, not a director interface: no gateway", name_of(k)),
+                None => {
+                    tracing::warn!("the default route leaves via {}, not a director interface: no gateway", name_of(k))
+                }
             },
             Ok(None) => {}
             Err(e) => tracing::warn!("reading the default route: {e}"),

@@ -184,7 +184,7 @@ impl WorkerStats {
 }
 
 /// How often a worker copies its counters to its board.
-pub const PUBLISH_MS: u64 = 50;
+pub const PUBLISH_MS: u64 = 20;
 
 /// Counters of one real server on a board: conns, in/out packets, in/out bytes, active,
 /// inactive, persistence templates. One cache line each, so servers never share one.
@@ -341,8 +341,19 @@ impl StatsBoard {
             w.store(v, Ordering::Relaxed);
         }
         let mut n = 0;
-        for (cell, (c, l)) in self.dests.iter().zip(s.dests.iter().zip(loads.chain(std::iter::repeat(DestLoad::default())))) {
-            let v = [c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes, l.active as u64, l.inactive as u64, l.persist as u64];
+        for (cell, (c, l)) in
+            self.dests.iter().zip(s.dests.iter().zip(loads.chain(std::iter::repeat(DestLoad::default()))))
+        {
+            let v = [
+                c.conns,
+                c.in_pkts,
+                c.out_pkts,
+                c.in_bytes,
+                c.out_bytes,
+                l.active as u64,
+                l.inactive as u64,
+                l.persist as u64,
+            ];
             for (a, v) in cell.0.iter().zip(v) {
                 a.store(v, Ordering::Relaxed);
             }
@@ -367,7 +378,12 @@ impl StatsBoard {
         for cell in &self.dests[..n] {
             let v: Vec<u64> = cell.0.iter().map(|a| a.load(Ordering::Relaxed)).collect();
             s.dests.push(DestCounters { conns: v[0], in_pkts: v[1], out_pkts: v[2], in_bytes: v[3], out_bytes: v[4] });
-            loads.push(DestLoad { active: v[5] as u32, inactive: v[6] as u32, persist: v[7] as u32, ..DestLoad::default() });
+            loads.push(DestLoad {
+                active: v[5] as u32,
+                inactive: v[6] as u32,
+                persist: v[7] as u32,
+                ..DestLoad::default()
+            });
         }
         (s, sh, x, loads)
     }
@@ -379,7 +395,8 @@ mod tests {
 
     #[test]
     fn a_board_gives_back_what_was_published() {
-        let mut s = WorkerStats { rx_frames: 1, rx_bytes: 2, tx_frames: 3, nodest_expired: 9, ..WorkerStats::default() };
+        let mut s =
+            WorkerStats { rx_frames: 1, rx_bytes: 2, tx_frames: 3, nodest_expired: 9, ..WorkerStats::default() };
         s.drops[DropReason::NoConn as usize] = 7;
         s.passes[PassReason::Icmp as usize] = 8;
         s.dests = vec![DestCounters { conns: 4, in_pkts: 5, out_pkts: 6, in_bytes: 7, out_bytes: 8 }; 3];

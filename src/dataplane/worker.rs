@@ -3,9 +3,9 @@
 //! fixed arrays; nothing here allocates, locks or logs per packet.
 
 use super::handoff::Handoff;
+use super::io::RingStats;
 use super::io::{Desc, FrameStore, Frames, Port, BURST};
 use super::pipeline::Pipeline;
-use super::io::RingStats;
 use super::stats::{BoardExtra, DropReason, PassReason, StatsBoard, Verdict, WorkerStats, MAX_RINGS, PUBLISH_MS};
 use super::tables::Tables;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -174,7 +174,8 @@ impl<P: Port> Worker<P> {
             rings: Vec::new(),
             published_ms: self.round_ms,
         };
-        let loads = (0..ids as u32).map(|id| t.slot_of_id(id).and_then(|(s, d)| shard.load(s, d)).copied().unwrap_or_default());
+        let loads =
+            (0..ids as u32).map(|id| t.slot_of_id(id).and_then(|(s, d)| shard.load(s, d)).copied().unwrap_or_default());
         b.publish(&self.pipeline.stats, &shard.stats, &x, &rings[..n_rings], loads);
     }
 

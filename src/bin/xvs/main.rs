@@ -187,8 +187,6 @@ fn replay(cfg: Config, input: &Path, output: &Path) -> Result<()> {
         sh.stats.templates_created,
         sh.len()
     );
-    report::print_services(&cfg, w.pipeline.tables(), |id| {
-        s.dests.get(id).copied().unwrap_or_default()
-    });
+    report::print_services(&cfg, w.pipeline.tables(), |id| s.dests.get(id).copied().unwrap_or_default());
     Ok(())
 }

@@ -21,10 +21,10 @@ use xvs::control::director::{
 use xvs::control::health::{HealthChecker, SourcePorts};
 use xvs::control::resolve as system;
 use xvs::control::socket;
-use xvs::dataplane::io::xsk::{UmemFrames, XskPort, XskSizes};
-use xvs::dataplane::xdp::steer::{SteerSet, Steering};
 use xvs::control::Request;
+use xvs::dataplane::io::xsk::{UmemFrames, XskPort, XskSizes};
 use xvs::dataplane::stats::StatsBoard;
+use xvs::dataplane::xdp::steer::{SteerSet, Steering};
 use xvs::dataplane::{Control, Handoff, Pipeline, Tables, Worker, WorkerReport};
 
 pub fn run(config: &Path) -> Result<()> {
