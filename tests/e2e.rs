@@ -103,20 +103,25 @@ struct Director {
 
 impl Director {
     fn start(t: &Topo, config: &Path) -> Director {
-        Director::start_with_path(t, config, None)
+        Director::start_with(t, config, &[], &[])
     }
 
     /// Starts `xvs run` with `path` prepended to its PATH (to catch programs it runs).
-    fn start_with_path(t: &Topo, config: &Path, path: Option<&Path>) -> Director {
+    fn start_with_path(t: &Topo, config: &Path, path: &Path) -> Director {
+        let path = format!("{}:{}", path.display(), std::env::var("PATH").unwrap_or_default());
+        Director::start_with(t, config, &[("PATH", &path)], &[])
+    }
+
+    /// Starts `xvs run` with more environment and arguments.
+    fn start_with(t: &Topo, config: &Path, env: &[(&str, &str)], args: &[&str]) -> Director {
         let log = std::env::temp_dir().join(format!("xvs-e2e-{}.log", t.prefix));
         let f = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(ip_binary());
-        if let Some(p) = path {
-            cmd.env("PATH", format!("{}:{}", p.display(), std::env::var("PATH").unwrap_or_default()));
-        }
+        cmd.envs(env.iter().copied());
         let child = cmd
             .args(["netns", "exec", &t.ns("d"), xvs(), "run", "--config"])
             .arg(config)
+            .args(args)
             .stdout(f.try_clone().expect("log"))
             .stderr(f)
             .stdin(Stdio::null())
@@ -185,8 +190,10 @@ fn counts(names: &[String]) -> BTreeMap<String, usize> {
 
 /// The per-worker summary lines printed at shutdown: (handoff out, handoff in, lost).
 fn worker_lines(out: &str) -> Vec<(u64, u64, i64)> {
+    // Log lines carry a time, level and target before the message.
     out.lines()
-        .filter(|l| l.starts_with("worker ") && l.contains(" rx "))
+        .filter_map(|l| l.find("worker ").map(|i| &l[i..]))
+        .filter(|l| l.contains(" rx ") && l.contains(" lost"))
         .map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
             let after = |k: &str| w.iter().position(|x| *x == k).map(|i| w[i + 1]).unwrap_or("?");
@@ -1143,7 +1150,7 @@ fn a_real_servers_new_mac_is_followed_at_once_without_forking() {
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     let path = std::env::temp_dir().join("xvs-e2e-xeb.json");
     std::fs::write(&path, config(1)).expect("config");
-    let d = Director::start_with_path(&t, &path, Some(&bin));
+    let d = Director::start_with_path(&t, &path, &bin);
     // NAT wrr 3:2:1: r1 answers the first connection.
     assert_eq!(t.name_at(80), "r1");
     let changes = |out: &str| out.matches("next hops changed").count();
@@ -1165,4 +1172,75 @@ fn a_real_servers_new_mac_is_followed_at_once_without_forking() {
     assert!(ok, "{out}");
     assert!(!marker.exists(), "xvs ran ip: {}", std::fs::read_to_string(&marker).unwrap_or_default());
     let _ = std::fs::remove_dir_all(&bin);
+}
+
+#[test]
+fn systemd_hears_ready_then_the_watchdog_then_stopping() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xec", 1);
+    let notify = std::env::temp_dir().join("xvs-e2e-xec.notify");
+    let _ = std::fs::remove_file(&notify);
+    let listen = std::os::unix::net::UnixDatagram::bind(&notify).expect("notify socket");
+    listen.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let sock = std::env::temp_dir().join("xvs-e2e-xec.sock");
+    let path = std::env::temp_dir().join("xvs-e2e-xec.json");
+    std::fs::write(&path, ops_config(&sock, &echo_service(7000, "nat", &[(1, 1)], ""), "")).expect("config");
+    let notify_s = notify.display().to_string();
+    let d = Director::start_with(&t, &path, &[("NOTIFY_SOCKET", &notify_s), ("WATCHDOG_USEC", "400000")], &[]);
+    let mut buf = [0u8; 256];
+    let mut next = || {
+        let n = listen.recv(&mut buf).expect("a message from the director");
+        String::from_utf8_lossy(&buf[..n]).trim().to_string()
+    };
+    assert_eq!(next(), "READY=1");
+    // Ready means ready: the control socket answers at once.
+    assert_eq!(xvsadm(&sock, &["-Ln"]).0, Some(0));
+    // The watchdog every WATCHDOG_USEC / 2.
+    let t0 = Instant::now();
+    for _ in 0..4 {
+        assert_eq!(next(), "WATCHDOG=1");
+    }
+    let took = t0.elapsed();
+    assert!(took < Duration::from_millis(1500), "4 watchdog pings took {took:?}");
+    let (ok, out) = d.stop();
+    assert!(ok, "{out}");
+    let mut last = next();
+    while last == "WATCHDOG=1" {
+        last = next();
+    }
+    assert_eq!(last, "STOPPING=1");
+    let _ = std::fs::remove_file(&notify);
+}
+
+#[test]
+fn another_xdp_program_is_replaced_only_with_force() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xed", 1);
+    // Another XDP program on the director's client-side interface (xvs's own decapsulator
+    // stands in for another tool's).
+    assert!(t.exec("d", &[xvs(), "decap", "--iface", "xvs-c", "--local", "198.18.0.1"]).0);
+    let path = std::env::temp_dir().join("xvs-e2e-xed.json");
+    std::fs::write(&path, config(1)).expect("config");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &t.ns("d"), xvs(), "run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("xvs run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("interface xvs-c already runs XDP program")
+            && err.contains("(xvs_ipip_decap)")
+            && err.contains("--force"),
+        "{err}"
+    );
+    let link = t.exec("d", &["ip", "link", "show", "xvs-c"]).1;
+    assert!(link.contains("xdp"), "the other program is still attached: {link}");
+    // With --force it is replaced, and the director serves.
+    let d = Director::start_with(&t, &path, &[], &["--force"]);
+    assert!(d.output().contains("replacing XDP program"), "{}", d.output());
+    assert_eq!(t.name_at(80), "r1");
+    let (ok, out) = d.stop();
+    assert!(ok, "{out}");
+    assert!(!t.exec("d", &["ip", "link", "show", "xvs-c"]).1.contains("xdp"), "detached at exit");
 }

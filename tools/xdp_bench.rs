@@ -119,7 +119,7 @@ fn gen(
 }
 
 fn reflect(iface: &str, dst: Ipv4Addr, dport: u16, seconds: f64) -> Result<()> {
-    let steering = Steering::attach(&[iface.to_string()])?;
+    let steering = Steering::attach(&[iface.to_string()], true)?;
     let mut set = SteerSet::default();
     set.services.insert((17, u32::from(dst), dport));
     steering.sync(&set)?;

@@ -3,6 +3,7 @@
 //! metrics, and next-hop resolution. Only binaries sit above it.
 
 pub mod accounting;
+pub mod alarms;
 pub mod director;
 pub mod health;
 pub mod metrics;

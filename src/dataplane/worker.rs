@@ -32,7 +32,7 @@ pub enum Control {
 }
 
 /// A worker's answer to [`Control::Stats`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct WorkerReport {
     pub worker: u16,
     pub stats: WorkerStats,

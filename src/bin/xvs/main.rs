@@ -24,6 +24,11 @@ enum Cmd {
     Run {
         #[arg(long)]
         config: PathBuf,
+        /// Replace an XDP program of another tool already attached to a director interface
+        /// (without it, such an interface is refused; xvs's own program, left by a run that
+        /// crashed, is always replaced).
+        #[arg(long)]
+        force: bool,
     },
     /// Decapsulate IP-in-IP (TUN mode) with an XDP program on a real server whose kernel has
     /// no ipip module. The program stays attached after xvs exits.
@@ -93,6 +98,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("XVS_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(e) = real_main() {
         eprintln!("xvs: {e:#}");
@@ -102,7 +109,7 @@ fn main() {
 
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Run { config } => run::run(&config),
+        Cmd::Run { config, force } => run::run(&config, force),
         Cmd::Decap { iface, local, detach } => {
             if detach {
                 xvs::dataplane::xdp::steer::detach_any(&iface)?;
@@ -187,6 +194,6 @@ fn replay(cfg: Config, input: &Path, output: &Path) -> Result<()> {
         sh.stats.templates_created,
         sh.len()
     );
-    report::print_services(&cfg, w.pipeline.tables(), |id| s.dests.get(id).copied().unwrap_or_default());
+    print!("{}", report::services_text(&cfg, w.pipeline.tables(), |id| s.dests.get(id).copied().unwrap_or_default()));
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! re-resolves next hops and pushes new tables snapshots to the workers over their channels;
 //! SIGUSR1 prints the counters.
 
-use crate::report::print_services;
+use crate::report::services_text;
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::bounded;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xvs::config::Config;
 use xvs::control::accounting::Accounting;
+use xvs::control::alarms::Alarms;
 use xvs::control::director::{
     build_tables, collect, effective, list_connections, sum_dest, workers_text, Director, WorkerHandle, REFRESH,
 };
@@ -27,7 +28,7 @@ use xvs::dataplane::stats::StatsBoard;
 use xvs::dataplane::xdp::steer::{SteerSet, Steering};
 use xvs::dataplane::{Control, Handoff, Pipeline, Tables, Worker, WorkerReport};
 
-pub fn run(config: &Path) -> Result<()> {
+pub fn run(config: &Path, force: bool) -> Result<()> {
     let mut cfg = Config::load(config).with_context(|| format!("invalid config {}", config.display()))?;
     system::complete_interfaces(&mut cfg)?;
     if cfg.dip().is_none() {
@@ -57,7 +58,7 @@ pub fn run(config: &Path) -> Result<()> {
     }
     let mut resolved = None;
     let tables = Arc::new(build_tables(&cfg, Duration::from_secs(2), false, None, &mut resolved)?);
-    let steering = Steering::attach(&names)?;
+    let steering = Steering::attach(&names, force)?;
     steering.sync(&SteerSet::from_tables(&tables))?;
 
     let sizes = XskSizes { frames: cfg.umem_frames, ..XskSizes::default() };
@@ -117,48 +118,52 @@ pub fn run(config: &Path) -> Result<()> {
             .context("starting a worker thread")?;
         handles.push(WorkerHandle { board, ctrl: tx, thread });
     }
-    println!("xvs: director up: {} interface(s), {workers} worker(s)", names.len());
-    for s in &summary {
-        println!("  {s}");
-    }
-    for (w, c) in (0..workers).map(|w| (w, cfg.cores.get(w as usize))) {
-        match c {
-            Some(c) => println!("  worker {w}: pinned to core {c}"),
-            None => println!("  worker {w}: not pinned (director.cores not set)"),
-        }
-    }
-    for t in &cfg.interfaces {
-        println!(
-            "  {}: mac {} ip {}",
-            t.name,
-            t.mac.map_or("?".into(), |m| m.to_string()),
-            t.ip.map_or("-".into(), |a| a.to_string())
-        );
-    }
-    println!("  services: {}, dip {}", cfg.services.len(), cfg.dip().map_or("-".into(), |a| a.to_string()));
-
     let listener = socket::bind(&cfg.control_socket)?;
     let (req_tx, req_rx) = bounded::<socket::Pending>(16);
     let control_thread = socket::serve_control(listener, req_tx.clone())?;
     let requests = (req_rx, req_tx);
-    println!("  control socket: {}", cfg.control_socket.display());
+
     // Scrapes have a channel of their own: they never wait behind xvsadm.
     let (metrics_tx, metrics_rx) = bounded::<socket::Pending>(4);
     let mut metrics_thread = None;
     if let Some(addr) = cfg.metrics {
         metrics_thread = Some(xvs::control::metrics::serve(addr, metrics_tx)?);
-        println!("  metrics: http://{addr}/metrics");
     }
     // Started even without checks configured, so that a reload can add some (its threads
     // sleep while there is nothing to check). Checks avoid the FULLNAT local ports.
     let ports = SourcePorts::new(Some(cfg.local_ports));
-    if !cfg.health.is_empty() {
-        match ports.range() {
-            Some((lo, hi)) => println!("  health checks: source ports {lo}-{hi} (outside director.local_ports)"),
-            None => println!("  health checks: kernel-chosen source ports"),
+    let check_ports = ports.range();
+    let checks = HealthChecker::start(ports)?;
+    // The start-up report, one event per line; "director up" comes last, once the control
+    // socket, the metrics listener and the health checker are up, and tells systemd too.
+    for s in &summary {
+        tracing::info!("{s}");
+    }
+    for (w, c) in (0..workers).map(|w| (w, cfg.cores.get(w as usize))) {
+        match c {
+            Some(c) => tracing::info!("worker {w}: pinned to core {c}"),
+            None => tracing::info!("worker {w}: not pinned (director.cores not set)"),
         }
     }
-    let checks = HealthChecker::start(ports)?;
+    for t in &cfg.interfaces {
+        tracing::info!(
+            "{}: mac {} ip {}",
+            t.name,
+            t.mac.map_or("?".into(), |m| m.to_string()),
+            t.ip.map_or("-".into(), |a| a.to_string())
+        );
+    }
+    tracing::info!("services: {}, dip {}", cfg.services.len(), cfg.dip().map_or("-".into(), |a| a.to_string()));
+    tracing::info!("control socket: {}", cfg.control_socket.display());
+    if let Some(addr) = cfg.metrics {
+        tracing::info!("metrics: http://{addr}/metrics");
+    }
+    if !cfg.health.is_empty() {
+        match check_ports {
+            Some((lo, hi)) => tracing::info!("health checks: source ports {lo}-{hi} (outside director.local_ports)"),
+            None => tracing::info!("health checks: kernel-chosen source ports"),
+        }
+    }
 
     let mut d = Director {
         path: config.to_path_buf(),
@@ -185,6 +190,16 @@ pub fn run(config: &Path) -> Result<()> {
     let (net_tx, net_rx) = bounded::<()>(1);
     let watch = system::spawn_watch(net_tx)?;
     let mut net_changed = false;
+    let mut alarms = Alarms::default();
+    let mut last_alarm_check = Instant::now();
+    tracing::info!("director up: {} interface(s), {workers} worker(s)", names.len());
+    // systemd (Type=notify): ready now that the socket, metrics and checks are up; the
+    // watchdog is fed by this loop, so a stuck control loop gets the director restarted.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("telling systemd we are ready: {e}");
+    }
+    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+    let mut last_watchdog = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         crossbeam_channel::select! {
             recv(net_rx) -> _ => net_changed = true,
@@ -228,7 +243,7 @@ pub fn run(config: &Path) -> Result<()> {
         }
         if usr1.swap(false, Ordering::Relaxed) {
             let cfg = d.effective();
-            print_stats(&cfg, &d.current, &collect(&d.handles), &d.steering);
+            log_stats(&cfg, &d.current, &collect(&d.handles), &d.steering);
         }
         if hup.swap(false, Ordering::Relaxed) {
             match d.reload() {
@@ -251,11 +266,28 @@ pub fn run(config: &Path) -> Result<()> {
             last_refresh = Instant::now();
             d.refresh_next_hops(Duration::ZERO);
         }
+        if let Some(every) = watchdog {
+            if last_watchdog.elapsed() >= every {
+                last_watchdog = Instant::now();
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        }
+        if last_alarm_check.elapsed() >= Duration::from_secs(1) {
+            last_alarm_check = Instant::now();
+            for a in alarms.check(&collect(&d.handles), last_alarm_check) {
+                if a.delta > 0 {
+                    tracing::warn!("{}", a.text);
+                } else {
+                    tracing::info!("{}", a.text);
+                }
+            }
+        }
         if last_refresh.elapsed() >= REFRESH {
             last_refresh = Instant::now();
             d.refresh_next_hops(Duration::from_millis(200));
         }
     }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let Director { admin: cfg, handles, steering, down, current, .. } = d;
     let cfg = effective(&cfg, &down);
     for h in &handles {
@@ -268,10 +300,10 @@ pub fn run(config: &Path) -> Result<()> {
             Err(_) => tracing::error!("a worker panicked"),
         }
     }
-    print_stats(&cfg, &current, &reports, &steering);
+    log_stats(&cfg, &current, &reports, &steering);
     let _ = std::fs::remove_file(&cfg.control_socket);
     steering.detach()?;
-    println!("xvs: stopped; XDP programs detached from {}", names.join(", "));
+    tracing::info!("stopped; XDP programs detached from {}", names.join(", "));
     if worker_died || reports.len() < workers as usize {
         bail!("a worker stopped unexpectedly");
     }
@@ -299,7 +331,10 @@ fn check_local_ports(cfg: &Config) {
     }
 }
 
-fn print_stats(cfg: &Config, tables: &Tables, reports: &[WorkerReport], steering: &Steering) {
-    print!("{}", workers_text(reports, steering));
-    print_services(cfg, tables, |id| sum_dest(reports, id));
+/// The counters (SIGUSR1, exit), one log event per line.
+fn log_stats(cfg: &Config, tables: &Tables, reports: &[WorkerReport], steering: &Steering) {
+    let text = workers_text(reports, steering) + &services_text(cfg, tables, |id| sum_dest(reports, id));
+    for line in text.lines() {
+        tracing::info!("{line}");
+    }
 }

@@ -26,6 +26,31 @@ pub enum SteerError {
     Attach { iface: String, native: String, generic: String },
     #[error("updating BPF map {map} on {iface}: {msg}")]
     Map { iface: String, map: &'static str, msg: String },
+    #[error(
+        "interface {iface} already runs XDP program {id} ({name}), which is not xvs's: refusing to replace it \
+         (detach it, or start with --force)"
+    )]
+    Occupied { iface: String, id: u32, name: String },
+}
+
+/// The XDP programs attached to `ifindex` (native and generic mode), as (id, name).
+fn attached_programs(ifindex: i32, xdp: &Xdp<'_>) -> Vec<(u32, String)> {
+    let mut ids: Vec<u32> = [XdpFlags::DRV_MODE, XdpFlags::SKB_MODE]
+        .into_iter()
+        .filter_map(|f| xdp.query_id(ifindex, f).ok())
+        .filter(|&id| id != 0)
+        .collect();
+    ids.dedup();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<(u32, String)> = libbpf_rs::query::ProgInfoIter::default()
+        .filter(|p| ids.contains(&p.id))
+        .map(|p| (p.id, p.name.to_string_lossy().into_owned()))
+        .collect();
+    ids.into_iter()
+        .map(|id| (id, names.iter().find(|(i, _)| *i == id).map_or_else(|| "?".to_string(), |(_, n)| n.clone())))
+        .collect()
 }
 
 /// How the program runs on an interface.
@@ -79,7 +104,10 @@ struct Attached {
 }
 
 impl Attached {
-    fn load_and_attach(obj: &[u8], prog: &'static str, iface: &str) -> Result<Attached, SteerError> {
+    /// Loads `prog` and attaches it to `iface`. A program already there is replaced when it
+    /// is this same program (a run that crashed left it) or when `force` is set; any other is
+    /// refused, naming it.
+    fn load_and_attach(obj: &[u8], prog: &'static str, iface: &str, force: bool) -> Result<Attached, SteerError> {
         let ifindex = ifindex(iface)?;
         let open = ObjectBuilder::default().open_memory(obj).map_err(|e| SteerError::Load(e.to_string()))?;
         let obj = open.load().map_err(|e| SteerError::Load(e.to_string()))?;
@@ -91,8 +119,16 @@ impl Attached {
                 .find(|p| p.name() == prog)
                 .ok_or_else(|| SteerError::Load(format!("program {prog} missing from the object")))?;
             let xdp = Xdp::new(p.as_fd());
+            for (id, name) in attached_programs(ifindex, &xdp) {
+                if name == prog {
+                    tracing::info!("{iface}: replacing XDP program {id} ({name}) left by an earlier run");
+                } else if force {
+                    tracing::warn!("{iface}: replacing XDP program {id} ({name}) (--force)");
+                } else {
+                    return Err(SteerError::Occupied { iface: iface.to_string(), id, name });
+                }
+            }
             for m in [XdpMode::Native, XdpMode::Generic] {
-                // Replaces a program a crashed run may have left behind.
                 match xdp.attach(ifindex, m.flags()) {
                     Ok(()) => {
                         mode = Some(m);
@@ -217,12 +253,13 @@ pub struct Steering {
 }
 
 impl Steering {
-    /// Loads and attaches the program to each interface (native mode, else generic).
-    pub fn attach(ifaces: &[String]) -> Result<Steering, SteerError> {
+    /// Loads and attaches the program to each interface (native mode, else generic). Another
+    /// program already attached is replaced only with `force`.
+    pub fn attach(ifaces: &[String], force: bool) -> Result<Steering, SteerError> {
         let mut s = Steering { attached: Vec::new() };
         for i in ifaces {
             // On error, `s` drops and detaches what was attached so far.
-            s.attached.push(Attached::load_and_attach(STEER_OBJ, "xvs_steer", i)?);
+            s.attached.push(Attached::load_and_attach(STEER_OBJ, "xvs_steer", i, force)?);
         }
         Ok(s)
     }
@@ -299,7 +336,7 @@ impl Drop for Steering {
 /// to the kernel. The program stays attached after this returns (`xvs decap --detach` or
 /// `ip link set dev IFACE xdp off` removes it).
 pub fn attach_decap(iface: &str, local: &[std::net::Ipv4Addr]) -> Result<XdpMode, SteerError> {
-    let a = Attached::load_and_attach(DECAP_OBJ, "xvs_ipip_decap", iface)?;
+    let a = Attached::load_and_attach(DECAP_OBJ, "xvs_ipip_decap", iface, true)?;
     for ip in local {
         a.update("local", &ip.octets(), &[1])?;
     }
@@ -311,7 +348,7 @@ pub struct Sink(Attached);
 
 impl Sink {
     pub fn attach(iface: &str) -> Result<Sink, SteerError> {
-        Ok(Sink(Attached::load_and_attach(SINK_OBJ, "xvs_sink", iface)?))
+        Ok(Sink(Attached::load_and_attach(SINK_OBJ, "xvs_sink", iface, true)?))
     }
     /// UDP frames dropped so far.
     pub fn count(&self) -> u64 {
