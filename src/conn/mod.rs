@@ -9,9 +9,13 @@
 //! refreshing a connection's timeout is one store, and the wheel re-files a connection lazily
 //! when its slot comes round, so expiry costs O(1) amortised per packet.
 
+mod index;
 pub mod loads;
+mod lports;
+mod record;
 pub mod shard;
 pub mod state;
+mod wheel;
 
 pub use loads::SlotSpec;
 pub use shard::{Conn, ConnKey, ConnShard, NewConn, Refused, ShardConfig, ShardStats, NONE, TICK_MS};

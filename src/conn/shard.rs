@@ -1,133 +1,18 @@
 //! One worker's connection shard: slab + indexes + timer wheel + per-server load.
 
 use super::loads::{Loads, SlotSpec};
+use super::record::*;
+pub use super::record::{Conn, ConnKey, NewConn, Refused};
 use super::state::{next_state, Dir, TcpState, Timeouts, STATES, UDP_STATE};
+use super::wheel::*;
+pub use super::wheel::{ms_to_tick, TICK_MS};
 use crate::model::DestLoad;
 use crate::model::{ConnEntry, FwdMode};
 use crate::wire::tcp::{FIN, RST, SYN};
 use hashbrown::HashTable;
-use std::hash::{BuildHasher, Hasher};
 
 /// "No slab index".
 pub const NONE: u32 = u32::MAX;
-/// Clock resolution of connection timers.
-pub const TICK_MS: u64 = 10;
-/// Slots in the timer wheel (10 ms each: 655 s per turn, so most connections are filed once).
-const WHEEL_SLOTS: usize = 1 << 16;
-/// Marks a `prev` link that names a wheel slot rather than a connection.
-const SLOT_LINK: u32 = 0x8000_0000;
-/// An extra list after the wheel slots: the slot being expired, detached so that
-/// connections filed again into that same slot are not seen twice.
-const PENDING: usize = WHEEL_SLOTS;
-/// Connections freed together by `expire` (their index misses overlap).
-const EXPIRE_BATCH: usize = 32;
-
-const F_IN_USE: u8 = 1;
-const F_TEMPLATE: u8 = 2;
-const F_INACTIVE: u8 = 4;
-/// Replies come back through the director (NAT, FULLNAT).
-const F_REPLIES: u8 = 8;
-const F_LPORT: u8 = 16;
-
-/// A flow key as seen on the wire (addresses host order).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ConnKey {
-    pub saddr: u32,
-    pub daddr: u32,
-    pub sport: u16,
-    pub dport: u16,
-    pub proto: u8,
-}
-
-impl ConnKey {
-    /// Persistence templates live in the same index under a protocol no packet carries.
-    pub fn template(proto: u8, client_net: u32, vip: u32, vport: u16) -> ConnKey {
-        ConnKey { saddr: client_net, daddr: vip, sport: 0, dport: vport, proto: proto | 0x80 }
-    }
-}
-
-/// One connection (or persistence template): the 32 bytes every packet reads, aligned so
-/// that a lookup costs one cache line. The wheel links and template bookkeeping live apart
-/// in [`Links`] (16 bytes), which only housekeeping and state changes touch.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C, align(32))]
-pub struct Conn {
-    /// Client address and port (the original source).
-    pub caddr: u32,
-    /// Virtual address and port (the original destination).
-    pub vaddr: u32,
-    /// Real server address and port.
-    pub daddr: u32,
-    pub cport: u16,
-    pub vport: u16,
-    pub dport: u16,
-    /// FULLNAT local port.
-    pub lport: u16,
-    /// Tick at which the connection expires unless refreshed.
-    pub expires: u32,
-    /// Service slot in the tables snapshot (stable while the director runs).
-    pub svc: u16,
-    /// Real-server slot within the service (stable: a deleted server's slot is never reused
-    /// for another server).
-    pub dest: u16,
-    pub proto: u8,
-    /// [`TcpState`] as u8, or [`UDP_STATE`].
-    pub state: u8,
-    /// FULLNAT local address: index into the shard's local addresses.
-    laddr_idx: u8,
-    /// F_* bits, and the forwarding mode in bits 5..7.
-    flags: u8,
-}
-
-/// The cold half of a connection.
-#[derive(Clone, Copy, Debug, Default)]
-struct Links {
-    next: u32,
-    prev: u32,
-    /// Slab index of the template this connection follows (or NONE); for a template, the
-    /// number of connections following it.
-    template: u32,
-    /// For a template: its timeout in ticks.
-    timeout: u32,
-}
-
-const MODE_SHIFT: u8 = 5;
-
-impl Conn {
-    /// The key of the client's packets (templates: the masked client net, port 0).
-    #[inline]
-    pub fn in_key(&self) -> ConnKey {
-        ConnKey { saddr: self.caddr, daddr: self.vaddr, sport: self.cport, dport: self.vport, proto: self.proto }
-    }
-    #[inline]
-    pub fn mode(&self) -> FwdMode {
-        match self.flags >> MODE_SHIFT {
-            0 => FwdMode::Nat,
-            1 => FwdMode::FullNat,
-            2 => FwdMode::Tun,
-            _ => FwdMode::Dr,
-        }
-    }
-    pub fn is_template(&self) -> bool {
-        self.flags & F_TEMPLATE != 0
-    }
-    /// Counted as inactive (every state but ESTABLISHED, and UDP).
-    pub fn is_inactive(&self) -> bool {
-        self.flags & F_INACTIVE != 0
-    }
-    pub fn tcp_state(&self) -> Option<TcpState> {
-        TcpState::from_u8(self.state)
-    }
-}
-
-fn mode_code(m: FwdMode) -> u8 {
-    match m {
-        FwdMode::Nat => 0,
-        FwdMode::FullNat => 1,
-        FwdMode::Tun => 2,
-        FwdMode::Dr => 3,
-    }
-}
 
 /// How a shard is sized and timed.
 #[derive(Clone, Debug)]
@@ -157,29 +42,6 @@ impl Default for ShardConfig {
     }
 }
 
-/// Everything needed to create a connection.
-#[derive(Clone, Copy, Debug)]
-pub struct NewConn {
-    /// The client's packet: client -> VIP.
-    pub key: ConnKey,
-    pub daddr: u32,
-    pub dport: u16,
-    pub mode: FwdMode,
-    /// FULLNAT local address (ignored otherwise).
-    pub laddr: u32,
-    pub svc: u16,
-    pub dest: u16,
-    /// Template to follow, or NONE.
-    pub template: u32,
-}
-
-/// Why a new connection was not created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refused {
-    TableFull,
-    NoLocalPort,
-}
-
 /// Counters a shard keeps about itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ShardStats {
@@ -192,42 +54,26 @@ pub struct ShardStats {
 
 /// A worker's connection table.
 pub struct ConnShard {
-    slab: Vec<Conn>,
-    links: Vec<Links>,
+    pub(super) slab: Vec<Conn>,
+    pub(super) links: Vec<Links>,
     /// FULLNAT local addresses connections use (index = `Conn::laddr_idx`).
-    laddrs: Vec<u32>,
-    free: u32,
-    used: u32,
-    by_in: HashTable<u32>,
+    pub(super) laddrs: Vec<u32>,
+    pub(super) free: u32,
+    pub(super) used: u32,
+    pub(super) by_in: HashTable<u32>,
     /// FULLNAT: the connection that owns each local port (replies are found by port alone).
-    by_lport: Vec<u32>,
-    hasher: ahash::RandomState,
-    wheel: Vec<u32>,
+    pub(super) by_lport: Vec<u32>,
+    pub(super) hasher: ahash::RandomState,
+    pub(super) wheel: Vec<u32>,
     /// Every tick up to and including this one has been expired.
-    done_tick: u32,
+    pub(super) done_tick: u32,
     /// The slot of tick `done_tick + 1` has been moved to the PENDING list.
-    pending_active: bool,
-    timeouts: [u32; STATES],
-    lports: Vec<u16>,
+    pub(super) pending_active: bool,
+    pub(super) timeouts: [u32; STATES],
+    pub(super) lports: Vec<u16>,
     /// Per service, per real server slot: the load the schedulers read.
-    loads: Loads,
+    pub(super) loads: Loads,
     pub stats: ShardStats,
-}
-
-/// Converts milliseconds to timer ticks (wrapping).
-#[inline]
-pub fn ms_to_tick(ms: u64) -> u32 {
-    (ms / TICK_MS) as u32
-}
-
-/// `a` is later than `b` on the wrapping tick clock.
-#[inline]
-fn after(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) > 0
-}
-
-fn secs_to_ticks(s: u32) -> u32 {
-    ((s as u64 * 1000 / TICK_MS).clamp(1, i32::MAX as u64 / 2)) as u32
 }
 
 impl ConnShard {
@@ -331,63 +177,6 @@ impl ConnShard {
         (self.by_in.capacity() * 8 / 7).next_power_of_two()
     }
 
-    /// Free FULLNAT local ports.
-    pub fn free_lports(&self) -> usize {
-        self.lports.len()
-    }
-
-    #[inline]
-    pub fn hash(&self, k: &ConnKey) -> u64 {
-        hash_with(&self.hasher, k)
-    }
-
-    /// The connection a client->VIP packet belongs to.
-    #[inline]
-    pub fn lookup_in(&self, k: &ConnKey, hash: u64) -> Option<u32> {
-        let slab = &self.slab;
-        self.by_in.find(hash, |&i| slab[i as usize].in_key() == *k).copied()
-    }
-
-    /// First stage of a burst lookup: the slab index whose 7-bit hash tag matches in the
-    /// client-side index, without touching the slab (verify with [`ConnShard::is_in`]).
-    #[inline]
-    pub fn probe_in(&self, hash: u64) -> u32 {
-        self.by_in.find(hash, |_| true).copied().unwrap_or(NONE)
-    }
-
-    /// The FULLNAT connection that owns local port `lport` (NONE if none).
-    #[inline]
-    pub fn lport_owner(&self, lport: u16) -> u32 {
-        self.by_lport[lport as usize]
-    }
-
-    /// Whether `addr` is a FULLNAT local address of this shard's connections.
-    #[inline]
-    pub fn is_local_addr(&self, addr: u32) -> bool {
-        self.laddrs.contains(&addr)
-    }
-
-    /// Reads one word of slab entry `idx`: a safe stand-in for a prefetch, so that the
-    /// record's cache miss overlaps with other work of the burst.
-    #[inline]
-    pub fn touch(&self, idx: u32) -> u32 {
-        self.slab.get(idx as usize).map_or(0, |c| c.caddr)
-    }
-
-    /// Whether slab entry `idx` is a live connection whose client-side key is `k`.
-    #[inline]
-    pub fn is_in(&self, idx: u32, k: &ConnKey) -> bool {
-        self.slab.get(idx as usize).is_some_and(|c| c.flags & F_IN_USE != 0 && c.in_key() == *k)
-    }
-
-    /// Whether slab entry `idx` is a live connection whose reply-side key is `k`.
-    #[inline]
-    pub fn is_out(&self, idx: u32, k: &ConnKey) -> bool {
-        self.slab.get(idx as usize).is_some_and(|c| {
-            c.flags & (F_IN_USE | F_REPLIES) == (F_IN_USE | F_REPLIES) && out_key(c, &self.laddrs) == *k
-        })
-    }
-
     /// Whether connection `idx` is past its timeout (housekeeping may not have run yet).
     /// A template that connections still follow is never expired (IPVS re-arms it).
     #[inline]
@@ -453,13 +242,7 @@ impl ConnShard {
         end
     }
 
-    /// FULLNAT local address of a connection.
-    #[inline]
-    pub fn laddr(&self, c: &Conn) -> u32 {
-        self.laddrs.get(c.laddr_idx as usize).copied().unwrap_or(0)
-    }
-
-    fn alloc(&mut self) -> Option<u32> {
+    pub(super) fn alloc(&mut self) -> Option<u32> {
         let i = self.free;
         if i == NONE {
             return None;
@@ -467,17 +250,6 @@ impl ConnShard {
         self.free = self.links[i as usize].next;
         self.used += 1;
         Some(i)
-    }
-
-    fn laddr_index(&mut self, laddr: u32) -> u8 {
-        if let Some(i) = self.laddrs.iter().position(|a| *a == laddr) {
-            return i as u8;
-        }
-        if self.laddrs.len() < 256 {
-            self.laddrs.push(laddr);
-            return (self.laddrs.len() - 1) as u8;
-        }
-        0
     }
 
     /// Creates a connection for the client's first packet. It starts inactive in state NONE
@@ -582,27 +354,6 @@ impl ConnShard {
         self.slab[idx as usize].expires = e;
     }
 
-    fn index(&mut self, i: u32) {
-        let c = self.slab[i as usize];
-        let h = self.hash(&c.in_key());
-        let (slab, hasher) = (&self.slab, &self.hasher);
-        self.by_in.insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].in_key()));
-        if c.flags & F_LPORT != 0 {
-            self.by_lport[c.lport as usize] = i;
-        }
-    }
-
-    fn unindex(&mut self, i: u32) {
-        let c = self.slab[i as usize];
-        let h = self.hash(&c.in_key());
-        if let Ok(e) = self.by_in.find_entry(h, |&j| j == i) {
-            e.remove();
-        }
-        if c.flags & F_LPORT != 0 && self.by_lport[c.lport as usize] == i {
-            self.by_lport[c.lport as usize] = NONE;
-        }
-    }
-
     /// Applies one packet of connection `idx`: TCP state transition (with active/inactive
     /// accounting) and timeout refresh. Returns the (possibly new) state.
     #[inline]
@@ -650,115 +401,7 @@ impl ConnShard {
         new
     }
 
-    fn link(&mut self, i: u32, tick: u32) {
-        let slot = (tick as usize) & (WHEEL_SLOTS - 1);
-        let head = self.wheel[slot];
-        if head != NONE {
-            self.links[head as usize].prev = i;
-        }
-        let l = &mut self.links[i as usize];
-        l.next = head;
-        l.prev = SLOT_LINK | slot as u32;
-        self.wheel[slot] = i;
-    }
-
-    fn unlink(&mut self, i: u32) {
-        let (prev, next) = {
-            let l = &self.links[i as usize];
-            (l.prev, l.next)
-        };
-        if prev == NONE {
-            return;
-        }
-        if prev & SLOT_LINK != 0 {
-            self.wheel[(prev & !SLOT_LINK) as usize] = next;
-        } else {
-            self.links[prev as usize].next = next;
-        }
-        if next != NONE {
-            self.links[next as usize].prev = prev;
-        }
-        let l = &mut self.links[i as usize];
-        l.next = NONE;
-        l.prev = NONE;
-    }
-
-    /// Expires what is due at `now`, handling at most `budget` connections (the rest waits for
-    /// the next call). Returns how many were freed.
-    pub fn expire(&mut self, now_ms: u64, budget: usize) -> usize {
-        let now = ms_to_tick(now_ms);
-        let mut seen = 0usize;
-        let mut freed = 0usize;
-        // Never walk more than one turn of the wheel: every slot is visited by then.
-        if !self.pending_active && now.wrapping_sub(self.done_tick) as usize > WHEEL_SLOTS {
-            self.done_tick = now.wrapping_sub(WHEEL_SLOTS as u32);
-        }
-        while after(now, self.done_tick) {
-            let tick = self.done_tick.wrapping_add(1);
-            if !self.pending_active {
-                let slot = (tick as usize) & (WHEEL_SLOTS - 1);
-                let head = self.wheel[slot];
-                self.wheel[slot] = NONE;
-                self.wheel[PENDING] = head;
-                if head != NONE {
-                    self.links[head as usize].prev = SLOT_LINK | PENDING as u32;
-                }
-                self.pending_active = true;
-            }
-            loop {
-                // Collect a batch of due connections, then free them in two passes: the first
-                // only reads their index entries so that those cache misses overlap.
-                let mut batch = [NONE; EXPIRE_BATCH];
-                let mut nb = 0;
-                while nb < EXPIRE_BATCH && seen < budget {
-                    let i = self.wheel[PENDING];
-                    if i == NONE {
-                        break;
-                    }
-                    seen += 1;
-                    self.unlink(i);
-                    let c = self.slab[i as usize];
-                    if after(c.expires, now) {
-                        self.link(i, c.expires);
-                    } else if c.is_template() && self.links[i as usize].template > 0 {
-                        // Connections still follow it: keep it one more timeout.
-                        let e = now.wrapping_add(self.links[i as usize].timeout);
-                        self.slab[i as usize].expires = e;
-                        self.link(i, e);
-                    } else {
-                        batch[nb] = i;
-                        nb += 1;
-                    }
-                }
-                let mut touched = 0u32;
-                for &i in &batch[..nb] {
-                    touched ^= self.touch_index(i);
-                }
-                std::hint::black_box(touched);
-                for &i in &batch[..nb] {
-                    self.free_conn(i);
-                }
-                freed += nb;
-                if self.wheel[PENDING] == NONE {
-                    break;
-                }
-                if seen >= budget {
-                    return freed;
-                }
-            }
-            self.pending_active = false;
-            self.done_tick = tick;
-        }
-        freed
-    }
-
-    /// Reads the index entries of connection `i` (what `unindex` will then find in cache).
-    fn touch_index(&self, i: u32) -> u32 {
-        let c = &self.slab[i as usize];
-        self.by_in.find(self.hash(&c.in_key()), |&j| j == i).copied().unwrap_or(0)
-    }
-
-    fn free_conn(&mut self, i: u32) {
+    pub(super) fn free_conn(&mut self, i: u32) {
         self.unindex(i);
         let c = self.slab[i as usize];
         if !c.is_template() {
@@ -784,23 +427,4 @@ impl ConnShard {
         self.used -= 1;
         self.stats.expired += 1;
     }
-}
-
-/// The key of a connection's replies (NAT: to the client; FULLNAT: to DIP:lport).
-#[inline]
-fn out_key(c: &Conn, laddrs: &[u32]) -> ConnKey {
-    if c.mode() == FwdMode::FullNat {
-        let laddr = laddrs.get(c.laddr_idx as usize).copied().unwrap_or(0);
-        ConnKey { saddr: c.daddr, daddr: laddr, sport: c.dport, dport: c.lport, proto: c.proto }
-    } else {
-        ConnKey { saddr: c.daddr, daddr: c.caddr, sport: c.dport, dport: c.cport, proto: c.proto }
-    }
-}
-
-#[inline]
-fn hash_with(hasher: &ahash::RandomState, k: &ConnKey) -> u64 {
-    let mut h = hasher.build_hasher();
-    h.write_u64(((k.saddr as u64) << 32) | k.daddr as u64);
-    h.write_u64(((k.sport as u64) << 24) | ((k.dport as u64) << 8) | k.proto as u64);
-    h.finish()
 }

@@ -352,21 +352,10 @@ impl Director {
                     .iter()
                     .map(|r| {
                         let Some(id) = id_of(&self.current, svc, r) else { return ServerCounters::default() };
-                        let d = sum_dest(reports, id);
-                        let mut c = ServerCounters {
-                            conns: d.conns,
-                            in_pkts: d.in_pkts,
-                            out_pkts: d.out_pkts,
-                            in_bytes: d.in_bytes,
-                            out_bytes: d.out_bytes,
-                            ..ServerCounters::default()
-                        };
-                        for l in reports.iter().filter_map(|r| r.loads.get(id)) {
-                            c.active += l.active;
-                            c.inactive += l.inactive;
-                            c.persist += l.persist;
-                        }
-                        c
+                        let loads = reports.iter().filter_map(|r| r.loads.get(id));
+                        let (a, i, p) =
+                            loads.fold((0, 0, 0), |(a, i, p), l| (a + l.active, i + l.inactive, p + l.persist));
+                        ServerCounters::new(sum_dest(reports, id), a, i, p)
                     })
                     .collect(),
                 ..ServiceView::default()
@@ -452,11 +441,7 @@ pub fn list_connections(ctrls: Vec<Sender<Control>>, reply: Sender<Reply>) {
 pub fn sum_dest(reports: &[WorkerReport], id: usize) -> DestCounters {
     let mut c = DestCounters::default();
     for d in reports.iter().filter_map(|r| r.stats.dests.get(id)) {
-        c.conns += d.conns;
-        c.in_pkts += d.in_pkts;
-        c.out_pkts += d.out_pkts;
-        c.in_bytes += d.in_bytes;
-        c.out_bytes += d.out_bytes;
+        c += *d;
     }
     c
 }

@@ -185,26 +185,13 @@ impl Pipeline {
     }
 
     /// Decides one frame and rewrites it in place when it is forwarded. Counts everything.
-    #[inline]
+    /// A burst of one through [`Pipeline::process_burst`]: there is one decision path.
     pub fn process(&mut self, frame: &mut Frame<'_>, rx_port: u8, now_ms: u64) -> Verdict {
-        let len = frame.len() as u64;
-        self.stats.rx_frames += 1;
-        self.stats.rx_bytes += len;
-        let v = match self.parse(frame.data()) {
-            Parse::Done(v) => v,
-            Parse::Flow(p) => {
-                let svc = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
-                match self.owner(&p.key, svc) {
-                    Some(w) => Verdict::Handoff(w as u8),
-                    None => {
-                        let h = self.shard.hash(&p.key);
-                        self.decide_hinted(frame, &p, h, svc, NONE, rx_port, now_ms)
-                    }
-                }
-            }
-        };
-        self.count(v, frame.len() as u64);
-        v
+        let mut d = [Desc { idx: 0, head: frame.head() as u16, len: frame.len() as u16 }];
+        let mut out = [Verdict::Drop(DropReason::EthTruncated)];
+        self.process_burst(&mut OneFrame(frame.reborrow()), &mut d, rx_port, now_ms, &mut out);
+        frame.set_span(d[0].head as usize, d[0].len as usize);
+        out[0]
     }
 
     #[inline]
@@ -592,5 +579,17 @@ impl Pipeline {
             s.out_bytes += len;
         }
         Verdict::Tx(port)
+    }
+}
+
+/// A store holding one frame, so that [`Pipeline::process`] runs the burst path.
+struct OneFrame<'a>(Frame<'a>);
+
+impl FrameStore for OneFrame<'_> {
+    fn bytes(&self, _: &Desc) -> &[u8] {
+        self.0.data()
+    }
+    fn frame(&mut self, _: &Desc) -> Frame<'_> {
+        self.0.reborrow()
     }
 }

@@ -135,15 +135,7 @@ pub enum Verdict {
     Handoff(u8),
 }
 
-/// Counters of one real server (IPVS's per-dest stats).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DestCounters {
-    pub conns: u64,
-    pub in_pkts: u64,
-    pub out_pkts: u64,
-    pub in_bytes: u64,
-    pub out_bytes: u64,
-}
+pub use crate::model::DestCounters;
 
 /// A worker's datapath counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -3,6 +3,26 @@
 use super::VirtualService;
 use serde::{Deserialize, Serialize};
 
+/// The traffic counters of one real server (IPVS's per-dest stats), as a worker counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DestCounters {
+    pub conns: u64,
+    pub in_pkts: u64,
+    pub out_pkts: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+}
+
+impl std::ops::AddAssign for DestCounters {
+    fn add_assign(&mut self, o: DestCounters) {
+        self.conns += o.conns;
+        self.in_pkts += o.in_pkts;
+        self.out_pkts += o.out_pkts;
+        self.in_bytes += o.in_bytes;
+        self.out_bytes += o.out_bytes;
+    }
+}
+
 /// Counters of one real server, summed over the workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerCounters {
@@ -18,6 +38,20 @@ pub struct ServerCounters {
 }
 
 impl ServerCounters {
+    /// A server's traffic counters with its load (active, inactive, templates).
+    pub fn new(c: DestCounters, active: u32, inactive: u32, persist: u32) -> ServerCounters {
+        ServerCounters {
+            active,
+            inactive,
+            conns: c.conns,
+            in_pkts: c.in_pkts,
+            out_pkts: c.out_pkts,
+            in_bytes: c.in_bytes,
+            out_bytes: c.out_bytes,
+            persist,
+        }
+    }
+
     /// Connections, in/out packets, in/out bytes: the five counters listings and the
     /// estimator follow, in ipvsadm's column order.
     pub fn five(&self) -> [u64; 5] {
@@ -25,7 +59,7 @@ impl ServerCounters {
     }
 }
 
-/// Smoothed per-second rates (IPVS's estimator, see [`crate::stats`]).
+/// Smoothed per-second rates (IPVS's estimator, see `control::accounting`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rates {
     pub cps: u64,

@@ -9,7 +9,7 @@ mod service;
 mod tcp;
 
 pub use conn::ConnEntry;
-pub use counters::{Rates, ServerCounters, ServiceView};
+pub use counters::{DestCounters, Rates, ServerCounters, ServiceView};
 pub use health::{CheckKind, CheckSpec, ServiceHealth};
 pub use load::DestLoad;
 pub use service::*;

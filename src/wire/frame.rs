@@ -1,5 +1,13 @@
 //! A frame in a buffer with headroom, so that encapsulation can grow it in place.
 
+/// `head..head + len` clamped into a buffer of `buf_len` bytes: how every frame view and
+/// descriptor is read, so a bad descriptor can never index out of its buffer.
+#[inline]
+pub fn span(buf_len: usize, head: usize, len: usize) -> core::ops::Range<usize> {
+    let head = head.min(buf_len);
+    head..head + len.min(buf_len - head)
+}
+
 /// A packet occupying `buf[head..head + len]`.
 pub struct Frame<'a> {
     buf: &'a mut [u8],
@@ -10,9 +18,22 @@ pub struct Frame<'a> {
 impl<'a> Frame<'a> {
     /// A frame of `len` bytes at `head` in `buf`. Out-of-range values are clamped.
     pub fn new(buf: &'a mut [u8], head: usize, len: usize) -> Frame<'a> {
-        let head = head.min(buf.len());
-        let len = len.min(buf.len() - head);
-        Frame { buf, head, len }
+        let r = span(buf.len(), head, len);
+        Frame { head: r.start, len: r.len(), buf }
+    }
+
+    /// The same frame, borrowed again (for a view that lives shorter than this one).
+    #[inline]
+    pub fn reborrow(&mut self) -> Frame<'_> {
+        Frame { buf: &mut *self.buf, head: self.head, len: self.len }
+    }
+
+    /// Moves the frame to `buf[head..head + len]` (clamped).
+    #[inline]
+    pub fn set_span(&mut self, head: usize, len: usize) {
+        let r = span(self.buf.len(), head, len);
+        self.head = r.start;
+        self.len = r.len();
     }
     #[inline]
     pub fn data(&self) -> &[u8] {

@@ -3,6 +3,7 @@
 //!
 //! Two ports live here: [`MemPort`] (tests, benchmarks) and [`PcapPort`] (`xvs replay`).
 
+use crate::wire::frame::span;
 use crate::wire::Frame;
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use pcap_file::DataLink;
@@ -67,9 +68,7 @@ impl FramePool {
     #[inline]
     pub fn bytes(&self, d: &Desc) -> &[u8] {
         let at = d.idx as usize * FRAME_SIZE;
-        let buf = &self.mem[at..at + FRAME_SIZE];
-        let h = (d.head as usize).min(FRAME_SIZE);
-        &buf[h..(h + d.len as usize).min(FRAME_SIZE)]
+        &self.mem[at..at + FRAME_SIZE][span(FRAME_SIZE, d.head as usize, d.len as usize)]
     }
     /// Copies `data` into a fresh frame (at HEADROOM); None if no frame is free. Data longer
     /// than a frame is truncated (the pipeline then drops it as malformed).

@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 
 use super::port::{Desc, FrameStore, Frames, Port, RingStats, BURST, FRAME_SIZE};
+use crate::wire::frame::span;
 use crate::wire::Frame;
 use std::ffi::CString;
 use std::io;
@@ -160,15 +161,11 @@ impl FrameStore for UmemFrames {
     #[inline]
     fn bytes(&self, d: &Desc) -> &[u8] {
         let s = self.slice(d.idx);
-        let h = (d.head as usize).min(s.len());
-        &s[h..(h + d.len as usize).min(s.len())]
+        &s[span(s.len(), d.head as usize, d.len as usize)]
     }
     #[inline]
     fn frame(&mut self, d: &Desc) -> Frame<'_> {
-        let s = self.slice_mut(d.idx);
-        let h = (d.head as usize).min(s.len());
-        let l = (d.len as usize).min(s.len() - h);
-        Frame::new(s, h, l)
+        Frame::new(self.slice_mut(d.idx), d.head as usize, d.len as usize)
     }
 }
 

@@ -1,0 +1,89 @@
+//! The flow index: client-side keys to slab positions (hashbrown, `u32` entries, keys
+//! compared against the slab record they point to), and reply keys.
+
+use super::record::*;
+use super::shard::{ConnShard, NONE};
+use crate::model::FwdMode;
+use std::hash::{BuildHasher, Hasher};
+
+impl ConnShard {
+    #[inline]
+    pub fn hash(&self, k: &ConnKey) -> u64 {
+        hash_with(&self.hasher, k)
+    }
+
+    /// The connection a client->VIP packet belongs to.
+    #[inline]
+    pub fn lookup_in(&self, k: &ConnKey, hash: u64) -> Option<u32> {
+        let slab = &self.slab;
+        self.by_in.find(hash, |&i| slab[i as usize].in_key() == *k).copied()
+    }
+
+    /// First stage of a burst lookup: the slab index whose 7-bit hash tag matches in the
+    /// client-side index, without touching the slab (verify with [`ConnShard::is_in`]).
+    #[inline]
+    pub fn probe_in(&self, hash: u64) -> u32 {
+        self.by_in.find(hash, |_| true).copied().unwrap_or(NONE)
+    }
+
+    /// Reads one word of slab entry `idx`: a safe stand-in for a prefetch, so that the
+    /// record's cache miss overlaps with other work of the burst.
+    #[inline]
+    pub fn touch(&self, idx: u32) -> u32 {
+        self.slab.get(idx as usize).map_or(0, |c| c.caddr)
+    }
+
+    /// Whether slab entry `idx` is a live connection whose client-side key is `k`.
+    #[inline]
+    pub fn is_in(&self, idx: u32, k: &ConnKey) -> bool {
+        self.slab.get(idx as usize).is_some_and(|c| c.flags & F_IN_USE != 0 && c.in_key() == *k)
+    }
+
+    /// Whether slab entry `idx` is a live connection whose reply-side key is `k`.
+    #[inline]
+    pub fn is_out(&self, idx: u32, k: &ConnKey) -> bool {
+        self.slab.get(idx as usize).is_some_and(|c| {
+            c.flags & (F_IN_USE | F_REPLIES) == (F_IN_USE | F_REPLIES) && out_key(c, &self.laddrs) == *k
+        })
+    }
+
+    pub(super) fn index(&mut self, i: u32) {
+        let c = self.slab[i as usize];
+        let h = self.hash(&c.in_key());
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        self.by_in.insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].in_key()));
+        if c.flags & F_LPORT != 0 {
+            self.by_lport[c.lport as usize] = i;
+        }
+    }
+
+    pub(super) fn unindex(&mut self, i: u32) {
+        let c = self.slab[i as usize];
+        let h = self.hash(&c.in_key());
+        if let Ok(e) = self.by_in.find_entry(h, |&j| j == i) {
+            e.remove();
+        }
+        if c.flags & F_LPORT != 0 && self.by_lport[c.lport as usize] == i {
+            self.by_lport[c.lport as usize] = NONE;
+        }
+    }
+}
+
+/// The key of a connection's replies (NAT: to the client; FULLNAT: to DIP:lport).
+#[inline]
+pub(super) fn out_key(c: &Conn, laddrs: &[u32]) -> ConnKey {
+    if c.mode() == FwdMode::FullNat {
+        let laddr = laddrs.get(c.laddr_idx as usize).copied().unwrap_or(0);
+        ConnKey { saddr: c.daddr, daddr: laddr, sport: c.dport, dport: c.lport, proto: c.proto }
+    } else {
+        ConnKey { saddr: c.daddr, daddr: c.caddr, sport: c.dport, dport: c.cport, proto: c.proto }
+    }
+}
+
+#[inline]
+pub(super) fn hash_with(hasher: &ahash::RandomState, k: &ConnKey) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write_u64(((k.saddr as u64) << 32) | k.daddr as u64);
+    h.write_u64(((k.sport as u64) << 24) | ((k.dport as u64) << 8) | k.proto as u64);
+    h.finish()
+}
