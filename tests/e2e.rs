@@ -1244,3 +1244,73 @@ fn another_xdp_program_is_replaced_only_with_force() {
     assert!(ok, "{out}");
     assert!(!t.exec("d", &["ip", "link", "show", "xvs-c"]).1.contains("xdp"), "detached at exit");
 }
+
+/// A namespace of the test's own beside a topology (removed on drop).
+struct ExtraNs(String);
+
+impl Drop for ExtraNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn two_hundred_servers_that_drop_syns_are_all_down_in_time() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xef", 1);
+    // Namespace z on the servers' switch holds 198.19.64.0/24 but can send nothing back to
+    // the director (a blackhole route): every SYN of a check goes unanswered.
+    let z = ExtraNs(t.ns("z"));
+    let ip = |args: &[&str]| assert!(Command::new("ip").args(args).status().expect("ip").success(), "ip {args:?}");
+    ip(&["netns", "add", &z.0]);
+    ip(&["link", "add", "sz", "netns", &t.ns("s"), "type", "veth", "peer", "name", "z0", "netns", &z.0]);
+    assert!(t.exec("s", &["ip", "link", "set", "sz", "master", "br0"]).0);
+    assert!(t.exec("s", &["ip", "link", "set", "sz", "up"]).0);
+    let zx = |args: &[&str]| {
+        let st = Command::new("ip").args(["netns", "exec", &z.0]).args(args).status().expect("ip netns exec");
+        assert!(st.success(), "{args:?}");
+    };
+    zx(&["ip", "link", "set", "lo", "up"]);
+    zx(&["ip", "addr", "add", "198.19.0.20/24", "dev", "z0"]);
+    zx(&["ip", "link", "set", "z0", "up"]);
+    zx(&["ip", "addr", "add", "198.19.64.1/24", "dev", "lo"]);
+    zx(&["ip", "route", "add", "blackhole", "198.19.0.1/32"]);
+    assert!(t.exec("d", &["ip", "route", "add", "198.19.64.0/24", "via", "198.19.0.20"]).0);
+    let servers: Vec<String> =
+        (1..=200).map(|i| format!(r#"{{ "addr": "198.19.64.{i}", "port": 80, "mode": "nat" }}"#)).collect();
+    let (interval, timeout, fall) = (Duration::from_secs(1), Duration::from_secs(3), 2u32);
+    let service = format!(
+        r#"{{ "proto": "tcp", "vip": "{VIP}", "port": 7000, "scheduler": "rr",
+             "health_check": {{ "kind": "tcp", "interval_ms": {}, "timeout_ms": {}, "rise": 1, "fall": {fall} }},
+             "real_servers": [{}] }}"#,
+        interval.as_millis(),
+        timeout.as_millis(),
+        servers.join(", ")
+    );
+    let sock = std::env::temp_dir().join("xvs-e2e-xef.sock");
+    let d = t.director(&ops_config(&sock, &service, ""));
+    // The checks start just before "director up" is logged.
+    let started = Instant::now();
+    let bound = interval * fall + timeout + Duration::from_secs(1);
+    let down = |out: &str| out.matches(" is down (").count();
+    while down(&d.output()) < 200 {
+        assert!(
+            started.elapsed() < bound,
+            "{} of 200 down after {:?} (bound {bound:?}):\n{}",
+            down(&d.output()),
+            started.elapsed(),
+            d.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    eprintln!("200 silent servers down {took:?} after the director was up (bound {bound:?})");
+    assert!(d.output().contains("connect: timeout after 3000 ms"), "{}", d.output());
+    // Out of scheduling, and the control plane answers at once.
+    let (quick, listing) = timed_xvsadm(&sock, &["-Ln", "-t", &format!("{VIP}:7000")]);
+    assert!(!listing.contains("198.19.64."), "{listing}");
+    assert!(quick < Duration::from_secs(1), "{quick:?}");
+    let (ok, out) = d.stop();
+    assert!(ok, "{out}");
+    drop(z);
+}

@@ -477,7 +477,9 @@ fn check(p: &str, c: &RawCheck) -> Result<CheckSpec, ConfigError> {
     };
     let port = c.port.map(|v| range(&format!("{p}.port"), v as u64, 1, 65535)).transpose()?.map(|v| v as u16);
     let interval = range(&format!("{p}.interval_ms"), c.interval_ms.unwrap_or(5000), 10, 3_600_000)?;
-    let timeout = range(&format!("{p}.timeout_ms"), c.timeout_ms.unwrap_or(interval.min(3000)), 1, interval)?;
+    // A timeout may exceed the interval: a new check starts every interval while earlier ones
+    // wait (at most 8 of a server at once, see control::health).
+    let timeout = range(&format!("{p}.timeout_ms"), c.timeout_ms.unwrap_or(interval.min(3000)), 1, 8 * interval)?;
     Ok(CheckSpec {
         kind,
         port,

@@ -165,27 +165,37 @@ impl Director {
         self.checks.set_targets(targets, epoch);
     }
 
-    pub fn health_transition(&mut self, t: Transition) {
-        let (key, addr, port) = t.id;
-        if self.appeared.get(&t.id) != Some(&t.since) {
-            return; // deleted (and perhaps added again) since the check ran
+    /// Applies health transitions, all of them in one new tables snapshot (200 servers
+    /// failing together cost one install, not 200).
+    pub fn health_transitions(&mut self, ts: impl IntoIterator<Item = Transition>) {
+        let mut applied = Vec::new();
+        for t in ts {
+            if self.appeared.get(&t.id) != Some(&t.since) {
+                continue; // deleted (and perhaps added again) since the check ran
+            }
+            let changed = if t.up { self.down.remove(&t.id) } else { self.down.insert(t.id) };
+            if changed {
+                *self.transitions.entry(t.id).or_default() += 1;
+                applied.push(t);
+            }
         }
-        let changed = if t.up { self.down.remove(&t.id) } else { self.down.insert(t.id) };
-        if !changed {
+        if applied.is_empty() {
             return;
         }
-        *self.transitions.entry(t.id).or_default() += 1;
         // Installed first, logged after: once the log says so, the workers have the tables.
         let next = self.admin.clone();
         if let Err(e) = self.install(next) {
-            tracing::error!("health: {addr}:{port} of {key}: tables not changed: {e}");
+            tracing::error!("health: {} transition(s) not applied, tables not changed: {e}", applied.len());
             return;
         }
-        let action = if health::inhibits(&self.admin.health, &key) { "weight 0" } else { "out of scheduling" };
-        if t.up {
-            tracing::warn!("health: {addr}:{port} of {key} is up ({}): back in scheduling", t.why);
-        } else {
-            tracing::warn!("health: {addr}:{port} of {key} is down ({}): {action}", t.why);
+        for t in applied {
+            let (key, addr, port) = t.id;
+            let action = if health::inhibits(&self.admin.health, &key) { "weight 0" } else { "out of scheduling" };
+            if t.up {
+                tracing::warn!("health: {addr}:{port} of {key} is up ({}): back in scheduling", t.why);
+            } else {
+                tracing::warn!("health: {addr}:{port} of {key} is down ({}): {action}", t.why);
+            }
         }
     }
 

@@ -233,7 +233,9 @@ impl<P: Port> Worker<P> {
         }
     }
 
-    /// One round of the loop.
+    /// One round of the loop. Never inlined: one call per burst costs nothing, and the
+    /// callgrind harness (`tools/pipeline_insns.rs`) measures exactly this function.
+    #[inline(never)]
     pub fn poll(&mut self) -> Poll {
         // Housekeeping on the timer wheel: free when nothing is due (one comparison).
         let now = self.now_ms();

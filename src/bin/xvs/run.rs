@@ -217,7 +217,9 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
                 let _ = reply.send(d.handle(req));
             },
             recv(events) -> e => if let Ok(t) = e {
-                d.health_transition(t);
+                // Whatever else is pending goes into the same snapshot.
+                let more: Vec<_> = events.try_iter().collect();
+                d.health_transitions(std::iter::once(t).chain(more));
             },
             default(Duration::from_millis(50)) => {}
         }
