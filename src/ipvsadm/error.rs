@@ -66,6 +66,13 @@ pub enum RuleError {
     /// An IPv6 real server.
     #[error("xvs supports IPv4 real servers only: '{0}'")]
     UnsupportedServer(String),
+    #[error("illegal tunnel type specified")]
+    IllegalTunnelType,
+    #[error("Tunnel options conflict with forward method")]
+    TunnelConflict,
+    /// `--tun-type gue|gre`: xvs encapsulates in IP-in-IP only.
+    #[error("xvs tunnels with IP-in-IP only: --tun-type {0} is not supported (use --tun-type ipip, or leave it out)")]
+    UnsupportedTunnel(String),
     /// Sync daemon, one-packet scheduling, persistence engines, tunnel options.
     #[error("xvs does not support the '{0}' option")]
     UnsupportedOption(String),

@@ -127,7 +127,9 @@ pub fn save_rules(services: &[VirtualService]) -> String {
                 FwdMode::Dr => "-g",
                 FwdMode::FullNat => "-j",
             };
-            let _ = writeln!(out, "-a {} -r {}:{} {} -w {}", name, d.addr, d.port, fwd, d.weight);
+            // ipvsadm 1.31 names the tunnel type of tunnelling servers.
+            let tun = if d.mode == FwdMode::Tun { " --tun-type ipip" } else { "" };
+            let _ = writeln!(out, "-a {} -r {}:{} {} -w {}{tun}", name, d.addr, d.port, fwd, d.weight);
         }
     }
     out

@@ -216,6 +216,8 @@ pub(super) enum Id {
     Sort,
     Exact,
     SchedFlags,
+    /// `--tun-type`: only `ipip` is served.
+    TunType,
     /// Parsed for legality, then refused: (option bit).
     Unsupported(usize),
 }
@@ -286,7 +288,7 @@ pub(super) const SPECS: &[Spec] = &[
     spec("mcast-ttl", None, ArgKind::Required, Id::Unsupported(O_MCAST_TTL)),
     spec("sync-maxlen", None, ArgKind::Required, Id::Unsupported(O_SYNC_MAXLEN)),
     spec("tun-info", None, ArgKind::None, Id::Unsupported(O_TUN_INFO)),
-    spec("tun-type", None, ArgKind::Required, Id::Unsupported(O_TUN_TYPE)),
+    spec("tun-type", None, ArgKind::Required, Id::TunType),
     spec("tun-port", None, ArgKind::Required, Id::Unsupported(O_TUN_PORT)),
     spec("tun-nocsum", None, ArgKind::None, Id::Unsupported(O_TUN_NOCSUM)),
     spec("tun-csum", None, ArgKind::None, Id::Unsupported(O_TUN_CSUM)),

@@ -160,6 +160,8 @@ pub(super) struct Parser<'a> {
     l_threshold: Option<u32>,
     /// The first unsupported option, refused after the legality checks.
     unsupported: Option<String>,
+    /// `--tun-type`'s argument.
+    tun_type: Option<&'a str>,
 }
 
 pub(super) enum Flow {
@@ -284,6 +286,15 @@ impl<'a> Parser<'a> {
             Id::NoSort => self.flag(O_NOSORT),
             Id::Sort => Ok(Flow::Continue),
             Id::Exact => self.flag(O_EXACT),
+            Id::TunType => {
+                self.set_option(O_TUN_TYPE)?;
+                // ipvsadm's parse_tun_type: an unknown name fails at once.
+                if !matches!(a, "ipip" | "gue" | "gre") {
+                    return Err(RuleError::IllegalTunnelType);
+                }
+                self.tun_type = Some(a);
+                Ok(Flow::Continue)
+            }
             Id::SchedFlags => {
                 self.set_option(O_SCHED_FLAGS)?;
                 self.sched_flags = Some(a);
@@ -375,6 +386,15 @@ impl<'a> Parser<'a> {
         }
         if let Some(name) = self.unsupported {
             return Err(RuleError::UnsupportedOption(name));
+        }
+        if let Some(t) = self.tun_type {
+            // ipvsadm: tunnel options need the tunnelling forward method (-i).
+            if self.mode != Some(FwdMode::Tun) {
+                return Err(RuleError::TunnelConflict);
+            }
+            if t != "ipip" {
+                return Err(RuleError::UnsupportedTunnel(t.to_string()));
+            }
         }
 
         // Only reachable with a key where the table requires one.

@@ -477,7 +477,7 @@ fn unsupported_options_after_legality() {
     assert!(matches!(p("-A -t 10.0.0.1:80 --pe sip").unwrap_err(), RuleError::UnsupportedOption(_)));
     assert!(matches!(
         p("-a -t 10.0.0.1:80 -r 1.2.3.4 -i --tun-type gre").unwrap_err(),
-        RuleError::UnsupportedOption(_)
+        RuleError::UnsupportedTunnel(_)
     ));
     assert!(matches!(p("-L --daemon").unwrap_err(), RuleError::UnsupportedOption(_)));
     assert!(matches!(p("--start-daemon master").unwrap_err(), RuleError::UnsupportedOption(_)));
@@ -877,7 +877,7 @@ fn save_other_forms() {
         save_rules(&v),
         "-A -t 10.0.0.1:0 -s mh -p 100 -b mh-port\n\
          -a -t 10.0.0.1:0 -r 1.1.1.1:8080 -j -w 2\n\
-         -a -t 10.0.0.1:0 -r 1.1.1.2:0 -i -w 1\n\
+         -a -t 10.0.0.1:0 -r 1.1.1.2:0 -i -w 1 --tun-type ipip\n\
          -A -t 10.0.0.3:80 -s mh\n\
          -A -u 10.0.0.2:53 -s rr -p 50\n"
     );
@@ -1124,5 +1124,29 @@ proptest! {
         let back = services_from_rules(&saved);
         prop_assert!(back.is_ok(), "{}: {:?}", saved, back);
         prop_assert_eq!(normalized(back.unwrap()), normalized(table));
+    }
+}
+
+#[test]
+fn tun_type_ipip_is_ipvsadm_131s_and_others_are_refused_clearly() {
+    // What ipvsadm 1.31 saves for a tunnelling server loads unchanged.
+    let saved = "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.19.0.11:80 -i -w 1 --tun-type ipip\n";
+    let v = services_from_rules(saved).unwrap();
+    assert_eq!(v[0].servers[0].mode, FwdMode::Tun);
+    assert_eq!(save_rules(&v), saved, "-S prints it back the same");
+    match p("-e -t 198.18.0.100:80 -r 198.19.0.11 -i --tun-type ipip -w 3").unwrap() {
+        Command::EditServer(_, o) => assert_eq!((o.mode, o.weight), (Some(FwdMode::Tun), Some(3))),
+        c => panic!("{c:?}"),
+    }
+    // ipvsadm's own messages (exit 2).
+    let e = p("-a -t 198.18.0.100:80 -r 198.19.0.11 -i --tun-type vxlan").unwrap_err();
+    assert_eq!((e.to_string().as_str(), e.exit_code()), ("illegal tunnel type specified", 2));
+    let e = p("-a -t 198.18.0.100:80 -r 198.19.0.11 -m --tun-type ipip").unwrap_err();
+    assert_eq!(e.to_string(), "Tunnel options conflict with forward method");
+    // gue and gre are ipvsadm's but not xvs's.
+    for t in ["gue", "gre"] {
+        let e = p(&format!("-a -t 198.18.0.100:80 -r 198.19.0.11 -i --tun-type {t}")).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains(&format!("--tun-type {t} is not supported")), "{e}");
     }
 }
