@@ -137,7 +137,11 @@ fn persistence_templates_follow_their_server() {
         [11u8, 12, 13].iter().filter(|&&l| [198, 19, 0, l] != first).map(|&l| rs(l, "")).collect();
     let t = next(Some(p.tables()), &persistent(&remaining.join(",")));
     p.set_tables(t);
-    assert_ne!(connect(&mut p, 1010), first, "the template of a deleted server is not followed");
+    let second = connect(&mut p, 1010);
+    assert_ne!(second, first, "the template of a deleted server is not followed");
+    for port in 1011..1015 {
+        assert_eq!(connect(&mut p, port), second, "the client's new template is followed");
+    }
     assert_eq!(to_server(&mut p, 1001, ACK), Err(Verdict::Drop(DropReason::NoConn)));
     assert_eq!(p.stats.nodest_expired, 1);
 }

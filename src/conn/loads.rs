@@ -62,6 +62,12 @@ impl Loads {
             let spec = slots.get(slot as usize).copied().unwrap_or_default();
             let mut l = old_load(slot).unwrap_or_default();
             l.weight = spec.weight;
+            // New thresholds decide at once (IPVS `__ip_vs_update_dest` clears the flag): no
+            // limit, or below it, is not overloaded.
+            let total = l.active as u64 + l.inactive as u64;
+            if spec.u_threshold == 0 || total < spec.u_threshold as u64 {
+                l.overloaded = false;
+            }
             if let Some(p) = s.pos.get_mut(slot as usize) {
                 *p = s.loads.len() as u16;
             }

@@ -186,6 +186,21 @@ impl ConnShard {
         !after(c.expires, ms_to_tick(now_ms)) && !followed
     }
 
+    /// Takes persistence template `idx` out of use (its real server is gone: IPVS's
+    /// `ip_vs_check_template`): freed now when no connection follows it, else only taken out
+    /// of the index, so that a new template for the same clients can be found, and freed by
+    /// its timer once its followers are gone.
+    pub fn retire_template(&mut self, idx: u32) {
+        if !self.slab.get(idx as usize).is_some_and(|c| c.flags & F_IN_USE != 0 && c.is_template()) {
+            return;
+        }
+        if self.links[idx as usize].template == 0 {
+            self.remove(idx);
+        } else {
+            self.unindex(idx);
+        }
+    }
+
     /// Removes connection `idx` now (it was found expired on lookup).
     pub fn remove(&mut self, idx: u32) {
         if self.slab.get(idx as usize).is_some_and(|c| c.flags & F_IN_USE != 0) {

@@ -131,10 +131,13 @@ impl Accounting {
 
     /// One estimator sample from the workers' raw sums, `elapsed` after the last (take none
     /// when a worker did not answer: its counters would be missing from the sums). Services
-    /// and servers no longer present are forgotten.
+    /// no longer present are forgotten. Servers are kept: a server keeps its slot and its
+    /// workers' counters while the director runs, so one that leaves (deleted, or held out
+    /// by a failed check) and comes back resumes from its old sums and zero point instead of
+    /// adding its whole history to its service again.
     pub fn sample(&mut self, raw: &[ServiceView], elapsed: Duration) {
         let mut services = HashMap::new();
-        let mut dests = HashMap::new();
+        let mut dests = self.dests.clone();
         for v in raw {
             let k = ServiceKey::of(&v.service);
             let now = self.service_now(v);
@@ -289,13 +292,16 @@ mod tests {
     }
 
     #[test]
-    fn a_removed_server_is_forgotten() {
+    fn a_server_that_leaves_and_returns_resumes_its_sums() {
         let mut a = Accounting::default();
         a.sample(&[view(100)], TWO);
         a.zero(&[view(100)], None);
         a.sample(&[], TWO);
-        // Re-added: its workers' counters start again from 0, and so does its zero point.
-        a.sample(&[view(0)], TWO);
-        assert_eq!(a.view(vec![view(5)], false)[0].counters[0].conns, 5);
+        // Back with its counters (its slot kept them): neither it nor its service counts its
+        // history twice, and its zero point holds.
+        a.sample(&[view(104)], TWO);
+        let v = a.view(vec![view(105)], false);
+        assert_eq!(v[0].counters[0].conns, 5);
+        assert_eq!(v[0].total.map(|t| t.conns), Some(5), "the service's own count since -Z");
     }
 }

@@ -30,17 +30,26 @@ pub struct WorkerHandle {
     pub thread: std::thread::JoinHandle<WorkerReport>,
 }
 
-/// Resolves the next hops of `cfg` (waiting up to `wait` for the kernel) and builds its
-/// snapshot against `prev`. `last_good` is the previous resolution: an address this one
-/// misses keeps its MAC from there; it is replaced by this resolution.
+/// Resolves the next hops of `cfg` and builds its snapshot against `prev`. It waits up to
+/// `wait` for the kernel to resolve servers, or with `only_new` only servers the last
+/// resolution did not know (an unresolved server already known does not stall every change).
+/// `last_good` is the previous resolution: an address this one misses keeps its MAC from
+/// there; it is replaced by this resolution.
 pub fn build_tables(
     cfg: &Config,
     wait: Duration,
+    only_new: bool,
     quiet: bool,
     prev: Option<&Tables>,
     last_good: &mut Option<Resolved>,
 ) -> Result<Tables, TablesError> {
-    let r = system::resolve(cfg, wait);
+    let known = |a: Option<std::net::Ipv4Addr>| {
+        last_good.as_ref().is_some_and(|r| match a {
+            Some(a) => r.neighbours.iter().any(|n| n.ip == a) || r.unresolved.iter().any(|(ip, _)| *ip == a),
+            None => true,
+        })
+    };
+    let r = system::resolve(cfg, wait, &|a| !only_new || !known(a));
     if !quiet {
         for (ip, why) in &r.unresolved {
             tracing::warn!(
@@ -118,9 +127,18 @@ impl Director {
     /// boundary), the steering maps, and the health checks' targets.
     pub fn install(&mut self, next: Config) -> Result<(), TablesError> {
         let view = effective(&next, &self.down);
-        let t = Arc::new(build_tables(&view, Duration::from_secs(1), false, Some(&self.current), &mut self.resolved)?);
+        // Waiting for the kernel to resolve is worth it only for servers new to us; a change
+        // among known ones (a health transition, a weight) must not stall on an unresolved one.
+        let t = Arc::new(build_tables(
+            &view,
+            Duration::from_secs(1),
+            true,
+            false,
+            Some(&self.current),
+            &mut self.resolved,
+        )?);
         for h in &self.handles {
-            let _ = h.ctrl.send(Control::Tables(t.clone()));
+            send_tables(h, &t);
         }
         if let Err(e) = self.steering.sync(&SteerSet::from_tables(&t)) {
             tracing::error!("{e}");
@@ -136,13 +154,13 @@ impl Director {
     /// Called on every netlink change notification and on a slow timer.
     pub fn refresh_next_hops(&mut self, wait: Duration) {
         let view = self.effective();
-        match build_tables(&view, wait, true, Some(&self.current), &mut self.resolved) {
+        match build_tables(&view, wait, false, true, Some(&self.current), &mut self.resolved) {
             Ok(t) if !same_next_hops(&t, &self.current) => {
                 // The steering maps hold services and servers, not next hops: unchanged.
                 tracing::info!("next hops changed: new tables for the workers");
                 let t = Arc::new(t);
                 for h in &self.handles {
-                    let _ = h.ctrl.send(Control::Tables(t.clone()));
+                    send_tables(h, &t);
                 }
                 self.current = t;
             }
@@ -185,6 +203,14 @@ impl Director {
         // Installed first, logged after: once the log says so, the workers have the tables.
         let next = self.admin.clone();
         if let Err(e) = self.install(next) {
+            // Undone, so that listings keep showing what the workers run.
+            for t in &applied {
+                if t.up {
+                    self.down.insert(t.id);
+                } else {
+                    self.down.remove(&t.id);
+                }
+            }
             tracing::error!("health: {} transition(s) not applied, tables not changed: {e}", applied.len());
             return;
         }
@@ -371,6 +397,15 @@ impl Director {
                 ..ServiceView::default()
             })
             .collect()
+    }
+}
+
+/// Hands a worker a new snapshot; a worker that has not drained its channel for a second is
+/// stuck, and is reported rather than allowed to stall the control loop (the loop ends the
+/// director when a worker thread stops).
+fn send_tables(h: &WorkerHandle, t: &Arc<Tables>) {
+    if let Err(e) = h.ctrl.send_timeout(Control::Tables(t.clone()), Duration::from_secs(1)) {
+        tracing::error!("a worker did not take new tables within 1 s: {e}");
     }
 }
 

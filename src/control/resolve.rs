@@ -718,8 +718,10 @@ pub struct Resolved {
 
 /// Resolves every real server of `cfg` (those without a static `neighbours` entry) and the
 /// default gateway (unless `gateway` is configured), waiting up to `wait` for the kernel to
-/// answer solicitations. One route request per server, one neighbour dump per round.
-pub fn resolve(cfg: &Config, wait: Duration) -> Resolved {
+/// answer solicitations of the addresses `worth_waiting` accepts (the gateway is `None`):
+/// one that stays unresolved does not stall a caller that did not ask for it. One route
+/// request per server, one neighbour dump per round.
+pub fn resolve(cfg: &Config, wait: Duration, worth_waiting: &dyn Fn(Option<Ipv4Addr>) -> bool) -> Resolved {
     let mut out = Resolved::default();
     let mut nl = match Rtnl::open() {
         Ok(nl) => nl,
@@ -793,7 +795,7 @@ pub fn resolve(cfg: &Config, wait: Duration) -> Resolved {
                 None => pending.push((target, i, k, via)),
             }
         }
-        if pending.is_empty() || Instant::now() >= deadline {
+        if !pending.iter().any(|(target, ..)| worth_waiting(*target)) || Instant::now() >= deadline {
             for (target, i, _, via) in pending {
                 let dev = cfg.interfaces.get(i).map_or("?", |x| x.name.as_str());
                 out.unresolved.push((target.unwrap_or(via), format!("no neighbour entry for {via} on {dev}")));

@@ -142,7 +142,16 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
 pub fn serve_control(listener: UnixListener, tx: Sender<Pending>) -> std::io::Result<std::thread::JoinHandle<()>> {
     let clients = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new().name("xvs-control".into()).spawn(move || {
-        for mut s in listener.incoming().flatten() {
+        for conn in listener.incoming() {
+            let mut s = match conn {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of descriptors, say: back off rather than spin on the error.
+                    tracing::warn!("control socket: accept: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
             if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
                 clients.fetch_sub(1, Ordering::AcqRel);
                 let busy = Reply::Failed { code: 2, message: format!("busy: {MAX_CLIENTS} clients connected") };

@@ -437,12 +437,17 @@ impl Pipeline {
             if let Some(t) = found {
                 let c = self.shard.conn(t);
                 // The template's server must still be in this service (it may be quiesced).
-                if let Some(d) = s.dests.get(c.dest as usize) {
-                    if c.svc == svc && d.live && d.addr == c.daddr && (d.port == c.dport || d.port == 0) {
-                        chosen = Some(c.dest as usize);
-                        template = t;
-                        self.shard.touch_template(t, now_ms);
-                    }
+                let usable = s
+                    .dests
+                    .get(c.dest as usize)
+                    .is_some_and(|d| c.svc == svc && d.live && d.addr == c.daddr && (d.port == c.dport || d.port == 0));
+                if usable {
+                    chosen = Some(c.dest as usize);
+                    template = t;
+                    self.shard.touch_template(t, now_ms);
+                } else {
+                    // Its server is gone: out of the way of the template made now.
+                    self.shard.retire_template(t);
                 }
             }
         }

@@ -38,6 +38,9 @@ pub struct DestEntry {
     /// The server's id over all services (stable like its slot): where its counters are
     /// kept, in flat arrays.
     pub id: u32,
+    /// The slot has been NAT at some time: its connections may still be NAT connections,
+    /// whose replies must come to the director (deleted or changed servers included).
+    pub was_nat: bool,
 }
 
 /// Where a frame leaves: the MAC of the next hop and the interface (port) index.
@@ -240,6 +243,7 @@ impl Tables {
                     next_hop: t.next_hop(addr),
                     live: true,
                     id: 0,
+                    was_nat: r.mode == FwdMode::Nat,
                 };
                 let di = match dest_slot.get(&(addr, r.port)) {
                     Some(&i) => i,
@@ -256,14 +260,9 @@ impl Tables {
                         dests.len() - 1
                     }
                 };
-                dests[di] = DestEntry { id: dests[di].id, ..entry };
+                let was_nat = entry.was_nat || dests[di].was_nat;
+                dests[di] = DestEntry { id: dests[di].id, was_nat, ..entry };
                 order.push(di as u16);
-                if r.mode == FwdMode::Nat {
-                    let v = t.nat_dests.entry(svc_key(proto, addr, r.port)).or_default();
-                    if !v.contains(&(si as u16)) {
-                        v.push(si as u16);
-                    }
-                }
             }
             t.vips.insert(vip, ());
             t.services[si] = ServiceEntry {
@@ -279,6 +278,16 @@ impl Tables {
                 order,
                 live: true,
             };
+        }
+        // Replies from every server that is or was NAT (its connections live until their next
+        // packet or timer, whatever its service or mode became).
+        for (si, s) in t.services.iter().enumerate() {
+            for d in s.dests.iter().filter(|d| d.was_nat) {
+                let v = t.nat_dests.entry(svc_key(s.proto, d.addr, d.port)).or_default();
+                if !v.contains(&(si as u16)) {
+                    v.push(si as u16);
+                }
+            }
         }
         t.svc_by_key = ServiceIndex::build(&t.services);
         Ok(t)

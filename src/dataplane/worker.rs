@@ -96,8 +96,9 @@ pub struct Worker<P: Port> {
     /// Where the counters are published for the control plane (see [`StatsBoard`]).
     board: Option<Arc<StatsBoard>>,
     last_publish: u64,
-    /// An `ipvsadm -c` listing in progress: next slab slot, limit, entries so far, reply.
-    listing: Option<Listing>,
+    /// `ipvsadm -c` listings: the first in progress (next slab slot, limit, entries so far,
+    /// reply), others waiting their turn.
+    listings: std::collections::VecDeque<Listing>,
 }
 
 /// A connection listing being walked a slice per loop round.
@@ -138,7 +139,7 @@ impl<P: Port> Worker<P> {
             idle_yields: 0,
             board: None,
             last_publish: 0,
-            listing: None,
+            listings: std::collections::VecDeque::new(),
         };
         w.ports.truncate(MAX_PORTS);
         let now = w.now_ms();
@@ -245,13 +246,13 @@ impl<P: Port> Worker<P> {
             self.last_publish = now;
             self.publish();
         }
-        if let Some(mut l) = self.listing.take() {
+        if let Some(l) = self.listings.front_mut() {
             let shard = &self.pipeline.shard;
             l.next = shard.entries_slice(l.next, LIST_SLICE, now, l.limit, &mut l.entries);
             if l.next >= shard.capacity() {
-                let _ = l.reply.send((l.entries, shard.len()));
-            } else {
-                self.listing = Some(l);
+                if let Some(l) = self.listings.pop_front() {
+                    let _ = l.reply.send((l.entries, shard.len()));
+                }
             }
         }
         if let Some(rx) = &self.ctrl {
@@ -264,11 +265,7 @@ impl<P: Port> Worker<P> {
                     let _ = reply.send(self.report());
                 }
                 Ok(Control::Conns(limit, reply)) => {
-                    // A listing already running is answered with what it has so far.
-                    if let Some(l) = self.listing.take() {
-                        let _ = l.reply.send((l.entries, self.pipeline.shard.len()));
-                    }
-                    self.listing = Some(Listing { next: 0, limit, entries: Vec::new(), reply });
+                    self.listings.push_back(Listing { next: 0, limit, entries: Vec::new(), reply });
                 }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => return Poll::Shutdown,
                 Err(TryRecvError::Empty) => {}

@@ -57,7 +57,7 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         queues.push(q);
     }
     let mut resolved = None;
-    let tables = Arc::new(build_tables(&cfg, Duration::from_secs(2), false, None, &mut resolved)?);
+    let tables = Arc::new(build_tables(&cfg, Duration::from_secs(2), false, false, None, &mut resolved)?);
     let steering = Steering::attach(&names, force)?;
     steering.sync(&SteerSet::from_tables(&tables))?;
 
@@ -180,7 +180,10 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         checks,
     };
     d.update_checks();
+    // The periodic refresh (which solicits what is unresolved) and the one a netlink change
+    // triggers keep their own clocks, so a stream of changes cannot starve the first.
     let mut last_refresh = Instant::now();
+    let mut last_net_refresh = Instant::now();
     let mut last_sample = Instant::now();
     let mut worker_died = false;
     let mut thread_died = None;
@@ -263,9 +266,9 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         }
         // A burst of notifications (neighbours re-probed under traffic) costs one resolution
         // per 100 ms at most.
-        if net_changed && last_refresh.elapsed() >= Duration::from_millis(100) {
+        if net_changed && last_net_refresh.elapsed() >= Duration::from_millis(100) {
             net_changed = false;
-            last_refresh = Instant::now();
+            last_net_refresh = Instant::now();
             d.refresh_next_hops(Duration::ZERO);
         }
         if let Some(every) = watchdog {

@@ -216,17 +216,20 @@ impl SteerSet {
     pub fn from_tables(t: &Tables) -> SteerSet {
         let mut s = SteerSet::default();
         let mut fullnat = false;
-        // Deleted services and servers (tombstoned slots) are the kernel's again.
-        for svc in t.services.iter().filter(|s| s.live) {
-            s.services.insert((svc.proto, svc.vip, svc.vport));
-            s.vips.insert(svc.vip);
-            for d in svc.dests.iter().filter(|d| d.live) {
-                match d.mode {
-                    FwdMode::Nat => {
-                        s.nat_dests.insert((svc.proto, d.addr, d.port));
-                    }
-                    FwdMode::FullNat => fullnat = true,
-                    _ => {}
+        // Deleted services and servers (tombstoned slots) are the kernel's again, except the
+        // replies of servers that are or were NAT: their connections may still be running.
+        for svc in &t.services {
+            if svc.live {
+                s.services.insert((svc.proto, svc.vip, svc.vport));
+                s.vips.insert(svc.vip);
+            }
+            for d in &svc.dests {
+                if d.was_nat {
+                    s.nat_dests.insert((svc.proto, d.addr, d.port));
+                }
+                // A deleted FULLNAT server keeps its mode: its connections' replies still come.
+                if d.mode == FwdMode::FullNat {
+                    fullnat = true;
                 }
             }
         }
