@@ -168,3 +168,60 @@ fn a_server_deleted_and_added_again_gets_its_slot_and_connections_back() {
     let again = next(Some(&other), &nat80(&rs(11, "")));
     assert_eq!(service_index(&again, 80) as usize, svc);
 }
+
+/// The state of the connection from client port `port`.
+fn state_of(p: &Pipeline, port: u16) -> Option<xvs::conn::TcpState> {
+    p.shard.iter().find(|(_, c)| !c.is_template() && c.cport == port).and_then(|(_, c)| c.tcp_state())
+}
+
+/// Closes the connection from `port` to `rs` as both ends would (FIN, ACK, FIN, ACK).
+fn close(p: &mut Pipeline, port: u16, rs: [u8; 4], rs_mac: [u8; 6]) {
+    assert_eq!(to_server(p, port, FINACK), Ok(rs));
+    for t in [ACK, FINACK] {
+        let (v, _) = run(p, &tcp_frame(rs_mac, DIR_R_MAC, rs, CLIENT, 8080, port, t, 64, &[]), 0);
+        assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
+    }
+    assert_eq!(to_server(p, port, ACK), Ok(rs));
+}
+
+#[test]
+fn a_syn_reusing_a_closed_connections_ports_is_scheduled_afresh() {
+    let mut p = Pipeline::new(cfg(&nat80(&[rs(11, ""), rs(12, "")].join(","))), 0);
+    assert_eq!(connect(&mut p, 1000), RS1);
+    close(&mut p, 1000, RS1, RS1_MAC);
+    assert_eq!(state_of(&p, 1000), Some(xvs::conn::TcpState::TimeWait));
+    // The client opens a new connection from the same port: rr's next server, not the old
+    // connection's (IPVS conn_reuse_mode 1).
+    assert_eq!(to_server(&mut p, 1000, SYN), Ok(RS2));
+    assert_eq!(p.stats.conn_reused, 1);
+    assert_eq!(p.shard.len(), 1, "the old connection was replaced");
+    // A SYN retransmitted for a connection still opening is not a new connection.
+    assert_eq!(to_server(&mut p, 1000, SYN), Ok(RS2));
+    assert_eq!(p.stats.conn_reused, 1);
+}
+
+#[test]
+fn a_quiesced_servers_connection_reused_by_a_syn_follows_the_scheduler() {
+    let mut p = Pipeline::new(cfg(&nat80(&[rs(11, ""), rs(12, "")].join(","))), 0);
+    assert_eq!(connect(&mut p, 1000), RS1);
+    let t = next(Some(p.tables()), &nat80(&[rs(11, r#", "weight": 0"#), rs(12, "")].join(",")));
+    p.set_tables(t);
+    // Its established connection goes on; a new SYN on its ports drains it to the other.
+    assert_eq!(to_server(&mut p, 1000, ACK), Ok(RS1));
+    assert_eq!(to_server(&mut p, 1000, SYN), Ok(RS2));
+    assert_eq!(p.stats.conn_reused, 1);
+}
+
+#[test]
+fn a_persistent_clients_reused_ports_keep_its_server() {
+    let svc = r#"{"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "rr", "persistence_timeout": 300, "real_servers": ["#
+        .to_string()
+        + &[rs(11, ""), rs(12, "")].join(",")
+        + "]}";
+    let mut p = Pipeline::new(cfg(&svc), 0);
+    let first = connect(&mut p, 1000);
+    close(&mut p, 1000, first, if first == RS1 { RS1_MAC } else { RS2_MAC });
+    // Controlled by its template: the connection is reused as it is, on the same server.
+    assert_eq!(to_server(&mut p, 1000, SYN), Ok(first));
+    assert_eq!(p.stats.conn_reused, 0);
+}

@@ -209,6 +209,12 @@ impl ConnShard {
         }
     }
 
+    /// Whether connection `idx` follows a persistence template.
+    #[inline]
+    pub fn follows_template(&self, idx: u32) -> bool {
+        self.links.get(idx as usize).is_some_and(|l| l.template != NONE)
+    }
+
     #[inline]
     pub fn conn(&self, idx: u32) -> &Conn {
         &self.slab[idx as usize]

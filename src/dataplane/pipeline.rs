@@ -7,7 +7,7 @@
 use super::io::{Desc, FrameStore, BURST};
 use super::stats::{DestCounters, DropReason, PassReason, Verdict, WorkerStats};
 use super::tables::{NextHop, Tables};
-use crate::conn::{ConnKey, ConnShard, Dir, NewConn, Refused, ShardConfig, SlotSpec, NONE};
+use crate::conn::{ConnKey, ConnShard, Dir, NewConn, Refused, ShardConfig, SlotSpec, TcpState, NONE};
 use crate::model::FwdMode;
 use crate::modes::{dr, fullnat, nat, tun, L4};
 use crate::sched::{Flow, Scheduler};
@@ -259,14 +259,19 @@ impl Pipeline {
             let found =
                 if hint != NONE && self.shard.is_in(hint, k) { Some(hint) } else { self.shard.lookup_in(k, hash) };
             let idx = match self.live(found, now_ms) {
-                Some(i) if self.dest_live(i) => i,
+                Some(i) if self.dest_live(i) && !self.reused_by_syn(i, p) => i,
                 found => {
                     if let Some(i) = found {
-                        // Its real server was deleted: expire it and schedule this packet
-                        // afresh (IPVS `expire_nodest_conn`; a TCP segment without SYN is
-                        // then dropped as `no_conn`).
+                        // Its real server was deleted, or a client's new SYN reuses a closing
+                        // connection's ports: expire it and schedule this packet afresh (IPVS
+                        // `expire_nodest_conn`, `conn_reuse_mode` 1; a TCP segment without SYN
+                        // is then dropped as `no_conn`).
+                        if self.dest_live(i) {
+                            self.stats.conn_reused += 1;
+                        } else {
+                            self.stats.nodest_expired += 1;
+                        }
                         self.shard.remove(i);
-                        self.stats.nodest_expired += 1;
                     }
                     match self.new_conn(svc, p, now_ms) {
                         Ok(i) => i,
@@ -402,6 +407,22 @@ impl Pipeline {
             return None;
         }
         Some(i)
+    }
+
+    /// Whether a SYN for connection `idx` starts a new connection rather than continuing it
+    /// (IPVS `conn_reuse_mode` 1, `is_new_conn_expected`): the old one is in TIME_WAIT or
+    /// CLOSE and not controlled by a persistence template; or its server is quiesced (weight
+    /// 0, IPVS's `expire_nodest_conn` rule), so a client reusing its ports follows the
+    /// scheduler and a quiesced server really drains.
+    #[inline]
+    fn reused_by_syn(&self, idx: u32, p: &Parsed) -> bool {
+        if p.key.proto != PROTO_TCP || p.tcp_flags & tcp::SYN == 0 {
+            return false;
+        }
+        let c = self.shard.conn(idx);
+        let quiesced = self.tables.services.get(c.svc as usize).and_then(|s| s.dests.get(c.dest as usize)).is_some_and(|d| d.weight == 0);
+        let closing = matches!(c.tcp_state(), Some(TcpState::TimeWait | TcpState::Close));
+        quiesced || (closing && !self.shard.follows_template(idx))
     }
 
     /// Whether connection `idx`'s service and real server are still live.

@@ -154,6 +154,8 @@ pub struct WorkerStats {
     /// Connections expired at their next packet because their real server was deleted
     /// (IPVS `expire_nodest_conn`).
     pub nodest_expired: u64,
+    /// Connections a client's new SYN replaced (TIME_WAIT or CLOSE, or a quiesced server).
+    pub conn_reused: u64,
     pub drops: [u64; DropReason::COUNT],
     pub passes: [u64; PassReason::COUNT],
     /// Per real server, by id ([`crate::dataplane::DestEntry::id`]).
@@ -214,6 +216,7 @@ fn scalars<'a>(
         s.handoff_in,
         s.handoff_full,
         s.nodest_expired,
+        s.conn_reused,
         sh.created,
         sh.expired,
         sh.templates_created,
@@ -257,6 +260,7 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
         &mut s.handoff_in,
         &mut s.handoff_full,
         &mut s.nodest_expired,
+        &mut s.conn_reused,
         &mut sh.created,
         &mut sh.expired,
         &mut sh.templates_created,
@@ -291,7 +295,7 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
 
 /// Most ports whose ring counters a board holds.
 pub const MAX_RINGS: usize = 8;
-const SCALARS: usize = 21 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
+const SCALARS: usize = 22 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
 
 /// One worker's published counters: written by the worker alone (relaxed stores, no
 /// read-modify-write), read by anyone. A reader may see one counter of a publish and the
