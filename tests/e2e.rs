@@ -330,8 +330,9 @@ fn bad_setups_are_refused_with_the_field_named() {
     // (exit success, stderr) of `xvs run` with `config`.
     let run = |config: String| {
         std::fs::write(&path, config).expect("write");
+        // Bounded: a setup that is wrongly accepted must fail the test, not hang it.
         let out = Command::new("ip")
-            .args(["netns", "exec", &t.ns("d"), xvs(), "run", "--config"])
+            .args(["netns", "exec", &t.ns("d"), "timeout", "20", xvs(), "run", "--config"])
             .arg(&path)
             .output()
             .expect("xvs run");
@@ -343,6 +344,13 @@ fn bad_setups_are_refused_with_the_field_named() {
     assert!(!link.contains("xdp"), "nothing attached after a refused start:\n{link}");
     let (ok, err) = run(config(1).replace("xvs-r", "nosuch0"));
     assert!(!ok && err.contains("nosuch0"), "{err}");
+    // FULLNAT local ports the kernel could hand out to the host's own connections.
+    let (ok, err) = run(config(1).replace("[10000, 32767]", "[20000, 59999]"));
+    assert!(!ok && err.contains("director.local_ports: 20000-59999 overlaps the kernel's ephemeral ports"), "{err}");
+    let (ok, err) = run(config(1).replace("[10000, 32767]", "[500, 9000]"));
+    assert!(!ok && err.contains("includes privileged ports (below 1024)"), "{err}");
+    let (_, link) = t.exec("d", &["ip", "link", "show"]);
+    assert!(!link.contains("xdp"), "nothing attached after a refused start:\n{link}");
     let _ = std::fs::remove_file(&path);
 }
 
@@ -573,7 +581,7 @@ fn ops_config(sock: &Path, services: &str, extra: &str) -> String {
     format!(
         r#"{{
   "director": {{ "interfaces": [{{ "name": "xvs-c" }}, {{ "name": "xvs-r" }}], "dip": "198.19.0.1",
-                "local_ports": [20000, 59999], "workers": 1 }},
+                "local_ports": [10000, 32767], "workers": 1 }},
   "control": {{ "socket": "{}" }},{extra}
   "services": [{services}]
 }}"#,

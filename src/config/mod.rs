@@ -251,6 +251,10 @@ pub struct Config {
 /// Where `xvs run` listens for `xvsadm` unless `control.socket` says otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xvs/xvs.sock";
 
+/// FULLNAT local ports unless configured: below Linux's default ephemeral range (32768-60999),
+/// so the kernel never hands one of them to the director's own connections.
+pub const DEFAULT_LOCAL_PORTS: (u16, u16) = (10000, 32767);
+
 /// Default bound on connections per worker.
 pub const DEFAULT_MAX_CONNS: u32 = 1 << 20;
 
@@ -360,9 +364,15 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         Some([lo, hi]) => {
             range("director.local_ports[0]", lo as u64, 1, 65535)?;
             range("director.local_ports[1]", hi as u64, lo as u64, 65535)?;
+            if lo < 1024 {
+                return Err(err(
+                    "director.local_ports",
+                    format!("{lo}-{hi} includes privileged ports (below 1024), which the host's own services use"),
+                ));
+            }
             (lo as u16, hi as u16)
         }
-        None => (1024, 65535),
+        None => DEFAULT_LOCAL_PORTS,
     };
     let mtu = range("director.mtu", d.mtu.unwrap_or(1500) as u64, 576, 9000)? as u16;
     let workers = range("director.workers", d.workers.unwrap_or(1) as u64, 1, 256)? as u16;

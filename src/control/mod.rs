@@ -6,6 +6,7 @@ pub mod accounting;
 pub mod alarms;
 pub mod director;
 pub mod health;
+pub mod host;
 pub mod metrics;
 pub mod protocol;
 pub mod resolve;

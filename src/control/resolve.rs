@@ -357,6 +357,29 @@ impl Rtnl {
         Ok((mac, ip, mtu.unwrap_or(1500)))
     }
 
+    /// Every IPv4 address of the host (every interface, IFA_LOCAL else IFA_ADDRESS).
+    pub fn all_ipv4(&mut self) -> Result<Vec<Ipv4Addr>, ResolveError> {
+        let mut req = AddressMessage::default();
+        req.header.family = AddressFamily::Inet;
+        let msgs = self
+            .request(RouteNetlinkMessage::GetAddress(req), true)
+            .map_err(|e| ResolveError::Netlink(format!("dumping addresses: {e}")))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| {
+                let RouteNetlinkMessage::NewAddress(a) = m else { return None };
+                let v4 = |want_local: bool| {
+                    a.attributes.iter().find_map(|at| match at {
+                        AddressAttribute::Local(IpAddr::V4(ip)) if want_local => Some(*ip),
+                        AddressAttribute::Address(IpAddr::V4(ip)) if !want_local => Some(*ip),
+                        _ => None,
+                    })
+                };
+                v4(true).or_else(|| v4(false))
+            })
+            .collect())
+    }
+
     /// The first IPv4 address (IFA_LOCAL, else IFA_ADDRESS) on `ifindex`, in the kernel's
     /// order (primaries first), as `ip addr` lists them.
     fn first_ipv4(&mut self, ifindex: u32) -> Result<Option<Ipv4Addr>, ReqError> {

@@ -41,7 +41,18 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     signal_hook::flag::register(SIGINT, stop.clone())?;
     signal_hook::flag::register(SIGTERM, stop.clone())?;
     signal_hook::flag::register(SIGUSR1, usr1.clone())?;
-    check_local_ports(&cfg);
+    // The kernel must never hand a FULLNAT local port to the director's own connections.
+    if let Err(why) = xvs::control::host::check_local_ports(&cfg) {
+        bail!("{why}");
+    }
+    match xvs::control::resolve::Rtnl::open().and_then(|mut nl| nl.all_ipv4()) {
+        Ok(local) => {
+            for w in xvs::control::host::foreign_addresses(&cfg, &local) {
+                tracing::warn!("{w}");
+            }
+        }
+        Err(e) => tracing::warn!("reading the host's addresses: {e}"),
+    }
 
     let workers = cfg.workers;
     let names: Vec<String> = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
@@ -316,24 +327,6 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         bail!("the {what} thread stopped unexpectedly");
     }
     Ok(())
-}
-
-/// FULLNAT local ports must not be handed out by the kernel to the director's own sockets.
-fn check_local_ports(cfg: &Config) {
-    if !cfg.services.iter().any(|s| s.servers.iter().any(|r| r.mode == xvs::model::FwdMode::FullNat)) {
-        return;
-    }
-    let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else { return };
-    let v: Vec<u16> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    if let [lo, hi] = v[..] {
-        let (a, b) = cfg.local_ports;
-        if a <= hi && lo <= b {
-            tracing::warn!(
-                "director.local_ports {a}-{b} overlaps the kernel's ephemeral ports {lo}-{hi}: replies to the \
-                 director's own connections on those ports go to xvs (set net.ipv4.ip_local_reserved_ports)"
-            );
-        }
-    }
 }
 
 /// The counters (SIGUSR1, exit), one log event per line.

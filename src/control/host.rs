@@ -1,0 +1,96 @@
+//! Start-up checks of the host the director runs on: FULLNAT local ports against the kernel's
+//! ephemeral ports, and the DIP and VIPs against the director's own addresses.
+
+use crate::config::Config;
+use std::net::Ipv4Addr;
+
+/// Port ranges in `net.ipv4.ip_local_reserved_ports` syntax (`8080,10000-10010`).
+pub fn parse_port_list(text: &str) -> Vec<(u16, u16)> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .filter_map(|t| match t.split_once('-') {
+            Some((a, b)) => Some((a.trim().parse().ok()?, b.trim().parse().ok()?)),
+            None => t.parse().ok().map(|p| (p, p)),
+        })
+        .collect()
+}
+
+/// Why FULLNAT local ports `ports` cannot be used beside the kernel's ephemeral range
+/// `ephemeral` (less the ports it keeps `reserved`), or None. A port both ranges hold could be
+/// given by the kernel to one of the director's own connections (a health check, the host's
+/// traffic from the DIP) whose replies the steering program would then send to the workers.
+pub fn local_ports_conflict(ports: (u16, u16), ephemeral: (u16, u16), reserved: &[(u16, u16)]) -> Option<String> {
+    let (a, b) = ports;
+    let (lo, hi) = ephemeral;
+    let (from, to) = (a.max(lo), b.min(hi));
+    if from > to {
+        return None;
+    }
+    let is_reserved = |p: u16| reserved.iter().any(|&(x, y)| x <= p && p <= y);
+    let first = (from..=to).find(|&p| !is_reserved(p))?;
+    Some(format!(
+        "director.local_ports: {a}-{b} overlaps the kernel's ephemeral ports {lo}-{hi} (net.ipv4.ip_local_port_range; \
+         port {first} is in both and not in net.ipv4.ip_local_reserved_ports): the director's own connections would \
+         get ports whose replies go to xvs. Choose ports outside {lo}-{hi}, or reserve them for xvs"
+    ))
+}
+
+/// Reads the kernel's ranges and checks `cfg.local_ports` against them.
+pub fn check_local_ports(cfg: &Config) -> Result<(), String> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let v: Vec<u16> =
+        read("/proc/sys/net/ipv4/ip_local_port_range").split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let [lo, hi] = v[..] else { return Ok(()) };
+    let reserved = parse_port_list(&read("/proc/sys/net/ipv4/ip_local_reserved_ports"));
+    match local_ports_conflict(cfg.local_ports, (lo, hi), &reserved) {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
+/// What to report about the DIP and the VIPs given the director's own addresses `local`: a
+/// DIP the host does not hold never sees FULLNAT replies; a VIP it does not hold is not
+/// answered for by ARP, so only a router that routes it to the director brings its traffic.
+pub fn foreign_addresses(cfg: &Config, local: &[Ipv4Addr]) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(dip) = cfg.dip().filter(|d| !local.contains(d)) {
+        out.push(format!("director.dip {dip} is not an address of this host: FULLNAT replies to it will not arrive"));
+    }
+    let mut vips: Vec<Ipv4Addr> = cfg.services.iter().map(|s| s.vip).collect();
+    vips.sort();
+    vips.dedup();
+    for v in vips.into_iter().filter(|v| !local.contains(v)) {
+        out.push(format!(
+            "VIP {v} is not an address of this host: nothing answers ARP for it, so only traffic routed to the \
+             director reaches it"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_ports_beside_the_kernels_ephemeral_range() {
+        let linux = (32768, 60999);
+        assert_eq!(local_ports_conflict((10000, 32767), linux, &[]), None);
+        assert_eq!(local_ports_conflict((61000, 65535), linux, &[]), None);
+        let e = local_ports_conflict((20000, 59999), linux, &[]).expect("overlap");
+        assert!(e.starts_with("director.local_ports: 20000-59999 overlaps the kernel's ephemeral ports 32768-60999"), "{e}");
+        assert!(e.contains("port 32768 is in both"), "{e}");
+        // Reserved for xvs: the kernel never hands them out.
+        assert_eq!(local_ports_conflict((40000, 49999), linux, &parse_port_list("8080, 40000-49999")), None);
+        let part = local_ports_conflict((40000, 49999), linux, &parse_port_list("40000-44999")).expect("partly");
+        assert!(part.contains("port 45000"), "{part}");
+    }
+
+    #[test]
+    fn reserved_port_lists_parse_as_the_kernel_prints_them() {
+        assert_eq!(parse_port_list("8080,10000-10010\n"), vec![(8080, 8080), (10000, 10010)]);
+        assert_eq!(parse_port_list(""), vec![]);
+        assert_eq!(parse_port_list("x,1-y,7"), vec![(7, 7)]);
+    }
+}
