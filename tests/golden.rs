@@ -95,35 +95,110 @@ fn fullnat_both_directions() {
 }
 
 #[test]
-fn dr_changes_only_macs() {
+fn dr_changes_macs_and_the_ttl() {
     let input = tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 82, SYN, 64, b"x");
-    let mut expected = input.clone();
-    expected[0..6].copy_from_slice(&RS1_MAC);
-    expected[6..12].copy_from_slice(&DIR_R_MAC);
-    run_cases(vec![
-        Case {
-            desc: "DR SYN: MACs only",
-            input: input.clone(),
-            verdict: Verdict::Tx(1),
-            output: Some(expected.clone()),
-        },
-        Case {
-            desc: "DR with TTL 1 is still forwarded (IP untouched)",
-            input: tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 82, ACK, 1, b"y"),
-            verdict: Verdict::Tx(1),
-            output: None,
-        },
-    ]);
+    run_cases(vec![Case {
+        desc: "DR SYN: MACs, and the TTL decremented as IPVS does in every mode",
+        input,
+        verdict: Verdict::Tx(1),
+        output: Some(tcp_frame(DIR_R_MAC, RS1_MAC, CLIENT, VIP, 40000, 82, SYN, 63, b"x")),
+    }]);
 }
 
+/// An ICMP error about `input` from `src`, back to its sender's MAC, quoting the original as
+/// RFC 1812 allows (576 bytes in all), as the director builds it.
+fn icmp_error_expected(input: &[u8], src: [u8; 4], ty: u8, code: u8, rest: u32, ident: u16) -> Vec<u8> {
+    let ip = &input[14..];
+    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let quoted = total.min(576 - 28);
+    let mut e = Vec::new();
+    e.extend_from_slice(&input[6..12]);
+    e.extend_from_slice(&input[0..6]);
+    e.extend_from_slice(&[0x08, 0x00]);
+    let sender = [ip[12], ip[13], ip[14], ip[15]];
+    e.extend_from_slice(&ipv4_header((8 + quoted) as u16, 64, IpNumber::ICMP, src, sender, ident, false));
+    let mut icmp = vec![ty, code, 0, 0];
+    icmp.extend_from_slice(&rest.to_be_bytes());
+    icmp.extend_from_slice(&ip[..quoted]);
+    let c = xvs::wire::checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    e.extend_from_slice(&icmp);
+    e
+}
+
+#[test]
+fn ttl_1_gets_time_exceeded_in_every_mode_and_direction() {
+    // (description, frame, the address the answer comes from)
+    let cases = [
+        ("NAT SYN with TTL 1", tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, SYN, 1, &[]), VIP, 0),
+        ("FULLNAT SYN with TTL 1", tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 81, SYN, 1, &[]), VIP, 0),
+        ("DR SYN with TTL 1", tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 82, SYN, 1, b"y"), VIP, 0),
+        ("TUN SYN with TTL 1", tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 83, SYN, 1, &[]), VIP, 0),
+        ("DR with TTL 0", tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 82, SYN, 0, &[]), VIP, 0),
+        (
+            "UDP NAT datagram with TTL 1 and a long payload (quote cut at 576)",
+            udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 5000, 53, 1, &[9u8; 1000]),
+            VIP,
+            0,
+        ),
+    ];
+    for (desc, input, src, port) in cases {
+        let mut p = pipeline(&config_json(""));
+        let (v, out) = run(&mut p, &input, 0);
+        assert_eq!(v, Verdict::Tx(port), "{desc}");
+        assert_checksums(&out);
+        assert_eq!(out, icmp_error_expected(&input, src, 11, 0, 0, 1), "{desc}");
+        assert_eq!(p.stats.icmp_time_exceeded, 1, "{desc}");
+    }
+    // A NAT reply with TTL 1: answered to the real server from the director's address on
+    // the interface it came in on.
+    let mut p = pipeline(&config_json(""));
+    assert_eq!(
+        run(&mut p, &tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, SYN, 64, &[]), 0).0,
+        Verdict::Tx(1)
+    );
+    let reply = tcp_frame(RS1_MAC, DIR_R_MAC, RS1, CLIENT, 8080, 40000, SYNACK, 1, &[]);
+    let (v, out) = run_on(&mut p, &reply, 1, 1);
+    assert_eq!(v, Verdict::Tx(1), "back towards the real server");
+    assert_eq!(out, icmp_error_expected(&reply, DIP, 11, 0, 0, 1));
+}
+
+#[test]
+fn time_exceeded_is_rate_limited_as_the_kernel_limits_icmp() {
+    let mut p = pipeline(&config_json(""));
+    let ttl1 = tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 82, SYN, 1, &[]);
+    // A burst of 50, then about one a millisecond.
+    let sent = (0..200).filter(|_| run(&mut p, &ttl1, 0).0 == Verdict::Tx(0)).count();
+    assert_eq!(sent, 50);
+    assert_eq!(p.stats.icmp_ratelimited, 150);
+    assert_eq!(run(&mut p, &ttl1, 0).0, Verdict::Drop(DropReason::TtlExpired));
+    assert_eq!(run(&mut p, &ttl1, 10).0, Verdict::Tx(0), "refilled 10 ms later");
+}
+
+/// `input` with its TTL one less (and the header checksum fixed).
+fn ttl_minus_one(input: &[u8]) -> Vec<u8> {
+    let mut f = input.to_vec();
+    f[22] -= 1;
+    fix_ip_checksum(&mut f);
+    f
+}
+
+/// The IP-in-IP frame for `input`: the inner packet with its TTL decremented, under an outer
+/// header with the inner TTL, TOS (ECN copied, RFC 6040) and DF.
 fn tun_expected(input: &[u8], ident: u16) -> Vec<u8> {
-    let inner = &input[14..];
+    let dec = ttl_minus_one(input);
+    let inner = &dec[14..];
     let df = inner[6] & 0x40 != 0;
     let mut e = Vec::new();
     e.extend_from_slice(&RS1_MAC);
     e.extend_from_slice(&DIR_R_MAC);
     e.extend_from_slice(&[0x08, 0x00]);
-    e.extend_from_slice(&ipv4_header(inner.len() as u16, 64, IpNumber::IPV4, DIP, RS1, ident, df));
+    let mut outer = ipv4_header(inner.len() as u16, inner[8], IpNumber::IPV4, DIP, RS1, ident, df);
+    outer[1] = inner[1];
+    outer[10..12].copy_from_slice(&[0, 0]);
+    let c = xvs::wire::checksum::checksum(&outer);
+    outer[10..12].copy_from_slice(&c.to_be_bytes());
+    e.extend_from_slice(&outer);
     e.extend_from_slice(inner);
     e
 }
@@ -145,6 +220,24 @@ fn tun_encapsulates_ipip() {
             verdict: Verdict::Tx(1),
             output: Some(tun_expected(&data, 2)),
         },
+        Case {
+            desc: "TUN with DSCP EF and ECN CE: the outer header copies both (RFC 6040), TTL 17 -> 16",
+            input: with_tos(&tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 83, ACK, 17, &[5u8; 10]), 0xb8 | 3),
+            verdict: Verdict::Tx(1),
+            output: Some(tun_expected(
+                &with_tos(&tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 83, ACK, 17, &[5u8; 10]), 0xb8 | 3),
+                3,
+            )),
+        },
+        Case {
+            desc: "TUN with ECT(1), TTL 2 -> 1 (still forwarded)",
+            input: with_tos(&tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 83, ACK, 2, &[5u8; 10]), 1),
+            verdict: Verdict::Tx(1),
+            output: Some(tun_expected(
+                &with_tos(&tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 83, ACK, 2, &[5u8; 10]), 1),
+                4,
+            )),
+        },
     ]);
 }
 
@@ -165,7 +258,8 @@ fn tun_too_big_with_df_gets_frag_needed() {
     e.extend_from_slice(&[0x08, 0x00]);
     e.extend_from_slice(&ipv4_header((8 + quoted) as u16, 64, IpNumber::ICMP, VIP, CLIENT, 2, false));
     let mut icmp = vec![3u8, 4, 0, 0, 0, 0, (1480u16 >> 8) as u8, (1480u16 & 0xff) as u8];
-    icmp.extend_from_slice(&big[14..14 + quoted]);
+    // The quote shows the TTL already decremented, as the kernel's does.
+    icmp.extend_from_slice(&ttl_minus_one(&big)[14..14 + quoted]);
     let c = xvs::wire::checksum::checksum(&icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     e.extend_from_slice(&icmp);
@@ -183,6 +277,14 @@ fn tun_too_big_without_df_is_dropped_and_counted() {
     fix_ip_checksum(&mut big);
     assert_eq!(run(&mut p, &big, 1).0, Verdict::Drop(DropReason::TooBigNoDf));
     assert_eq!(p.stats.dropped(DropReason::TooBigNoDf), 1);
+}
+
+/// `f` with IPv4 TOS `tos` (header checksum fixed).
+fn with_tos(f: &[u8], tos: u8) -> Vec<u8> {
+    let mut f = f.to_vec();
+    f[15] = tos;
+    fix_ip_checksum(&mut f);
+    f
 }
 
 pub fn fix_ip_checksum(f: &mut [u8]) {

@@ -79,7 +79,10 @@ mod tests {
         assert_eq!(local_ports_conflict((10000, 32767), linux, &[]), None);
         assert_eq!(local_ports_conflict((61000, 65535), linux, &[]), None);
         let e = local_ports_conflict((20000, 59999), linux, &[]).expect("overlap");
-        assert!(e.starts_with("director.local_ports: 20000-59999 overlaps the kernel's ephemeral ports 32768-60999"), "{e}");
+        assert!(
+            e.starts_with("director.local_ports: 20000-59999 overlaps the kernel's ephemeral ports 32768-60999"),
+            "{e}"
+        );
         assert!(e.contains("port 32768 is in both"), "{e}");
         // Reserved for xvs: the kernel never hands them out.
         assert_eq!(local_ports_conflict((40000, 49999), linux, &parse_port_list("8080, 40000-49999")), None);

@@ -9,9 +9,10 @@ use super::stats::{DestCounters, DropReason, PassReason, Verdict, WorkerStats};
 use super::tables::{NextHop, Tables};
 use crate::conn::{ConnKey, ConnShard, Dir, NewConn, Refused, ShardConfig, SlotSpec, TcpState, NONE};
 use crate::model::FwdMode;
-use crate::modes::{dr, fullnat, nat, tun, L4};
+use crate::modes::{self, dr, fullnat, nat, tun, L4};
 use crate::sched::{Flow, Scheduler};
 use crate::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN as ETH_LEN};
+use crate::wire::icmp::{CODE_TTL_EXCEEDED, TYPE_TIME_EXCEEDED};
 use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::{self, TcpSegment};
 use crate::wire::udp::UdpDatagram;
@@ -47,7 +48,15 @@ pub struct Pipeline {
     workers: u16,
     /// No snapshot applied yet: every service's loads are laid out by the first.
     fresh: bool,
+    /// ICMP errors that may be sent now, and when the bucket was last refilled.
+    icmp_tokens: u32,
+    icmp_refill_ms: u64,
 }
+
+/// ICMP errors a worker sends at most per second, and in one burst (the kernel's defaults:
+/// `icmp_msgs_per_sec` 1000, `icmp_msgs_burst` 50).
+pub const ICMP_PER_SEC: u64 = 1000;
+pub const ICMP_BURST: u64 = 50;
 
 /// The worker that owns connections of client endpoint (addr, port) when `workers` share the
 /// NAT/FULLNAT traffic: a multiplicative hash (ports alone are biased: Linux prefers even
@@ -86,6 +95,8 @@ impl Pipeline {
             worker: 0,
             workers: 1,
             fresh: true,
+            icmp_tokens: ICMP_BURST as u32,
+            icmp_refill_ms: 0,
         };
         p.set_tables(tables);
         p
@@ -283,7 +294,7 @@ impl Pipeline {
         }
         let found = if hint != NONE && self.shard.is_out(hint, k) { Some(hint) } else { self.find_reply(k) };
         if let Some(idx) = self.live(found, now_ms) {
-            return self.forward_out(frame, p, idx, now_ms);
+            return self.forward_out(frame, p, idx, rx_port, now_ms);
         }
         Verdict::Pass(PassReason::NotService)
     }
@@ -409,6 +420,29 @@ impl Pipeline {
         Some(i)
     }
 
+    /// Answers a packet whose TTL would reach 0 with ICMP "time exceeded" from `src`, back
+    /// out of `rx_port`, at most [`ICMP_PER_SEC`] a second (burst [`ICMP_BURST`]) per worker
+    /// as the kernel limits its own ICMP errors; the packet itself is dropped.
+    #[cold]
+    fn time_exceeded(&mut self, frame: &mut Frame<'_>, rx_port: u8, src: u32, now_ms: u64) -> Verdict {
+        let refill = now_ms.saturating_sub(self.icmp_refill_ms).saturating_mul(ICMP_PER_SEC) / 1000;
+        if refill > 0 {
+            self.icmp_tokens = (self.icmp_tokens as u64 + refill).min(ICMP_BURST) as u32;
+            self.icmp_refill_ms = now_ms;
+        }
+        if self.icmp_tokens == 0 {
+            self.stats.icmp_ratelimited += 1;
+            return Verdict::Drop(DropReason::TtlExpired);
+        }
+        self.ident = self.ident.wrapping_add(1);
+        if !modes::icmp::error_reply(frame, TYPE_TIME_EXCEEDED, CODE_TTL_EXCEEDED, 0, src, self.ident) {
+            return Verdict::Drop(DropReason::TtlExpired);
+        }
+        self.icmp_tokens -= 1;
+        self.stats.icmp_time_exceeded += 1;
+        Verdict::Tx(rx_port)
+    }
+
     /// Whether a SYN for connection `idx` starts a new connection rather than continuing it
     /// (IPVS `conn_reuse_mode` 1, `is_new_conn_expected`): the old one is in TIME_WAIT or
     /// CLOSE and not controlled by a persistence template; or its server is quiesced (weight
@@ -420,7 +454,12 @@ impl Pipeline {
             return false;
         }
         let c = self.shard.conn(idx);
-        let quiesced = self.tables.services.get(c.svc as usize).and_then(|s| s.dests.get(c.dest as usize)).is_some_and(|d| d.weight == 0);
+        let quiesced = self
+            .tables
+            .services
+            .get(c.svc as usize)
+            .and_then(|s| s.dests.get(c.dest as usize))
+            .is_some_and(|d| d.weight == 0);
         let closing = matches!(c.tcp_state(), Some(TcpState::TimeWait | TcpState::Close));
         quiesced || (closing && !self.shard.follows_template(idx))
     }
@@ -531,19 +570,14 @@ impl Pipeline {
         };
         let src_mac = self.tables.port_mac(port);
         let l4 = L4 { off: p.l4_off as usize, proto: p.key.proto };
+        // Every mode decrements the TTL, as IPVS does; one that would reach 0 is answered
+        // with "time exceeded" from the address it was sent to (the VIP), as the kernel does.
+        if p.ttl <= 1 {
+            return self.time_exceeded(frame, rx_port, p.key.daddr, now_ms);
+        }
         let dir = match mode {
-            FwdMode::Nat | FwdMode::FullNat => {
-                if p.ttl <= 1 {
-                    return Verdict::Drop(DropReason::TtlExpired);
-                }
-                Dir::Input
-            }
-            FwdMode::Tun | FwdMode::Dr => {
-                if p.ttl == 0 {
-                    return Verdict::Drop(DropReason::TtlExpired);
-                }
-                Dir::InputOnly
-            }
+            FwdMode::Nat | FwdMode::FullNat => Dir::Input,
+            FwdMode::Tun | FwdMode::Dr => Dir::InputOnly,
         };
         let flags = (p.key.proto == PROTO_TCP).then_some(p.tcp_flags);
         let len = frame.len() as u64;
@@ -580,10 +614,13 @@ impl Pipeline {
 
     /// Real server -> client (NAT, FULLNAT replies).
     #[inline]
-    fn forward_out(&mut self, frame: &mut Frame<'_>, p: &Parsed, idx: u32, now_ms: u64) -> Verdict {
+    fn forward_out(&mut self, frame: &mut Frame<'_>, p: &Parsed, idx: u32, rx_port: u8, now_ms: u64) -> Verdict {
         let c = *self.shard.conn(idx);
         if p.ttl <= 1 {
-            return Verdict::Drop(DropReason::TtlExpired);
+            // From the director's address on the interface it came in on (the kernel's
+            // choice for a packet it was not addressed by).
+            let src = self.tables.iface_ip(rx_port);
+            return self.time_exceeded(frame, rx_port, src, now_ms);
         }
         let Some(NextHop { mac, port }) = self.tables.next_hop(c.caddr) else {
             return Verdict::Drop(DropReason::NoNeighbour);

@@ -156,6 +156,10 @@ pub struct WorkerStats {
     pub nodest_expired: u64,
     /// Connections a client's new SYN replaced (TIME_WAIT or CLOSE, or a quiesced server).
     pub conn_reused: u64,
+    /// ICMP "time exceeded" answers sent (TTL would have reached 0), and ICMP errors not sent
+    /// because of the rate limit.
+    pub icmp_time_exceeded: u64,
+    pub icmp_ratelimited: u64,
     pub drops: [u64; DropReason::COUNT],
     pub passes: [u64; PassReason::COUNT],
     /// Per real server, by id ([`crate::dataplane::DestEntry::id`]).
@@ -217,6 +221,8 @@ fn scalars<'a>(
         s.handoff_full,
         s.nodest_expired,
         s.conn_reused,
+        s.icmp_time_exceeded,
+        s.icmp_ratelimited,
         sh.created,
         sh.expired,
         sh.templates_created,
@@ -261,6 +267,8 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
         &mut s.handoff_full,
         &mut s.nodest_expired,
         &mut s.conn_reused,
+        &mut s.icmp_time_exceeded,
+        &mut s.icmp_ratelimited,
         &mut sh.created,
         &mut sh.expired,
         &mut sh.templates_created,
@@ -295,7 +303,7 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
 
 /// Most ports whose ring counters a board holds.
 pub const MAX_RINGS: usize = 8;
-const SCALARS: usize = 22 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
+const SCALARS: usize = 24 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
 
 /// One worker's published counters: written by the worker alone (relaxed stores, no
 /// read-modify-write), read by anyone. A reader may see one counter of a publish and the

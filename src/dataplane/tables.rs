@@ -113,6 +113,9 @@ pub struct TablesSpec {
     pub iface_macs: Vec<MacAddr>,
     /// The director's own addresses.
     pub local_ips: Vec<u32>,
+    /// Each interface's address (0: none), by port index: the source of ICMP errors about
+    /// packets that were not addressed to the director.
+    pub iface_ips: Vec<u32>,
     pub dip: u32,
     pub mtu: u16,
     pub lport_range: (u16, u16),
@@ -148,6 +151,8 @@ pub struct Tables {
     pub iface_macs: Vec<MacAddr>,
     /// The director's own addresses: traffic to them goes to the kernel.
     pub local_ips: Vec<u32>,
+    /// Each interface's address (0: none), by port index.
+    pub iface_ips: Vec<u32>,
     pub dip: u32,
     pub mtu: u16,
     pub lport_range: (u16, u16),
@@ -183,6 +188,7 @@ impl Tables {
             gateway: spec.gateway,
             iface_macs: spec.iface_macs.clone(),
             local_ips: spec.local_ips.clone(),
+            iface_ips: spec.iface_ips.clone(),
             dip: spec.dip,
             mtu: spec.mtu,
             lport_range: spec.lport_range,
@@ -344,6 +350,12 @@ impl Tables {
     #[inline]
     pub fn next_hop(&self, addr: u32) -> Option<NextHop> {
         self.neigh.get(&addr).copied().or(self.gateway)
+    }
+
+    /// The director's address on interface `port` (the DIP when it has none).
+    #[inline]
+    pub fn iface_ip(&self, port: u8) -> u32 {
+        self.iface_ips.get(port as usize).copied().filter(|&a| a != 0).unwrap_or(self.dip)
     }
 
     /// Source MAC for frames leaving through `port`.

@@ -6,6 +6,7 @@
 
 pub mod dr;
 pub mod fullnat;
+pub mod icmp;
 pub mod nat;
 pub mod tun;
 

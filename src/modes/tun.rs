@@ -8,17 +8,13 @@
 //! fragment).
 
 use crate::wire::ethernet::{ETHERTYPE_IPV4, HEADER_LEN as ETH_LEN};
-use crate::wire::icmp::IcmpMessage;
-use crate::wire::ipv4::{Ipv4Packet, FLAG_DF, PROTO_ICMP, PROTO_IPIP};
+use crate::wire::icmp::{CODE_FRAG_NEEDED, TYPE_DEST_UNREACH};
+use crate::wire::ipv4::{Ipv4Packet, FLAG_DF, PROTO_IPIP};
 use crate::wire::Frame;
 use crate::wire::{EthernetFrame, MacAddr};
 
 /// Outer header length.
 pub const OVERHEAD: usize = 20;
-/// TTL of the outer header and of ICMP errors the director sends.
-pub const TTL: u8 = 64;
-/// RFC 1812: an ICMP error carries as much of the original as fits in 576 bytes.
-const ICMP_MAX_QUOTE: usize = 576 - 20 - 8;
 
 /// Why a frame could not be encapsulated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,9 +37,16 @@ pub fn encap(
     dst_mac: MacAddr,
     src_mac: MacAddr,
 ) -> Result<(), TunError> {
+    // The inner TTL is decremented first, as IPVS does before its MTU check (a
+    // "fragmentation needed" then quotes the decremented header, as the kernel's does).
+    super::decrement_ttl(frame.data_mut());
     let inner = Ipv4Packet::new_unchecked(&frame.data()[ETH_LEN..]);
     let inner_total = inner.total_len() as usize;
+    // The outer header takes the inner TOS (DSCP and ECN: RFC 6040's normal mode copies the
+    // ECN field as it is), the inner TTL (already decremented) and the inner DF (IPVS's
+    // ip_vs_tunnel_xmit).
     let tos = inner.tos();
+    let ttl = inner.ttl();
     let df = inner.flags_frag() & FLAG_DF;
     if inner_total + OVERHEAD > mtu as usize {
         return Err(TunError::TooBig { df: df != 0 });
@@ -57,7 +60,7 @@ pub fn encap(
     eth.set_src(src_mac);
     eth.set_ethertype(ETHERTYPE_IPV4);
     let mut outer = Ipv4Packet::new_unchecked(&mut f[ETH_LEN..ETH_LEN + OVERHEAD]);
-    outer.write_header(tos, (inner_total + OVERHEAD) as u16, ident, df, TTL, PROTO_IPIP, dip, rip);
+    outer.write_header(tos, (inner_total + OVERHEAD) as u16, ident, df, ttl, PROTO_IPIP, dip, rip);
     Ok(())
 }
 
@@ -65,33 +68,7 @@ pub fn encap(
 /// sender, sent from the address it was sent to, back to the MAC it came from.
 /// Returns false (frame unchanged) if the buffer cannot hold the answer.
 pub fn frag_needed(frame: &mut Frame<'_>, next_hop_mtu: u16, ident: u16) -> bool {
-    let d = frame.data();
-    if d.len() < ETH_LEN + 20 {
-        return false;
-    }
-    let orig = Ipv4Packet::new_unchecked(&d[ETH_LEN..]);
-    let quoted = (orig.total_len() as usize).min(ICMP_MAX_QUOTE).min(d.len() - ETH_LEN);
-    let (client, vip) = (orig.src_addr(), orig.dst_addr());
-    let eth = EthernetFrame::new_unchecked(d);
-    let (client_mac, our_mac) = (eth.src(), eth.dst());
-    let icmp_at = ETH_LEN + 20;
-    let quote_at = icmp_at + 8;
-    if !frame.set_len(quote_at + quoted) {
-        return false;
-    }
-    let f = frame.data_mut();
-    f.copy_within(ETH_LEN..ETH_LEN + quoted, quote_at);
-    let mut eth = EthernetFrame::new_unchecked(&mut f[..ETH_LEN]);
-    eth.set_dst(client_mac);
-    eth.set_src(our_mac);
-    eth.set_ethertype(ETHERTYPE_IPV4);
-    let total = (20 + 8 + quoted) as u16;
-    Ipv4Packet::new_unchecked(&mut f[ETH_LEN..icmp_at]).write_header(0, total, ident, 0, TTL, PROTO_ICMP, vip, client);
-    match IcmpMessage::new_checked(&mut f[icmp_at..]) {
-        Ok(mut icmp) => {
-            icmp.write_frag_needed(next_hop_mtu);
-            true
-        }
-        Err(_) => false,
-    }
+    let Ok(ip) = Ipv4Packet::new_checked(frame.data().get(ETH_LEN..).unwrap_or(&[])) else { return false };
+    let vip = ip.dst_addr();
+    super::icmp::error_reply(frame, TYPE_DEST_UNREACH, CODE_FRAG_NEEDED, next_hop_mtu as u32, vip, ident)
 }

@@ -58,13 +58,20 @@ pub fn pipeline(json: &str) -> Pipeline {
     Pipeline::new(Arc::new(xvs::control::tables_for(&cfg, None).expect("tables")), 0)
 }
 
-/// Runs one frame through the pipeline (in a buffer with headroom, like a UMEM frame).
+/// Runs one frame through the pipeline (in a buffer with headroom, like a UMEM frame), as
+/// received on interface 0.
 pub fn run(p: &mut Pipeline, frame: &[u8], now_ms: u64) -> (Verdict, Vec<u8>) {
+    run_on(p, frame, 0, now_ms)
+}
+
+/// Runs one frame through the pipeline as received on interface `rx_port`.
+#[allow(dead_code)]
+pub fn run_on(p: &mut Pipeline, frame: &[u8], rx_port: u8, now_ms: u64) -> (Verdict, Vec<u8>) {
     let mut buf = vec![0u8; 2048];
     let n = frame.len().min(2048 - HEADROOM);
     buf[HEADROOM..HEADROOM + n].copy_from_slice(&frame[..n]);
     let mut f = Frame::new(&mut buf, HEADROOM, n);
-    let v = p.process(&mut f, 0, now_ms);
+    let v = p.process(&mut f, rx_port, now_ms);
     (v, f.data().to_vec())
 }
 
