@@ -410,3 +410,20 @@ fn nat_replies_of_shared_servers_and_port0_services() {
         assert_eq!(out, output, "case {i}");
     }
 }
+
+#[test]
+fn an_unresolved_real_server_gets_nothing_and_neither_does_the_gateway() {
+    // 198.19.0.99 has no neighbour entry; a default gateway is configured on the server side.
+    let json = config_json(
+        r#", {"proto": "tcp", "vip": "198.18.0.100", "port": 90, "scheduler": "rr",
+              "real_servers": [{"addr": "198.19.0.99", "port": 80, "mode": "nat"}]}"#,
+    )
+    .replacen("\"neighbours\"", r#""gateway": {"mac": "02:00:00:00:01:fe", "interface": "xvs-r"}, "neighbours""#, 1);
+    let mut p = pipeline(&json);
+    let syn = tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 90, SYN, 64, &[]);
+    assert_eq!(run(&mut p, &syn, 0).0, Verdict::Drop(DropReason::NoNeighbour));
+    assert_eq!(p.stats.dropped(DropReason::NoNeighbour), 1);
+    // Resolved servers still go to their own MAC, clients without an entry to the gateway.
+    let (v, out) = run(&mut p, &tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40001, 80, SYN, 64, &[]), 0);
+    assert_eq!((v, &out[0..6]), (Verdict::Tx(1), &RS1_MAC[..]));
+}

@@ -754,10 +754,17 @@ pub fn resolve(cfg: &Config, wait: Duration, worth_waiting: &dyn Fn(Option<Ipv4A
         }
     };
     let mut targets: BTreeSet<Ipv4Addr> = BTreeSet::new();
+    // DR servers are on the director's link by definition (the frame keeps the VIP as its
+    // destination): their own MAC on the route's interface, never a gateway's (IPVS's
+    // IP_VS_RT_MODE_KNOWN_NH).
+    let mut on_link: BTreeSet<Ipv4Addr> = BTreeSet::new();
     for s in &cfg.services {
         for r in &s.servers {
             if !cfg.neighbours.iter().any(|n| n.ip == r.addr) {
                 targets.insert(r.addr);
+                if r.mode == crate::model::FwdMode::Dr {
+                    on_link.insert(r.addr);
+                }
             }
         }
     }
@@ -776,7 +783,7 @@ pub fn resolve(cfg: &Config, wait: Duration, worth_waiting: &dyn Fn(Option<Ipv4A
     for &addr in &targets {
         match nl.route_get(addr) {
             Ok((k, via)) => match iface_of(k) {
-                Some(i) => hops.push((Some(addr), i, k, via)),
+                Some(i) => hops.push((Some(addr), i, k, if on_link.contains(&addr) { addr } else { via })),
                 None => {
                     out.unresolved.push((addr, format!("routed via {}, which is not a director interface", name_of(k))))
                 }

@@ -246,7 +246,9 @@ impl Tables {
                     weight: r.weight,
                     u_threshold: r.u_threshold,
                     l_threshold: r.l_threshold,
-                    next_hop: t.next_hop(addr),
+                    // Its own next hop or none: an unresolved server's frames are dropped
+                    // (`no_neighbour`), never sent to the gateway in the hope it knows.
+                    next_hop: t.neigh.get(&addr).copied(),
                     live: true,
                     id: 0,
                     was_nat: r.mode == FwdMode::Nat,
@@ -346,7 +348,8 @@ impl Tables {
         self.gateway
     }
 
-    /// The next hop for `addr`: a neighbour entry, else the gateway.
+    /// The next hop for a client `addr`: a neighbour entry, else the gateway. (Real servers
+    /// have theirs in [`DestEntry::next_hop`], with no gateway fallback.)
     #[inline]
     pub fn next_hop(&self, addr: u32) -> Option<NextHop> {
         self.neigh.get(&addr).copied().or(self.gateway)
