@@ -418,7 +418,11 @@ fn an_unresolved_real_server_gets_nothing_and_neither_does_the_gateway() {
         r#", {"proto": "tcp", "vip": "198.18.0.100", "port": 90, "scheduler": "rr",
               "real_servers": [{"addr": "198.19.0.99", "port": 80, "mode": "nat"}]}"#,
     )
-    .replacen("\"neighbours\"", r#""gateway": {"mac": "02:00:00:00:01:fe", "interface": "xvs-r"}, "neighbours""#, 1);
+    .replacen(
+        "\"neighbours\"",
+        r#""gateway": {"mac": "02:00:00:00:01:fe", "interface": "xvs-r"}, "neighbours""#,
+        1,
+    );
     let mut p = pipeline(&json);
     let syn = tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 90, SYN, 64, &[]);
     assert_eq!(run(&mut p, &syn, 0).0, Verdict::Drop(DropReason::NoNeighbour));

@@ -93,8 +93,10 @@ fn connections_follow_their_server_through_inserts_and_reordering() {
     assert_eq!((loads[0].active, loads[1].active, loads[2].active), (0, 1, 1), "13, 12, 11");
     // Counters too.
     assert_eq!(p.stats.dests[id11].conns, 1, "198.19.0.11's connection count");
-    // New connections see the new list.
-    assert_eq!(connect(&mut p, 1002), RS3);
+    // New connections see the new list, from where rr was: 12 was picked last, so 11 (after
+    // it in 13, 12, 11), then 13.
+    assert_eq!(connect(&mut p, 1002), RS1);
+    assert_eq!(connect(&mut p, 1003), RS3);
 }
 
 #[test]
@@ -224,4 +226,44 @@ fn a_persistent_clients_reused_ports_keep_its_server() {
     // Controlled by its template: the connection is reused as it is, on the same server.
     assert_eq!(to_server(&mut p, 1000, SYN), Ok(first));
     assert_eq!(p.stats.conn_reused, 0);
+}
+
+#[test]
+fn rr_keeps_its_place_through_a_weight_change_and_mh_through_a_quiesce() {
+    // rr over 11, 12, 13: after 11 and 12, a change of 13's weight (an upd_dest) leaves the
+    // position where it was, as the kernel's list pointer: 13 is next.
+    let three = |w13: &str| nat80(&[rs(11, ""), rs(12, ""), rs(13, w13)].join(","));
+    let mut p = Pipeline::new(cfg(&three("")), 0);
+    assert_eq!(connect(&mut p, 1000), RS1);
+    assert_eq!(connect(&mut p, 1001), RS2);
+    let t = next(Some(p.tables()), &three(r#", "weight": 3"#));
+    p.set_tables(t);
+    assert_eq!(connect(&mut p, 1002), RS3);
+
+    // mh: quiescing a server (weight 0) keeps its slots (the kernel builds from last_weight),
+    // so no client of another server moves.
+    let mh = |w12: &str| {
+        format!(
+            r#"{{"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "mh", "real_servers": [{}]}}"#,
+            [rs(11, ""), rs(12, w12), rs(13, "")].join(",")
+        )
+    };
+    let clients: Vec<[u8; 4]> = (1..=60).map(|i| [198, 18, 1, i]).collect();
+    let server_of = |p: &mut Pipeline, c: [u8; 4], port: u16| {
+        let (v, out) = run(p, &tcp_frame(CLIENT_MAC, DIR_C_MAC, c, VIP, port, 80, SYN, 64, &[]), 0);
+        matches!(v, Verdict::Tx(_)).then(|| [out[30], out[31], out[32], out[33]])
+    };
+    let mut p = Pipeline::new(cfg(&mh("")), 0);
+    let before: Vec<_> = clients.iter().map(|&c| server_of(&mut p, c, 2000)).collect();
+    assert!(before.contains(&Some(RS2)), "some clients on 198.19.0.12");
+    let t = next(Some(p.tables()), &mh(r#", "weight": 0"#));
+    p.set_tables(t);
+    for (c, b) in clients.iter().zip(&before) {
+        let now = server_of(&mut p, *c, 2001);
+        if *b == Some(RS2) {
+            assert_eq!(now, None, "its server is quiesced (no mh-fallback): no new connection");
+        } else {
+            assert_eq!(now, *b, "a client of another server stays");
+        }
+    }
 }

@@ -783,3 +783,81 @@ fn mh_unavailable_and_fallback() {
     assert_eq!(sh[2], 0.0);
     assert!((sh.iter().sum::<f64>() - 1.0).abs() < 1e-9);
 }
+
+/// The kernel's `ip_vs_mh_permutate` + `ip_vs_mh_populate` written out again from
+/// `net/netfilter/ipvs/ip_vs_mh.c`: offset from hash1, skip from hash2, turns from the last
+/// weights, rounds over the list. The table names list positions.
+fn kernel_mh_table(m: u32, dests: &[(u32, u16, u32)]) -> Vec<Option<usize>> {
+    use std::hash::Hasher;
+    let hsiphash = |v: u32, k: u64| {
+        let mut h = siphasher::sip::SipHasher13::new_with_keys(k, k);
+        h.write(&v.to_le_bytes());
+        h.finish() as u32
+    };
+    let (hash1, hash2) = (2_654_435_761u64, 2_654_446_892u64);
+    let gcd = |a: u32, b: u32| {
+        let (mut a, mut b) = (a, b);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let g = dests.iter().map(|d| d.2).filter(|&w| w > 0).fold(0, gcd);
+    let mut table = vec![None; m as usize];
+    if g == 0 {
+        return table;
+    }
+    let mw = dests.iter().map(|d| d.2).max().unwrap_or(0) / g;
+    let shift = (32 - mw.leading_zeros()).saturating_sub(6);
+    let mut ds: Vec<(u32, u32, u32)> = dests
+        .iter()
+        .map(|&(addr, port, lw)| {
+            let v = addr.wrapping_add(port as u32);
+            let turns = match (lw / g) >> shift {
+                0 => u32::from(lw != 0),
+                t => t,
+            };
+            (hsiphash(v, hash1) % m, hsiphash(v, hash2) % (m - 1) + 1, turns)
+        })
+        .collect();
+    let mut used = vec![false; m as usize];
+    let mut n = 0;
+    'outer: loop {
+        for (i, d) in ds.iter_mut().enumerate() {
+            for _ in 0..d.2 {
+                while used[d.0 as usize] {
+                    d.0 = (d.0 + d.1) % m;
+                }
+                used[d.0 as usize] = true;
+                table[d.0 as usize] = Some(i);
+                n += 1;
+                if n == m {
+                    break 'outer;
+                }
+            }
+        }
+    }
+    table
+}
+
+#[test]
+fn mh_tables_are_the_kernels() {
+    let keys = random_keys(20_000, 9);
+    let cases: [&[u32]; 4] = [&[1, 1, 1], &[1, 2, 3, 4], &[100, 1], &[5, 0, 5]];
+    for m in [251u32, 4093] {
+        for w in cases {
+            let addrs: Vec<u32> = (0..w.len()).map(addr).collect();
+            let dests: Vec<(u32, u16, u32)> = addrs.iter().zip(w).map(|(&a, &w)| (a, 8080, w)).collect();
+            let table = kernel_mh_table(m, &dests);
+            let mut s = mh(NOFLAGS, m, w, &addrs);
+            let l = loads(w);
+            for f in &keys {
+                let mut h = siphasher::sip::SipHasher13::new_with_keys(2_654_435_761, 2_654_435_761);
+                std::hash::Hasher::write(&mut h, &f.saddr.to_le_bytes());
+                let slot = (std::hash::Hasher::finish(&h) as u32 % m) as usize;
+                let want = table[slot].filter(|&i| w[i] > 0);
+                assert_eq!(s.pick(f, &l), want, "m {m} weights {w:?}");
+            }
+        }
+    }
+}

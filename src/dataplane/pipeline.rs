@@ -118,8 +118,20 @@ impl Pipeline {
         let mut scheds = Vec::with_capacity(tables.services.len());
         for (i, s) in tables.services.iter().enumerate() {
             let old = self.tables.services.get(i);
-            let kept = old_scheds.get_mut(i).and_then(Option::take).filter(|_| old.is_some_and(|o| o.same_schedule(s)));
-            scheds.push(kept.unwrap_or_else(|| Scheduler::new(s.scheduler, s.flags, s.mh_table_size, &s.dest_specs())));
+            let prior = old_scheds.get_mut(i).and_then(Option::take);
+            let sched = match (prior, old) {
+                (Some(p), Some(o)) if o.same_schedule(s) => p,
+                (prior, old) => {
+                    // The kernel's hooks for what changed: a fresh table or state, and what it
+                    // keeps across the change (rr's position follows its server).
+                    let mut n = Scheduler::new(s.scheduler, s.flags, s.mh_table_size, &s.dest_specs());
+                    if let (Some(p), Some(o)) = (prior, old) {
+                        n.carry_from(&p, &o.order, &s.order);
+                    }
+                    n
+                }
+            };
+            scheds.push(sched);
             if self.fresh || old != Some(s) {
                 let slots: Vec<SlotSpec> = s
                     .dests

@@ -29,6 +29,9 @@ pub struct DestEntry {
     pub port: u16,
     pub mode: FwdMode,
     pub weight: u32,
+    /// The latest non-zero weight (IPVS's `last_weight`, what mh builds its table from: a
+    /// quiesced server keeps its slots); the weight given when the server was added.
+    pub last_weight: u32,
     pub u_threshold: u32,
     pub l_threshold: u32,
     /// Next hop towards the real server, resolved at build time; None = unknown (counted).
@@ -73,12 +76,14 @@ pub struct ServiceEntry {
 }
 
 impl ServiceEntry {
-    /// The live servers in list order, as the scheduler is built from them.
+    /// The live servers in list order, as the scheduler is built from them (mh from their
+    /// last weights, as the kernel's).
     pub fn dest_specs(&self) -> Vec<DestSpec> {
+        let mh = self.scheduler == SchedKind::Mh;
         self.order
             .iter()
             .filter_map(|&i| self.dests.get(i as usize))
-            .map(|d| DestSpec { addr: d.addr, port: d.port, weight: d.weight })
+            .map(|d| DestSpec { addr: d.addr, port: d.port, weight: if mh { d.last_weight } else { d.weight } })
             .collect()
     }
 
@@ -94,10 +99,7 @@ impl ServiceEntry {
             && self.flags == other.flags
             && self.mh_table_size == other.mh_table_size
             && self.order == other.order
-            && self.order.iter().all(|&i| {
-                let (a, b) = (self.dests.get(i as usize), other.dests.get(i as usize));
-                a.zip(b).is_some_and(|(a, b)| a.addr == b.addr && a.port == b.port && a.weight == b.weight)
-            })
+            && self.dest_specs() == other.dest_specs()
     }
 }
 
@@ -244,6 +246,7 @@ impl Tables {
                     port: r.port,
                     mode: r.mode,
                     weight: r.weight,
+                    last_weight: r.weight,
                     u_threshold: r.u_threshold,
                     l_threshold: r.l_threshold,
                     // Its own next hop or none: an unresolved server's frames are dropped
@@ -269,7 +272,13 @@ impl Tables {
                     }
                 };
                 let was_nat = entry.was_nat || dests[di].was_nat;
-                dests[di] = DestEntry { id: dests[di].id, was_nat, ..entry };
+                // IPVS keeps the latest non-zero weight; an add (a new or a revived server)
+                // takes the weight given.
+                let was_live = prev
+                    .and_then(|p| p.services.get(si))
+                    .is_some_and(|ps| ps.live && ps.dests.get(di).is_some_and(|d| d.live));
+                let last_weight = if was_live && r.weight == 0 { dests[di].last_weight } else { r.weight };
+                dests[di] = DestEntry { id: dests[di].id, was_nat, last_weight, ..entry };
                 order.push(di as u16);
             }
             t.vips.insert(vip, ());

@@ -5,12 +5,16 @@
 //! (SipHash-1-3, the kernel's `hsiphash` on 64-bit, over the u32 `addr + port`):
 //!
 //! ```text
-//! offset(d) = hsiphash(addr + port, key2) % M
-//! skip(d)   = hsiphash(addr + port, key1) % (M - 1) + 1
+//! offset(d) = hsiphash(addr + port, key1) % M
+//! skip(d)   = hsiphash(addr + port, key2) % (M - 1) + 1
 //! perm(d)_j = (offset(d) + j * skip(d)) % M
 //! turns(d)  = ((weight(d) / gcd) >> rshift), or 1 if that is 0 and weight(d) > 0
 //!             (gcd of the weights > 0; rshift keeps max_weight / gcd within 6 bits)
 //! ```
+//!
+//! where weight(d) is the server's *last* weight, its latest non-zero one (IPVS's
+//! `last_weight`): a quiesced server keeps its slots, and a pick that lands on one finds it
+//! unavailable (the caller gives the last weights to [`Mh::rebuild`]).
 //!
 //! The table fills in rounds over the servers in list order: each server with weight > 0 takes
 //! `turns(d)` turns, each turn claiming the next still-empty slot of its permutation, until all
@@ -34,7 +38,7 @@ use siphasher::sip::SipHasher13;
 use super::{DestLoad, DestSpec, Flow};
 use crate::model::SchedFlags;
 
-/// `generate_hash_secret`: hash1 (skip and lookup) and hash2 (offset).
+/// `generate_hash_secret`: hash1 (offset and lookup) and hash2 (skip).
 const HASH1: (u64, u64) = (2_654_435_761, 2_654_435_761);
 const HASH2: (u64, u64) = (2_654_446_892, 2_654_446_892);
 /// `IP_VS_MH_TAB_BITS` with the default `CONFIG_IP_VS_MH_TAB_INDEX` (12): weight/gcd is shifted
@@ -98,8 +102,9 @@ impl Mh {
             .iter()
             .map(|d| {
                 let v = d.addr.wrapping_add(d.port as u32);
-                let offset = (hashkey(v, HASH2) % m32) as usize;
-                let skip = if m32 > 1 { (hashkey(v, HASH1) % (m32 - 1)) as usize + 1 } else { 1 };
+                // ip_vs_mh_permutate: offset from hash1, skip from hash2.
+                let offset = (hashkey(v, HASH1) % m32) as usize;
+                let skip = if m32 > 1 { (hashkey(v, HASH2) % (m32 - 1)) as usize + 1 } else { 1 };
                 let t = (d.weight / g) >> rshift;
                 let turns = if t == 0 { u32::from(d.weight != 0) } else { t };
                 Setup { skip, perm: offset, turns }

@@ -117,6 +117,17 @@ impl Scheduler {
         }
     }
 
+    /// Carries what a scheduler keeps across list changes from `old` (built for the list
+    /// `old_ids`, server ids in list order) to this one (for `new_ids`): rr's position (IPVS's
+    /// rr keeps its list pointer through adds and deletes). wrr starts over as the kernel's
+    /// `dest_changed` does; the others keep nothing.
+    pub fn carry_from(&mut self, old: &Scheduler, old_ids: &[u16], new_ids: &[u16]) {
+        if let (Scheduler::Rr(new), Scheduler::Rr(old)) = (self, old) {
+            *new = old.clone();
+            new.follow(old_ids, new_ids);
+        }
+    }
+
     /// Control plane: the server list or a weight changed.
     pub fn rebuild(&mut self, dests: &[DestSpec]) {
         match self {

@@ -25,6 +25,19 @@ impl Rr {
         }
     }
 
+    /// The list changed from `old` to `new` (server ids in list order): the position follows
+    /// the server last picked, as IPVS's list pointer does; if that server was deleted, it
+    /// moves to the server before it (`ip_vs_rr_del_dest`), or back to the head.
+    pub fn follow(&mut self, old: &[u16], new: &[u16]) {
+        let Some(i) = self.last else { return };
+        self.last = old
+            .get(..=i.min(old.len().saturating_sub(1)))
+            .unwrap_or(&[])
+            .iter()
+            .rev()
+            .find_map(|id| new.iter().position(|n| n == id));
+    }
+
     /// The next available server after the last one picked, or `None` when none is available.
     #[inline]
     pub fn pick(&mut self, loads: &[DestLoad]) -> Option<usize> {
@@ -108,5 +121,22 @@ mod tests {
         assert_eq!(seq(&mut rr, &loads, 4), [0, 1, 2, 3].map(Some));
         assert_eq!(rr.pick(&loads[..2]), Some(0));
         assert_eq!(rr.pick(&loads[..2]), Some(1));
+    }
+
+    #[test]
+    fn the_position_follows_the_server_through_list_changes() {
+        let l = |n: usize| vec![DestLoad { weight: 1, ..DestLoad::default() }; n];
+        let mut rr = Rr::default();
+        // A B C: picks A, B.
+        assert_eq!(seq(&mut rr, &l(3), 2), [Some(0), Some(1)]);
+        // D added at the head: D A B C; the next after B is C.
+        rr.follow(&[1, 2, 3], &[4, 1, 2, 3]);
+        assert_eq!(rr.pick(&l(4)), Some(3));
+        // C (the last picked) deleted: the position moves to B, so the next is D (wrapping).
+        rr.follow(&[4, 1, 2, 3], &[4, 1, 2]);
+        assert_eq!(rr.pick(&l(3)), Some(0));
+        // Everything before and at the position gone: back to the head.
+        rr.follow(&[4, 1, 2], &[7]);
+        assert_eq!(rr.pick(&l(1)), Some(0));
     }
 }
