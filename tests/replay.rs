@@ -119,7 +119,13 @@ fn replay_reports_bad_inputs_clearly() {
     let (rc, _, err) =
         xvs(&["replay", "--config", cfg.to_str().unwrap(), "--input", "/nonexistent.pcap", "--output", "/tmp/x.pcap"]);
     assert_eq!(rc, 1);
-    assert!(err.contains("director.mtu: 100 is out of range (576..=9000)"), "{err}");
+    assert!(err.contains("director.mtu: 100 is out of range (576..=1778)"), "{err}");
+    // Jumbo frames do not fit one AF_XDP frame: refused with the reason.
+    std::fs::write(&cfg, config_json("").replace(r#""mtu": 1500"#, r#""mtu": 9000"#)).unwrap();
+    let (rc, _, err) =
+        xvs(&["replay", "--config", cfg.to_str().unwrap(), "--input", "/nonexistent.pcap", "--output", "/tmp/x.pcap"]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("director.mtu: 9000 does not fit one AF_XDP frame: at most 1778"), "{err}");
     std::fs::write(&cfg, config_json("")).unwrap();
     let (rc, _, err) =
         xvs(&["replay", "--config", cfg.to_str().unwrap(), "--input", "/nonexistent.pcap", "--output", "/tmp/x.pcap"]);

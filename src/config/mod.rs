@@ -374,7 +374,18 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
         None => DEFAULT_LOCAL_PORTS,
     };
-    let mtu = range("director.mtu", d.mtu.unwrap_or(1500) as u64, 576, 9000)? as u16;
+    let mtu = d.mtu.unwrap_or(1500);
+    if mtu as u64 > crate::model::MAX_MTU as u64 {
+        return Err(err(
+            "director.mtu",
+            format!(
+                "{mtu} does not fit one AF_XDP frame: at most {} (2048-byte frames less 256 bytes of headroom and \
+                 14 of Ethernet header; xvs does not use multi-buffer frames)",
+                crate::model::MAX_MTU
+            ),
+        ));
+    }
+    let mtu = range("director.mtu", mtu as u64, 576, crate::model::MAX_MTU as u64)? as u16;
     let workers = range("director.workers", d.workers.unwrap_or(1) as u64, 1, 256)? as u16;
     let cores = d.cores.clone().unwrap_or_default();
     if !cores.is_empty() && cores.len() != workers as usize {

@@ -14,3 +14,7 @@ pub use health::{CheckKind, CheckSpec, ServiceHealth};
 pub use load::DestLoad;
 pub use service::*;
 pub use tcp::{TcpState, Timeouts, STATES, TCP_STATES, UDP_STATE};
+
+/// The largest IP packet (`director.mtu`) one AF_XDP frame holds: 2048-byte frames less 256
+/// bytes of headroom and the 14-byte Ethernet header. Frames are single-buffer.
+pub const MAX_MTU: u16 = 1778;

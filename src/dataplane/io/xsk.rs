@@ -24,6 +24,8 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 pub const XDP_HEADROOM: usize = 256;
 /// Room for a frame's data: from where the kernel writes it to the end of the UMEM frame.
 pub const DATA_ROOM: usize = FRAME_SIZE - XDP_HEADROOM;
+// The config's bound on director.mtu is what a frame's data room holds.
+const _: () = assert!(crate::model::MAX_MTU as usize + crate::wire::ethernet::HEADER_LEN == DATA_ROOM);
 
 /// Frames the kernel sends per tx kick in copy mode (its TX_BATCH_SIZE).
 const KICK_BATCH: u32 = 32;
