@@ -171,6 +171,21 @@ fn next_hop(attrs: &[RouteAttribute]) -> Result<(Option<u32>, Option<Ipv4Addr>),
     Ok((oif, gw))
 }
 
+/// The IPv4 address of an address message: IFA_LOCAL, else IFA_ADDRESS (`ip addr`'s choice).
+fn ipv4_of(a: &AddressMessage) -> Option<Ipv4Addr> {
+    if a.header.family != AddressFamily::Inet {
+        return None;
+    }
+    let v4 = |want_local: bool| {
+        a.attributes.iter().find_map(|at| match at {
+            AddressAttribute::Local(IpAddr::V4(ip)) if want_local => Some(*ip),
+            AddressAttribute::Address(IpAddr::V4(ip)) if !want_local => Some(*ip),
+            _ => None,
+        })
+    };
+    v4(true).or_else(|| v4(false))
+}
+
 /// One NETLINK_ROUTE request/response socket (blocking, with a receive timeout of 1 s so a
 /// request never hangs the control plane). Not shared between threads: each request is
 /// sent and its whole answer read before the next (`&mut self`).
@@ -366,16 +381,9 @@ impl Rtnl {
             .map_err(|e| ResolveError::Netlink(format!("dumping addresses: {e}")))?;
         Ok(msgs
             .iter()
-            .filter_map(|m| {
-                let RouteNetlinkMessage::NewAddress(a) = m else { return None };
-                let v4 = |want_local: bool| {
-                    a.attributes.iter().find_map(|at| match at {
-                        AddressAttribute::Local(IpAddr::V4(ip)) if want_local => Some(*ip),
-                        AddressAttribute::Address(IpAddr::V4(ip)) if !want_local => Some(*ip),
-                        _ => None,
-                    })
-                };
-                v4(true).or_else(|| v4(false))
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => ipv4_of(a),
+                _ => None,
             })
             .collect())
     }
@@ -386,19 +394,9 @@ impl Rtnl {
         let mut req = AddressMessage::default();
         req.header.family = AddressFamily::Inet;
         let msgs = self.request(RouteNetlinkMessage::GetAddress(req), true)?;
-        Ok(msgs.iter().find_map(|m| {
-            let RouteNetlinkMessage::NewAddress(a) = m else { return None };
-            if a.header.index != ifindex || a.header.family != AddressFamily::Inet {
-                return None;
-            }
-            let v4 = |want_local: bool| {
-                a.attributes.iter().find_map(|at| match at {
-                    AddressAttribute::Local(IpAddr::V4(ip)) if want_local => Some(*ip),
-                    AddressAttribute::Address(IpAddr::V4(ip)) if !want_local => Some(*ip),
-                    _ => None,
-                })
-            };
-            v4(true).or_else(|| v4(false))
+        Ok(msgs.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewAddress(a) if a.header.index == ifindex => ipv4_of(a),
+            _ => None,
         }))
     }
 
