@@ -36,8 +36,9 @@ fn table_of_bad_frames() {
     fix_ip_checksum(&mut long_total);
     let mut bad_csum = syn80();
     bad_csum[24] ^= 0xff;
+    // A later fragment (offset 8 bytes) whose first fragment was never seen.
     let mut frag = syn80();
-    frag[20] = 0x20; // MF
+    frag[21] = 0x01;
     fix_ip_checksum(&mut frag);
     let mut frag_other = tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, [198, 18, 0, 1], 40000, 22, SYN, 64, &[]);
     frag_other[21] = 0x10; // offset
@@ -71,7 +72,7 @@ fn table_of_bad_frames() {
         ("version 6 in an IPv4 ethertype", bad_version, Verdict::Drop(DropReason::IpBadHeader)),
         ("total length beyond the frame", long_total, Verdict::Drop(DropReason::IpTruncated)),
         ("bad header checksum", bad_csum, Verdict::Drop(DropReason::IpBadChecksum)),
-        ("fragment to a VIP", frag, Verdict::Drop(DropReason::Fragment)),
+        ("a later fragment to a VIP without its first", frag, Verdict::Drop(DropReason::Fragment)),
         ("fragment to the director", frag_other, Verdict::Pass(PassReason::NotService)),
         ("TCP data offset < 5", bad_doff, Verdict::Drop(DropReason::L4Bad)),
         ("TCP header cut", syn80()[..14 + 20 + 10].to_vec(), Verdict::Drop(DropReason::IpTruncated)),

@@ -1322,3 +1322,57 @@ fn two_hundred_servers_that_drop_syns_are_all_down_in_time() {
     assert!(ok, "{out}");
     drop(z);
 }
+
+#[test]
+fn fragmented_udp_datagrams_arrive_whole_through_nat_and_dr() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xeg", 1);
+    // UDP echo servers on r1: for NAT on its own address, for DR on the VIP (held on lo), so
+    // that DR replies leave from the VIP.
+    let echo = |bind: &str| {
+        let code = format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(({bind:?}, {}))\n\
+             while True:\n    d, a = s.recvfrom(65535)\n    s.sendto(d, a)\n",
+            if bind == VIP { 7101 } else { 7100 }
+        );
+        Command::new("ip")
+            .args(["netns", "exec", &t.ns("r1"), "python3", "-c", &code])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("udp echo")
+    };
+    let mut servers = [echo("0.0.0.0"), echo(VIP)];
+    let svc = |port: u16, mode: &str| {
+        format!(
+            r#"{{ "proto": "udp", "vip": "{VIP}", "port": {port}, "scheduler": "rr",
+                 "real_servers": [{{ "addr": "198.19.0.11", "port": {port}, "mode": "{mode}" }}] }}"#
+        )
+    };
+    let sock = std::env::temp_dir().join("xvs-e2e-xeg.sock");
+    let d = t.director(&ops_config(&sock, &[svc(7100, "nat"), svc(7101, "dr")].join(", "), ""));
+    // 4000 bytes in one datagram: three fragments each way (the links' MTU is 1500).
+    let client = format!(
+        "import socket, sys\ndata = bytes((i * 7) % 251 for i in range(4000))\n\
+         for port in (7100, 7101):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.settimeout(1)\n\
+         \x20   for attempt in range(10):\n        s.sendto(data, ({VIP:?}, port))\n        try:\n\
+         \x20           got, _ = s.recvfrom(65535)\n            break\n        except socket.timeout:\n\
+         \x20           got = b''\n    print(port, len(got), got == data)\n"
+    );
+    let (ok, out) = t.exec("c", &["python3", "-c", &client]);
+    for s in servers.iter_mut() {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    assert!(ok, "{out}\n{}", d.output());
+    assert!(out.contains("7100 4000 True"), "NAT: {out}\n{}", d.output());
+    assert!(out.contains("7101 4000 True"), "DR: {out}\n{}", d.output());
+    // The director followed the fragments itself: NAT request and reply, DR request.
+    let workers = xvsadm(&sock, &["--workers"]).1;
+    let line = workers.lines().find(|l| l.contains("fragments:")).unwrap_or_else(|| panic!("{workers}"));
+    let n: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert!(n[0] >= 3 && n[1] >= 6, "{line}");
+    let (ok, log) = d.stop();
+    assert!(ok, "{log}");
+}

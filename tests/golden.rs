@@ -431,3 +431,96 @@ fn an_unresolved_real_server_gets_nothing_and_neither_does_the_gateway() {
     let (v, out) = run(&mut p, &tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40001, 80, SYN, 64, &[]), 0);
     assert_eq!((v, &out[0..6]), (Verdict::Tx(1), &RS1_MAC[..]));
 }
+
+/// `frame` (Ethernet + IPv4) with IP id `id`, split as a host splits it: `chunk` bytes of IP
+/// payload a fragment (a multiple of 8), the same id, MF on all but the last.
+fn fragments(frame: &[u8], id: u16, chunk: usize) -> Vec<Vec<u8>> {
+    let ihl = ((frame[14] & 0xf) * 4) as usize;
+    let payload = &frame[14 + ihl..];
+    let df = u16::from_be_bytes([frame[20], frame[21]]) & 0x4000;
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() {
+        let end = (off + chunk).min(payload.len());
+        let mut f = frame[..14 + ihl].to_vec();
+        f.extend_from_slice(&payload[off..end]);
+        f[16..18].copy_from_slice(&((ihl + end - off) as u16).to_be_bytes());
+        f[18..20].copy_from_slice(&id.to_be_bytes());
+        let mf = if end < payload.len() { 0x2000 } else { 0 };
+        f[20..22].copy_from_slice(&(df | mf | (off / 8) as u16).to_be_bytes());
+        fix_ip_checksum(&mut f);
+        out.push(f);
+        off = end;
+    }
+    out
+}
+
+#[test]
+fn every_fragment_of_a_datagram_follows_the_first_to_the_same_server() {
+    let big: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut p = pipeline(&config_json(""));
+    // NAT, UDP 3000 bytes to VIP:53 in three fragments: the first is decided as the flow (to
+    // RS1:5353, UDP checksum of the whole datagram updated), the others follow at the IP layer.
+    let sent = fragments(&udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 5000, 53, 64, &big), 0x4242, 1480);
+    let want = fragments(&udp_frame(DIR_R_MAC, RS1_MAC, CLIENT, RS1, 5000, 5353, 63, &big), 0x4242, 1480);
+    assert_eq!(sent.len(), 3);
+    for (i, (s, w)) in sent.iter().zip(&want).enumerate() {
+        let (v, out) = run(&mut p, s, 10);
+        assert_eq!(v, Verdict::Tx(1), "fragment {i}");
+        assert_eq!(&out, w, "fragment {i}");
+    }
+    assert_eq!((p.stats.frag_tracked, p.stats.frag_followed), (1, 2));
+    // The reply, fragmented by the real server: back from the VIP, every fragment.
+    let sent = fragments(&udp_frame(RS1_MAC, DIR_R_MAC, RS1, CLIENT, 5353, 5000, 64, &big), 0x0707, 1480);
+    let want = fragments(&udp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 53, 5000, 63, &big), 0x0707, 1480);
+    for (i, (s, w)) in sent.iter().zip(&want).enumerate() {
+        let (v, out) = run_on(&mut p, s, 1, 11);
+        assert_eq!((v, &out), (Verdict::Tx(0), w), "reply fragment {i}");
+    }
+    // Out of order: a later fragment before its first is dropped and counted (xvs does not
+    // reassemble); once the first has been seen the others follow, last before middle too.
+    let sent = fragments(&udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 5001, 53, 64, &big), 0x5151, 1480);
+    assert_eq!(run(&mut p, &sent[1], 20).0, Verdict::Drop(DropReason::Fragment));
+    assert_eq!(p.stats.frag_unknown, 1);
+    for i in [0, 2, 1] {
+        assert_eq!(run(&mut p, &sent[i], 21).0, Verdict::Tx(1), "fragment {i}");
+    }
+    // Too late: the first fragment's decision lasts 2 s.
+    assert_eq!(run(&mut p, &sent[1], 21 + 2000).0, Verdict::Drop(DropReason::Fragment));
+    assert_eq!(p.stats.frag_expired, 1);
+}
+
+#[test]
+fn fragments_follow_in_dr_fullnat_and_tun() {
+    let big = vec![3u8; 2000];
+    let mut p = pipeline(&config_json(""));
+    for port in [81u16, 82, 83] {
+        let syn = tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 41000, port, SYN, 64, &[]);
+        assert_eq!(run(&mut p, &syn, 0).0, Verdict::Tx(1), "SYN to {port}");
+    }
+    let data = |port| tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 41000, port, ACK, 64, &big);
+    // FULLNAT: every fragment from DIP to RS1; the first carries DIP:20000 -> RS1:8081.
+    let sent = fragments(&data(81), 9, 1480);
+    let want = fragments(&tcp_frame(DIR_R_MAC, RS1_MAC, DIP, RS1, 20000, 8081, ACK, 63, &big), 9, 1480);
+    for (i, (s, w)) in sent.iter().zip(&want).enumerate() {
+        assert_eq!(run(&mut p, s, 1), (Verdict::Tx(1), w.clone()), "FULLNAT fragment {i}");
+    }
+    // DR: MACs and TTL only, every fragment.
+    let sent = fragments(&data(82), 10, 1480);
+    for (i, s) in sent.iter().enumerate() {
+        let (v, out) = run(&mut p, s, 2);
+        let mut w = ttl_minus_one(s);
+        w[0..6].copy_from_slice(&RS1_MAC);
+        w[6..12].copy_from_slice(&DIR_R_MAC);
+        assert_eq!((v, out), (Verdict::Tx(1), w), "DR fragment {i}");
+    }
+    // TUN: each fragment in its own IP-in-IP packet.
+    let sent = fragments(&data(83), 11, 1400);
+    for (i, s) in sent.iter().enumerate() {
+        let (v, out) = run(&mut p, s, 3);
+        assert_eq!(v, Verdict::Tx(1), "TUN fragment {i}");
+        assert_checksums(&out);
+        assert_eq!(&out[14 + 9..14 + 10], &[4], "IP-in-IP");
+        assert_eq!(&out[14 + 20..], &ttl_minus_one(s)[14..], "the fragment inside, TTL-1");
+    }
+}

@@ -530,6 +530,13 @@ pub fn workers_text(reports: &[WorkerReport], steering: &Steering) -> String {
             r.lost()
         );
         out.push_str(&reasons_text(s));
+        if s.frag_tracked + s.frag_unknown + s.frag_expired > 0 {
+            let _ = writeln!(
+                out,
+                "  fragments: {} first tracked, {} followed, {} expired, {} unknown, {} evicted",
+                s.frag_tracked, s.frag_followed, s.frag_expired, s.frag_unknown, s.frag_evicted
+            );
+        }
         for (i, k) in r.rings.iter().enumerate() {
             let _ = writeln!(
                 out,

@@ -3,6 +3,7 @@
 //! `io` holds the ports (in-memory, pcap, AF_XDP: the crate's only unsafe code) and `xdp` the
 //! steering program that sends director traffic to the sockets.
 
+pub mod frags;
 pub mod handoff;
 pub mod io;
 pub mod pipeline;

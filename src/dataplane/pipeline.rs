@@ -4,6 +4,7 @@
 //! connection shard and schedulers, and the clock: the AF_XDP worker, the in-memory port used
 //! by tests and benchmarks, and `xvs replay` all run exactly this code.
 
+use super::frags::{Found, FragKey, FragTable};
 use super::io::{Desc, FrameStore, BURST};
 use super::stats::{DestCounters, DropReason, PassReason, Verdict, WorkerStats};
 use super::tables::{NextHop, Tables};
@@ -13,7 +14,7 @@ use crate::modes::{self, dr, fullnat, nat, tun, L4};
 use crate::sched::{Flow, Scheduler};
 use crate::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN as ETH_LEN};
 use crate::wire::icmp::{CODE_TTL_EXCEEDED, TYPE_TIME_EXCEEDED};
-use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::ipv4::{Ipv4Packet, FLAG_MF, FRAG_OFFSET_MASK, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::{self, TcpSegment};
 use crate::wire::udp::UdpDatagram;
 use crate::wire::Frame;
@@ -27,11 +28,15 @@ pub struct Parsed {
     pub l4_off: u16,
     pub tcp_flags: u8,
     pub ttl: u8,
+    /// A first fragment (more to come): its IP id, so the later ones follow its decision.
+    pub frag_id: Option<u16>,
 }
 
-/// The outcome of parsing: a flow to look up, or a verdict already.
+/// The outcome of parsing: a flow to look up, a later fragment (no transport header) to send
+/// where its first went, or a verdict already.
 pub enum Parse {
     Flow(Parsed),
+    Fragment(FragKey, u8),
     Done(Verdict),
 }
 
@@ -51,6 +56,8 @@ pub struct Pipeline {
     /// ICMP errors that may be sent now, and when the bucket was last refilled.
     icmp_tokens: u32,
     icmp_refill_ms: u64,
+    /// First fragments' decisions, for the fragments that follow them.
+    frags: FragTable,
 }
 
 /// ICMP errors a worker sends at most per second, and in one burst (the kernel's defaults:
@@ -97,6 +104,7 @@ impl Pipeline {
             fresh: true,
             icmp_tokens: ICMP_BURST as u32,
             icmp_refill_ms: 0,
+            frags: FragTable::new(0x51_7cc1_b727_220a),
         };
         p.set_tables(tables);
         p
@@ -177,14 +185,16 @@ impl Pipeline {
         }
         let proto = ip.protocol();
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        if ip.is_fragment() {
-            // No reassembly: fragments for a VIP cannot be scheduled consistently.
-            return Parse::Done(if self.tables.is_vip(dst) {
-                Verdict::Drop(DropReason::Fragment)
+        let frag = ip.flags_frag();
+        if frag & FRAG_OFFSET_MASK != 0 {
+            // A later fragment: no transport header; it goes where its first fragment went.
+            return if matches!(proto, PROTO_TCP | PROTO_UDP) {
+                Parse::Fragment(FragKey { saddr: src, daddr: dst, proto, id: ip.ident() }, ip.ttl())
             } else {
-                Verdict::Pass(PassReason::NotService)
-            });
+                Parse::Done(Verdict::Pass(PassReason::OtherProto))
+            };
         }
+        let frag_id = (frag & FLAG_MF != 0).then(|| ip.ident());
         let l4_off = ETH_LEN + ip.header_len();
         let l4 = &d[l4_off..ETH_LEN + ip.total_len() as usize];
         let (sport, dport, flags) = match proto {
@@ -192,6 +202,11 @@ impl Pipeline {
                 Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
                 Err(_) => return Parse::Done(Verdict::Drop(DropReason::L4Bad)),
             },
+            // A first fragment holds the UDP header, not the length the header gives.
+            PROTO_UDP if frag_id.is_some() && l4.len() >= 8 => {
+                let u = UdpDatagram::new_unchecked(l4);
+                (u.src_port(), u.dst_port(), 0)
+            }
             PROTO_UDP => match UdpDatagram::new_checked(l4) {
                 Ok(u) => (u.src_port(), u.dst_port(), 0),
                 Err(_) => return Parse::Done(Verdict::Drop(DropReason::L4Bad)),
@@ -204,6 +219,7 @@ impl Pipeline {
             l4_off: l4_off as u16,
             tcp_flags: flags,
             ttl: ip.ttl(),
+            frag_id,
         })
     }
 
@@ -329,12 +345,14 @@ impl Pipeline {
         let mut svcs = [None; BURST];
         let mut hint = [NONE; BURST];
         let mut flow = [false; BURST];
+        let mut later: [Option<(FragKey, u8)>; BURST] = [None; BURST];
         for i in 0..n {
             let d = store.bytes(&descs[i]);
             self.stats.rx_frames += 1;
             self.stats.rx_bytes += d.len() as u64;
             match self.parse(d) {
                 Parse::Done(v) => out[i] = v,
+                Parse::Fragment(k, ttl) => later[i] = Some((k, ttl)),
                 Parse::Flow(p) => {
                     svcs[i] = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
                     if let Some(w) = self.owner(&p.key, svcs[i]) {
@@ -367,6 +385,11 @@ impl Pipeline {
             if flow[i] {
                 let mut f = store.frame(&descs[i]);
                 out[i] = self.decide_hinted(&mut f, &parsed[i], hashes[i], svcs[i], hint[i], rx_port, now_ms);
+                descs[i].head = f.head() as u16;
+                descs[i].len = f.len() as u16;
+            } else if let Some((k, ttl)) = later[i] {
+                let mut f = store.frame(&descs[i]);
+                out[i] = self.forward_fragment(&mut f, &k, ttl, rx_port, now_ms);
                 descs[i].head = f.head() as u16;
                 descs[i].len = f.len() as u16;
             }
@@ -621,6 +644,112 @@ impl Pipeline {
             s.in_pkts += 1;
             s.in_bytes += len;
         }
+        if let Some(id) = p.frag_id {
+            self.track_fragments(p, id, idx, false, now_ms);
+        }
+        Verdict::Tx(port)
+    }
+
+    /// Keeps a first fragment's decision for the fragments that follow it.
+    #[cold]
+    fn track_fragments(&mut self, p: &Parsed, id: u16, idx: u32, reply: bool, now_ms: u64) {
+        let k = FragKey { saddr: p.key.saddr, daddr: p.key.daddr, proto: p.key.proto, id };
+        self.stats.frag_tracked += 1;
+        if self.frags.insert(k, idx, reply, now_ms) {
+            self.stats.frag_evicted += 1;
+        }
+    }
+
+    /// A later fragment: rewritten at the IP layer as its first fragment was (it carries no
+    /// transport header), to the same next hop. One whose first fragment was not seen is
+    /// dropped (`fragment`): xvs does not reassemble.
+    #[cold]
+    fn forward_fragment(&mut self, frame: &mut Frame<'_>, k: &FragKey, ttl: u8, rx_port: u8, now_ms: u64) -> Verdict {
+        // Not ours to follow: dropped when it is for a VIP (no first fragment, no server to
+        // send it to), else the kernel's (traffic of the host itself).
+        let unknown = |t: &Tables| {
+            if t.is_vip(k.daddr) {
+                Verdict::Drop(DropReason::Fragment)
+            } else {
+                Verdict::Pass(PassReason::NotService)
+            }
+        };
+        let (idx, reply) = match self.frags.lookup(k, now_ms) {
+            Found::Hit { conn, reply } => (conn, reply),
+            Found::Expired => {
+                self.stats.frag_expired += 1;
+                return unknown(&self.tables);
+            }
+            Found::Miss => {
+                self.stats.frag_unknown += 1;
+                return unknown(&self.tables);
+            }
+        };
+        let c = *self.shard.conn(idx);
+        let laddr = self.shard.laddr(&c);
+        // The slot may hold another connection by now: the fragment must match it.
+        let ours = c.proto == k.proto
+            && if reply {
+                c.daddr == k.saddr && k.daddr == if c.mode() == FwdMode::FullNat { laddr } else { c.caddr }
+            } else {
+                c.caddr == k.saddr && c.vaddr == k.daddr
+            };
+        if !ours {
+            self.stats.frag_unknown += 1;
+            return unknown(&self.tables);
+        }
+        if ttl <= 1 {
+            let src = if reply { self.tables.iface_ip(rx_port) } else { k.daddr };
+            return self.time_exceeded(frame, rx_port, src, now_ms);
+        }
+        let len = frame.len() as u64;
+        let id = self.tables.dest_id(c.svc, c.dest).unwrap_or(u32::MAX);
+        let hop = if reply {
+            self.tables.next_hop(c.caddr)
+        } else {
+            self.tables.services.get(c.svc as usize).and_then(|s| s.dests.get(c.dest as usize)).and_then(|d| d.next_hop)
+        };
+        let Some(NextHop { mac, port }) = hop else {
+            return Verdict::Drop(DropReason::NoNeighbour);
+        };
+        let src_mac = self.tables.port_mac(port);
+        let f = frame.data_mut();
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[ETH_LEN..]);
+        match (c.mode(), reply) {
+            (FwdMode::Nat, false) => ip.set_dst_addr(c.daddr),
+            (FwdMode::FullNat, false) => {
+                ip.set_src_addr(laddr);
+                ip.set_dst_addr(c.daddr);
+            }
+            (FwdMode::Nat, true) => ip.set_src_addr(c.vaddr),
+            (FwdMode::FullNat, true) => {
+                ip.set_src_addr(c.vaddr);
+                ip.set_dst_addr(c.caddr);
+            }
+            (FwdMode::Dr | FwdMode::Tun, _) => {}
+        }
+        if c.mode() == FwdMode::Tun && !reply {
+            self.ident = self.ident.wrapping_add(1);
+            if let Err(e) = tun::encap(frame, self.tables.dip, c.daddr, self.ident, self.tables.mtu, mac, src_mac) {
+                return Verdict::Drop(match e {
+                    tun::TunError::TooBig { .. } => DropReason::TooBigNoDf,
+                    tun::TunError::NoRoom => DropReason::NoRoom,
+                });
+            }
+        } else {
+            modes::decrement_ttl(frame.data_mut());
+            modes::set_macs(frame.data_mut(), mac, src_mac);
+        }
+        self.stats.frag_followed += 1;
+        if let Some(s) = self.stats.dests.get_mut(id as usize) {
+            if reply {
+                s.out_pkts += 1;
+                s.out_bytes += len;
+            } else {
+                s.in_pkts += 1;
+                s.in_bytes += len;
+            }
+        }
         Verdict::Tx(port)
     }
 
@@ -648,6 +777,9 @@ impl Pipeline {
         }
         let flags = (p.key.proto == PROTO_TCP).then_some(p.tcp_flags);
         self.shard.on_packet(idx, Dir::Output, flags, now_ms);
+        if let Some(id) = p.frag_id {
+            self.track_fragments(p, id, idx, true, now_ms);
+        }
         let id = self.tables.dest_id(c.svc, c.dest).unwrap_or(u32::MAX);
         if let Some(s) = self.stats.dests.get_mut(id as usize) {
             s.out_pkts += 1;

@@ -20,7 +20,8 @@ pub enum DropReason {
     /// Version != 4, IHL < 5 or total length < header length.
     IpBadHeader,
     IpBadChecksum,
-    /// A fragment addressed to a VIP (xvs does not reassemble).
+    /// A later fragment whose first fragment was not seen (or too long ago): xvs does not
+    /// reassemble, and without the first it cannot tell the connection.
     Fragment,
     /// TCP/UDP header truncated or inconsistent.
     L4Bad,
@@ -160,6 +161,14 @@ pub struct WorkerStats {
     /// because of the rate limit.
     pub icmp_time_exceeded: u64,
     pub icmp_ratelimited: u64,
+    /// First fragments whose decision was kept, later fragments that followed it, later
+    /// fragments whose decision had expired or was never seen (dropped, as `fragment`), and
+    /// decisions evicted by others.
+    pub frag_tracked: u64,
+    pub frag_followed: u64,
+    pub frag_expired: u64,
+    pub frag_unknown: u64,
+    pub frag_evicted: u64,
     pub drops: [u64; DropReason::COUNT],
     pub passes: [u64; PassReason::COUNT],
     /// Per real server, by id ([`crate::dataplane::DestEntry::id`]).
@@ -223,6 +232,11 @@ fn scalars<'a>(
         s.conn_reused,
         s.icmp_time_exceeded,
         s.icmp_ratelimited,
+        s.frag_tracked,
+        s.frag_followed,
+        s.frag_expired,
+        s.frag_unknown,
+        s.frag_evicted,
         sh.created,
         sh.expired,
         sh.templates_created,
@@ -269,6 +283,11 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
         &mut s.conn_reused,
         &mut s.icmp_time_exceeded,
         &mut s.icmp_ratelimited,
+        &mut s.frag_tracked,
+        &mut s.frag_followed,
+        &mut s.frag_expired,
+        &mut s.frag_unknown,
+        &mut s.frag_evicted,
         &mut sh.created,
         &mut sh.expired,
         &mut sh.templates_created,
@@ -303,7 +322,7 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
 
 /// Most ports whose ring counters a board holds.
 pub const MAX_RINGS: usize = 8;
-const SCALARS: usize = 24 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
+const SCALARS: usize = 29 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
 
 /// One worker's published counters: written by the worker alone (relaxed stores, no
 /// read-modify-write), read by anyone. A reader may see one counter of a publish and the

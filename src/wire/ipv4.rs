@@ -69,6 +69,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn total_len(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::TOTAL_LEN)
     }
+    /// The identification (which datagram a fragment belongs to).
+    pub fn ident(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), field::IDENT)
+    }
     pub fn flags_frag(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::FLAGS_FRAG)
     }

@@ -296,7 +296,10 @@ impl Steering {
             })
             .collect();
         let hosts: Vec<_> = set.hosts.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
+        let addrs: BTreeSet<u32> = set.nat_dests.iter().map(|&(_, a, _)| a).collect();
+        let nat_addrs: Vec<_> = addrs.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
         for a in &self.attached {
+            a.sync("nat_addrs", &nat_addrs)?;
             a.sync("hosts", &hosts)?;
             a.sync("services", &services)?;
             a.sync("nat_dests", &nat)?;

@@ -60,6 +60,14 @@ struct {
 	__type(value, struct lport_range);
 } local_addrs SEC(".maps");
 
+/* Addresses of NAT real servers (any port): their replies' later fragments carry no ports. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} nat_addrs SEC(".maps");
+
 /* The director's own addresses. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -94,10 +102,19 @@ int xvs_steer(struct xdp_md *ctx)
 	if (!ip || ip->version != 4 || ip->ihl < 5)
 		return count(1, XDP_PASS);
 	if (ip->frag_off & bpf_htons(0x3fff)) {
-		__u32 d = ip->daddr;
+		__u32 d = ip->daddr, sa = ip->saddr;
 		if (bpf_map_lookup_elem(&vips, &d))
 			return redirect(ctx);
-		return count(1, XDP_PASS);
+		/* A later fragment has no ports: a NAT server's (a reply's) and one to a FULLNAT
+		 * local address go to the workers, which follow their first fragment's decision. A
+		 * first fragment has its ports: the rules below decide it. */
+		if (ip->frag_off & bpf_htons(0x1fff)) {
+			if (bpf_map_lookup_elem(&nat_addrs, &sa) && !bpf_map_lookup_elem(&hosts, &d))
+				return redirect(ctx);
+			if (bpf_map_lookup_elem(&local_addrs, &d))
+				return redirect(ctx);
+			return count(1, XDP_PASS);
+		}
 	}
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return count(1, XDP_PASS);
