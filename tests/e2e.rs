@@ -1376,3 +1376,67 @@ fn fragmented_udp_datagrams_arrive_whole_through_nat_and_dr() {
     let (ok, log) = d.stop();
     assert!(ok, "{log}");
 }
+
+#[test]
+fn path_mtu_discovery_works_through_the_director() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xeh", 1);
+    // A client behind the client namespace, which routes to it over a 1280-byte link and
+    // answers bigger packets with ICMP "fragmentation needed" (to their source, the VIP).
+    let cl = ExtraNs(t.ns("cl"));
+    let ip = |args: &[&str]| assert!(Command::new("ip").args(args).status().expect("ip").success(), "ip {args:?}");
+    ip(&["netns", "add", &cl.0]);
+    ip(&["link", "add", "cr", "netns", &t.ns("c"), "type", "veth", "peer", "name", "eth0", "netns", &cl.0]);
+    for args in [
+        &["ip", "addr", "add", "198.18.10.1/24", "dev", "cr"][..],
+        &["ip", "link", "set", "cr", "mtu", "1280", "up"],
+        &["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+    ] {
+        assert!(t.exec("c", args).0, "{args:?}");
+    }
+    let clx = |args: &[&str]| {
+        let st = Command::new("ip").args(["netns", "exec", &cl.0]).args(args).status().expect("ip netns exec");
+        assert!(st.success(), "{args:?}");
+    };
+    clx(&["ip", "link", "set", "lo", "up"]);
+    clx(&["ip", "addr", "add", "198.18.10.2/24", "dev", "eth0"]);
+    clx(&["ip", "link", "set", "eth0", "up"]);
+    clx(&["ip", "route", "add", "default", "via", "198.18.10.1"]);
+    clx(&["ethtool", "-K", "eth0", "tx", "off"]);
+    let d = t.director(&config(1));
+    let want = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        expected_bytes(1_000_000).hash(&mut h);
+        h.finish()
+    };
+    // 1 MB through NAT (port 80) and DR (port 8082): the servers' 1500-byte segments do not
+    // fit the client's last link; the relayed "fragmentation needed" lowers their path MTU.
+    for port in [80u16, 8082] {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &cl.0, "curl", "-s", "-f", "-m", "20"])
+            .arg(format!("http://{VIP}:{port}/bytes/1000000"))
+            .output()
+            .expect("curl");
+        let got = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            out.stdout.hash(&mut h);
+            h.finish()
+        };
+        assert!(
+            out.status.success() && out.stdout.len() == 1_000_000 && got == want,
+            "port {port}: {} bytes, curl {:?}\n{}",
+            out.stdout.len(),
+            out.status,
+            d.output()
+        );
+    }
+    let (ok, log) = d.stop();
+    assert!(ok, "{log}");
+    // It was the relay: the director passed the router's errors on to the servers.
+    let line = log.lines().find(|l| l.contains("errors relayed")).unwrap_or_else(|| panic!("no relay:\n{log}"));
+    let relayed: u64 = line.split_whitespace().find_map(|w| w.parse().ok()).unwrap_or(0);
+    assert!(relayed >= 2, "{line}");
+    drop(cl);
+}

@@ -524,3 +524,110 @@ fn fragments_follow_in_dr_fullnat_and_tun() {
         assert_eq!(&out[14 + 20..], &ttl_minus_one(s)[14..], "the fragment inside, TTL-1");
     }
 }
+
+/// An ICMP "fragmentation needed" (next-hop MTU `mtu`) from `src` to `dst` quoting `quote`.
+fn frag_needed(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], dst: [u8; 4], mtu: u16, quote: &[u8]) -> Vec<u8> {
+    use etherparse::icmpv4::DestUnreachableHeader;
+    use etherparse::Icmpv4Type;
+    let b = etherparse::PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(src, dst, 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: mtu }));
+    let mut out = Vec::with_capacity(b.size(quote.len()));
+    b.write(&mut out, quote).expect("icmp frame");
+    out
+}
+
+/// A router on the client's side (198.18.0.254 on the client's link).
+const ROUTER: [u8; 4] = [198, 18, 0, 254];
+const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
+
+#[test]
+fn icmp_errors_reach_the_connections_server_or_client_translated() {
+    let pl = [9u8; 1400];
+    // Each mode's connection, then a router's "fragmentation needed" about the packet the
+    // client was sent (quoting 8 bytes of TCP, or the whole header), relayed to the server as
+    // the mode rewrote the connection: outer and quoted headers, every checksum.
+    let mut p = pipeline(&config_json(""));
+    for port in [80u16, 81, 82, 83] {
+        assert_eq!(
+            run(&mut p, &tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 42000, port, SYN, 64, &[]), 0).0,
+            Verdict::Tx(1)
+        );
+    }
+    // What the client was sent on each connection (as the real server's reply left the director or
+    // the server itself), and what the server sent as it saw it.
+    let cases = [
+        (
+            80,
+            tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 80, 42000, ACK, 63, &pl),
+            tcp_frame(DIR_R_MAC, CLIENT_MAC, RS1, CLIENT, 8080, 42000, ACK, 63, &pl),
+            RS1,
+        ),
+        (
+            81,
+            tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 81, 42000, ACK, 63, &pl),
+            tcp_frame(DIR_R_MAC, CLIENT_MAC, RS1, DIP, 8081, 20000, ACK, 63, &pl),
+            RS1,
+        ),
+        (
+            82,
+            tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 82, 42000, ACK, 63, &pl),
+            tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 82, 42000, ACK, 63, &pl),
+            VIP,
+        ),
+        (
+            83,
+            tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 83, 42000, ACK, 63, &pl),
+            tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 83, 42000, ACK, 63, &pl),
+            VIP,
+        ),
+    ];
+    for (port, sent, seen, outer_dst) in cases {
+        for quote_len in [28usize, 48] {
+            let input = frag_needed(ROUTER_MAC, DIR_C_MAC, ROUTER, VIP, 1280, &sent[14..14 + quote_len]);
+            let (v, out) = run(&mut p, &input, 5);
+            assert_eq!(v, Verdict::Tx(1), "port {port}, quote {quote_len}");
+            assert_checksums(&out);
+            match port {
+                80 | 82 => {
+                    // The router's address stays the source; NAT sends to the server, DR to the VIP it holds.
+                    let want = frag_needed(DIR_R_MAC, RS1_MAC, ROUTER, outer_dst, 1280, &seen[14..14 + quote_len]);
+                    assert_eq!(out, ttl_minus_one(&want), "port {port}, quote {quote_len}");
+                }
+                81 => {
+                    let want = frag_needed(DIR_R_MAC, RS1_MAC, DIP, RS1, 1280, &seen[14..14 + quote_len]);
+                    assert_eq!(out, ttl_minus_one(&want), "FULLNAT, quote {quote_len}");
+                }
+                _ => {
+                    // TUN: in IP-in-IP to the server, the MTU 20 less for the tunnel.
+                    assert_eq!(&out[14 + 9], &4, "IP-in-IP");
+                    let inner = &out[14 + 20..];
+                    let want = frag_needed(DIR_R_MAC, RS1_MAC, ROUTER, VIP, 1260, &seen[14..14 + quote_len]);
+                    assert_eq!(inner, &ttl_minus_one(&want)[14..], "TUN, quote {quote_len}");
+                }
+            }
+        }
+    }
+    assert_eq!(p.stats.icmp_relayed, 8);
+    // The other way: a router on the servers' side about a packet the server was sent by the
+    // director reaches the client from the VIP, quoting what the client sent.
+    let to_server = tcp_frame(DIR_R_MAC, RS1_MAC, CLIENT, RS1, 42000, 8080, ACK, 63, &pl);
+    let input = frag_needed(RS1_MAC, DIR_R_MAC, [198, 19, 0, 254], CLIENT, 1280, &to_server[14..14 + 48]);
+    let (v, out) = run_on(&mut p, &input, 1, 6);
+    assert_eq!(v, Verdict::Tx(0), "to the client");
+    let client_sent = tcp_frame(DIR_R_MAC, RS1_MAC, CLIENT, VIP, 42000, 80, ACK, 63, &pl);
+    let want = frag_needed(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 1280, &client_sent[14..14 + 48]);
+    assert_eq!(out, ttl_minus_one(&want));
+    // FULLNAT's: to the DIP about DIP:20000 -> RS1:8081.
+    let to_server = tcp_frame(DIR_R_MAC, RS1_MAC, DIP, RS1, 20000, 8081, ACK, 63, &pl);
+    let input = frag_needed(RS1_MAC, DIR_R_MAC, [198, 19, 0, 254], DIP, 1280, &to_server[14..14 + 28]);
+    let (v, out) = run_on(&mut p, &input, 1, 7);
+    assert_eq!(v, Verdict::Tx(0));
+    let client_sent = tcp_frame(DIR_R_MAC, RS1_MAC, CLIENT, VIP, 42000, 81, ACK, 63, &pl);
+    let want = frag_needed(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 1280, &client_sent[14..14 + 28]);
+    assert_eq!(out, ttl_minus_one(&want));
+    // Errors about no connection, and pings, stay the kernel's.
+    let stray = tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 80, 9, ACK, 63, &pl);
+    let input = frag_needed(ROUTER_MAC, DIR_C_MAC, ROUTER, VIP, 1280, &stray[14..14 + 28]);
+    assert_eq!(run(&mut p, &input, 8).0, Verdict::Pass(xvs::dataplane::PassReason::Icmp));
+}

@@ -530,6 +530,13 @@ pub fn workers_text(reports: &[WorkerReport], steering: &Steering) -> String {
             r.lost()
         );
         out.push_str(&reasons_text(s));
+        if s.icmp_relayed + s.icmp_time_exceeded + s.icmp_ratelimited > 0 {
+            let _ = writeln!(
+                out,
+                "  icmp: {} errors relayed, {} time exceeded sent, {} not sent (rate limit)",
+                s.icmp_relayed, s.icmp_time_exceeded, s.icmp_ratelimited
+            );
+        }
         if s.frag_tracked + s.frag_unknown + s.frag_expired > 0 {
             let _ = writeln!(
                 out,

@@ -10,6 +10,7 @@ use super::stats::{DestCounters, DropReason, PassReason, Verdict, WorkerStats};
 use super::tables::{NextHop, Tables};
 use crate::conn::{ConnKey, ConnShard, Dir, NewConn, Refused, ShardConfig, SlotSpec, TcpState, NONE};
 use crate::model::FwdMode;
+use crate::modes::icmp::{self, IcmpError, Quoted};
 use crate::modes::{self, dr, fullnat, nat, tun, L4};
 use crate::sched::{Flow, Scheduler};
 use crate::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN as ETH_LEN};
@@ -37,6 +38,8 @@ pub struct Parsed {
 pub enum Parse {
     Flow(Parsed),
     Fragment(FragKey, u8),
+    /// An ICMP error quoting a TCP/UDP packet: the quoted packet's key, and where things are.
+    IcmpError(ConnKey, IcmpError, u8),
     Done(Verdict),
 }
 
@@ -211,7 +214,7 @@ impl Pipeline {
                 Ok(u) => (u.src_port(), u.dst_port(), 0),
                 Err(_) => return Parse::Done(Verdict::Drop(DropReason::L4Bad)),
             },
-            PROTO_ICMP => return Parse::Done(Verdict::Pass(PassReason::Icmp)),
+            PROTO_ICMP => return self.parse_icmp(d, l4_off, ETH_LEN + ip.total_len() as usize, ip.ttl()),
             _ => return Parse::Done(Verdict::Pass(PassReason::OtherProto)),
         };
         Parse::Flow(Parsed {
@@ -221,6 +224,143 @@ impl Pipeline {
             ttl: ip.ttl(),
             frag_id,
         })
+    }
+
+    /// An ICMP error (destination unreachable, time exceeded, parameter problem) that quotes
+    /// a TCP or UDP packet's IP header and at least 8 bytes of its transport header is one to
+    /// relay to a connection (IPVS `ip_vs_in_icmp` / `ip_vs_out_icmp`); all other ICMP (echo,
+    /// short quotes) is the kernel's.
+    fn parse_icmp(&self, d: &[u8], icmp: usize, end: usize, ttl: u8) -> Parse {
+        let pass = Parse::Done(Verdict::Pass(PassReason::Icmp));
+        let Some(msg) = d.get(icmp..end) else { return pass };
+        if msg.len() < 8 + 20 + 8 || !matches!(msg[0], 3 | 11 | 12) {
+            return pass;
+        }
+        let quoted_ip = icmp + 8;
+        // The quote is cut: its header's total length is the original's, not the quote's.
+        let q = Ipv4Packet::new_unchecked(&d[quoted_ip..end]);
+        if q.version() != 4 || q.header_len() < 20 {
+            return pass;
+        }
+        let quoted_l4 = quoted_ip + q.header_len();
+        if !matches!(q.protocol(), PROTO_TCP | PROTO_UDP)
+            || quoted_l4 + 8 > end
+            || q.flags_frag() & FRAG_OFFSET_MASK != 0
+        {
+            return pass;
+        }
+        let port = |at: usize| u16::from_be_bytes([d[at], d[at + 1]]);
+        let key = ConnKey {
+            saddr: q.src_addr(),
+            daddr: q.dst_addr(),
+            sport: port(quoted_l4),
+            dport: port(quoted_l4 + 2),
+            proto: q.protocol(),
+        };
+        let e = IcmpError { icmp, quoted_ip, quoted_l4, end, ty: msg[0], code: msg[1] };
+        Parse::IcmpError(key, e, ttl)
+    }
+
+    /// The connection an ICMP error is about, and whether it goes to the real server (an
+    /// error about a packet the client was sent) or to the client (about one the server was
+    /// sent). `q` is the quoted packet's key.
+    fn icmp_conn(&self, q: &ConnKey) -> Option<(u32, bool)> {
+        // Quoted VIP:vport -> client: the connection's client-side key is the reverse.
+        let client_side = ConnKey { saddr: q.daddr, daddr: q.saddr, sport: q.dport, dport: q.sport, proto: q.proto };
+        if self.tables.service(q.proto, q.saddr, q.sport).is_some() {
+            if let Some(i) = self.shard.lookup_in(&client_side, self.shard.hash(&client_side)) {
+                return Some((i, true));
+            }
+        }
+        // Quoted client (or DIP:lport) -> server: its reply's key is the reverse.
+        let reply = client_side;
+        self.find_reply(&reply).map(|i| (i, false))
+    }
+
+    /// Relays an ICMP error to the connection's real server or client, translating the outer
+    /// header and the quoted packet as the mode rewrote the connection's packets (IPVS's
+    /// `ip_vs_nat_icmp`), every checksum kept right.
+    #[cold]
+    fn relay_icmp(
+        &mut self,
+        frame: &mut Frame<'_>,
+        q: &ConnKey,
+        e: &IcmpError,
+        ttl: u8,
+        rx_port: u8,
+        now_ms: u64,
+    ) -> Verdict {
+        let Some((idx, to_server)) = self.icmp_conn(q) else {
+            return Verdict::Pass(PassReason::Icmp);
+        };
+        if self.shard.is_expired(idx, now_ms) {
+            return Verdict::Pass(PassReason::Icmp);
+        }
+        if ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExpired);
+        }
+        let c = *self.shard.conn(idx);
+        let laddr = self.shard.laddr(&c);
+        let mode = c.mode();
+        let hop = if to_server {
+            self.tables.services.get(c.svc as usize).and_then(|s| s.dests.get(c.dest as usize)).and_then(|d| d.next_hop)
+        } else {
+            self.tables.next_hop(c.caddr)
+        };
+        let Some(NextHop { mac, port }) = hop else {
+            return Verdict::Drop(DropReason::NoNeighbour);
+        };
+        let src_mac = self.tables.port_mac(port);
+        let f = frame.data_mut();
+        match (mode, to_server) {
+            (FwdMode::Nat, true) => {
+                Ipv4Packet::new_unchecked(&mut f[ETH_LEN..]).set_dst_addr(c.daddr);
+                icmp::translate_quoted(f, e, q.proto, Quoted::Src, c.daddr, c.dport);
+            }
+            (FwdMode::FullNat, true) => {
+                let mut ip = Ipv4Packet::new_unchecked(&mut f[ETH_LEN..]);
+                ip.set_src_addr(laddr);
+                ip.set_dst_addr(c.daddr);
+                icmp::translate_quoted(f, e, q.proto, Quoted::Src, c.daddr, c.dport);
+                icmp::translate_quoted(f, e, q.proto, Quoted::Dst, laddr, c.lport);
+            }
+            (FwdMode::Nat, false) => {
+                Ipv4Packet::new_unchecked(&mut f[ETH_LEN..]).set_src_addr(c.vaddr);
+                icmp::translate_quoted(f, e, q.proto, Quoted::Dst, c.vaddr, c.vport);
+            }
+            (FwdMode::FullNat, false) => {
+                let mut ip = Ipv4Packet::new_unchecked(&mut f[ETH_LEN..]);
+                ip.set_src_addr(c.vaddr);
+                ip.set_dst_addr(c.caddr);
+                icmp::translate_quoted(f, e, q.proto, Quoted::Src, c.caddr, c.cport);
+                icmp::translate_quoted(f, e, q.proto, Quoted::Dst, c.vaddr, c.vport);
+            }
+            // DR and TUN servers see the connection as the client does: nothing to translate.
+            (FwdMode::Dr | FwdMode::Tun, _) => {}
+        }
+        if mode == FwdMode::Tun && to_server {
+            // The server's path to the client is inside the tunnel: its MTU is 20 less.
+            if e.ty == 3 && e.code == 4 {
+                let at = e.icmp + 6;
+                let mtu = u16::from_be_bytes([f[at], f[at + 1]]).saturating_sub(tun::OVERHEAD as u16);
+                f[at..at + 2].copy_from_slice(&mtu.to_be_bytes());
+            }
+            icmp::fix_checksum(f, e);
+            self.ident = self.ident.wrapping_add(1);
+            if let Err(err) = tun::encap(frame, self.tables.dip, c.daddr, self.ident, self.tables.mtu, mac, src_mac) {
+                return Verdict::Drop(match err {
+                    tun::TunError::TooBig { .. } => DropReason::TooBigNoDf,
+                    tun::TunError::NoRoom => DropReason::NoRoom,
+                });
+            }
+        } else {
+            icmp::fix_checksum(f, e);
+            modes::decrement_ttl(frame.data_mut());
+            modes::set_macs(frame.data_mut(), mac, src_mac);
+        }
+        self.stats.icmp_relayed += 1;
+        let _ = rx_port;
+        Verdict::Tx(port)
     }
 
     /// Decides one frame and rewrites it in place when it is forwarded. Counts everything.
@@ -346,6 +486,7 @@ impl Pipeline {
         let mut hint = [NONE; BURST];
         let mut flow = [false; BURST];
         let mut later: [Option<(FragKey, u8)>; BURST] = [None; BURST];
+        let mut icmps: [Option<(ConnKey, IcmpError, u8)>; BURST] = [None; BURST];
         for i in 0..n {
             let d = store.bytes(&descs[i]);
             self.stats.rx_frames += 1;
@@ -353,6 +494,7 @@ impl Pipeline {
             match self.parse(d) {
                 Parse::Done(v) => out[i] = v,
                 Parse::Fragment(k, ttl) => later[i] = Some((k, ttl)),
+                Parse::IcmpError(q, e, ttl) => icmps[i] = Some((q, e, ttl)),
                 Parse::Flow(p) => {
                     svcs[i] = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
                     if let Some(w) = self.owner(&p.key, svcs[i]) {
@@ -390,6 +532,11 @@ impl Pipeline {
             } else if let Some((k, ttl)) = later[i] {
                 let mut f = store.frame(&descs[i]);
                 out[i] = self.forward_fragment(&mut f, &k, ttl, rx_port, now_ms);
+                descs[i].head = f.head() as u16;
+                descs[i].len = f.len() as u16;
+            } else if let Some((q, e, ttl)) = icmps[i] {
+                let mut f = store.frame(&descs[i]);
+                out[i] = self.relay_icmp(&mut f, &q, &e, ttl, rx_port, now_ms);
                 descs[i].head = f.head() as u16;
                 descs[i].len = f.len() as u16;
             }

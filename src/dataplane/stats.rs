@@ -169,6 +169,8 @@ pub struct WorkerStats {
     pub frag_expired: u64,
     pub frag_unknown: u64,
     pub frag_evicted: u64,
+    /// ICMP errors relayed to a connection's real server or client.
+    pub icmp_relayed: u64,
     pub drops: [u64; DropReason::COUNT],
     pub passes: [u64; PassReason::COUNT],
     /// Per real server, by id ([`crate::dataplane::DestEntry::id`]).
@@ -237,6 +239,7 @@ fn scalars<'a>(
         s.frag_expired,
         s.frag_unknown,
         s.frag_evicted,
+        s.icmp_relayed,
         sh.created,
         sh.expired,
         sh.templates_created,
@@ -288,6 +291,7 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
         &mut s.frag_expired,
         &mut s.frag_unknown,
         &mut s.frag_evicted,
+        &mut s.icmp_relayed,
         &mut sh.created,
         &mut sh.expired,
         &mut sh.templates_created,
@@ -322,7 +326,7 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
 
 /// Most ports whose ring counters a board holds.
 pub const MAX_RINGS: usize = 8;
-const SCALARS: usize = 29 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
+const SCALARS: usize = 30 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
 
 /// One worker's published counters: written by the worker alone (relaxed stores, no
 /// read-modify-write), read by anyone. A reader may see one counter of a publish and the

@@ -48,3 +48,61 @@ pub fn error_reply(frame: &mut Frame<'_>, ty: u8, code: u8, rest: u32, src: u32,
         Err(_) => false,
     }
 }
+
+/// Where the parts of a received ICMP error are (offsets into the frame).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IcmpError {
+    /// The ICMP header.
+    pub icmp: usize,
+    /// The quoted IPv4 header and its transport header.
+    pub quoted_ip: usize,
+    pub quoted_l4: usize,
+    /// End of the ICMP message (the outer packet's end).
+    pub end: usize,
+    pub ty: u8,
+    pub code: u8,
+}
+
+/// Which end of the quoted packet a translation changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quoted {
+    Src,
+    Dst,
+}
+
+/// Rewrites one end of the packet an ICMP error quotes (address and port), keeping the quoted
+/// IP header's checksum right, and the quoted transport checksum too when the quote holds it
+/// (UDP's always, TCP's with 18 bytes or more of its header).
+pub fn translate_quoted(f: &mut [u8], e: &IcmpError, proto: u8, end: Quoted, addr: u32, port: u16) {
+    let mut ip = Ipv4Packet::new_unchecked(&mut f[e.quoted_ip..e.quoted_l4]);
+    let old = match end {
+        Quoted::Src => ip.src_addr(),
+        Quoted::Dst => ip.dst_addr(),
+    };
+    match end {
+        Quoted::Src => ip.set_src_addr(addr),
+        Quoted::Dst => ip.set_dst_addr(addr),
+    }
+    let at = e.quoted_l4 + if end == Quoted::Src { 0 } else { 2 };
+    let old_port = u16::from_be_bytes([f[at], f[at + 1]]);
+    f[at..at + 2].copy_from_slice(&port.to_be_bytes());
+    let csum_at = match proto {
+        crate::wire::ipv4::PROTO_UDP => e.quoted_l4 + 6,
+        _ => e.quoted_l4 + 16,
+    };
+    if csum_at + 2 <= e.end {
+        let c = u16::from_be_bytes([f[csum_at], f[csum_at + 1]]);
+        if !(proto == crate::wire::ipv4::PROTO_UDP && c == 0) {
+            let c = crate::wire::checksum::update_u32(c, old, addr);
+            let c = crate::wire::checksum::update_u16(c, old_port, port);
+            f[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+}
+
+/// Recomputes the ICMP checksum over the whole message (its quote changed).
+pub fn fix_checksum(f: &mut [u8], e: &IcmpError) {
+    f[e.icmp + 2..e.icmp + 4].copy_from_slice(&[0, 0]);
+    let c = crate::wire::checksum::checksum(&f[e.icmp..e.end]);
+    f[e.icmp + 2..e.icmp + 4].copy_from_slice(&c.to_be_bytes());
+}

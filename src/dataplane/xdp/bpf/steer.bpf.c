@@ -94,6 +94,38 @@ static __always_inline int has(void *map, __u32 addr, __u16 port, __u8 proto)
 	return bpf_map_lookup_elem(map, &k) != 0;
 }
 
+/* ICMP errors (unreachable, time exceeded, parameter problem) about a connection's packets go
+ * to the workers, which relay them; everything else ICMP (pings, errors about the host's own
+ * traffic) is the kernel's. The quoted packet tells: from a service (VIP:vport, an error about
+ * what a client was sent), to a NAT server (about what it was sent), or from a FULLNAT local
+ * port (about what a FULLNAT server was sent). */
+static __always_inline int steer_icmp(struct xdp_md *ctx, struct iphdr *ip, void *end)
+{
+	__u8 *icmp = (void *)ip + ip->ihl * 4;
+	if ((void *)(icmp + 8 + sizeof(struct iphdr)) > end)
+		return count(1, XDP_PASS);
+	if (icmp[0] != 3 && icmp[0] != 11 && icmp[0] != 12)
+		return count(1, XDP_PASS);
+	struct iphdr *q = (void *)(icmp + 8);
+	if (q->ihl < 5 || (q->protocol != IPPROTO_TCP && q->protocol != IPPROTO_UDP))
+		return count(1, XDP_PASS);
+	__u16 *qp = (void *)q + q->ihl * 4;
+	if ((void *)(qp + 2) > end)
+		return count(1, XDP_PASS);
+	if (has(&services, q->saddr, qp[0], q->protocol) || has(&services, q->saddr, 0, q->protocol))
+		return redirect(ctx);
+	if (has(&nat_dests, q->daddr, qp[1], q->protocol))
+		return redirect(ctx);
+	__u32 qs = q->saddr;
+	struct lport_range *r = bpf_map_lookup_elem(&local_addrs, &qs);
+	if (r) {
+		__u16 p = bpf_ntohs(qp[0]);
+		if (p >= r->lo && p <= r->hi)
+			return redirect(ctx);
+	}
+	return count(1, XDP_PASS);
+}
+
 SEC("xdp")
 int xvs_steer(struct xdp_md *ctx)
 {
@@ -116,6 +148,8 @@ int xvs_steer(struct xdp_md *ctx)
 			return count(1, XDP_PASS);
 		}
 	}
+	if (ip->protocol == IPPROTO_ICMP)
+		return steer_icmp(ctx, ip, end);
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return count(1, XDP_PASS);
 	/* Source and destination ports sit at the same offsets in TCP and UDP. */
