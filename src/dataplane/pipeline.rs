@@ -37,9 +37,11 @@ pub struct Parsed {
 /// where its first went, or a verdict already.
 pub enum Parse {
     Flow(Parsed),
-    Fragment(FragKey, u8),
-    /// An ICMP error quoting a TCP/UDP packet: the quoted packet's key, and where things are.
-    IcmpError(ConnKey, IcmpError, u8),
+    /// A later fragment ([`Pipeline::fragment_of`] tells which datagram).
+    Fragment,
+    /// An ICMP error quoting a TCP/UDP packet ([`Pipeline::icmp_error_of`] tells more). Both
+    /// carry nothing: the common frames keep this small, and the rare ones are read again.
+    IcmpError,
     Done(Verdict),
 }
 
@@ -192,7 +194,7 @@ impl Pipeline {
         if frag & FRAG_OFFSET_MASK != 0 {
             // A later fragment: no transport header; it goes where its first fragment went.
             return if matches!(proto, PROTO_TCP | PROTO_UDP) {
-                Parse::Fragment(FragKey { saddr: src, daddr: dst, proto, id: ip.ident() }, ip.ttl())
+                Parse::Fragment
             } else {
                 Parse::Done(Verdict::Pass(PassReason::OtherProto))
             };
@@ -214,7 +216,12 @@ impl Pipeline {
                 Ok(u) => (u.src_port(), u.dst_port(), 0),
                 Err(_) => return Parse::Done(Verdict::Drop(DropReason::L4Bad)),
             },
-            PROTO_ICMP => return self.parse_icmp(d, l4_off, ETH_LEN + ip.total_len() as usize, ip.ttl()),
+            PROTO_ICMP => {
+                return match Self::icmp_error_of(d) {
+                    Some(_) => Parse::IcmpError,
+                    None => Parse::Done(Verdict::Pass(PassReason::Icmp)),
+                }
+            }
             _ => return Parse::Done(Verdict::Pass(PassReason::OtherProto)),
         };
         Parse::Flow(Parsed {
@@ -230,8 +237,11 @@ impl Pipeline {
     /// a TCP or UDP packet's IP header and at least 8 bytes of its transport header is one to
     /// relay to a connection (IPVS `ip_vs_in_icmp` / `ip_vs_out_icmp`); all other ICMP (echo,
     /// short quotes) is the kernel's.
-    fn parse_icmp(&self, d: &[u8], icmp: usize, end: usize, ttl: u8) -> Parse {
-        let pass = Parse::Done(Verdict::Pass(PassReason::Icmp));
+    /// (The frame was checked by [`Pipeline::parse`]: an IPv4 header with a right checksum.)
+    pub fn icmp_error_of(d: &[u8]) -> Option<(ConnKey, IcmpError, u8)> {
+        let ip = Ipv4Packet::new_checked(d.get(ETH_LEN..)?).ok()?;
+        let (icmp, end, ttl) = (ETH_LEN + ip.header_len(), ETH_LEN + ip.total_len() as usize, ip.ttl());
+        let pass = None;
         let Some(msg) = d.get(icmp..end) else { return pass };
         if msg.len() < 8 + 20 + 8 || !matches!(msg[0], 3 | 11 | 12) {
             return pass;
@@ -258,7 +268,14 @@ impl Pipeline {
             proto: q.protocol(),
         };
         let e = IcmpError { icmp, quoted_ip, quoted_l4, end, ty: msg[0], code: msg[1] };
-        Parse::IcmpError(key, e, ttl)
+        Some((key, e, ttl))
+    }
+
+    /// The datagram a later fragment belongs to, and its TTL.
+    pub fn fragment_of(d: &[u8]) -> Option<(FragKey, u8)> {
+        let ip = Ipv4Packet::new_checked(d.get(ETH_LEN..)?).ok()?;
+        let k = FragKey { saddr: ip.src_addr(), daddr: ip.dst_addr(), proto: ip.protocol(), id: ip.ident() };
+        Some((k, ip.ttl()))
     }
 
     /// The connection an ICMP error is about, and whether it goes to the real server (an
@@ -485,16 +502,16 @@ impl Pipeline {
         let mut svcs = [None; BURST];
         let mut hint = [NONE; BURST];
         let mut flow = [false; BURST];
-        let mut later: [Option<(FragKey, u8)>; BURST] = [None; BURST];
-        let mut icmps: [Option<(ConnKey, IcmpError, u8)>; BURST] = [None; BURST];
+        // Later fragments and ICMP errors, by position (rare: read again when decided).
+        let (mut later, mut icmps) = (0u32, 0u32);
         for i in 0..n {
             let d = store.bytes(&descs[i]);
             self.stats.rx_frames += 1;
             self.stats.rx_bytes += d.len() as u64;
             match self.parse(d) {
                 Parse::Done(v) => out[i] = v,
-                Parse::Fragment(k, ttl) => later[i] = Some((k, ttl)),
-                Parse::IcmpError(q, e, ttl) => icmps[i] = Some((q, e, ttl)),
+                Parse::Fragment => later |= 1 << i,
+                Parse::IcmpError => icmps |= 1 << i,
                 Parse::Flow(p) => {
                     svcs[i] = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
                     if let Some(w) = self.owner(&p.key, svcs[i]) {
@@ -529,14 +546,9 @@ impl Pipeline {
                 out[i] = self.decide_hinted(&mut f, &parsed[i], hashes[i], svcs[i], hint[i], rx_port, now_ms);
                 descs[i].head = f.head() as u16;
                 descs[i].len = f.len() as u16;
-            } else if let Some((k, ttl)) = later[i] {
+            } else if (later | icmps) & (1 << i) != 0 {
                 let mut f = store.frame(&descs[i]);
-                out[i] = self.forward_fragment(&mut f, &k, ttl, rx_port, now_ms);
-                descs[i].head = f.head() as u16;
-                descs[i].len = f.len() as u16;
-            } else if let Some((q, e, ttl)) = icmps[i] {
-                let mut f = store.frame(&descs[i]);
-                out[i] = self.relay_icmp(&mut f, &q, &e, ttl, rx_port, now_ms);
+                out[i] = self.decide_rare(&mut f, later & (1 << i) != 0, rx_port, now_ms);
                 descs[i].head = f.head() as u16;
                 descs[i].len = f.len() as u16;
             }
@@ -795,6 +807,22 @@ impl Pipeline {
             self.track_fragments(p, id, idx, false, now_ms);
         }
         Verdict::Tx(port)
+    }
+
+    /// A later fragment (`fragment`) or an ICMP error, read again from the frame.
+    #[cold]
+    fn decide_rare(&mut self, f: &mut Frame<'_>, fragment: bool, rx_port: u8, now_ms: u64) -> Verdict {
+        if fragment {
+            match Self::fragment_of(f.data()) {
+                Some((k, ttl)) => self.forward_fragment(f, &k, ttl, rx_port, now_ms),
+                None => Verdict::Drop(DropReason::Fragment),
+            }
+        } else {
+            match Self::icmp_error_of(f.data()) {
+                Some((q, e, ttl)) => self.relay_icmp(f, &q, &e, ttl, rx_port, now_ms),
+                None => Verdict::Pass(PassReason::Icmp),
+            }
+        }
     }
 
     /// Keeps a first fragment's decision for the fragments that follow it.
