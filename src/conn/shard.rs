@@ -209,6 +209,12 @@ impl ConnShard {
         }
     }
 
+    /// Whether slab slot `idx` holds a connection or template now.
+    #[inline]
+    pub fn in_use(&self, idx: u32) -> bool {
+        self.slab.get(idx as usize).is_some_and(|c| c.flags & F_IN_USE != 0)
+    }
+
     /// Whether connection `idx` follows a persistence template.
     #[inline]
     pub fn follows_template(&self, idx: u32) -> bool {

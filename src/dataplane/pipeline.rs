@@ -240,9 +240,18 @@ impl Pipeline {
     /// (The frame was checked by [`Pipeline::parse`]: an IPv4 header with a right checksum.)
     pub fn icmp_error_of(d: &[u8]) -> Option<(ConnKey, IcmpError, u8)> {
         let ip = Ipv4Packet::new_checked(d.get(ETH_LEN..)?).ok()?;
+        // A fragmented error cannot be checked or translated whole: the kernel's.
+        if ip.is_fragment() {
+            return None;
+        }
         let (icmp, end, ttl) = (ETH_LEN + ip.header_len(), ETH_LEN + ip.total_len() as usize, ip.ttl());
         let pass = None;
         let Some(msg) = d.get(icmp..end) else { return pass };
+        // A corrupted error is not relayed (IPVS checks it too): its checksum would be made
+        // right on the way out.
+        if crate::wire::checksum::checksum(msg) != 0 {
+            return None;
+        }
         if msg.len() < 8 + 20 + 8 || !matches!(msg[0], 3 | 11 | 12) {
             return pass;
         }
@@ -319,6 +328,18 @@ impl Pipeline {
         let c = *self.shard.conn(idx);
         let laddr = self.shard.laddr(&c);
         let mode = c.mode();
+        // Only errors addressed where the connection's packets came from: the VIP (to the
+        // server), the client (NAT) or the local address (FULLNAT) to the client. Anything else
+        // would let anyone who knows a connection's tuple bounce errors through us.
+        let outer_dst = Ipv4Packet::new_unchecked(&frame.data()[ETH_LEN..]).dst_addr();
+        let expected = match (to_server, mode) {
+            (true, _) => c.vaddr,
+            (false, FwdMode::FullNat) => laddr,
+            (false, _) => c.caddr,
+        };
+        if outer_dst != expected {
+            return Verdict::Pass(PassReason::Icmp);
+        }
         let hop = if to_server {
             self.tables.services.get(c.svc as usize).and_then(|s| s.dests.get(c.dest as usize)).and_then(|d| d.next_hop)
         } else {
@@ -356,12 +377,8 @@ impl Pipeline {
             (FwdMode::Dr | FwdMode::Tun, _) => {}
         }
         if mode == FwdMode::Tun && to_server {
-            // The server's path to the client is inside the tunnel: its MTU is 20 less.
-            if e.ty == 3 && e.code == 4 {
-                let at = e.icmp + 6;
-                let mtu = u16::from_be_bytes([f[at], f[at + 1]]).saturating_sub(tun::OVERHEAD as u16);
-                f[at..at + 2].copy_from_slice(&mtu.to_be_bytes());
-            }
+            // About the server's direct path to the client (not tunnelled): relayed as it is,
+            // as IPVS does; only the tunnel's own errors would take 20 off the MTU.
             icmp::fix_checksum(f, e);
             self.ident = self.ident.wrapping_add(1);
             if let Err(err) = tun::encap(frame, self.tables.dip, c.daddr, self.ident, self.tables.mtu, mac, src_mac) {
@@ -814,7 +831,7 @@ impl Pipeline {
     fn decide_rare(&mut self, f: &mut Frame<'_>, fragment: bool, rx_port: u8, now_ms: u64) -> Verdict {
         if fragment {
             match Self::fragment_of(f.data()) {
-                Some((k, ttl)) => self.forward_fragment(f, &k, ttl, rx_port, now_ms),
+                Some((k, ttl)) => self.forward_fragment(f, &k, ttl, now_ms),
                 None => Verdict::Drop(DropReason::Fragment),
             }
         } else {
@@ -839,7 +856,7 @@ impl Pipeline {
     /// transport header), to the same next hop. One whose first fragment was not seen is
     /// dropped (`fragment`): xvs does not reassemble.
     #[cold]
-    fn forward_fragment(&mut self, frame: &mut Frame<'_>, k: &FragKey, ttl: u8, rx_port: u8, now_ms: u64) -> Verdict {
+    fn forward_fragment(&mut self, frame: &mut Frame<'_>, k: &FragKey, ttl: u8, now_ms: u64) -> Verdict {
         // Not ours to follow: dropped when it is for a VIP (no first fragment, no server to
         // send it to), else the kernel's (traffic of the host itself).
         let unknown = |t: &Tables| {
@@ -862,8 +879,10 @@ impl Pipeline {
         };
         let c = *self.shard.conn(idx);
         let laddr = self.shard.laddr(&c);
-        // The slot may hold another connection by now: the fragment must match it.
-        let ours = c.proto == k.proto
+        // The slot may have been freed, or hold another connection by now: the fragment
+        // must match a live one.
+        let ours = self.shard.in_use(idx)
+            && c.proto == k.proto
             && if reply {
                 c.daddr == k.saddr && k.daddr == if c.mode() == FwdMode::FullNat { laddr } else { c.caddr }
             } else {
@@ -874,8 +893,8 @@ impl Pipeline {
             return unknown(&self.tables);
         }
         if ttl <= 1 {
-            let src = if reply { self.tables.iface_ip(rx_port) } else { k.daddr };
-            return self.time_exceeded(frame, rx_port, src, now_ms);
+            // Linux answers only a datagram's first fragment: a later one quotes no headers.
+            return Verdict::Drop(DropReason::TtlExpired);
         }
         let len = frame.len() as u64;
         let id = self.tables.dest_id(c.svc, c.dest).unwrap_or(u32::MAX);

@@ -95,6 +95,8 @@ pub fn translate_quoted(f: &mut [u8], e: &IcmpError, proto: u8, end: Quoted, add
         if !(proto == crate::wire::ipv4::PROTO_UDP && c == 0) {
             let c = crate::wire::checksum::update_u32(c, old, addr);
             let c = crate::wire::checksum::update_u16(c, old_port, port);
+            // UDP's 0 means "no checksum": a computed 0 is sent as its other form.
+            let c = if proto == crate::wire::ipv4::PROTO_UDP && c == 0 { 0xffff } else { c };
             f[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
         }
     }

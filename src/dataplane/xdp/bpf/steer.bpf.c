@@ -110,11 +110,14 @@ static __always_inline int steer_icmp(struct xdp_md *ctx, struct iphdr *ip, void
 	if (q->ihl < 5 || (q->protocol != IPPROTO_TCP && q->protocol != IPPROTO_UDP))
 		return count(1, XDP_PASS);
 	__u16 *qp = (void *)q + q->ihl * 4;
-	if ((void *)(qp + 2) > end)
+	/* 8 bytes of the quoted transport header, as the workers need. */
+	if ((void *)(qp + 4) > end)
 		return count(1, XDP_PASS);
 	if (has(&services, q->saddr, qp[0], q->protocol) || has(&services, q->saddr, 0, q->protocol))
 		return redirect(ctx);
-	if (has(&nat_dests, q->daddr, qp[1], q->protocol))
+	/* About what a NAT server was sent, unless the host sent it (health checks). */
+	__u32 qsrc = q->saddr;
+	if (has(&nat_dests, q->daddr, qp[1], q->protocol) && !bpf_map_lookup_elem(&hosts, &qsrc))
 		return redirect(ctx);
 	__u32 qs = q->saddr;
 	struct lport_range *r = bpf_map_lookup_elem(&local_addrs, &qs);
@@ -137,13 +140,13 @@ int xvs_steer(struct xdp_md *ctx)
 		__u32 d = ip->daddr, sa = ip->saddr;
 		if (bpf_map_lookup_elem(&vips, &d))
 			return redirect(ctx);
-		/* A later fragment has no ports: a NAT server's (a reply's) and one to a FULLNAT
-		 * local address go to the workers, which follow their first fragment's decision. A
+		/* A later fragment has no ports: a NAT server's TCP/UDP to an address not the
+		 * host's (a reply) goes to the workers, which follow its first fragment's decision.
+		 * Later fragments to the DIP stay the kernel's (the host's own traffic uses it too). A
 		 * first fragment has its ports: the rules below decide it. */
 		if (ip->frag_off & bpf_htons(0x1fff)) {
-			if (bpf_map_lookup_elem(&nat_addrs, &sa) && !bpf_map_lookup_elem(&hosts, &d))
-				return redirect(ctx);
-			if (bpf_map_lookup_elem(&local_addrs, &d))
+			if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) &&
+			    bpf_map_lookup_elem(&nat_addrs, &sa) && !bpf_map_lookup_elem(&hosts, &d))
 				return redirect(ctx);
 			return count(1, XDP_PASS);
 		}
