@@ -444,7 +444,7 @@ pub fn collect_fresh(handles: &[WorkerHandle]) -> Vec<WorkerReport> {
 
 /// A worker's board as a report.
 pub fn report_of(worker: u16, board: &StatsBoard) -> WorkerReport {
-    let (stats, shard, x, loads) = board.read(worker);
+    let (stats, shard, x, loads) = board.read();
     WorkerReport {
         worker,
         stats,

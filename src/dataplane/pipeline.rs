@@ -307,15 +307,7 @@ impl Pipeline {
     /// header and the quoted packet as the mode rewrote the connection's packets (IPVS's
     /// `ip_vs_nat_icmp`), every checksum kept right.
     #[cold]
-    fn relay_icmp(
-        &mut self,
-        frame: &mut Frame<'_>,
-        q: &ConnKey,
-        e: &IcmpError,
-        ttl: u8,
-        rx_port: u8,
-        now_ms: u64,
-    ) -> Verdict {
+    fn relay_icmp(&mut self, frame: &mut Frame<'_>, q: &ConnKey, e: &IcmpError, ttl: u8, now_ms: u64) -> Verdict {
         let Some((idx, to_server)) = self.icmp_conn(q) else {
             return Verdict::Pass(PassReason::Icmp);
         };
@@ -393,7 +385,6 @@ impl Pipeline {
             modes::set_macs(frame.data_mut(), mac, src_mac);
         }
         self.stats.icmp_relayed += 1;
-        let _ = rx_port;
         Verdict::Tx(port)
     }
 
@@ -565,7 +556,7 @@ impl Pipeline {
                 descs[i].len = f.len() as u16;
             } else if (later | icmps) & (1 << i) != 0 {
                 let mut f = store.frame(&descs[i]);
-                out[i] = self.decide_rare(&mut f, later & (1 << i) != 0, rx_port, now_ms);
+                out[i] = self.decide_rare(&mut f, later & (1 << i) != 0, now_ms);
                 descs[i].head = f.head() as u16;
                 descs[i].len = f.len() as u16;
             }
@@ -828,7 +819,7 @@ impl Pipeline {
 
     /// A later fragment (`fragment`) or an ICMP error, read again from the frame.
     #[cold]
-    fn decide_rare(&mut self, f: &mut Frame<'_>, fragment: bool, rx_port: u8, now_ms: u64) -> Verdict {
+    fn decide_rare(&mut self, f: &mut Frame<'_>, fragment: bool, now_ms: u64) -> Verdict {
         if fragment {
             match Self::fragment_of(f.data()) {
                 Some((k, ttl)) => self.forward_fragment(f, &k, ttl, now_ms),
@@ -836,7 +827,7 @@ impl Pipeline {
             }
         } else {
             match Self::icmp_error_of(f.data()) {
-                Some((q, e, ttl)) => self.relay_icmp(f, &q, &e, ttl, rx_port, now_ms),
+                Some((q, e, ttl)) => self.relay_icmp(f, &q, &e, ttl, now_ms),
                 None => Verdict::Pass(PassReason::Icmp),
             }
         }

@@ -396,11 +396,10 @@ impl StatsBoard {
     }
 
     /// The control plane's side: a copy as a report (allocates).
-    pub fn read(&self, worker: u16) -> (WorkerStats, ShardStats, BoardExtra, Vec<DestLoad>) {
+    pub fn read(&self) -> (WorkerStats, ShardStats, BoardExtra, Vec<DestLoad>) {
         let n = (self.n_dests.load(Ordering::Acquire) as usize).min(self.dests.len());
         let (mut s, mut sh, mut x) = (WorkerStats::default(), ShardStats::default(), BoardExtra::default());
         set_scalars(&mut s, &mut sh, &mut x, &mut self.words.iter().map(|w| w.load(Ordering::Relaxed)));
-        let _ = worker;
         let mut loads = Vec::with_capacity(n);
         for cell in &self.dests[..n] {
             let v: Vec<u64> = cell.0.iter().map(|a| a.load(Ordering::Relaxed)).collect();
@@ -440,7 +439,7 @@ mod tests {
         let b = StatsBoard::default();
         let loads = [DestLoad { active: 1, inactive: 2, persist: 3, ..DestLoad::default() }];
         b.publish(&s, &sh, &x, &x.rings, loads.into_iter());
-        let (s2, sh2, x2, l2) = b.read(0);
+        let (s2, sh2, x2, l2) = b.read();
         assert_eq!((s2, sh2, x2), (s, sh, x));
         assert_eq!(l2.len(), 3);
         assert_eq!((l2[0].active, l2[0].inactive, l2[0].persist), (1, 2, 3));

@@ -155,16 +155,13 @@ impl<P: Port> Worker<P> {
     /// Copies the counters to the board (control plane reads them from there).
     fn publish(&mut self) {
         let Some(b) = &self.board else { return };
-        let t = self.pipeline.tables().clone();
         let shard = &self.pipeline.shard;
-        let ids = t.dest_ids as usize;
+        // The ports that have kernel ring counters (AF_XDP), in port order.
         let mut rings = [RingStats::default(); MAX_RINGS];
         let mut n_rings = 0;
-        for (r, p) in rings.iter_mut().zip(self.ports.iter()) {
-            if let Some(s) = p.ring_stats() {
-                *r = s;
-                n_rings += 1;
-            }
+        for s in self.ports.iter().filter_map(|p| p.ring_stats()).take(MAX_RINGS) {
+            rings[n_rings] = s;
+            n_rings += 1;
         }
         let x = BoardExtra {
             conns: shard.len(),
@@ -175,9 +172,13 @@ impl<P: Port> Worker<P> {
             rings: Vec::new(),
             published_ms: self.round_ms,
         };
-        let loads =
-            (0..ids as u32).map(|id| t.slot_of_id(id).and_then(|(s, d)| shard.load(s, d)).copied().unwrap_or_default());
-        b.publish(&self.pipeline.stats, &shard.stats, &x, &rings[..n_rings], loads);
+        b.publish(&self.pipeline.stats, &shard.stats, &x, &rings[..n_rings], self.loads_by_id());
+    }
+
+    /// Every real server's load by id (what boards and reports carry).
+    fn loads_by_id(&self) -> impl Iterator<Item = crate::sched::DestLoad> + '_ {
+        let (t, shard) = (self.pipeline.tables(), &self.pipeline.shard);
+        (0..t.dest_ids).map(move |id| t.slot_of_id(id).and_then(|(s, d)| shard.load(s, d)).copied().unwrap_or_default())
     }
 
     /// Connects this worker to the others' handoff rings.
@@ -305,14 +306,7 @@ impl<P: Port> Worker<P> {
             frames_free: self.pool.free_count(),
             frames_in_kernel: self.ports.iter().map(|p| p.held()).sum(),
             rings: self.ports.iter().filter_map(|p| p.ring_stats()).collect(),
-            loads: {
-                let t = self.pipeline.tables();
-                (0..t.dest_ids)
-                    .map(|id| {
-                        t.slot_of_id(id).and_then(|(s, d)| self.pipeline.shard.load(s, d)).copied().unwrap_or_default()
-                    })
-                    .collect()
-            },
+            loads: self.loads_by_id().collect(),
             idle_yields: self.idle_yields,
         }
     }
