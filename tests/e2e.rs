@@ -1440,3 +1440,163 @@ fn path_mtu_discovery_works_through_the_director() {
     assert!(relayed >= 2, "{line}");
     drop(cl);
 }
+
+/// `tcpdump` in namespace `ns` on `iface` for `filter`, started once it says it listens.
+struct Capture(Child);
+
+impl Capture {
+    fn start(ns: &str, iface: &str, filter: &str) -> Capture {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "tcpdump", "-n", "-l", "-i", iface])
+            .args(filter.split(' '))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump");
+        let mut err = child.stderr.take().expect("stderr");
+        let mut seen = Vec::new();
+        let mut b = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains("listening on") {
+            match err.read(&mut b) {
+                Ok(0) | Err(_) => panic!("tcpdump in {ns} did not start: {}", String::from_utf8_lossy(&seen)),
+                Ok(n) => seen.extend_from_slice(&b[..n]),
+            }
+        }
+        Capture(child)
+    }
+
+    /// Stops it; the packets it printed.
+    fn stop(mut self) -> Vec<String> {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let mut out = String::new();
+        if let Some(mut o) = self.0.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        let _ = self.0.wait();
+        out.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect()
+    }
+}
+
+/// A client that speaks through raw frames on `c0`: one UDP datagram to VIP:port tagged for
+/// VLAN `vlan`, to the director's MAC; prints the VLAN tag and payload of each answer (the
+/// kernel hands a received tag over as packet metadata).
+const VLAN_CLIENT: &str = r#"
+import socket, struct, sys
+dmac = bytes.fromhex(sys.argv[1].replace(':', ''))
+smac = bytes.fromhex(open('/sys/class/net/c0/address').read().strip().replace(':', ''))
+src, dst, port, vlan = socket.inet_aton(sys.argv[2]), socket.inet_aton(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind(('c0', 0))
+s.setsockopt(263, 8, 1)  # SOL_PACKET, PACKET_AUXDATA
+s.settimeout(0.3)
+payload = b'tagged hello'
+udp = struct.pack('!HHHH', 40000, port, 8 + len(payload), 0) + payload
+ip = bytearray(struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 7, 0, 64, 17, 0, src, dst))
+c = sum(struct.unpack('!10H', ip))
+c = (c & 0xffff) + (c >> 16)
+c = (c & 0xffff) + (c >> 16)
+ip[10:12] = struct.pack('!H', ~c & 0xffff)
+frame = dmac + smac + struct.pack('!HH', 0x8100, vlan) + b'\x08\x00' + bytes(ip) + udp
+for attempt in range(10):
+    s.send(frame)
+    try:
+        while True:
+            data, anc, flags, addr = s.recvmsg(4096, socket.CMSG_SPACE(20))
+            if addr[2] == 4:  # our own frame going out
+                continue
+            tci = None
+            for level, ty, d in anc:
+                if level == 263 and ty == 8:
+                    status, _, _, _, _, vtci, _ = struct.unpack('IIIHHHH', d[:20])
+                    if status & 0x10:
+                        tci = vtci
+            off = 14
+            if data[12:14] == b'\x81\x00':
+                tci, off = struct.unpack('!H', data[14:16])[0], 18
+            if data[off - 2:off] != b'\x08\x00' or data[off + 9] != 17 or data[off + 12:off + 16] != dst:
+                continue
+            print('answer vlan', None if tci is None else tci & 0xfff, data[off + 28:].rstrip(b'\0').decode())
+            sys.exit(0)
+    except socket.timeout:
+        pass
+print('no answer')
+"#;
+
+#[test]
+fn vlans_on_link_clients_and_unresolved_servers_behind_a_gateway() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xev", 1);
+    let run = |ns: &str, args: &[&str]| {
+        let st = Command::new("ip").args(["netns", "exec", ns]).args(args).status().expect("ip netns exec");
+        assert!(st.success(), "{ns}: {args:?}");
+    };
+    let (c, d, s) = (t.ns("c"), t.ns("d"), t.ns("s"));
+    // A client on the servers' switch, on a subnet of the director's server-side interface:
+    // the director's default gateway (the client namespace, which does not forward) is
+    // elsewhere, so only a reply sent to this client's own MAC reaches it.
+    let cl = ExtraNs(t.ns("cl"));
+    assert!(Command::new("ip").args(["netns", "add", &cl.0]).status().expect("ip").success());
+    run(&s, &["ip", "link", "add", "s9", "type", "veth", "peer", "name", "eth0", "netns", &cl.0]);
+    run(&s, &["ip", "link", "set", "s9", "master", "br0"]);
+    run(&s, &["ip", "link", "set", "s9", "up"]);
+    run(&cl.0, &["ip", "link", "set", "lo", "up"]);
+    run(&cl.0, &["ip", "addr", "add", "198.18.5.2/24", "dev", "eth0"]);
+    run(&cl.0, &["ip", "link", "set", "eth0", "up"]);
+    run(&cl.0, &["ip", "route", "add", "default", "via", "198.18.5.1"]);
+    run(&cl.0, &["ethtool", "-K", "eth0", "tx", "off"]);
+    run(&d, &["ip", "addr", "add", "198.18.5.1/24", "dev", "xvs-r"]);
+    // A real server behind a router that does not exist: its next hop never resolves.
+    run(&d, &["ip", "route", "add", "198.18.30.0/24", "via", "198.19.0.14"]);
+    // A UDP echo server on r1 for the tagged client.
+    let code = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 7100))\n\
+                while True:\n    d, a = s.recvfrom(65535)\n    s.sendto(d, a)\n";
+    let mut echo = Command::new("ip")
+        .args(["netns", "exec", &t.ns("r1"), "python3", "-c", code])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("udp echo");
+    // The tagged client 198.18.20.2 is on VLAN 100 of xvs-c. (This kernel has no 802.1Q
+    // devices, so the director is told where it is instead of reading a VLAN device.)
+    let c0_mac = t.exec("c", &["cat", "/sys/class/net/c0/address"]).1.trim().to_string();
+    let dir_mac = t.exec("d", &["cat", "/sys/class/net/xvs-c/address"]).1.trim().to_string();
+    let sock = std::env::temp_dir().join("xvs-e2e-xev.sock");
+    let services = r#"{ "proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "rr",
+             "real_servers": [{ "addr": "198.19.0.11", "port": 8080, "mode": "nat" },
+                              { "addr": "198.19.0.12", "port": 8080, "mode": "nat" }] },
+        { "proto": "tcp", "vip": "198.18.0.100", "port": 90, "scheduler": "rr",
+             "real_servers": [{ "addr": "198.18.30.5", "port": 80, "mode": "nat" }] },
+        { "proto": "udp", "vip": "198.18.0.100", "port": 5300, "scheduler": "rr",
+             "real_servers": [{ "addr": "198.19.0.11", "port": 7100, "mode": "nat" }] }"#;
+    let extra =
+        format!(r#" "neighbours": [{{ "ip": "198.18.20.2", "mac": "{c0_mac}", "interface": "xvs-c", "vlan": 100 }}],"#);
+    let dir = t.director(&ops_config(&sock, services, &extra));
+    let curl = |ns: &str, port: u16| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "curl", "-s", "-f", "-m", "3"])
+            .arg(format!("http://{VIP}:{port}/name"))
+            .output()
+            .expect("curl");
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    // A tagged datagram is steered, served, and answered tagged for the client's VLAN.
+    let (ok, out) = t.exec("c", &["python3", "-c", VLAN_CLIENT, &dir_mac, "198.18.20.2", VIP, "5300", "100"]);
+    let _ = echo.kill();
+    let _ = echo.wait();
+    assert!(ok && out.contains("answer vlan 100 tagged hello"), "{out}\n{}", dir.output());
+    // The on-link client gets its replies directly.
+    for _ in 0..4 {
+        let name = curl(&cl.0, 80).unwrap_or_else(|| panic!("no answer to the on-link client\n{}", dir.output()));
+        assert!(name.starts_with('r'), "{name}");
+    }
+    // The unresolved server: nothing reaches the switch or the gateway for it.
+    let sw = Capture::start(&s, "br0", "host 198.18.30.5");
+    let gw = Capture::start(&c, "c0", "host 198.18.30.5");
+    assert_eq!(curl(&cl.0, 90), None, "nobody serves port 90");
+    let (sw, gw) = (sw.stop(), gw.stop());
+    assert!(sw.is_empty() && gw.is_empty(), "frames for the unresolved server: switch {sw:?}, gateway {gw:?}");
+    let (ok, log) = dir.stop();
+    assert!(ok, "{log}");
+    assert!(log.contains("no_neighbour"), "the drops are counted:\n{log}");
+    drop(cl);
+}

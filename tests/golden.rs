@@ -15,13 +15,23 @@ struct Case {
 }
 
 fn run_cases(cases: Vec<Case>) {
-    let mut p = pipeline(&config_json(""));
+    run_cases_with(&config_json(""), cases)
+}
+
+fn run_cases_with(json: &str, cases: Vec<Case>) {
+    let mut p = pipeline(json);
     for (i, c) in cases.into_iter().enumerate() {
-        let (v, out) = run(&mut p, &c.input, 1000 + i as u64);
+        // Frames to the director's server-side MAC arrive on that interface.
+        let rx_port = u8::from(c.input[..6] == DIR_R_MAC);
+        let (v, out) = run_on(&mut p, &c.input, rx_port, 1000 + i as u64);
         assert_eq!(v, c.verdict, "{}: verdict", c.desc);
         if let Some(exp) = c.output {
-            assert_checksums(&out);
+            // (ARP has no checksums.)
+            let ethertype = if exp[12..14] == [0x81, 0] { &exp[16..18] } else { &exp[12..14] };
             assert_eq!(out, exp, "{}: output frame", c.desc);
+            if ethertype == [8, 0] {
+                assert_checksums(&out);
+            }
         }
     }
 }
@@ -631,4 +641,211 @@ fn icmp_errors_reach_the_connections_server_or_client_translated() {
     let stray = tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 80, 9, ACK, 63, &pl);
     let input = frag_needed(ROUTER_MAC, DIR_C_MAC, ROUTER, VIP, 1280, &stray[14..14 + 28]);
     assert_eq!(run(&mut p, &input, 8).0, Verdict::Pass(xvs::dataplane::PassReason::Icmp));
+}
+
+/// `frame` with an 802.1Q tag of `tci` after its MACs.
+fn tagged(frame: &[u8], tci: u16) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&[0x81, 0x00]);
+    f.extend_from_slice(&tci.to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+#[test]
+fn vlan_tagged_frames_are_served_and_leave_tagged_for_their_next_hops_vlan() {
+    // Clients on VLAN 100, RS1 on VLAN 200 (VLAN devices on the interfaces), RS2 on VLAN 100.
+    let json = config_json("")
+        .replace(r#""interface": "xvs-c"}"#, r#""interface": "xvs-c", "vlan": 100}"#)
+        .replace(
+            r#""02:00:00:00:01:11", "interface": "xvs-r"}"#,
+            r#""02:00:00:00:01:11", "interface": "xvs-r", "vlan": 200}"#,
+        )
+        .replace(
+            r#""02:00:00:00:01:12", "interface": "xvs-r"}"#,
+            r#""02:00:00:00:01:12", "interface": "xvs-r", "vlan": 100}"#,
+        );
+    // Priority 5 on VLAN 100.
+    let (c100, r200) = (0xa000 | 100, 200);
+    let syn = tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, SYN, 64, &[]);
+    let arp = {
+        let mut a = vec![0xff; 6];
+        a.extend_from_slice(&CLIENT_MAC);
+        a.extend_from_slice(&[0x08, 0x06]);
+        a.extend_from_slice(&[0u8; 28]);
+        a
+    };
+    let pl = b"tagged";
+    run_cases_with(
+        &json,
+        vec![
+            Case {
+                desc: "NAT SYN on VLAN 100 leaves for RS1 on VLAN 200",
+                input: tagged(&syn, c100),
+                verdict: Verdict::Tx(1),
+                output: Some(tagged(&tcp_frame(DIR_R_MAC, RS1_MAC, CLIENT, RS1, 40000, 8080, SYN, 63, &[]), r200)),
+            },
+            Case {
+                desc: "its reply on VLAN 200 goes back to the client on VLAN 100",
+                input: tagged(&tcp_frame(RS1_MAC, DIR_R_MAC, RS1, CLIENT, 8080, 40000, SYNACK, 64, pl), r200),
+                verdict: Verdict::Tx(0),
+                output: Some(tagged(&tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 80, 40000, SYNACK, 63, pl), 100)),
+            },
+            Case {
+                desc: "the second connection goes to RS2, on the client's VLAN: its priority is kept",
+                input: tagged(&tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40001, 80, SYN, 64, &[]), c100),
+                verdict: Verdict::Tx(1),
+                output: Some(tagged(&tcp_frame(DIR_R_MAC, RS2_MAC, CLIENT, RS2, 40001, 8080, SYN, 63, &[]), c100)),
+            },
+            Case {
+                desc: "an untagged frame of the connection still leaves tagged for RS1's VLAN",
+                input: tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, ACK, 64, pl),
+                verdict: Verdict::Tx(1),
+                output: Some(tagged(&tcp_frame(DIR_R_MAC, RS1_MAC, CLIENT, RS1, 40000, 8080, ACK, 63, pl), r200)),
+            },
+            Case {
+                desc: "FULLNAT on VLAN 100 to RS1 on VLAN 200",
+                input: tagged(&tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 81, SYN, 64, &[]), c100),
+                verdict: Verdict::Tx(1),
+                output: Some(tagged(&tcp_frame(DIR_R_MAC, RS1_MAC, DIP, RS1, 20000, 8081, SYN, 63, &[]), r200)),
+            },
+            Case {
+                desc: "DR on VLAN 100 to RS1 on VLAN 200",
+                input: tagged(&tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 82, SYN, 64, b"x"), c100),
+                verdict: Verdict::Tx(1),
+                output: Some(tagged(&tcp_frame(DIR_R_MAC, RS1_MAC, CLIENT, VIP, 40000, 82, SYN, 63, b"x"), r200)),
+            },
+            Case {
+                desc: "TUN on VLAN 100: the IP-in-IP frame is tagged 200",
+                input: tagged(&tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 83, SYN, 64, &[]), c100),
+                verdict: Verdict::Tx(1),
+                output: Some(tagged(
+                    &tun_expected(&tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 83, SYN, 64, &[]), 1),
+                    r200,
+                )),
+            },
+            Case {
+                desc: "TTL 1 on VLAN 100: time exceeded goes back on VLAN 100 with the priority it came with",
+                input: tagged(&tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40002, 82, SYN, 1, &[]), c100),
+                verdict: Verdict::Tx(0),
+                output: Some(tagged(
+                    &icmp_error_expected(
+                        &tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40002, 82, SYN, 1, &[]),
+                        VIP,
+                        11,
+                        0,
+                        0,
+                        2,
+                    ),
+                    c100,
+                )),
+            },
+            Case {
+                desc: "tagged ARP is the kernel's, tag and all",
+                input: tagged(&arp, c100),
+                verdict: Verdict::Pass(xvs::dataplane::PassReason::NotIp),
+                output: Some(tagged(&arp, c100)),
+            },
+            Case {
+                desc: "tagged traffic to the host is the kernel's, unchanged",
+                input: tagged(
+                    &tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, [198, 18, 0, 1], 40000, 22, SYN, 64, &[]),
+                    c100,
+                ),
+                verdict: Verdict::Pass(xvs::dataplane::PassReason::NotService),
+                output: Some(tagged(
+                    &tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, [198, 18, 0, 1], 40000, 22, SYN, 64, &[]),
+                    c100,
+                )),
+            },
+            Case {
+                desc: "a tag with nothing behind it is dropped as a truncated frame",
+                input: tagged(&syn[..14], c100)[..18].to_vec(),
+                verdict: Verdict::Drop(DropReason::IpTruncated),
+                output: None,
+            },
+        ],
+    );
+}
+
+#[test]
+fn clients_on_a_connected_subnet_get_replies_at_their_own_mac_never_the_gateways() {
+    // No neighbour entry for clients: 198.18.0.0/24 is on xvs-c, the gateway elsewhere on it.
+    let json = config_json("")
+        .replace(r#"{"ip": "198.18.0.2", "mac": "02:00:00:00:00:02", "interface": "xvs-c"},"#, "")
+        .replacen(
+            "\"neighbours\"",
+            r#""gateway": {"mac": "02:00:00:00:00:fe", "interface": "xvs-c"},
+               "connected": [{"subnet": "198.18.0.0/24", "interface": "xvs-c"}], "neighbours""#,
+            1,
+        );
+    let gw = [0x02, 0, 0, 0, 0, 0xfe];
+    let far = [198, 18, 7, 2];
+    let other = [0x02, 0, 0, 0, 0, 0x33];
+    let pl = b"x";
+    run_cases_with(
+        &json,
+        vec![
+            Case {
+                desc: "an on-link client's SYN (its MAC is learned)",
+                input: tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40000, 80, SYN, 64, &[]),
+                verdict: Verdict::Tx(1),
+                output: None,
+            },
+            Case {
+                desc: "NAT reply: to the client's own MAC, not the gateway's",
+                input: tcp_frame(RS1_MAC, DIR_R_MAC, RS1, CLIENT, 8080, 40000, SYNACK, 64, pl),
+                verdict: Verdict::Tx(0),
+                output: Some(tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 80, 40000, SYNACK, 63, pl)),
+            },
+            Case {
+                desc: "FULLNAT: the same",
+                input: tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 40001, 81, SYN, 64, &[]),
+                verdict: Verdict::Tx(1),
+                output: Some(tcp_frame(DIR_R_MAC, RS1_MAC, DIP, RS1, 20000, 8081, SYN, 63, &[])),
+            },
+            Case {
+                desc: "FULLNAT reply to the client's own MAC",
+                input: tcp_frame(RS1_MAC, DIR_R_MAC, RS1, DIP, 8081, 20000, SYNACK, 64, pl),
+                verdict: Verdict::Tx(0),
+                output: Some(tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 81, 40001, SYNACK, 63, pl)),
+            },
+            Case {
+                desc: "a client off the link",
+                input: tcp_frame(gw, DIR_C_MAC, far, VIP, 40000, 80, SYN, 64, &[]),
+                verdict: Verdict::Tx(1),
+                output: None,
+            },
+            Case {
+                desc: "gets its replies through the gateway",
+                input: tcp_frame(RS2_MAC, DIR_R_MAC, RS2, far, 8080, 40000, SYNACK, 64, pl),
+                verdict: Verdict::Tx(0),
+                output: Some(tcp_frame(DIR_C_MAC, gw, VIP, far, 80, 40000, SYNACK, 63, pl)),
+            },
+            Case {
+                desc: "an on-link address whose frames came in on the other interface (routed)",
+                input: tcp_frame(other, DIR_R_MAC, [198, 18, 0, 9], VIP, 40000, 80, SYN, 64, &[]),
+                verdict: Verdict::Tx(1),
+                output: None,
+            },
+            Case {
+                desc: "is never heard on its link: its reply goes nowhere, not to the gateway",
+                input: tcp_frame(RS1_MAC, DIR_R_MAC, RS1, [198, 18, 0, 9], 8080, 40000, SYNACK, 64, pl),
+                verdict: Verdict::Drop(DropReason::NoNeighbour),
+                output: None,
+            },
+            Case {
+                desc: "the client's new MAC (a replaced NIC) is followed at once",
+                input: tcp_frame(other, DIR_C_MAC, CLIENT, VIP, 40000, 80, ACK, 64, pl),
+                verdict: Verdict::Tx(1),
+                output: None,
+            },
+            Case {
+                desc: "the next reply goes to the new MAC",
+                input: tcp_frame(RS1_MAC, DIR_R_MAC, RS1, CLIENT, 8080, 40000, ACK, 64, pl),
+                verdict: Verdict::Tx(0),
+                output: Some(tcp_frame(DIR_C_MAC, other, VIP, CLIENT, 80, 40000, ACK, 63, pl)),
+            },
+        ],
+    );
 }

@@ -40,6 +40,8 @@ struct RawConfig {
     #[serde(default)]
     neighbours: Vec<RawNeighbour>,
     #[serde(default)]
+    connected: Vec<RawConnected>,
+    #[serde(default)]
     gateway: Option<RawGateway>,
     #[serde(default)]
     conn: RawConn,
@@ -100,6 +102,19 @@ struct RawNeighbour {
     ip: String,
     mac: String,
     interface: String,
+    /// The 802.1Q VLAN it is reached on (frames to it are tagged); absent: untagged.
+    #[serde(default)]
+    vlan: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnected {
+    /// `a.b.c.d/len`.
+    subnet: String,
+    interface: String,
+    #[serde(default)]
+    vlan: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +122,8 @@ struct RawNeighbour {
 struct RawGateway {
     mac: String,
     interface: String,
+    #[serde(default)]
+    vlan: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -216,6 +233,28 @@ pub struct Neighbour {
     pub mac: MacAddr,
     /// Index into [`Config::interfaces`].
     pub interface: usize,
+    /// 802.1Q VLAN id of frames to it (a VLAN device on that interface); 0: untagged.
+    pub vlan: u16,
+}
+
+/// A subnet on the director's link (the kernel's connected route): its hosts are reached at
+/// their own MAC, never through the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Connected {
+    pub net: Ipv4Addr,
+    pub prefix: u8,
+    /// Index into [`Config::interfaces`].
+    pub interface: usize,
+    /// 802.1Q VLAN id (a VLAN device on that interface); 0: untagged.
+    pub vlan: u16,
+}
+
+impl Connected {
+    /// Whether `addr` is in this subnet.
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+        u32::from(addr) & mask == u32::from(self.net) & mask
+    }
 }
 
 /// A validated configuration.
@@ -233,8 +272,12 @@ pub struct Config {
     /// Cores to pin workers to (empty: no pinning).
     pub cores: Vec<usize>,
     pub neighbours: Vec<Neighbour>,
+    /// Subnets on the director's links: static ones, then those `xvs run` reads from the
+    /// kernel (the addresses of its interfaces and of VLAN devices on them).
+    pub connected: Vec<Connected>,
     /// Default next hop (MAC, interface index).
-    pub gateway: Option<(MacAddr, usize)>,
+    /// (MAC, interface index, VLAN id or 0).
+    pub gateway: Option<(MacAddr, usize, u16)>,
     pub max_conns_per_worker: u32,
     /// AF_XDP UMEM frames per worker.
     pub umem_frames: u32,
@@ -324,6 +367,11 @@ fn range(path: &str, v: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
     Ok(v)
 }
 
+/// An 802.1Q VLAN id (1..=4094; 0 and 4095 are reserved); absent: untagged (0).
+fn vlan_id(path: &str, v: Option<u64>) -> Result<u16, ConfigError> {
+    v.map_or(Ok(0), |v| range(path, v, 1, 4094).map(|v| v as u16))
+}
+
 fn netmask(path: &str, s: &str) -> Result<Ipv4Addr, ConfigError> {
     let m = ip(path, s)?;
     let v = u32::from(m);
@@ -406,10 +454,29 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             ip: nip,
             mac: mac(&format!("{p}.mac"), &n.mac)?,
             interface: iface_index(&format!("{p}.interface"), &n.interface)?,
+            vlan: vlan_id(&format!("{p}.vlan"), n.vlan)?,
+        });
+    }
+    let mut connected = Vec::new();
+    for (i, c) in raw.connected.iter().enumerate() {
+        let p = format!("connected[{i}]");
+        let bad = || err(format!("{p}.subnet"), format!("'{}' is not a subnet (a.b.c.d/len)", c.subnet));
+        let (net, len) = c.subnet.split_once('/').ok_or_else(bad)?;
+        let net: Ipv4Addr = net.parse().map_err(|_| bad())?;
+        let prefix: u8 = len.parse().ok().filter(|l| *l <= 32).ok_or_else(bad)?;
+        connected.push(Connected {
+            net,
+            prefix,
+            interface: iface_index(&format!("{p}.interface"), &c.interface)?,
+            vlan: vlan_id(&format!("{p}.vlan"), c.vlan)?,
         });
     }
     let gateway = match &raw.gateway {
-        Some(g) => Some((mac("gateway.mac", &g.mac)?, iface_index("gateway.interface", &g.interface)?)),
+        Some(g) => Some((
+            mac("gateway.mac", &g.mac)?,
+            iface_index("gateway.interface", &g.interface)?,
+            vlan_id("gateway.vlan", g.vlan)?,
+        )),
         None => None,
     };
     let max = raw.conn.max_per_worker.unwrap_or(DEFAULT_MAX_CONNS as u64);
@@ -454,6 +521,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         workers,
         cores,
         neighbours,
+        connected,
         gateway,
         max_conns_per_worker,
         umem_frames,

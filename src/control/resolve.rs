@@ -15,7 +15,7 @@
 //! about a second for the kernel, and nothing here uses `unsafe` (the sockets come from
 //! `netlink-sys`, socket options from `socket2`).
 
-use crate::config::{Config, Neighbour};
+use crate::config::{Config, Connected, Neighbour};
 use crate::wire::MacAddr;
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTIPART, NLM_F_REQUEST,
@@ -348,6 +348,43 @@ impl Rtnl {
         }
     }
 
+    /// Every 802.1Q VLAN device as (its ifindex, its parent's ifindex, VLAN id): one link
+    /// dump. A route through `eth0.100` leaves by `eth0`'s port, tagged 100.
+    pub fn vlans(&mut self) -> Result<Vec<(u32, u32, u16)>, ResolveError> {
+        use netlink_packet_route::link::{InfoData, InfoVlan, LinkInfo};
+        let mut req = LinkMessage::default();
+        req.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        let msgs = self
+            .request(RouteNetlinkMessage::GetLink(req), true)
+            .map_err(|e| ResolveError::Netlink(format!("dumping links: {e}")))?;
+        let mut out = Vec::new();
+        for m in &msgs {
+            let RouteNetlinkMessage::NewLink(l) = m else { continue };
+            let mut parent = None;
+            let mut vid = None;
+            for a in &l.attributes {
+                match a {
+                    LinkAttribute::Link(p) => parent = Some(*p),
+                    LinkAttribute::LinkInfo(infos) => {
+                        for i in infos {
+                            if let LinkInfo::Data(InfoData::Vlan(v)) = i {
+                                vid = v.iter().find_map(|x| match x {
+                                    InfoVlan::Id(id) => Some(*id),
+                                    _ => None,
+                                });
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(p), Some(v)) = (parent, vid) {
+                out.push((l.header.index, p, v));
+            }
+        }
+        Ok(out)
+    }
+
     /// ifindex of an interface by name, or an `Iface` error "no such interface".
     pub fn ifindex(&mut self, name: &str) -> Result<u32, ResolveError> {
         Ok(self.link(name)?.header.index)
@@ -370,6 +407,22 @@ impl Rtnl {
         let mac = mac.ok_or_else(|| iface("no Ethernet address".into()))?;
         let ip = self.first_ipv4(link.header.index).map_err(|e| iface(format!("reading addresses: {e}")))?;
         Ok((mac, ip, mtu.unwrap_or(1500)))
+    }
+
+    /// Every IPv4 address with its interface and prefix length: (ifindex, address, prefix).
+    pub fn ipv4_prefixes(&mut self) -> Result<Vec<(u32, Ipv4Addr, u8)>, ResolveError> {
+        let mut req = AddressMessage::default();
+        req.header.family = AddressFamily::Inet;
+        let msgs = self
+            .request(RouteNetlinkMessage::GetAddress(req), true)
+            .map_err(|e| ResolveError::Netlink(format!("dumping addresses: {e}")))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => ipv4_of(a).map(|ip| (a.header.index, ip, a.header.prefix_len)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Every IPv4 address of the host (every interface, IFA_LOCAL else IFA_ADDRESS).
@@ -731,10 +784,12 @@ pub fn complete_interfaces(cfg: &mut Config) -> Result<(), ResolveError> {
 pub struct Resolved {
     /// Real servers (and whatever else was asked) -> next hop.
     pub neighbours: Vec<Neighbour>,
-    /// The default gateway's MAC and interface index.
-    pub gateway: Option<(MacAddr, usize)>,
+    /// The default gateway's MAC, interface index and VLAN id (0: untagged).
+    pub gateway: Option<(MacAddr, usize, u16)>,
     /// Addresses that could not be resolved, with why.
     pub unresolved: Vec<(Ipv4Addr, String)>,
+    /// The subnets of the addresses on director interfaces and VLAN devices on them.
+    pub connected: Vec<Connected>,
 }
 
 /// Resolves every real server of `cfg` (those without a static `neighbours` entry) and the
@@ -774,10 +829,38 @@ pub fn resolve(cfg: &Config, wait: Duration, worth_waiting: &dyn Fn(Option<Ipv4A
             Err(e) => tracing::warn!("{e}"),
         }
     }
-    let iface_of = |k: u32| ifaces.iter().find(|(x, _)| *x == k).map(|(_, i)| *i);
+    // A VLAN device on a director interface is that interface, tagged.
+    let vlans = nl.vlans().unwrap_or_else(|e| {
+        tracing::warn!("{e}");
+        Vec::new()
+    });
+    let iface_of = |k: u32| -> Option<(usize, u16)> {
+        if let Some((_, i)) = ifaces.iter().find(|(x, _)| *x == k) {
+            return Some((*i, 0));
+        }
+        let &(_, parent, vid) = vlans.iter().find(|(v, _, _)| *v == k)?;
+        ifaces.iter().find(|(x, _)| *x == parent).map(|(_, i)| (*i, vid))
+    };
     let name_of = |k: u32| format!("ifindex {k}");
-    // (target or None for the gateway, interface position, kernel ifindex, next-hop address)
-    let mut hops: Vec<(Option<Ipv4Addr>, usize, u32, Ipv4Addr)> = Vec::new();
+    // Clients on these subnets get their replies at their own MAC.
+    match nl.ipv4_prefixes() {
+        Ok(addrs) => {
+            for (k, ip, prefix) in addrs {
+                // A /32 (a VIP held on the interface) is no subnet.
+                if let (Some((i, vlan)), true) = (iface_of(k), prefix < 32) {
+                    let mask = u32::MAX.checked_shl(32 - prefix as u32).unwrap_or(0);
+                    let c = Connected { net: Ipv4Addr::from(u32::from(ip) & mask), prefix, interface: i, vlan };
+                    if !out.connected.contains(&c) {
+                        out.connected.push(c);
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!("{e}"),
+    }
+    // (target or None for the gateway, (interface position, VLAN), kernel ifindex, next-hop
+    // address)
+    let mut hops: Vec<(Option<Ipv4Addr>, (usize, u16), u32, Ipv4Addr)> = Vec::new();
     for &addr in &targets {
         match nl.route_get(addr) {
             Ok((k, via)) => match iface_of(k) {
@@ -817,15 +900,18 @@ pub fn resolve(cfg: &Config, wait: Duration, worth_waiting: &dyn Fn(Option<Ipv4A
         for (target, i, k, via) in hops.drain(..) {
             match table.iter().find(|(ki, a, _)| *ki == k && *a == via).map(|(_, _, m)| *m) {
                 Some(mac) => match target {
-                    Some(ip) => out.neighbours.push(Neighbour { ip, mac, interface: i }),
-                    None => out.gateway = Some((mac, i)),
+                    Some(ip) => out.neighbours.push(Neighbour { ip, mac, interface: i.0, vlan: i.1 }),
+                    None => out.gateway = Some((mac, i.0, i.1)),
                 },
                 None => pending.push((target, i, k, via)),
             }
         }
         if !pending.iter().any(|(target, ..)| worth_waiting(*target)) || Instant::now() >= deadline {
             for (target, i, _, via) in pending {
-                let dev = cfg.interfaces.get(i).map_or("?", |x| x.name.as_str());
+                let dev = match cfg.interfaces.get(i.0).map_or("?", |x| x.name.as_str()) {
+                    dev if i.1 == 0 => dev.to_string(),
+                    dev => format!("{dev} VLAN {}", i.1),
+                };
                 out.unresolved.push((target.unwrap_or(via), format!("no neighbour entry for {via} on {dev}")));
             }
             break;
@@ -865,6 +951,10 @@ pub fn with_resolved(cfg: &Config, r: &Resolved, last_good: Option<&Resolved>) -
     if c.gateway.is_none() {
         c.gateway = r.gateway.or(last_good.and_then(|l| l.gateway));
     }
+    // Static subnets first (the longest prefix wins in the tables anyway).
+    let connected =
+        if r.connected.is_empty() { last_good.map_or(&r.connected, |l| &l.connected) } else { &r.connected };
+    c.connected.extend(connected.iter().copied());
     c
 }
 

@@ -12,9 +12,17 @@ pub fn tables_spec(cfg: &Config) -> TablesSpec {
         neighbours: cfg
             .neighbours
             .iter()
-            .map(|n| (u32::from(n.ip), NextHop { mac: n.mac, port: n.interface as u8 }))
+            .map(|n| (u32::from(n.ip), NextHop { mac: n.mac, port: n.interface as u8, vlan: n.vlan }))
             .collect(),
-        gateway: cfg.gateway.map(|(mac, i)| NextHop { mac, port: i as u8 }),
+        connected: cfg
+            .connected
+            .iter()
+            .map(|c| {
+                let mask = u32::MAX.checked_shl(32 - c.prefix as u32).unwrap_or(0);
+                (u32::from(c.net), mask, c.interface as u8, c.vlan)
+            })
+            .collect(),
+        gateway: cfg.gateway.map(|(mac, i, vlan)| NextHop { mac, port: i as u8, vlan }),
         // Both are known once `xvs run` completed the config from the system (`xvs replay`
         // requires them in the file).
         iface_macs: cfg.interfaces.iter().map(|i| i.mac.unwrap_or_default()).collect(),

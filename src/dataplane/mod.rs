@@ -6,6 +6,7 @@
 pub mod frags;
 pub mod handoff;
 pub mod io;
+pub mod onlink;
 pub mod pipeline;
 pub mod stats;
 pub mod tables;

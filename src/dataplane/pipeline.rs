@@ -6,6 +6,7 @@
 
 use super::frags::{Found, FragKey, FragTable};
 use super::io::{Desc, FrameStore, BURST};
+use super::onlink::OnLink;
 use super::stats::{DestCounters, DropReason, PassReason, Verdict, WorkerStats};
 use super::tables::{NextHop, Tables};
 use crate::conn::{ConnKey, ConnShard, Dir, NewConn, Refused, ShardConfig, SlotSpec, TcpState, NONE};
@@ -13,7 +14,9 @@ use crate::model::FwdMode;
 use crate::modes::icmp::{self, IcmpError, Quoted};
 use crate::modes::{self, dr, fullnat, nat, tun, L4};
 use crate::sched::{Flow, Scheduler};
-use crate::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN as ETH_LEN};
+use crate::wire::ethernet::{
+    is_vlan_tagged, pop_vlan, push_vlan, ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN as ETH_LEN, VLAN_VID_MASK,
+};
 use crate::wire::icmp::{CODE_TTL_EXCEEDED, TYPE_TIME_EXCEEDED};
 use crate::wire::ipv4::{Ipv4Packet, FLAG_MF, FRAG_OFFSET_MASK, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::{self, TcpSegment};
@@ -63,6 +66,13 @@ pub struct Pipeline {
     icmp_refill_ms: u64,
     /// First fragments' decisions, for the fragments that follow them.
     frags: FragTable,
+    /// The VLAN id the frame being decided leaves with (0: untagged): its next hop's, or for
+    /// an answer sent back where the frame came from, the one it arrived with.
+    tx_vlan: u16,
+    /// The VLAN id the frame being decided arrived with (0: untagged).
+    rx_vlan: u16,
+    /// MACs of clients on the director's links, learned from their frames.
+    onlink: OnLink,
 }
 
 /// ICMP errors a worker sends at most per second, and in one burst (the kernel's defaults:
@@ -110,6 +120,9 @@ impl Pipeline {
             icmp_tokens: ICMP_BURST as u32,
             icmp_refill_ms: 0,
             frags: FragTable::new(0x51_7cc1_b727_220a),
+            tx_vlan: 0,
+            rx_vlan: 0,
+            onlink: OnLink::default(),
         };
         p.set_tables(tables);
         p
@@ -335,9 +348,9 @@ impl Pipeline {
         let hop = if to_server {
             self.tables.services.get(c.svc as usize).and_then(|s| s.dests.get(c.dest as usize)).and_then(|d| d.next_hop)
         } else {
-            self.tables.next_hop(c.caddr)
+            self.client_hop(c.caddr)
         };
-        let Some(NextHop { mac, port }) = hop else {
+        let Some(NextHop { mac, port, vlan }) = hop else {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         let src_mac = self.tables.port_mac(port);
@@ -385,6 +398,7 @@ impl Pipeline {
             modes::set_macs(frame.data_mut(), mac, src_mac);
         }
         self.stats.icmp_relayed += 1;
+        self.tx_vlan = vlan;
         Verdict::Tx(port)
     }
 
@@ -512,11 +526,17 @@ impl Pipeline {
         let mut flow = [false; BURST];
         // Later fragments and ICMP errors, by position (rare: read again when decided).
         let (mut later, mut icmps) = (0u32, 0u32);
+        // 802.1Q tags taken out of frames (0x1_0000 | TCI; 0: untagged). A tagged frame is
+        // decided untagged and tagged again on its way out.
+        let mut tags = [0u32; BURST];
         for i in 0..n {
             let d = store.bytes(&descs[i]);
             self.stats.rx_frames += 1;
             self.stats.rx_bytes += d.len() as u64;
-            match self.parse(d) {
+            if is_vlan_tagged(d) {
+                tags[i] = Self::untag(store, &mut descs[i]);
+            }
+            match self.parse(store.bytes(&descs[i])) {
                 Parse::Done(v) => out[i] = v,
                 Parse::Fragment => later |= 1 << i,
                 Parse::IcmpError => icmps |= 1 << i,
@@ -549,6 +569,9 @@ impl Pipeline {
         }
         std::hint::black_box(hits);
         for i in 0..n {
+            // Unless its decision names a next hop: back where it came from.
+            self.tx_vlan = tags[i] as u16 & VLAN_VID_MASK;
+            self.rx_vlan = self.tx_vlan;
             if flow[i] {
                 let mut f = store.frame(&descs[i]);
                 out[i] = self.decide_hinted(&mut f, &parsed[i], hashes[i], svcs[i], hint[i], rx_port, now_ms);
@@ -560,7 +583,44 @@ impl Pipeline {
                 descs[i].head = f.head() as u16;
                 descs[i].len = f.len() as u16;
             }
+            if tags[i] | self.tx_vlan as u32 != 0 {
+                out[i] = self.retag(store, &mut descs[i], out[i], tags[i]);
+            }
             self.count(out[i], descs[i].len as u64);
+        }
+    }
+
+    /// Takes a received frame's 802.1Q tag out; `0x1_0000 | TCI`.
+    #[cold]
+    fn untag<S: FrameStore>(store: &mut S, d: &mut Desc) -> u32 {
+        let mut f = store.frame(d);
+        let tag = pop_vlan(&mut f).map_or(0, |tci| 0x1_0000 | tci as u32);
+        d.head = f.head() as u16;
+        d.len = f.len() as u16;
+        tag
+    }
+
+    /// Tags a decided frame for the VLAN it leaves on: a forwarded one with its next hop's
+    /// VLAN id (keeping the priority it came with when that is its own VLAN), one passed to
+    /// the kernel or another worker with the tag it came with, as received.
+    #[cold]
+    fn retag<S: FrameStore>(&mut self, store: &mut S, d: &mut Desc, v: Verdict, rx_tag: u32) -> Verdict {
+        let rx_vid = rx_tag as u16 & VLAN_VID_MASK;
+        let tci = match v {
+            Verdict::Drop(_) => return v,
+            Verdict::Tx(_) if self.tx_vlan == 0 => return v,
+            Verdict::Tx(_) if rx_tag == 0 || self.tx_vlan != rx_vid => self.tx_vlan,
+            _ if rx_tag == 0 => return v,
+            _ => rx_tag as u16,
+        };
+        let mut f = store.frame(d);
+        let ok = push_vlan(&mut f, tci);
+        d.head = f.head() as u16;
+        d.len = f.len() as u16;
+        if ok {
+            v
+        } else {
+            Verdict::Drop(DropReason::NoRoom)
         }
     }
 
@@ -767,7 +827,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::StaleConn);
         };
         let mode = c.mode();
-        let Some(NextHop { mac, port }) = d.next_hop else {
+        let Some(NextHop { mac, port, vlan }) = d.next_hop else {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         let src_mac = self.tables.port_mac(port);
@@ -778,7 +838,13 @@ impl Pipeline {
             return self.time_exceeded(frame, rx_port, p.key.daddr, now_ms);
         }
         let dir = match mode {
-            FwdMode::Nat | FwdMode::FullNat => Dir::Input,
+            FwdMode::Nat | FwdMode::FullNat => {
+                // The replies go back to the client: at its own MAC when it is on our link.
+                if let Some(at) = self.tables.on_link(p.key.saddr) {
+                    learn_client(&mut self.onlink, frame.data(), p.key.saddr, at, (rx_port, self.rx_vlan), now_ms);
+                }
+                Dir::Input
+            }
             FwdMode::Tun | FwdMode::Dr => Dir::InputOnly,
         };
         let flags = (p.key.proto == PROTO_TCP).then_some(p.tcp_flags);
@@ -814,7 +880,25 @@ impl Pipeline {
         if let Some(id) = p.frag_id {
             self.track_fragments(p, id, idx, false, now_ms);
         }
+        self.tx_vlan = vlan;
         Verdict::Tx(port)
+    }
+
+    /// The next hop of a client: its neighbour entry; on a connected subnet, its own MAC as
+    /// learned from its frames (never the gateway: unknown, it gets nothing); else the gateway.
+    #[inline]
+    fn client_hop(&self, addr: u32) -> Option<NextHop> {
+        if let Some(h) = self.tables.neighbour(addr) {
+            return Some(h);
+        }
+        match self.tables.on_link(addr) {
+            Some(at) => self
+                .onlink
+                .lookup(addr)
+                .filter(|&(_, port, vlan)| (port, vlan) == at)
+                .map(|(mac, port, vlan)| NextHop { mac, port, vlan }),
+            None => self.tables.gateway(),
+        }
     }
 
     /// A later fragment (`fragment`) or an ICMP error, read again from the frame.
@@ -890,11 +974,11 @@ impl Pipeline {
         let len = frame.len() as u64;
         let id = self.tables.dest_id(c.svc, c.dest).unwrap_or(u32::MAX);
         let hop = if reply {
-            self.tables.next_hop(c.caddr)
+            self.client_hop(c.caddr)
         } else {
             self.tables.services.get(c.svc as usize).and_then(|s| s.dests.get(c.dest as usize)).and_then(|d| d.next_hop)
         };
-        let Some(NextHop { mac, port }) = hop else {
+        let Some(NextHop { mac, port, vlan }) = hop else {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         let src_mac = self.tables.port_mac(port);
@@ -935,6 +1019,7 @@ impl Pipeline {
                 s.in_bytes += len;
             }
         }
+        self.tx_vlan = vlan;
         Verdict::Tx(port)
     }
 
@@ -948,7 +1033,7 @@ impl Pipeline {
             let src = self.tables.iface_ip(rx_port);
             return self.time_exceeded(frame, rx_port, src, now_ms);
         }
-        let Some(NextHop { mac, port }) = self.tables.next_hop(c.caddr) else {
+        let Some(NextHop { mac, port, vlan }) = self.client_hop(c.caddr) else {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         let src_mac = self.tables.port_mac(port);
@@ -970,7 +1055,20 @@ impl Pipeline {
             s.out_pkts += 1;
             s.out_bytes += len;
         }
+        self.tx_vlan = vlan;
         Verdict::Tx(port)
+    }
+}
+
+/// Remembers the MAC of a client on subnet `at` (port, VLAN) of the director's links, from a
+/// frame it sent that came in on `rx` (port, VLAN): one that came in elsewhere was routed, and
+/// its source MAC is not the client's.
+#[inline]
+fn learn_client(onlink: &mut OnLink, d: &[u8], addr: u32, at: (u8, u16), rx: (u8, u16), now_ms: u64) {
+    if at == rx {
+        if let Ok(eth) = EthernetFrame::new_checked(d) {
+            onlink.learn(addr, eth.src(), rx.0, rx.1, now_ms);
+        }
     }
 }
 
@@ -978,10 +1076,12 @@ impl Pipeline {
 struct OneFrame<'a>(Frame<'a>);
 
 impl FrameStore for OneFrame<'_> {
-    fn bytes(&self, _: &Desc) -> &[u8] {
-        self.0.data()
+    fn bytes(&self, d: &Desc) -> &[u8] {
+        self.0.bytes_at(d.head as usize, d.len as usize)
     }
-    fn frame(&mut self, _: &Desc) -> Frame<'_> {
+    fn frame(&mut self, d: &Desc) -> Frame<'_> {
+        // Where the last view left it (a tag taken out moves the frame).
+        self.0.set_span(d.head as usize, d.len as usize);
         self.0.reborrow()
     }
 }

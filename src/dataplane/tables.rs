@@ -46,11 +46,14 @@ pub struct DestEntry {
     pub was_nat: bool,
 }
 
-/// Where a frame leaves: the MAC of the next hop and the interface (port) index.
+/// Where a frame leaves: the MAC of the next hop, the interface (port) index and VLAN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NextHop {
     pub mac: MacAddr,
     pub port: u8,
+    /// The 802.1Q VLAN id frames to it are tagged with (the kernel reaches it through a VLAN
+    /// device on the port); 0: untagged.
+    pub vlan: u16,
 }
 
 /// A virtual service as the data plane sees it.
@@ -110,6 +113,8 @@ pub struct TablesSpec {
     pub services: Vec<VirtualService>,
     /// Next hops by address (real servers, clients on connected subnets).
     pub neighbours: Vec<(u32, NextHop)>,
+    /// Subnets on the director's links: (network, mask, port, VLAN id).
+    pub connected: Vec<(u32, u32, u8, u16)>,
     pub gateway: Option<NextHop>,
     /// MAC of each interface (port index = position).
     pub iface_macs: Vec<MacAddr>,
@@ -148,6 +153,8 @@ pub struct Tables {
     /// matched by rebuilding the client-side key for each (usually one).
     nat_dests: HashMap<u64, Vec<u16>, ahash::RandomState>,
     neigh: HashMap<u32, NextHop, ahash::RandomState>,
+    /// (network, mask, port, VLAN id) of each subnet on the director's links, longest first.
+    connected: Vec<(u32, u32, u8, u16)>,
     gateway: Option<NextHop>,
     /// MAC of each interface (port index = position).
     pub iface_macs: Vec<MacAddr>,
@@ -187,6 +194,13 @@ impl Tables {
             vips: HashMap::with_hasher(seeded()),
             nat_dests: HashMap::with_hasher(seeded()),
             neigh,
+            connected: {
+                let mut c: Vec<(u32, u32, u8, u16)> =
+                    spec.connected.iter().map(|&(net, mask, p, v)| (net & mask, mask, p, v)).collect();
+                c.sort_by_key(|&(net, mask, ..)| (std::cmp::Reverse(mask), net));
+                c.dedup_by_key(|&mut (net, mask, ..)| (net, mask));
+                c
+            },
             gateway: spec.gateway,
             iface_macs: spec.iface_macs.clone(),
             local_ips: spec.local_ips.clone(),
@@ -357,11 +371,26 @@ impl Tables {
         self.gateway
     }
 
-    /// The next hop for a client `addr`: a neighbour entry, else the gateway. (Real servers
-    /// have theirs in [`DestEntry::next_hop`], with no gateway fallback.)
+    /// The next hop for a client `addr` off the director's links: a neighbour entry, else the
+    /// gateway. (Real servers have theirs in [`DestEntry::next_hop`], with no gateway
+    /// fallback; clients on a connected subnet, see [`Tables::on_link`], are never sent to
+    /// the gateway.)
     #[inline]
     pub fn next_hop(&self, addr: u32) -> Option<NextHop> {
         self.neigh.get(&addr).copied().or(self.gateway)
+    }
+
+    /// A neighbour entry for `addr` (static, or resolved by the control plane).
+    #[inline]
+    pub fn neighbour(&self, addr: u32) -> Option<NextHop> {
+        self.neigh.get(&addr).copied()
+    }
+
+    /// The (port, VLAN id) of the connected subnet `addr` is on, the longest prefix winning:
+    /// such a host is reached at its own MAC, never through the gateway.
+    #[inline]
+    pub fn on_link(&self, addr: u32) -> Option<(u8, u16)> {
+        self.connected.iter().find(|&&(net, mask, ..)| addr & mask == net).map(|&(_, _, p, v)| (p, v))
     }
 
     /// The director's address on interface `port` (the DIP when it has none).

@@ -35,6 +35,11 @@ impl<'a> Frame<'a> {
         self.head = r.start;
         self.len = r.len();
     }
+    /// `len` bytes at `head` of the whole buffer (clamped), wherever the frame is now.
+    #[inline]
+    pub fn bytes_at(&self, head: usize, len: usize) -> &[u8] {
+        &self.buf[span(self.buf.len(), head, len)]
+    }
     #[inline]
     pub fn data(&self) -> &[u8] {
         &self.buf[self.head..self.head + self.len]

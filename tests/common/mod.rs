@@ -156,8 +156,10 @@ pub fn assert_checksums(frame: &[u8]) {
         }
         _ => {
             if ip.protocol == etherparse::IpNumber::IPV4 {
-                let mut inner = frame[..14].to_vec();
-                inner.extend_from_slice(&frame[14 + ip.header_len()..]);
+                // The same link header (tag and all) over the inner packet.
+                let l2 = frame.len() - h.payload.slice().len() - ip.header_len();
+                let mut inner = frame[..l2].to_vec();
+                inner.extend_from_slice(&frame[l2 + ip.header_len()..]);
                 assert_checksums(&inner);
             }
         }

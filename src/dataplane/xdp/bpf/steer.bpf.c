@@ -10,8 +10,41 @@
 //     address that is not the director's own (replies to the director's own connections,
 //     such as health checks, are the kernel's);
 //   - FULLNAT replies: TCP/UDP to a director local address on a port in its local-port range.
+// Frames with one 802.1Q tag are judged by what they carry, as untagged ones (the workers take
+// the tag out and tag what they send for the VLAN it leaves on).
 // The control plane fills the maps and updates them at runtime.
 #include "common.h"
+
+struct vlan_tag {
+	__be16 tci;
+	__be16 proto;
+};
+
+/* The IPv4 header of an Ethernet frame, untagged or with one 802.1Q tag, with at least a
+ * fixed IPv4 header; else NULL. */
+static __always_inline struct iphdr *ipv4_header_vlan(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return 0;
+	void *l3 = eth + 1;
+	__be16 proto = eth->h_proto;
+	if (proto == bpf_htons(ETH_P_8021Q)) {
+		struct vlan_tag *v = l3;
+		if ((void *)(v + 1) > end)
+			return 0;
+		proto = v->proto;
+		l3 = v + 1;
+	}
+	if (proto != bpf_htons(ETH_P_IP))
+		return 0;
+	struct iphdr *ip = l3;
+	if ((void *)(ip + 1) > end)
+		return 0;
+	return ip;
+}
 
 struct l4_key {
 	__u32 addr;   /* network order */
@@ -133,7 +166,7 @@ SEC("xdp")
 int xvs_steer(struct xdp_md *ctx)
 {
 	void *end = (void *)(long)ctx->data_end;
-	struct iphdr *ip = ipv4_header(ctx);
+	struct iphdr *ip = ipv4_header_vlan(ctx);
 	if (!ip || ip->version != 4 || ip->ihl < 5)
 		return count(1, XDP_PASS);
 	if (ip->frag_off & bpf_htons(0x3fff)) {
