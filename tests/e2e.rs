@@ -1403,6 +1403,23 @@ fn path_mtu_discovery_works_through_the_director() {
     clx(&["ip", "link", "set", "eth0", "up"]);
     clx(&["ip", "route", "add", "default", "via", "198.18.10.1"]);
     clx(&["ethtool", "-K", "eth0", "tx", "off"]);
+    // First without the relay (the errors left to the kernel, as before xvs relayed them):
+    // the servers never learn the path's MTU and the transfer stalls. (First, because a
+    // server that learned it keeps it for minutes.)
+    let d = t.director(&config(1).replace("\"workers\": 1", "\"workers\": 1, \"icmp_relay\": false"));
+    let out = Command::new("ip")
+        .args(["netns", "exec", &cl.0, "curl", "-s", "-f", "-m", "4"])
+        .arg(format!("http://{VIP}:80/bytes/1000000"))
+        .output()
+        .expect("curl");
+    assert!(
+        !out.status.success() && out.stdout.len() < 1_000_000,
+        "without the relay the transfer should stall: {} bytes\n{}",
+        out.stdout.len(),
+        d.output()
+    );
+    let (ok, log) = d.stop();
+    assert!(ok, "{log}");
     let d = t.director(&config(1));
     let want = {
         use std::hash::{Hash, Hasher};

@@ -84,6 +84,8 @@ struct RawDirector {
     cores: Option<Vec<usize>>,
     #[serde(default)]
     umem_frames: Option<u64>,
+    #[serde(default)]
+    icmp_relay: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,12 +277,15 @@ pub struct Config {
     /// Subnets on the director's links: static ones, then those `xvs run` reads from the
     /// kernel (the addresses of its interfaces and of VLAN devices on them).
     pub connected: Vec<Connected>,
-    /// Default next hop (MAC, interface index).
-    /// (MAC, interface index, VLAN id or 0).
+    /// Default next hop (MAC, interface index, VLAN id or 0).
     pub gateway: Option<(MacAddr, usize, u16)>,
     pub max_conns_per_worker: u32,
     /// AF_XDP UMEM frames per worker.
     pub umem_frames: u32,
+    /// ICMP errors about connections are relayed to their server or client (IPVS's
+    /// behaviour, the default); false leaves them to the kernel, which breaks path-MTU
+    /// discovery through the director (for comparison and debugging).
+    pub icmp_relay: bool,
     /// The control socket `xvsadm` talks to.
     pub control_socket: std::path::PathBuf,
     pub timeouts: Timeouts,
@@ -525,6 +530,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         gateway,
         max_conns_per_worker,
         umem_frames,
+        icmp_relay: d.icmp_relay.unwrap_or(true),
         control_socket: match &raw.control.socket {
             Some(p) if p.is_empty() => return Err(err("control.socket", "an empty path")),
             Some(p) => p.into(),

@@ -860,7 +860,8 @@ pub fn resolve(cfg: &Config, wait: Duration, worth_waiting: &dyn Fn(Option<Ipv4A
     }
     // (target or None for the gateway, (interface position, VLAN), kernel ifindex, next-hop
     // address)
-    let mut hops: Vec<(Option<Ipv4Addr>, (usize, u16), u32, Ipv4Addr)> = Vec::new();
+    type Hop = (Option<Ipv4Addr>, (usize, u16), u32, Ipv4Addr);
+    let mut hops: Vec<Hop> = Vec::new();
     for &addr in &targets {
         match nl.route_get(addr) {
             Ok((k, via)) => match iface_of(k) {

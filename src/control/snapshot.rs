@@ -30,6 +30,7 @@ pub fn tables_spec(cfg: &Config) -> TablesSpec {
         iface_ips: cfg.interfaces.iter().map(|i| i.ip.map_or(0, u32::from)).collect(),
         dip: cfg.dip().map_or(0, u32::from),
         mtu: cfg.mtu,
+        icmp_to_kernel: !cfg.icmp_relay,
         lport_range: cfg.local_ports,
         workers: cfg.workers,
         max_conns_per_worker: cfg.max_conns_per_worker,

@@ -911,8 +911,8 @@ impl Pipeline {
             }
         } else {
             match Self::icmp_error_of(f.data()) {
-                Some((q, e, ttl)) => self.relay_icmp(f, &q, &e, ttl, now_ms),
-                None => Verdict::Pass(PassReason::Icmp),
+                Some((q, e, ttl)) if !self.tables.icmp_to_kernel => self.relay_icmp(f, &q, &e, ttl, now_ms),
+                _ => Verdict::Pass(PassReason::Icmp),
             }
         }
     }

@@ -129,6 +129,9 @@ pub struct TablesSpec {
     pub workers: u16,
     pub max_conns_per_worker: u32,
     pub timeouts: Timeouts,
+    /// ICMP errors about connections are left to the kernel, not relayed (`director.icmp_relay`
+    /// false).
+    pub icmp_to_kernel: bool,
 }
 
 /// Why a snapshot could not be built.
@@ -168,6 +171,9 @@ pub struct Tables {
     pub workers: u16,
     pub max_conns_per_worker: u32,
     pub timeouts: Timeouts,
+    /// ICMP errors about connections are left to the kernel, not relayed (`director.icmp_relay`
+    /// false).
+    pub icmp_to_kernel: bool,
     /// Real-server ids handed out so far (every [`DestEntry::id`] is below it).
     pub dest_ids: u32,
     /// (service slot, server slot) of each id.
@@ -207,6 +213,7 @@ impl Tables {
             iface_ips: spec.iface_ips.clone(),
             dip: spec.dip,
             mtu: spec.mtu,
+            icmp_to_kernel: spec.icmp_to_kernel,
             lport_range: spec.lport_range,
             workers: spec.workers,
             max_conns_per_worker: spec.max_conns_per_worker,
