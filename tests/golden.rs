@@ -297,14 +297,6 @@ fn with_tos(f: &[u8], tos: u8) -> Vec<u8> {
     f
 }
 
-pub fn fix_ip_checksum(f: &mut [u8]) {
-    f[24] = 0;
-    f[25] = 0;
-    let ihl = ((f[14] & 0xf) as usize) * 4;
-    let c = xvs::wire::checksum::checksum(&f[14..14 + ihl]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-}
-
 #[test]
 fn udp_nat_with_and_without_checksum() {
     let q = b"\x12\x34\x01\x00\x00\x01";
@@ -442,29 +434,6 @@ fn an_unresolved_real_server_gets_nothing_and_neither_does_the_gateway() {
     assert_eq!((v, &out[0..6]), (Verdict::Tx(1), &RS1_MAC[..]));
 }
 
-/// `frame` (Ethernet + IPv4) with IP id `id`, split as a host splits it: `chunk` bytes of IP
-/// payload a fragment (a multiple of 8), the same id, MF on all but the last.
-fn fragments(frame: &[u8], id: u16, chunk: usize) -> Vec<Vec<u8>> {
-    let ihl = ((frame[14] & 0xf) * 4) as usize;
-    let payload = &frame[14 + ihl..];
-    let df = u16::from_be_bytes([frame[20], frame[21]]) & 0x4000;
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off < payload.len() {
-        let end = (off + chunk).min(payload.len());
-        let mut f = frame[..14 + ihl].to_vec();
-        f.extend_from_slice(&payload[off..end]);
-        f[16..18].copy_from_slice(&((ihl + end - off) as u16).to_be_bytes());
-        f[18..20].copy_from_slice(&id.to_be_bytes());
-        let mf = if end < payload.len() { 0x2000 } else { 0 };
-        f[20..22].copy_from_slice(&(df | mf | (off / 8) as u16).to_be_bytes());
-        fix_ip_checksum(&mut f);
-        out.push(f);
-        off = end;
-    }
-    out
-}
-
 #[test]
 fn every_fragment_of_a_datagram_follows_the_first_to_the_same_server() {
     let big: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -533,18 +502,6 @@ fn fragments_follow_in_dr_fullnat_and_tun() {
         assert_eq!(&out[14 + 9..14 + 10], &[4], "IP-in-IP");
         assert_eq!(&out[14 + 20..], &ttl_minus_one(s)[14..], "the fragment inside, TTL-1");
     }
-}
-
-/// An ICMP "fragmentation needed" (next-hop MTU `mtu`) from `src` to `dst` quoting `quote`.
-fn frag_needed(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], dst: [u8; 4], mtu: u16, quote: &[u8]) -> Vec<u8> {
-    use etherparse::icmpv4::DestUnreachableHeader;
-    use etherparse::Icmpv4Type;
-    let b = etherparse::PacketBuilder::ethernet2(smac, dmac)
-        .ipv4(src, dst, 64)
-        .icmpv4(Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: mtu }));
-    let mut out = Vec::with_capacity(b.size(quote.len()));
-    b.write(&mut out, quote).expect("icmp frame");
-    out
 }
 
 /// A router on the client's side (198.18.0.254 on the client's link).

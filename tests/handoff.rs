@@ -110,3 +110,43 @@ fn dr_and_tun_stay_where_they_arrive_and_a_full_ring_is_counted() {
     assert_eq!(ws[1].pipeline.stats.handoff_in, ws[0].pipeline.stats.handoff_out - ws[0].pipeline.stats.handoff_full);
     assert_eq!(ws[0].report().lost(), 0);
 }
+
+#[test]
+fn later_fragments_and_icmp_errors_follow_their_connection_to_its_owner() {
+    let (mut ws, _) = workers(&config_json(""));
+    let sport = port_owned_by(1);
+    // A fragmented UDP datagram to the NAT service, all of it arriving at worker 0 (a NIC
+    // hashes fragments by addresses alone): the first is handed to worker 1, which owns
+    // the client endpoint, and the later ones follow it there.
+    let big = udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, 53, 64, &[5u8; 3000]);
+    let frags = fragments(&big, 77, 1480);
+    assert_eq!(frags.len(), 3);
+    for f in &frags {
+        ws[0].ports[0].push_rx(f.clone());
+    }
+    settle(&mut ws);
+    assert_eq!(ws[0].ports[1].tx.len(), 0, "worker 0 forwards nothing itself");
+    let out: Vec<Vec<u8>> = std::iter::from_fn(|| ws[1].ports[1].tx.pop()).collect();
+    assert_eq!(out.len(), 3, "worker 1 forwards every fragment");
+    for f in &out {
+        assert_eq!(&f[30..34], &RS1, "to the datagram's real server");
+    }
+    assert_eq!(ws[1].pipeline.stats.frag_followed, 2);
+    // A TCP connection owned by worker 1, and an ICMP "fragmentation needed" about its
+    // reply arriving at worker 0: relayed by worker 1 to the real server.
+    ws[0].ports[0].push_rx(tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, 80, SYN, 64, &[]));
+    settle(&mut ws);
+    assert!(ws[1].ports[1].tx.pop().is_some(), "the SYN is forwarded");
+    let reply = tcp_frame(DIR_C_MAC, CLIENT_MAC, VIP, CLIENT, 80, sport, ACK, 63, &[1u8; 1400]);
+    let err = frag_needed(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 1280, &reply[14..14 + 28]);
+    ws[0].ports[0].push_rx(err);
+    settle(&mut ws);
+    assert_eq!(ws[1].pipeline.stats.icmp_relayed, 1, "the owner relays it");
+    let relayed = ws[1].ports[1].tx.pop().expect("to the real server");
+    assert_checksums(&relayed);
+    assert_eq!(&relayed[30..34], &RS1, "addressed to the real server");
+    assert_eq!(ws[0].pipeline.stats.icmp_relayed, 0);
+    for w in &ws {
+        assert_eq!(w.report().lost(), 0);
+    }
+}

@@ -30,9 +30,14 @@ struct Entry {
     /// client).
     conn: u32,
     reply: bool,
+    /// The worker the first fragment was handed to ([`HERE`]: this one decided it).
+    worker: u16,
     /// 0: empty.
     expires_ms: u64,
 }
+
+/// [`Entry::worker`] of a decision this worker made.
+const HERE: u16 = u16::MAX;
 
 /// The outcome of a lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +46,9 @@ pub enum Found {
         conn: u32,
         reply: bool,
     },
+    /// The first fragment was handed to this worker, which owns its connection: the later
+    /// ones follow it there.
+    Handed(u16),
     /// The first fragment's decision was there but is too old.
     Expired,
     Miss,
@@ -66,6 +74,16 @@ impl FragTable {
     /// Keeps the decision for `k`; returns whether a live entry of another datagram was
     /// evicted for it.
     pub fn insert(&mut self, k: FragKey, conn: u32, reply: bool, now_ms: u64) -> bool {
+        self.put(Entry { key: k, conn, reply, worker: HERE, expires_ms: now_ms + TIMEOUT_MS }, now_ms)
+    }
+
+    /// Keeps that `k`'s first fragment was handed to `worker`; as [`FragTable::insert`].
+    pub fn insert_handed(&mut self, k: FragKey, worker: u16, now_ms: u64) -> bool {
+        self.put(Entry { key: k, conn: 0, reply: false, worker, expires_ms: now_ms + TIMEOUT_MS }, now_ms)
+    }
+
+    fn put(&mut self, new: Entry, now_ms: u64) -> bool {
+        let k = new.key;
         let w = self.window(&k);
         let mut victim = w;
         for i in 0..WAYS {
@@ -81,7 +99,7 @@ impl FragTable {
         }
         let e = &mut self.slots[victim];
         let evicted = e.expires_ms > now_ms && e.key != k;
-        *e = Entry { key: k, conn, reply, expires_ms: now_ms + TIMEOUT_MS };
+        *e = new;
         evicted
     }
 
@@ -92,10 +110,12 @@ impl FragTable {
         for i in 0..WAYS {
             let e = &self.slots[(w + i) & (CAPACITY - 1)];
             if e.expires_ms != 0 && e.key == *k {
-                return if e.expires_ms > now_ms {
-                    Found::Hit { conn: e.conn, reply: e.reply }
-                } else {
+                return if e.expires_ms <= now_ms {
                     Found::Expired
+                } else if e.worker != HERE {
+                    Found::Handed(e.worker)
+                } else {
+                    Found::Hit { conn: e.conn, reply: e.reply }
                 };
             }
         }

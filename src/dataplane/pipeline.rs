@@ -316,6 +316,20 @@ impl Pipeline {
         self.find_reply(&reply).map(|i| (i, false))
     }
 
+    /// Another worker that owns the connection an ICMP error quoting `q` is about (NAT and
+    /// FULLNAT: see [`Pipeline::owner`]; the quoted packet names the client endpoint or the
+    /// local port). DR and TUN connections live where their queue put them: an error is
+    /// relayed when it reaches that worker.
+    fn icmp_owner(&self, q: &ConnKey) -> Option<u16> {
+        if self.workers < 2 {
+            return None;
+        }
+        // The connection's client-side key (about what a client was sent), or its reply's key
+        // (about what a server was sent): the quoted packet reversed, as `icmp_conn` finds it.
+        let k = ConnKey { saddr: q.daddr, daddr: q.saddr, sport: q.dport, dport: q.sport, proto: q.proto };
+        self.owner(&k, self.tables.service(q.proto, q.saddr, q.sport))
+    }
+
     /// Relays an ICMP error to the connection's real server or client, translating the outer
     /// header and the quoted packet as the mode rewrote the connection's packets (IPVS's
     /// `ip_vs_nat_icmp`), every checksum kept right.
@@ -543,6 +557,11 @@ impl Pipeline {
                 Parse::Flow(p) => {
                     svcs[i] = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
                     if let Some(w) = self.owner(&p.key, svcs[i]) {
+                        if let Some(id) = p.frag_id {
+                            // A NIC hashes a datagram's fragments alike (by addresses): the
+                            // later ones arrive here too, and follow this one.
+                            self.note_handed_fragment(&p, id, w, now_ms);
+                        }
                         out[i] = Verdict::Handoff(w as u8);
                         continue;
                     }
@@ -911,9 +930,21 @@ impl Pipeline {
             }
         } else {
             match Self::icmp_error_of(f.data()) {
-                Some((q, e, ttl)) if !self.tables.icmp_to_kernel => self.relay_icmp(f, &q, &e, ttl, now_ms),
+                Some((q, e, ttl)) if !self.tables.icmp_to_kernel => match self.icmp_owner(&q) {
+                    Some(w) => Verdict::Handoff(w as u8),
+                    None => self.relay_icmp(f, &q, &e, ttl, now_ms),
+                },
                 _ => Verdict::Pass(PassReason::Icmp),
             }
+        }
+    }
+
+    /// Keeps that a first fragment was handed to worker `w`, for the fragments that follow it.
+    #[cold]
+    fn note_handed_fragment(&mut self, p: &Parsed, id: u16, w: u16, now_ms: u64) {
+        let k = FragKey { saddr: p.key.saddr, daddr: p.key.daddr, proto: p.key.proto, id };
+        if self.frags.insert_handed(k, w, now_ms) {
+            self.stats.frag_evicted += 1;
         }
     }
 
@@ -943,6 +974,8 @@ impl Pipeline {
         };
         let (idx, reply) = match self.frags.lookup(k, now_ms) {
             Found::Hit { conn, reply } => (conn, reply),
+            // Its first fragment went to the worker that owns the connection: so does it.
+            Found::Handed(w) => return Verdict::Handoff(w as u8),
             Found::Expired => {
                 self.stats.frag_expired += 1;
                 return unknown(&self.tables);

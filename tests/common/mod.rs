@@ -182,3 +182,46 @@ pub fn ipv4_header(
     h.header_checksum = h.calc_header_checksum();
     h.to_bytes().to_vec()
 }
+
+/// `frame` (Ethernet + IPv4) with IP id `id`, split as a host splits it: `chunk` bytes of IP
+/// payload a fragment (a multiple of 8), the same id, MF on all but the last.
+pub fn fragments(frame: &[u8], id: u16, chunk: usize) -> Vec<Vec<u8>> {
+    let ihl = ((frame[14] & 0xf) * 4) as usize;
+    let payload = &frame[14 + ihl..];
+    let df = u16::from_be_bytes([frame[20], frame[21]]) & 0x4000;
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() {
+        let end = (off + chunk).min(payload.len());
+        let mut f = frame[..14 + ihl].to_vec();
+        f.extend_from_slice(&payload[off..end]);
+        f[16..18].copy_from_slice(&((ihl + end - off) as u16).to_be_bytes());
+        f[18..20].copy_from_slice(&id.to_be_bytes());
+        let mf = if end < payload.len() { 0x2000 } else { 0 };
+        f[20..22].copy_from_slice(&(df | mf | (off / 8) as u16).to_be_bytes());
+        fix_ip_checksum(&mut f);
+        out.push(f);
+        off = end;
+    }
+    out
+}
+
+/// An ICMP "fragmentation needed" (next-hop MTU `mtu`) from `src` to `dst` quoting `quote`.
+pub fn frag_needed(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], dst: [u8; 4], mtu: u16, quote: &[u8]) -> Vec<u8> {
+    use etherparse::icmpv4::DestUnreachableHeader;
+    use etherparse::Icmpv4Type;
+    let b = etherparse::PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(src, dst, 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: mtu }));
+    let mut out = Vec::with_capacity(b.size(quote.len()));
+    b.write(&mut out, quote).expect("icmp frame");
+    out
+}
+
+pub fn fix_ip_checksum(f: &mut [u8]) {
+    f[24] = 0;
+    f[25] = 0;
+    let ihl = ((f[14] & 0xf) as usize) * 4;
+    let c = xvs::wire::checksum::checksum(&f[14..14 + ihl]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+}
