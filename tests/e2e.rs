@@ -217,9 +217,10 @@ fn every_mode_serves_real_tcp_with_ipvs_scheduling() {
     let t = Topo::up("xe1", 1);
     let d = t.director(&config(1));
 
-    // NAT, wrr 3:2:1: IPVS's wrr sequence over one round of 6 is r1 r1 r2 r1 r2 r3.
+    // NAT, wrr 3:2:1, built as the kernel builds it (`-A`, then `-a` of r3, r2, r1, each
+    // followed by `dest_changed`: cw stays 1): one pass over all, then the weighted round.
     let nat: Vec<String> = (0..6).map(|_| t.name_at(80)).collect();
-    assert_eq!(nat, ["r1", "r1", "r2", "r1", "r2", "r3"], "NAT wrr sequence");
+    assert_eq!(nat, ["r1", "r2", "r3", "r1", "r1", "r2"], "NAT wrr sequence");
     // FULLNAT and TUN, rr: r1 r2 r3 in turn.
     for port in [81, 8083] {
         let got: Vec<String> = (0..6).map(|_| t.name_at(port)).collect();

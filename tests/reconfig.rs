@@ -8,18 +8,25 @@ use common::*;
 use std::sync::Arc;
 use xvs::config::Config;
 use xvs::dataplane::{DropReason, Pipeline, Tables, Verdict};
+use xvs::model::{SchedFlags, SchedKind};
+use xvs::sched::{DestLoad, DestSpec, Flow, Scheduler};
 
 const RS3: [u8; 4] = [198, 19, 0, 13];
 
 /// A snapshot of a director config with these services (JSON array items), built against
 /// `prev` as the director builds each one against the last.
 fn next(prev: Option<&Tables>, services: &str) -> Arc<Tables> {
+    next_macs(prev, services, "02:00:00:00:01:12")
+}
+
+/// As [`next`], with 198.19.0.12 at `mac12` (a MAC refresh).
+fn next_macs(prev: Option<&Tables>, services: &str, mac12: &str) -> Arc<Tables> {
     let json = format!(
         r#"{{"director": {{"interfaces": [{{"name": "xvs-c", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1"}},
                                           {{"name": "xvs-r", "mac": "02:00:00:00:01:01", "ip": "198.19.0.1"}}]}},
             "neighbours": [{{"ip": "198.18.0.2", "mac": "02:00:00:00:00:02", "interface": "xvs-c"}},
                            {{"ip": "198.19.0.11", "mac": "02:00:00:00:01:11", "interface": "xvs-r"}},
-                           {{"ip": "198.19.0.12", "mac": "02:00:00:00:01:12", "interface": "xvs-r"}},
+                           {{"ip": "198.19.0.12", "mac": "{mac12}", "interface": "xvs-r"}},
                            {{"ip": "198.19.0.13", "mac": "02:00:00:00:01:13", "interface": "xvs-r"}}],
             "services": [{services}]}}"#
     );
@@ -265,5 +272,240 @@ fn rr_keeps_its_place_through_a_weight_change_and_mh_through_a_quiesce() {
         } else {
             assert_eq!(now, *b, "a client of another server stays");
         }
+    }
+}
+
+/// The kernel's server list and the state rr and wrr keep in it, driven through the same hooks
+/// the kernel runs (`net/netfilter/ipvs/ip_vs_rr.c`, `ip_vs_wrr.c`, written out again from
+/// the kernel's source), with every other scheduler's pick from its formula over the
+/// director's own loads, or from a table built afresh from the list (sh, dh; mh from the last
+/// weights).
+struct KernelService {
+    kind: SchedKind,
+    /// (last address byte, weight, last non-zero weight), in the kernel's list order.
+    list: Vec<(u8, u32, u32)>,
+    /// rr's list pointer (None: the head).
+    rr_at: Option<u8>,
+    /// wrr's mark: cl (None: head), cw, mw, di.
+    cl: Option<u8>,
+    cw: i64,
+    mw: i64,
+    di: i64,
+}
+
+impl KernelService {
+    /// `-A`: `init_svc` on an empty service.
+    fn new(kind: SchedKind) -> KernelService {
+        KernelService { kind, list: Vec::new(), rr_at: None, cl: None, cw: 0, mw: 0, di: 1 }
+    }
+
+    fn dest_changed(&mut self) {
+        let weights: Vec<i64> = self.list.iter().map(|d| d.1 as i64).collect();
+        let g = weights.iter().filter(|w| **w > 0).fold(0, |g, &w| if g == 0 { w } else { gcd(g, w) });
+        self.cl = None;
+        self.di = if g == 0 { 1 } else { g };
+        self.mw = weights.iter().copied().max().unwrap_or(0) - (self.di - 1);
+        if self.cw > self.mw || self.cw == 0 {
+            self.cw = self.mw;
+        } else if self.di > 1 {
+            self.cw = (self.cw / self.di) * self.di + 1;
+        }
+    }
+
+    /// `-a`, the server landing at `at` of the list (the kernel's `-a` inserts at the head;
+    /// config.json's list is in the order written, so a server written last is at the tail).
+    fn add(&mut self, last: u8, w: u32, at: usize) {
+        self.list.insert(at, (last, w, w));
+        self.dest_changed();
+    }
+
+    /// `-e`: a new weight (the last non-zero one kept for mh).
+    fn edit(&mut self, last: u8, w: u32) {
+        let d = self.list.iter_mut().find(|d| d.0 == last).expect("listed");
+        d.1 = w;
+        if w > 0 {
+            d.2 = w;
+        }
+        self.dest_changed();
+    }
+
+    /// `-d`: rr's pointer, if at the server, moves to the one before it.
+    fn delete(&mut self, last: u8) {
+        let i = self.list.iter().position(|d| d.0 == last).expect("listed");
+        if self.rr_at == Some(last) {
+            self.rr_at = if i == 0 { None } else { Some(self.list[i - 1].0) };
+        }
+        self.list.remove(i);
+        self.dest_changed();
+    }
+
+    fn after(&self, at: Option<u8>) -> usize {
+        at.and_then(|a| self.list.iter().position(|d| d.0 == a)).map_or(0, |i| i + 1)
+    }
+
+    /// The server the kernel picks for a new connection from `client`, the director's loads
+    /// (in list order) given.
+    fn pick(&mut self, client: [u8; 4], loads: &[DestLoad], mh_size: u32) -> Option<u8> {
+        let n = self.list.len();
+        let live = |i: usize| self.list[i].1 > 0;
+        match self.kind {
+            SchedKind::Rr => {
+                let start = self.after(self.rr_at);
+                let i = (0..n).map(|k| (start + k) % n).find(|&i| live(i))?;
+                self.rr_at = Some(self.list[i].0);
+                Some(self.list[i].0)
+            }
+            SchedKind::Wrr => {
+                if self.mw <= 0 {
+                    return None;
+                }
+                let mut from = self.after(self.cl);
+                loop {
+                    if let Some(i) = (from..n).find(|&i| self.list[i].1 as i64 >= self.cw) {
+                        self.cl = Some(self.list[i].0);
+                        return Some(self.list[i].0);
+                    }
+                    self.cw -= self.di;
+                    if self.cw <= 0 {
+                        self.cw = self.mw;
+                    }
+                    from = 0;
+                }
+            }
+            SchedKind::Lc | SchedKind::Wlc | SchedKind::Sed | SchedKind::Nq => {
+                let (kind, list) = (self.kind, &self.list);
+                let oh = |l: &DestLoad| match kind {
+                    SchedKind::Lc | SchedKind::Wlc => (l.active as u64) * 256 + l.inactive as u64,
+                    _ => l.active as u64 + 1,
+                };
+                let mut least: Option<usize> = None;
+                for i in (0..n).filter(|&i| live(i)) {
+                    if kind == SchedKind::Nq && loads[i].active == 0 {
+                        return Some(list[i].0);
+                    }
+                    least = match least {
+                        None => Some(i),
+                        Some(j) if kind == SchedKind::Lc && oh(&loads[i]) < oh(&loads[j]) => Some(i),
+                        Some(j)
+                            if kind != SchedKind::Lc
+                                && oh(&loads[j]) * list[i].1 as u64 > oh(&loads[i]) * list[j].1 as u64 =>
+                        {
+                            Some(i)
+                        }
+                        keep => keep,
+                    };
+                }
+                least.map(|i| list[i].0)
+            }
+            SchedKind::Sh | SchedKind::Dh | SchedKind::Mh => {
+                let mh = self.kind == SchedKind::Mh;
+                let specs: Vec<DestSpec> = self
+                    .list
+                    .iter()
+                    .map(|d| DestSpec {
+                        addr: u32::from_be_bytes([198, 19, 0, d.0]),
+                        port: 8080,
+                        weight: if mh { d.2 } else { d.1 },
+                    })
+                    .collect();
+                let mut fresh = Scheduler::new(self.kind, SchedFlags::default(), mh_size, &specs);
+                let flow = Flow {
+                    proto: 6,
+                    saddr: u32::from_be_bytes(client),
+                    sport: 0,
+                    daddr: u32::from_be_bytes(VIP),
+                    dport: 80,
+                };
+                fresh.pick(&flow, loads).map(|i| self.list[i].0)
+            }
+        }
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+#[test]
+fn every_scheduler_follows_the_kernels_hooks_through_live_changes() {
+    let kinds = [
+        ("rr", SchedKind::Rr),
+        ("wrr", SchedKind::Wrr),
+        ("lc", SchedKind::Lc),
+        ("wlc", SchedKind::Wlc),
+        ("sed", SchedKind::Sed),
+        ("nq", SchedKind::Nq),
+        ("sh", SchedKind::Sh),
+        ("dh", SchedKind::Dh),
+        ("mh", SchedKind::Mh),
+    ];
+    for (name, kind) in kinds {
+        // config.json's list is in the order written: the model's list is kept so.
+        let svc = |servers: &[(u8, u32)]| {
+            let rs: Vec<String> = servers.iter().map(|(l, w)| rs(*l, &format!(r#", "weight": {w}"#))).collect();
+            format!(
+                r#"{{"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "{name}", "real_servers": [{}]}}"#,
+                rs.join(",")
+            )
+        };
+        let mut k = KernelService::new(kind);
+        let mut p = Pipeline::new(cfg(&svc(&[(11, 1), (12, 2)])), 0);
+        k.add(12, 2, 0);
+        k.add(11, 1, 0);
+        let mut port = 1000u16;
+        let mut client = 0u8;
+        let mut picks = |p: &mut Pipeline, k: &mut KernelService, what: &str| {
+            for _ in 0..9 {
+                port += 1;
+                client = client.wrapping_add(37);
+                let c = [198, 18, 1, client];
+                let svc = service_index(p.tables(), 80);
+                let size = p.tables().services[svc as usize].mh_table_size;
+                let want = k.pick(c, p.shard.loads(svc), size);
+                let (v, out) = run(p, &tcp_frame(CLIENT_MAC, DIR_C_MAC, c, VIP, port, 80, SYN, 64, &[]), 0);
+                let got = matches!(v, Verdict::Tx(_)).then(|| out[33]);
+                assert_eq!(got, want, "{name} after {what}: connection from port {port}");
+                // Every other connection completes (active and inactive loads both move).
+                if let (Some(rs), true) = (got, port % 2 == 0) {
+                    let ack = tcp_frame(CLIENT_MAC, DIR_C_MAC, c, VIP, port, 80, ACK, 64, &[]);
+                    let synack = tcp_frame(RS1_MAC, DIR_R_MAC, [198, 19, 0, rs], c, 8080, port, SYNACK, 64, &[]);
+                    run(p, &synack, 0);
+                    run(p, &ack, 0);
+                }
+            }
+        };
+        picks(&mut p, &mut k, "-A and two -a");
+        // A third server.
+        let t = next(Some(p.tables()), &svc(&[(11, 1), (12, 2), (13, 3)]));
+        p.set_tables(t);
+        k.add(13, 3, 2);
+        picks(&mut p, &mut k, "a third server");
+        // A weight change.
+        let t = next(Some(p.tables()), &svc(&[(11, 1), (12, 5), (13, 3)]));
+        p.set_tables(t);
+        k.edit(12, 5);
+        picks(&mut p, &mut k, "a weight change");
+        // A health flap: 11 taken out, then back (written last).
+        let t = next(Some(p.tables()), &svc(&[(12, 5), (13, 3)]));
+        p.set_tables(t);
+        k.delete(11);
+        picks(&mut p, &mut k, "a failed server");
+        let t = next(Some(p.tables()), &svc(&[(12, 5), (13, 3), (11, 1)]));
+        p.set_tables(t);
+        k.add(11, 1, 2);
+        picks(&mut p, &mut k, "its return");
+        // A MAC refresh: nothing the scheduler sees.
+        let t = next_macs(Some(p.tables()), &svc(&[(12, 5), (13, 3), (11, 1)]), "02:00:00:00:01:22");
+        p.set_tables(t);
+        picks(&mut p, &mut k, "a MAC refresh");
+        // Quiescing 13 (weight 0).
+        let t = next(Some(p.tables()), &svc(&[(12, 5), (13, 0), (11, 1)]));
+        p.set_tables(t);
+        k.edit(13, 0);
+        picks(&mut p, &mut k, "a quiesce");
     }
 }

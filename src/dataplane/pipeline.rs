@@ -11,6 +11,7 @@ use super::stats::{DestCounters, DropReason, PassReason, Verdict, WorkerStats};
 use super::tables::{NextHop, Tables};
 use crate::conn::{ConnKey, ConnShard, Dir, NewConn, Refused, ShardConfig, SlotSpec, TcpState, NONE};
 use crate::model::FwdMode;
+use crate::model::SchedKind;
 use crate::modes::icmp::{self, IcmpError, Quoted};
 use crate::modes::{self, dr, fullnat, nat, tun, L4};
 use crate::sched::{Flow, Scheduler};
@@ -147,6 +148,19 @@ impl Pipeline {
             let prior = old_scheds.get_mut(i).and_then(Option::take);
             let sched = match (prior, old) {
                 (Some(p), Some(o)) if o.same_schedule(s) => p,
+                (prior, old) if s.scheduler == SchedKind::Wrr => {
+                    // The kernel's hooks, one change at a time: `init_svc` on the empty service
+                    // (as `-A`), then wrr's `dest_changed` after each add, delete and weight
+                    // change, from the state it had.
+                    let (mut n, from) = match (prior, old) {
+                        (Some(p), Some(o)) if p.kind() == SchedKind::Wrr && o.flags == s.flags => (p, o.dest_specs()),
+                        _ => (Scheduler::new(s.scheduler, s.flags, s.mh_table_size, &[]), Vec::new()),
+                    };
+                    for step in Scheduler::hook_steps(&from, &s.dest_specs()) {
+                        n.rebuild(&step);
+                    }
+                    n
+                }
                 (prior, old) => {
                     // The kernel's hooks for what changed: a fresh table or state, and what it
                     // keeps across the change (rr's position follows its server).

@@ -128,6 +128,37 @@ impl Scheduler {
         }
     }
 
+    /// The states a kernel service passes through from list `from` to list `to` (both in list
+    /// order), one per hook it runs: `del_dest` for each server gone, `add_dest` for each new
+    /// one in the order they were added (the kernel inserts at the head, so the reverse of list
+    /// order), `upd_dest` for each changed weight. wrr's `dest_changed` runs after each.
+    pub fn hook_steps(from: &[DestSpec], to: &[DestSpec]) -> Vec<Vec<DestSpec>> {
+        let key = |d: &DestSpec| (d.addr, d.port);
+        let mut cur = from.to_vec();
+        let mut steps = Vec::new();
+        for d in from {
+            if !to.iter().any(|t| key(t) == key(d)) {
+                cur.retain(|c| key(c) != key(d));
+                steps.push(cur.clone());
+            }
+        }
+        for d in to.iter().rev() {
+            if !cur.iter().any(|c| key(c) == key(d)) {
+                cur.insert(0, *d);
+                steps.push(cur.clone());
+            }
+        }
+        for d in to {
+            if let Some(c) = cur.iter_mut().find(|c| key(c) == key(d)) {
+                if c.weight != d.weight {
+                    c.weight = d.weight;
+                    steps.push(cur.clone());
+                }
+            }
+        }
+        steps
+    }
+
     /// Control plane: the server list or a weight changed.
     pub fn rebuild(&mut self, dests: &[DestSpec]) {
         match self {

@@ -15,11 +15,20 @@
 //! checked for weight >= 1 (`last_pass` / `restarted` / `stop`), so it never loops forever.
 //! Weights 5,3 give A A A B A B A B; weights 4,3,2 give A A B A B C A B C.
 //!
-//! A rebuild (server added/removed or weight changed, `ip_vs_wrr_dest_changed`) sets `cl` to the
-//! head, recomputes `di` and `mw`, and sets `cw = 0` when `cw > mw`. With `cw == 0` the next
-//! walk takes every available server once in list order before `cw` wraps to `mw`, exactly as
-//! in the kernel. `mw`/`di` come from the rebuild weights; the weight compared with `cw` is the
-//! live one from [`DestLoad`] (0 = quiesced, never picked).
+//! A rebuild (a server added, deleted or its weight changed: `ip_vs_wrr_dest_changed`, which the
+//! kernel runs after each such change) sets `cl` to the head and recomputes `di` and `mw`:
+//!
+//! ```text
+//! cw > mw or cw == 0:  cw = mw
+//! else if di > 1:      cw = (cw / di) * di + 1
+//! ```
+//!
+//! A service is built as the kernel builds one: `init_svc` on the empty service, then
+//! `dest_changed` after each server added (`Scheduler::hook_steps`), so weights 3,2,1 start
+//! with one pass over all (cw stays 1): A B C A A B A B C.
+//!
+//! `mw`/`di` come from the rebuild weights; the weight compared with `cw` is the live one from
+//! [`DestLoad`] (0 = quiesced, never picked).
 
 use super::{DestLoad, DestSpec};
 
@@ -40,7 +49,7 @@ pub struct Wrr {
 
 impl Wrr {
     /// The first call is the kernel's `init_svc` (`cw = mw`); later calls are
-    /// `dest_changed` (`cl = head`, `cw = 0` when `cw > mw`).
+    /// `dest_changed` (see the module doc).
     pub fn rebuild(&mut self, dests: &[DestSpec]) {
         let g = super::weights_gcd(dests) as u64;
         let di = if g == 0 { 1 } else { g as i64 };
@@ -51,9 +60,10 @@ impl Wrr {
         if !self.init {
             self.init = true;
             self.cw = self.mw;
-        } else if self.cw > self.mw {
-            // (The kernel also tests `di == 0`, which cannot happen: di >= 1.)
-            self.cw = 0;
+        } else if self.cw > self.mw || self.cw == 0 {
+            self.cw = self.mw;
+        } else if di > 1 {
+            self.cw = (self.cw / di) * di + 1;
         }
     }
 
@@ -189,9 +199,14 @@ mod tests {
         let mut s = fresh(&[5, 3]);
         let l = loads(&[5, 3]);
         assert_eq!(seq(&mut s, &l, 3), "AAA"); // cw = 3
-                                               // mw = 2 < cw: cw = 0, so one plain round over the list, then wrap to mw.
+                                               // mw = 2 < cw: cw = mw, cl back to the head.
         s.rebuild(&specs(&[2, 1]));
-        assert_eq!(seq(&mut s, &loads(&[2, 1]), 7), "ABAABAA");
+        assert_eq!(seq(&mut s, &loads(&[2, 1]), 7), "AABAABA");
+        // di = 2 > 1: cw = (3 / 2) * 2 + 1 = 3.
+        let mut s = fresh(&[4, 2]);
+        assert_eq!(seq(&mut s, &loads(&[4, 2]), 1), "A"); // mw = 4 - 1 = 3, cw = 3
+        s.rebuild(&specs(&[6, 4]));
+        assert_eq!(s.cw, 3);
         // mw >= cw: cw kept, cl back to the head.
         let mut s = fresh(&[5, 3]);
         assert_eq!(seq(&mut s, &l, 4), "AAAB"); // cw = 3, cl = B
