@@ -126,6 +126,38 @@ fn replay_reports_bad_inputs_clearly() {
         xvs(&["replay", "--config", cfg.to_str().unwrap(), "--input", "/nonexistent.pcap", "--output", "/tmp/x.pcap"]);
     assert_eq!(rc, 1);
     assert!(err.contains("director.mtu: 9000 does not fit one AF_XDP frame: at most 1778"), "{err}");
+    // VLAN ids and subnets are checked, naming the field.
+    let bad = [
+        (
+            r#""interface": "xvs-r"}"#,
+            r#""interface": "xvs-r", "vlan": 4095}"#,
+            "neighbours[1].vlan: 4095 is out of range (1..=4094)",
+        ),
+        (
+            r#""neighbours""#,
+            r#""connected": [{"subnet": "198.18.0.0/33", "interface": "xvs-c"}], "neighbours""#,
+            "connected[0].subnet: '198.18.0.0/33' is not a subnet (a.b.c.d/len)",
+        ),
+        (
+            r#""neighbours""#,
+            r#""connected": [{"subnet": "198.18.0.0/24", "interface": "eth9"}], "neighbours""#,
+            "connected[0].interface",
+        ),
+    ];
+    for (from, to, want) in bad {
+        std::fs::write(&cfg, config_json("").replacen(from, to, 1)).unwrap();
+        let (rc, _, err) = xvs(&[
+            "replay",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--input",
+            "/nonexistent.pcap",
+            "--output",
+            "/tmp/x.pcap",
+        ]);
+        assert_eq!(rc, 1);
+        assert!(err.contains(want), "{err}");
+    }
     std::fs::write(&cfg, config_json("")).unwrap();
     let (rc, _, err) =
         xvs(&["replay", "--config", cfg.to_str().unwrap(), "--input", "/nonexistent.pcap", "--output", "/tmp/x.pcap"]);
