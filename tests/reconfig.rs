@@ -470,7 +470,7 @@ fn every_scheduler_follows_the_kernels_hooks_through_live_changes() {
                 let got = matches!(v, Verdict::Tx(_)).then(|| out[33]);
                 assert_eq!(got, want, "{name} after {what}: connection from port {port}");
                 // Every other connection completes (active and inactive loads both move).
-                if let (Some(rs), true) = (got, port % 2 == 0) {
+                if let (Some(rs), true) = (got, port.is_multiple_of(2)) {
                     let ack = tcp_frame(CLIENT_MAC, DIR_C_MAC, c, VIP, port, 80, ACK, 64, &[]);
                     let synack = tcp_frame(RS1_MAC, DIR_R_MAC, [198, 19, 0, rs], c, 8080, port, SYNACK, 64, &[]);
                     run(p, &synack, 0);

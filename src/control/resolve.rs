@@ -427,18 +427,7 @@ impl Rtnl {
 
     /// Every IPv4 address of the host (every interface, IFA_LOCAL else IFA_ADDRESS).
     pub fn all_ipv4(&mut self) -> Result<Vec<Ipv4Addr>, ResolveError> {
-        let mut req = AddressMessage::default();
-        req.header.family = AddressFamily::Inet;
-        let msgs = self
-            .request(RouteNetlinkMessage::GetAddress(req), true)
-            .map_err(|e| ResolveError::Netlink(format!("dumping addresses: {e}")))?;
-        Ok(msgs
-            .iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) => ipv4_of(a),
-                _ => None,
-            })
-            .collect())
+        Ok(self.ipv4_prefixes()?.into_iter().map(|(_, ip, _)| ip).collect())
     }
 
     /// The first IPv4 address (IFA_LOCAL, else IFA_ADDRESS) on `ifindex`, in the kernel's
