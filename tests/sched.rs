@@ -295,11 +295,11 @@ fn wrr_weight_zero_and_overload() {
 fn wrr_weight_change() {
     let mut s = new(SchedKind::Wrr, &[5, 3]);
     assert_eq!(run(&mut s, &mut loads(&[5, 3]), 2, Acc::None), "AA"); // cw = 4
-                                                                      // mw = 3 < cw: cw = 0 (one plain round), then the new weights.
+    // mw = 3 < cw: cw = mw (the kernel's dest_changed), from the head.
     let w = [1, 3];
     s.rebuild(&specs(&w));
     let mut l = loads(&w);
-    assert_eq!(run(&mut s, &mut l, 10, Acc::None), "ABBBABBBAB");
+    assert_eq!(run(&mut s, &mut l, 10, Acc::None), "BBABBBABBB");
     let seq = run(&mut s, &mut l, 400, Acc::None);
     assert_eq!([count(&seq, 'A'), count(&seq, 'B')], [100, 300]);
     // Add a server.
