@@ -294,7 +294,8 @@ fn wrr_weight_zero_and_overload() {
 #[test]
 fn wrr_weight_change() {
     let mut s = new(SchedKind::Wrr, &[5, 3]);
-    assert_eq!(run(&mut s, &mut loads(&[5, 3]), 2, Acc::None), "AA"); // cw = 4
+    // cw = 4 after two picks.
+    assert_eq!(run(&mut s, &mut loads(&[5, 3]), 2, Acc::None), "AA");
     // mw = 3 < cw: cw = mw (the kernel's dest_changed), from the head.
     let w = [1, 3];
     s.rebuild(&specs(&w));
