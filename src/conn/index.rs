@@ -4,7 +4,6 @@
 use super::record::*;
 use super::shard::{ConnShard, NONE};
 use crate::model::FwdMode;
-use std::hash::{BuildHasher, Hasher};
 
 impl ConnShard {
     #[inline]
@@ -81,9 +80,30 @@ pub(super) fn out_key(c: &Conn, laddrs: &[u32]) -> ConnKey {
 }
 
 #[inline]
-pub(super) fn hash_with(hasher: &ahash::RandomState, k: &ConnKey) -> u64 {
-    let mut h = hasher.build_hasher();
-    h.write_u64(((k.saddr as u64) << 32) | k.daddr as u64);
-    h.write_u64(((k.sport as u64) << 24) | ((k.dport as u64) << 8) | k.proto as u64);
-    h.finish()
+pub(super) fn hash_with(seeds: &KeyHash, k: &ConnKey) -> u64 {
+    seeds.hash(k)
+}
+
+/// The connection key's hash: two folded multiplies (the 128-bit product's halves xored, as
+/// ahash's fallback does) keyed by per-process random seeds. Half the instructions of a
+/// general `Hasher` for the same 13-byte key; the top bits (hashbrown's tags) are mixed.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyHash([u64; 3]);
+
+impl KeyHash {
+    pub fn new(seeds: [u64; 4]) -> KeyHash {
+        // An all-zero seed word would let a zero key word through unmixed.
+        KeyHash([seeds[0], seeds[1] | 1, seeds[2] ^ seeds[3]])
+    }
+
+    #[inline]
+    pub fn hash(&self, k: &ConnKey) -> u64 {
+        let fold = |a: u64, b: u64| {
+            let r = (a as u128) * (b as u128);
+            (r as u64) ^ ((r >> 64) as u64)
+        };
+        let addrs = (((k.saddr as u64) << 32) | k.daddr as u64) ^ self.0[0];
+        let rest = (((k.sport as u64) << 24) | ((k.dport as u64) << 8) | k.proto as u64) ^ self.0[1];
+        fold(fold(addrs, rest) ^ self.0[2], 0x9E37_79B9_7F4A_7C15)
+    }
 }

@@ -25,7 +25,9 @@ pub struct ShardConfig {
     pub lport_range: (u16, u16),
     pub worker: u16,
     pub workers: u16,
-    /// Fixed hash seeds make runs reproducible (replay); the daemon passes random ones.
+    /// The connection index's hash seeds. The default is fixed (tests); `Pipeline::new`, which
+    /// every director and `xvs replay` use, draws random ones per process, so that nobody who
+    /// reads this source can send keys that collide.
     pub hash_seeds: [u64; 4],
 }
 
@@ -63,7 +65,7 @@ pub struct ConnShard {
     pub(super) by_in: HashTable<u32>,
     /// FULLNAT: the connection that owns each local port (replies are found by port alone).
     pub(super) by_lport: Vec<u32>,
-    pub(super) hasher: ahash::RandomState,
+    pub(super) hasher: super::index::KeyHash,
     pub(super) wheel: Vec<u32>,
     /// Every tick up to and including this one has been expired.
     pub(super) done_tick: u32,
@@ -102,7 +104,7 @@ impl ConnShard {
             // tombstones that churn leaves (it grows, allocating, when more than half full).
             by_in: HashTable::with_capacity(2 * cap as usize),
             by_lport: vec![NONE; 1 << 16],
-            hasher: ahash::RandomState::with_seeds(a, b, c, d),
+            hasher: super::index::KeyHash::new([a, b, c, d]),
             wheel: vec![NONE; WHEEL_SLOTS + 1],
             done_tick: 0,
             pending_active: false,

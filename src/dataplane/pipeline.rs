@@ -99,9 +99,10 @@ impl Pipeline {
             lport_range: tables.lport_range,
             worker,
             workers: tables.workers,
-            ..ShardConfig::default()
+            hash_seeds: random_seeds(),
         };
         let mut p = Pipeline::with_shard(tables, ConnShard::new(&cfg));
+        p.frags = FragTable::new(random_seeds()[0]);
         p.worker = worker;
         p.workers = cfg.workers.max(1);
         p
@@ -1105,6 +1106,12 @@ impl Pipeline {
         self.tx_vlan = vlan;
         Verdict::Tx(port)
     }
+}
+
+/// Four seeds from the process's random source (ahash's, seeded by the OS at first use).
+fn random_seeds() -> [u64; 4] {
+    let r = ahash::RandomState::new();
+    [r.hash_one(1u64), r.hash_one(2u64), r.hash_one(3u64), r.hash_one(4u64)]
 }
 
 /// Remembers the MAC of a client on subnet `at` (port, VLAN) of the director's links, from a

@@ -97,7 +97,19 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
     /// Whether the header checksum is right.
     pub fn verify_checksum(&self) -> bool {
-        checksum::fold(checksum::sum_bytes(0, &self.buffer.as_ref()[..self.header_len()])) == 0xffff
+        let b = self.buffer.as_ref();
+        if let Some(w) = b.get(..MIN_HEADER_LEN).filter(|_| self.header_len() == MIN_HEADER_LEN) {
+            // The common header, in five native-order words: a one's-complement sum does not
+            // depend on the byte order, and all ones is all ones either way.
+            let word = |i: usize| u32::from_ne_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]) as u64;
+            let mut s = word(0) + word(4) + word(8) + word(12) + word(16);
+            s = (s & 0xffff_ffff) + (s >> 32);
+            s = (s & 0xffff_ffff) + (s >> 32);
+            s = (s & 0xffff) + (s >> 16);
+            s = (s & 0xffff) + (s >> 16);
+            return s == 0xffff;
+        }
+        checksum::fold(checksum::sum_bytes(0, &b[..self.header_len()])) == 0xffff
     }
 }
 
@@ -116,14 +128,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         let c = checksum::update_u32(self.checksum(), old, addr);
         set_u16(self.buffer.as_mut(), field::CHECKSUM, c);
     }
-    /// Decrements TTL, updating the header checksum.
+    /// Decrements TTL, updating the header checksum. The TTL is the high byte of its 16-bit
+    /// word, so RFC 1624's eqn. 3 `~(~HC + ~m + m')` has `~m + m' = 0xfeff` whatever the
+    /// word (for TTL >= 1): one add and one fold, the same result as the general update.
+    #[inline]
     pub fn decrement_ttl(&mut self) {
         let b = self.buffer.as_mut();
-        let old = get_u16(b, field::TTL);
         b[field::TTL] = b[field::TTL].wrapping_sub(1);
-        let new = get_u16(b, field::TTL);
-        let c = checksum::update_u16(get_u16(b, field::CHECKSUM), old, new);
-        set_u16(b, field::CHECKSUM, c);
+        let s = (!get_u16(b, field::CHECKSUM)) as u32 + 0xfeff;
+        set_u16(b, field::CHECKSUM, !(((s & 0xffff) + (s >> 16)) as u16));
     }
     /// Writes a complete option-less header and its checksum.
     #[allow(clippy::too_many_arguments)]
@@ -151,5 +164,36 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         set_u32(b, field::DST_ADDR.start, dst);
         let c = checksum::checksum(&b[..MIN_HEADER_LEN]);
         set_u16(b, field::CHECKSUM, c);
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The five-word check and the TTL shortcut agree with the general computation.
+        #[test]
+        fn fast_checksum_paths_match_the_general_ones(mut h in prop::array::uniform20(any::<u8>()), fix in any::<bool>()) {
+            h[0] = 0x45;
+            h[2..4].copy_from_slice(&20u16.to_be_bytes());
+            if fix {
+                h[10] = 0;
+                h[11] = 0;
+                let c = checksum::checksum(&h);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            let general = checksum::fold(checksum::sum_bytes(0, &h)) == 0xffff;
+            prop_assert_eq!(Ipv4Packet::new_unchecked(&h[..]).verify_checksum(), general);
+            if h[8] >= 1 {
+                let mut a = h;
+                let old = get_u16(&a, field::TTL);
+                let want = checksum::update_u16(get_u16(&a, field::CHECKSUM), old, old - 0x100);
+                Ipv4Packet::new_unchecked(&mut a[..]).decrement_ttl();
+                prop_assert_eq!(get_u16(&a, field::CHECKSUM), want);
+                prop_assert_eq!(a[8], h[8] - 1);
+            }
+        }
     }
 }
