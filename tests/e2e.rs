@@ -242,6 +242,26 @@ fn every_mode_serves_real_tcp_with_ipvs_scheduling() {
     }
     let _ = std::fs::remove_file("/tmp/xvs-e2e-body");
 
+    // Idle, the director sleeps: under 5% of a core over two seconds (all its threads), and
+    // the next connection is served at once.
+    let pid = d.child.as_ref().expect("running").id();
+    let cpu_ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let fields: Vec<u64> =
+            stat.rsplit(')').next().unwrap_or("").split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        // After the command: state is not a number, so utime and stime are the 12th and 13th.
+        fields[10] + fields[11]
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let (t0, c0) = (Instant::now(), cpu_ticks());
+    std::thread::sleep(Duration::from_secs(2));
+    let (busy, wall) = ((cpu_ticks() - c0) as f64 / 100.0, t0.elapsed().as_secs_f64());
+    eprintln!("idle director: {:.1}% of a core", 100.0 * busy / wall);
+    assert!(busy / wall < 0.05, "idle director used {:.1}% of a core", 100.0 * busy / wall);
+    let start = Instant::now();
+    assert!(t.name_at(80).starts_with('r'));
+    assert!(start.elapsed() < Duration::from_millis(500), "woke in {:?}", start.elapsed());
+
     let (ok, out) = d.stop();
     assert!(ok, "xvs run exits cleanly:\n{out}");
     assert!(out.contains("-> 198.19.0.13:8080 nat weight 1: 1 conns"), "NAT counters:\n{out}");

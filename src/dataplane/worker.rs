@@ -17,6 +17,9 @@ pub const MAX_PORTS: usize = 8;
 /// Most connections expired per loop round: expiry is spread over rounds (a few per burst)
 /// instead of pausing the loop, and 256 per 32-frame burst keeps up with any SYN flood.
 pub const EXPIRE_BUDGET: usize = 256;
+/// The longest an idle worker sleeps before looking at its timers, control channel and
+/// handoff ring again.
+pub const IDLE_SLEEP_MS: i32 = 1;
 
 /// Messages from the control plane.
 pub enum Control {
@@ -213,11 +216,16 @@ impl<P: Port> Worker<P> {
     }
 
     /// Runs until shutdown or until every port is finished. An idle worker spins for a
-    /// while, then yields its core between polls: on a machine where the kernel's packet
-    /// processing (NAPI, softirq) shares the worker's core, a worker that never yields
-    /// starves the very kernel work that feeds it.
+    /// while, then yields its core between polls (on a machine where the kernel's packet
+    /// processing shares the worker's core, a worker that never yields starves the very
+    /// kernel work that feeds it), and after about a millisecond of nothing, sleeps in
+    /// `poll(2)` on its sockets until frames arrive, waking at least every [`IDLE_SLEEP_MS`]
+    /// for the timer wheel, the control channel and frames other workers hand over. So an
+    /// idle director costs next to no CPU, and the first frame wakes it within microseconds
+    /// (the rx ring holds what arrives meanwhile).
     pub fn run(&mut self) -> Poll {
         const SPIN_ROUNDS: u32 = 128;
+        const YIELD_ROUNDS: u32 = 1024;
         loop {
             match self.poll() {
                 Poll::Busy(_) => self.idle_rounds = 0,
@@ -227,12 +235,31 @@ impl<P: Port> Worker<P> {
                         std::hint::spin_loop();
                     } else {
                         self.idle_yields += 1;
-                        std::thread::yield_now();
+                        if self.idle_rounds < SPIN_ROUNDS + YIELD_ROUNDS || !self.sleep_until_frames() {
+                            std::thread::yield_now();
+                        }
                     }
                 }
                 p => return p,
             }
         }
+    }
+
+    /// Sleeps until a port has frames (or [`IDLE_SLEEP_MS`]); false if no port can wake it.
+    fn sleep_until_frames(&self) -> bool {
+        let mut fds = [0i32; MAX_PORTS];
+        let mut n = 0;
+        for fd in self.ports.iter().filter_map(|p| p.wait_fd()) {
+            if n < fds.len() {
+                fds[n] = fd;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return false;
+        }
+        super::io::xsk::wait_readable(&fds[..n], IDLE_SLEEP_MS);
+        true
     }
 
     /// One round of the loop. Never inlined: one call per burst costs nothing, and the

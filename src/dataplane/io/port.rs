@@ -163,6 +163,11 @@ pub trait Port {
     /// Called when a loop round found nothing to do: a port that batches its transmit kicks
     /// sends what it holds back.
     fn idle(&mut self) {}
+    /// A file descriptor that polls readable when frames arrive (an AF_XDP socket), so that
+    /// an idle worker can sleep until then; None: the port cannot wake anyone.
+    fn wait_fd(&self) -> Option<i32> {
+        None
+    }
     /// Frames this port has lent to the kernel (fill and tx rings) and not got back.
     fn held(&self) -> u32 {
         0

@@ -388,6 +388,19 @@ impl XskPort {
     }
 }
 
+/// Sleeps until one of `fds` (AF_XDP sockets) has frames to receive, or `timeout_ms` passed:
+/// `poll(2)`, called only by an idle worker (never on the packet path).
+pub fn wait_readable(fds: &[i32], timeout_ms: i32) {
+    let mut p = [libc::pollfd { fd: -1, events: 0, revents: 0 }; 8];
+    let n = fds.len().min(p.len());
+    for (slot, &fd) in p.iter_mut().zip(&fds[..n]) {
+        *slot = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    }
+    // SAFETY: `p` is a live array of `n` initialised pollfd structs for the whole call; poll
+    // only writes their `revents`.
+    let _ = unsafe { libc::poll(p.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
+}
+
 /// Whether an AF_XDP socket runs in zero-copy mode (`getsockopt(SOL_XDP, XDP_OPTIONS)`).
 fn xdp_zero_copy(fd: i32) -> io::Result<bool> {
     const SOL_XDP: libc::c_int = 283;
@@ -478,6 +491,10 @@ impl Port for XskPort {
         while self.unkicked > 0 {
             self.kick();
         }
+    }
+
+    fn wait_fd(&self) -> Option<i32> {
+        Some(self.fd())
     }
 
     fn pass_to_kernel(&mut self, frames: &mut UmemFrames, d: Desc) {
