@@ -1,5 +1,5 @@
-//! The flow index: client-side keys to slab positions ([`super::flowtable`], keys compared
-//! against the slab record they point to), and reply keys.
+//! The flow index: client-side keys to slab positions (hashbrown, `u32` entries, keys
+//! compared against the slab record they point to), and reply keys.
 
 use super::record::*;
 use super::shard::{ConnShard, NONE};
@@ -15,14 +15,14 @@ impl ConnShard {
     #[inline]
     pub fn lookup_in(&self, k: &ConnKey, hash: u64) -> Option<u32> {
         let slab = &self.slab;
-        self.by_in.find(hash, |i| slab.get(i as usize).is_some_and(|c| c.in_key() == *k))
+        self.by_in.find(hash, |&i| slab[i as usize].in_key() == *k).copied()
     }
 
-    /// First stage of a burst lookup: the slab index whose 16-bit signature matches in the
+    /// First stage of a burst lookup: the slab index whose 7-bit hash tag matches in the
     /// client-side index, without touching the slab (verify with [`ConnShard::is_in`]).
     #[inline]
     pub fn probe_in(&self, hash: u64) -> u32 {
-        self.by_in.probe(hash)
+        self.by_in.find(hash, |_| true).copied().unwrap_or(NONE)
     }
 
     /// Reads one word of slab entry `idx`: a safe stand-in for a prefetch, so that the
@@ -46,25 +46,22 @@ impl ConnShard {
         })
     }
 
-    /// Indexes slab entry `i`; false if the index has no room for it.
-    pub(super) fn index(&mut self, i: u32) -> bool {
+    pub(super) fn index(&mut self, i: u32) {
         let c = self.slab[i as usize];
         let h = self.hash(&c.in_key());
         let (slab, hasher) = (&self.slab, &self.hasher);
-        let rehash = |j: u32| slab.get(j as usize).map_or(0, |c| hash_with(hasher, &c.in_key()));
-        if self.by_in.insert(h, i, rehash).is_err() {
-            return false;
-        }
+        self.by_in.insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].in_key()));
         if c.flags & F_LPORT != 0 {
             self.by_lport[c.lport as usize] = i;
         }
-        true
     }
 
     pub(super) fn unindex(&mut self, i: u32) {
         let c = self.slab[i as usize];
         let h = self.hash(&c.in_key());
-        self.by_in.remove(h, i);
+        if let Ok(e) = self.by_in.find_entry(h, |&j| j == i) {
+            e.remove();
+        }
         if c.flags & F_LPORT != 0 && self.by_lport[c.lport as usize] == i {
             self.by_lport[c.lport as usize] = NONE;
         }

@@ -9,7 +9,6 @@
 //! refreshing a connection's timeout is one store, and the wheel re-files a connection lazily
 //! when its slot comes round, so expiry costs O(1) amortised per packet.
 
-pub mod flowtable;
 mod index;
 pub mod loads;
 mod lports;
