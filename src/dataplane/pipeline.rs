@@ -626,33 +626,40 @@ impl Pipeline {
                 tags[i] = Self::untag(store, &mut descs[i]);
             }
             let d = store.bytes(&descs[i]);
-            let parse = match Self::parse_common(d) {
-                Some(p) => Parse::Flow(p),
-                None => self.parse(d),
-            };
-            match parse {
-                Parse::Done(v) => out[i] = v,
-                Parse::Fragment => later |= 1 << i,
-                Parse::IcmpError => icmps |= 1 << i,
-                Parse::Flow(p) => {
-                    svcs[i] = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
-                    if let Some(w) = self.owner(&p.key, svcs[i]) {
-                        if let Some(id) = p.frag_id {
-                            // A NIC hashes a datagram's fragments alike (by addresses): the
-                            // later ones arrive here too, and follow this one.
-                            self.note_handed_fragment(&p, id, w, now_ms);
-                        }
-                        out[i] = Verdict::Handoff(w as u8);
+            let p = match Self::parse_common(d) {
+                Some(p) => p,
+                None => match self.parse(d) {
+                    Parse::Flow(p) => p,
+                    Parse::Done(v) => {
+                        out[i] = v;
                         continue;
                     }
-                    flow[i] = true;
-                    // Replies are looked up by another key (see `first_probe`).
-                    if svcs[i].is_some() {
-                        hashes[i] = self.shard.hash(&p.key);
+                    Parse::Fragment => {
+                        later |= 1 << i;
+                        continue;
                     }
-                    parsed[i] = p;
+                    Parse::IcmpError => {
+                        icmps |= 1 << i;
+                        continue;
+                    }
+                },
+            };
+            svcs[i] = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
+            if let Some(w) = self.owner(&p.key, svcs[i]) {
+                if let Some(id) = p.frag_id {
+                    // A NIC hashes a datagram's fragments alike (by addresses): the later ones
+                    // arrive here too, and follow this one.
+                    self.note_handed_fragment(&p, id, w, now_ms);
                 }
+                out[i] = Verdict::Handoff(w as u8);
+                continue;
             }
+            flow[i] = true;
+            // Replies are looked up by another key (see `first_probe`).
+            if svcs[i].is_some() {
+                hashes[i] = self.shard.hash(&p.key);
+            }
+            parsed[i] = p;
         }
         // Software pipelining: probe the index for frame j while touching the slab record
         // found for frame j - LAG, so index and slab misses of the burst all overlap.
