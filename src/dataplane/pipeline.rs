@@ -257,6 +257,20 @@ impl Pipeline {
         })
     }
 
+    /// A frame the common parser did not take: its 802.1Q tag (if any) taken out into `tag`,
+    /// then the common parser again and the checked one.
+    #[inline]
+    fn parse_rest<S: FrameStore>(&self, store: &mut S, desc: &mut Desc, tag: &mut u32) -> Parse {
+        if is_vlan_tagged(store.bytes(desc)) {
+            *tag = Self::untag(store, desc);
+        }
+        let d = store.bytes(desc);
+        match Self::parse_common(d) {
+            Some(p) => Parse::Flow(p),
+            None => self.parse(d),
+        }
+    }
+
     /// Parses a received frame far enough to decide (checked views: never panics).
     #[inline]
     pub fn parse(&self, d: &[u8]) -> Parse {
@@ -618,17 +632,14 @@ impl Pipeline {
         // 802.1Q tags taken out of frames (0x1_0000 | TCI; 0: untagged). A tagged frame is
         // decided untagged and tagged again on its way out.
         let mut tags = [0u32; BURST];
+        // Frame and byte counts kept in registers for the burst, added once at its end.
+        let (mut rx_bytes, mut tx_frames, mut tx_bytes) = (0u64, 0u64, 0u64);
         for i in 0..n {
             let d = store.bytes(&descs[i]);
-            self.stats.rx_frames += 1;
-            self.stats.rx_bytes += d.len() as u64;
-            if is_vlan_tagged(d) {
-                tags[i] = Self::untag(store, &mut descs[i]);
-            }
-            let d = store.bytes(&descs[i]);
+            rx_bytes += d.len() as u64;
             let p = match Self::parse_common(d) {
                 Some(p) => p,
-                None => match self.parse(d) {
+                None => match self.parse_rest(store, &mut descs[i], &mut tags[i]) {
                     Parse::Flow(p) => p,
                     Parse::Done(v) => {
                         out[i] = v;
@@ -692,8 +703,18 @@ impl Pipeline {
             if tags[i] | self.tx_vlan as u32 != 0 {
                 out[i] = self.retag(store, &mut descs[i], out[i], tags[i]);
             }
-            self.count(out[i], descs[i].len as u64);
+            match out[i] {
+                Verdict::Tx(_) => {
+                    tx_frames += 1;
+                    tx_bytes += descs[i].len as u64;
+                }
+                v => self.count(v, 0),
+            }
         }
+        self.stats.rx_frames += n as u64;
+        self.stats.rx_bytes += rx_bytes;
+        self.stats.tx_frames += tx_frames;
+        self.stats.tx_bytes += tx_bytes;
     }
 
     /// Takes a received frame's 802.1Q tag out; `0x1_0000 | TCI`.
