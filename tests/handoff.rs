@@ -150,3 +150,35 @@ fn later_fragments_and_icmp_errors_follow_their_connection_to_its_owner() {
         assert_eq!(w.report().lost(), 0);
     }
 }
+
+#[test]
+fn a_frame_handed_over_is_never_handed_on_again() {
+    // Two workers that disagree about the owner (as for a moment while they switch to a new
+    // snapshot): worker 0 thinks worker 1 owns the client port, worker 1 thinks worker 2 does.
+    let json = config_json("");
+    let with_workers = |n: u32| {
+        let cfg =
+            Config::parse(&json.replace("\"mtu\": 1500", &format!("\"mtu\": 1500, \"workers\": {n}"))).expect("config");
+        Arc::new(xvs::control::tables_for(&cfg, None).expect("tables"))
+    };
+    let c = u32::from_be_bytes(CLIENT);
+    let sport = (40000..).find(|p| client_owner(c, *p, 2) == 1 && client_owner(c, *p, 3) == 2).expect("a port");
+    let h = Arc::new(Handoff::new(2, 64));
+    let mut ws: Vec<Worker<MemPort>> = [(0u16, with_workers(2)), (1, with_workers(3))]
+        .into_iter()
+        .map(|(w, t)| {
+            let ports = vec![MemPort::capturing(), MemPort::capturing()];
+            let mut worker = Worker::new(w, Pipeline::new(t, w), ports, FramePool::new(256), None);
+            worker.set_handoff(h.clone());
+            worker
+        })
+        .collect();
+    ws[0].ports[0].push_rx(tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, 80, SYN, 64, &[]));
+    settle(&mut ws);
+    assert_eq!(ws[0].pipeline.stats.handoff_out, 1);
+    assert_eq!(ws[1].pipeline.stats.dropped(xvs::dataplane::DropReason::HandoffLoop), 1, "dropped, not bounced");
+    assert_eq!(ws[0].pipeline.stats.handoff_in, 0);
+    for w in &ws {
+        assert_eq!(w.report().lost(), 0);
+    }
+}

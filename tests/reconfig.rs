@@ -509,3 +509,24 @@ fn every_scheduler_follows_the_kernels_hooks_through_live_changes() {
         picks(&mut p, &mut k, "a quiesce");
     }
 }
+
+#[test]
+fn a_service_switched_to_wrr_starts_as_the_kernels_init_svc() {
+    // `ipvsadm -E -s wrr` binds wrr with `init_svc` over the whole list: cw = mw = 3, so the
+    // weight-3 server takes the first three connections.
+    let svc = |sched: &str| {
+        format!(
+            r#"{{"proto": "tcp", "vip": "198.18.0.100", "port": 80, "scheduler": "{sched}", "real_servers": [{}]}}"#,
+            [rs(11, r#", "weight": 3"#), rs(12, r#", "weight": 1"#)].join(",")
+        )
+    };
+    let mut p = Pipeline::new(cfg(&svc("rr")), 0);
+    let t = next(Some(p.tables()), &svc("wrr"));
+    p.set_tables(t);
+    let got: Vec<[u8; 4]> = (0..4).map(|i| to_server(&mut p, 3000 + i, SYN).expect("forwarded")).collect();
+    assert_eq!(got, [RS1, RS1, RS1, RS2]);
+    // A new wrr service starts as `-A` then one `-a` at a time (cw stays 1): one pass first.
+    let mut p = Pipeline::new(cfg(&svc("wrr")), 0);
+    let got: Vec<[u8; 4]> = (0..4).map(|i| to_server(&mut p, 3000 + i, SYN).expect("forwarded")).collect();
+    assert_eq!(got, [RS1, RS2, RS1, RS1]);
+}

@@ -277,6 +277,9 @@ pub struct Config {
     /// Subnets on the director's links: static ones, then those `xvs run` reads from the
     /// kernel (the addresses of its interfaces and of VLAN devices on them).
     pub connected: Vec<Connected>,
+    /// The host's other IPv4 addresses, read from the kernel by `xvs run` (traffic to them
+    /// is the kernel's, like the interfaces' own).
+    pub host_addrs: Vec<Ipv4Addr>,
     /// Default next hop (MAC, interface index, VLAN id or 0).
     pub gateway: Option<(MacAddr, usize, u16)>,
     pub max_conns_per_worker: u32,
@@ -527,6 +530,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         cores,
         neighbours,
         connected,
+        host_addrs: Vec::new(),
         gateway,
         max_conns_per_worker,
         umem_frames,

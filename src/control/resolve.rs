@@ -779,6 +779,9 @@ pub struct Resolved {
     pub unresolved: Vec<(Ipv4Addr, String)>,
     /// The subnets of the addresses on director interfaces and VLAN devices on them.
     pub connected: Vec<Connected>,
+    /// Every IPv4 address of the host (the steering program leaves traffic to them to the
+    /// kernel: health-check replies to a VLAN device's address, say).
+    pub host_addrs: Vec<Ipv4Addr>,
 }
 
 /// Resolves every real server of `cfg` (those without a static `neighbours` entry) and the
@@ -834,6 +837,7 @@ pub fn resolve(cfg: &Config, wait: Duration, worth_waiting: &dyn Fn(Option<Ipv4A
     // Clients on these subnets get their replies at their own MAC.
     match nl.ipv4_prefixes() {
         Ok(addrs) => {
+            out.host_addrs = addrs.iter().map(|&(_, ip, _)| ip).collect();
             for (k, ip, prefix) in addrs {
                 // A /32 (a VIP held on the interface) is no subnet.
                 if let (Some((i, vlan)), true) = (iface_of(k), prefix < 32) {
@@ -945,6 +949,9 @@ pub fn with_resolved(cfg: &Config, r: &Resolved, last_good: Option<&Resolved>) -
     let connected =
         if r.connected.is_empty() { last_good.map_or(&r.connected, |l| &l.connected) } else { &r.connected };
     c.connected.extend(connected.iter().copied());
+    let hosts =
+        if r.host_addrs.is_empty() { last_good.map_or(&r.host_addrs, |l| &l.host_addrs) } else { &r.host_addrs };
+    c.host_addrs.extend(hosts.iter().copied());
     c
 }
 

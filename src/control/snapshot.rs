@@ -26,7 +26,13 @@ pub fn tables_spec(cfg: &Config) -> TablesSpec {
         // Both are known once `xvs run` completed the config from the system (`xvs replay`
         // requires them in the file).
         iface_macs: cfg.interfaces.iter().map(|i| i.mac.unwrap_or_default()).collect(),
-        local_ips: cfg.interfaces.iter().filter_map(|i| i.ip).map(u32::from).collect(),
+        local_ips: cfg
+            .interfaces
+            .iter()
+            .filter_map(|i| i.ip)
+            .chain(cfg.host_addrs.iter().copied())
+            .map(u32::from)
+            .collect(),
         iface_ips: cfg.interfaces.iter().map(|i| i.ip.map_or(0, u32::from)).collect(),
         dip: cfg.dip().map_or(0, u32::from),
         mtu: cfg.mtu,

@@ -150,17 +150,24 @@ impl Pipeline {
             let sched = match (prior, old) {
                 (Some(p), Some(o)) if o.same_schedule(s) => p,
                 (prior, old) if s.scheduler == SchedKind::Wrr => {
-                    // The kernel's hooks, one change at a time: `init_svc` on the empty service
-                    // (as `-A`), then wrr's `dest_changed` after each add, delete and weight
-                    // change, from the state it had.
-                    let (mut n, from) = match (prior, old) {
-                        (Some(p), Some(o)) if p.kind() == SchedKind::Wrr && o.flags == s.flags => (p, o.dest_specs()),
-                        _ => (Scheduler::new(s.scheduler, s.flags, s.mh_table_size, &[]), Vec::new()),
-                    };
-                    for step in Scheduler::hook_steps(&from, &s.dest_specs()) {
-                        n.rebuild(&step);
+                    // The kernel's hooks, one change at a time, from the state it had (flags
+                    // mean nothing to wrr). A new service starts as `-A` does, empty (then one
+                    // add at a time); one switched to wrr from another scheduler gets wrr's
+                    // `init_svc` over its whole list, as `ipvsadm -E -s wrr` does.
+                    match (prior, old) {
+                        (Some(mut p), Some(o)) if o.live && p.kind() == SchedKind::Wrr => {
+                            p.follow_hooks(&o.dest_specs(), &s.dest_specs());
+                            p
+                        }
+                        (_, Some(o)) if o.live && !self.fresh => {
+                            Scheduler::new(s.scheduler, s.flags, s.mh_table_size, &s.dest_specs())
+                        }
+                        _ => {
+                            let mut n = Scheduler::new(s.scheduler, s.flags, s.mh_table_size, &[]);
+                            n.follow_hooks(&[], &s.dest_specs());
+                            n
+                        }
                     }
-                    n
                 }
                 (prior, old) => {
                     // The kernel's hooks for what changed: a fresh table or state, and what it

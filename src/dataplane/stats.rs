@@ -47,10 +47,14 @@ pub enum DropReason {
     TxFull,
     /// No free frame to load a frame handed over by another worker into.
     NoFrame,
+    /// A frame handed over by another worker that would be handed on again (workers that
+    /// disagree about its owner, for a moment during a table switch or about a fragment
+    /// whose IP id two datagrams share): dropped, never bounced.
+    HandoffLoop,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::EthTruncated,
         DropReason::IpTruncated,
@@ -69,6 +73,7 @@ impl DropReason {
         DropReason::StaleConn,
         DropReason::TxFull,
         DropReason::NoFrame,
+        DropReason::HandoffLoop,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -89,6 +94,7 @@ impl DropReason {
             DropReason::StaleConn => "stale_conn",
             DropReason::TxFull => "tx_full",
             DropReason::NoFrame => "no_frame",
+            DropReason::HandoffLoop => "handoff_loop",
         }
     }
 }

@@ -304,7 +304,7 @@ impl<P: Port> Worker<P> {
             let n = self.ports[pi].rx_burst(&mut self.pool, &mut self.rx);
             if n > 0 {
                 handled += n;
-                self.handle_burst(n, self.port_iface[pi] as usize);
+                self.handle_burst(n, self.port_iface[pi] as usize, false);
             }
         }
         handled += self.handoff_burst();
@@ -315,6 +315,9 @@ impl<P: Port> Worker<P> {
         }
         if handled > 0 {
             Poll::Busy(handled)
+        } else if !self.listings.is_empty() {
+            // A connection listing is being sliced out: no sleeping until it is done.
+            Poll::Busy(0)
         } else if self.ports.iter().all(|p| p.finished()) {
             Poll::Finished
         } else {
@@ -366,7 +369,7 @@ impl<P: Port> Worker<P> {
             let port = ports[start];
             let end = start + ports[start..n].iter().take_while(|p| **p == port).count();
             self.rx.copy_within(start..end, 0);
-            self.handle_burst(end - start, port as usize);
+            self.handle_burst(end - start, port as usize, true);
             start = end;
         }
         total
@@ -374,7 +377,8 @@ impl<P: Port> Worker<P> {
 
     /// Processes `self.rx[..n]`, received on interface `pi`, and sends each frame where its
     /// verdict says.
-    fn handle_burst(&mut self, n: usize, pi: usize) {
+    /// (`handed`: the frames came from other workers; none is handed on again.)
+    fn handle_burst(&mut self, n: usize, pi: usize, handed: bool) {
         // A capture's clock moves with the frames just read; the wall clock was read once
         // for this round.
         let now = self.ports.first().and_then(|p| p.clock_ms()).unwrap_or(self.round_ms);
@@ -405,6 +409,11 @@ impl<P: Port> Worker<P> {
                         Some(p) => p.pass_to_kernel(&mut self.pool, d),
                         None => self.pool.free(d.idx),
                     }
+                }
+                Verdict::Handoff(_) if handed => {
+                    self.pipeline.stats.handoff_out = self.pipeline.stats.handoff_out.saturating_sub(1);
+                    self.pipeline.stats.drops[DropReason::HandoffLoop as usize] += 1;
+                    self.pool.free(d.idx);
                 }
                 Verdict::Handoff(w) => {
                     let sent = match &self.handoff {

@@ -128,35 +128,48 @@ impl Scheduler {
         }
     }
 
-    /// The states a kernel service passes through from list `from` to list `to` (both in list
-    /// order), one per hook it runs: `del_dest` for each server gone, `add_dest` for each new
-    /// one in the order they were added (the kernel inserts at the head, so the reverse of list
-    /// order), `upd_dest` for each changed weight. wrr's `dest_changed` runs after each.
-    pub fn hook_steps(from: &[DestSpec], to: &[DestSpec]) -> Vec<Vec<DestSpec>> {
+    /// Runs the hooks a kernel service runs from list `from` to list `to` (both in list
+    /// order): `del_dest` for each server gone, `add_dest` for each new one in the order they
+    /// were added (the kernel inserts at the head, so the reverse of list order), `upd_dest`
+    /// for each changed weight. Only wrr keeps state they change (`dest_changed` after each,
+    /// which needs only the largest weight and the gcd: adds are O(1) each); the others are
+    /// rebuilt for `to`.
+    pub fn follow_hooks(&mut self, from: &[DestSpec], to: &[DestSpec]) {
+        let Scheduler::Wrr(w) = self else {
+            self.rebuild(to);
+            return;
+        };
         let key = |d: &DestSpec| (d.addr, d.port);
-        let mut cur = from.to_vec();
-        let mut steps = Vec::new();
+        let kept: std::collections::HashSet<(u32, u16)> = to.iter().map(key).collect();
+        let mut cur: Vec<DestSpec> = from.to_vec();
         for d in from {
-            if !to.iter().any(|t| key(t) == key(d)) {
+            if !kept.contains(&key(d)) {
                 cur.retain(|c| key(c) != key(d));
-                steps.push(cur.clone());
+                w.rebuild(&cur);
             }
         }
+        let mut listed: std::collections::HashMap<(u32, u16), usize> =
+            cur.iter().enumerate().map(|(i, d)| (key(d), i)).collect();
+        let (mut maxw, mut g) = (cur.iter().map(|d| d.weight).max().unwrap_or(0), weights_gcd(&cur));
         for d in to.iter().rev() {
-            if !cur.iter().any(|c| key(c) == key(d)) {
-                cur.insert(0, *d);
-                steps.push(cur.clone());
+            if let std::collections::hash_map::Entry::Vacant(e) = listed.entry(key(d)) {
+                e.insert(cur.len());
+                cur.push(*d);
+                maxw = maxw.max(d.weight);
+                if d.weight > 0 {
+                    g = weights_gcd(&[DestSpec { weight: g, ..*d }, *d]);
+                }
+                w.changed(maxw, g);
             }
         }
         for d in to {
-            if let Some(c) = cur.iter_mut().find(|c| key(c) == key(d)) {
-                if c.weight != d.weight {
-                    c.weight = d.weight;
-                    steps.push(cur.clone());
+            if let Some(&i) = listed.get(&key(d)) {
+                if cur[i].weight != d.weight {
+                    cur[i].weight = d.weight;
+                    w.rebuild(&cur);
                 }
             }
         }
-        steps
     }
 
     /// Control plane: the server list or a weight changed.

@@ -51,9 +51,16 @@ impl Wrr {
     /// The first call is the kernel's `init_svc` (`cw = mw`); later calls are
     /// `dest_changed` (see the module doc).
     pub fn rebuild(&mut self, dests: &[DestSpec]) {
-        let g = super::weights_gcd(dests) as u64;
+        let g = super::weights_gcd(dests);
+        let maxw = dests.iter().map(|d| d.weight).max().unwrap_or(0);
+        self.changed(maxw, g);
+    }
+
+    /// [`Wrr::rebuild`] for a list whose largest weight is `maxw` and whose weights above 0
+    /// have the gcd `g` (0: none).
+    pub fn changed(&mut self, maxw: u32, g: u32) {
         let di = if g == 0 { 1 } else { g as i64 };
-        let maxw = dests.iter().map(|d| d.weight as i64).max().unwrap_or(0);
+        let maxw = maxw as i64;
         self.cl = None;
         self.di = di;
         self.mw = maxw - (di - 1);

@@ -210,6 +210,8 @@ pub struct SteerSet {
     pub local: BTreeSet<(u32, u16, u16)>,
     /// The director's own addresses (NAT-server traffic to them is the kernel's).
     pub hosts: BTreeSet<u32>,
+    /// ICMP errors about connections go to the workers (`director.icmp_relay`).
+    pub icmp_relay: bool,
 }
 
 impl SteerSet {
@@ -238,6 +240,7 @@ impl SteerSet {
         }
         s.hosts.extend(t.local_ips.iter().copied());
         s.hosts.insert(t.dip);
+        s.icmp_relay = !t.icmp_to_kernel;
         s
     }
 }
@@ -298,7 +301,9 @@ impl Steering {
         let hosts: Vec<_> = set.hosts.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
         let addrs: BTreeSet<u32> = set.nat_dests.iter().map(|&(_, a, _)| a).collect();
         let nat_addrs: Vec<_> = addrs.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
+        let settings = u32::from(set.icmp_relay);
         for a in &self.attached {
+            a.update("settings", &0u32.to_ne_bytes(), &settings.to_ne_bytes())?;
             a.sync("nat_addrs", &nat_addrs)?;
             a.sync("hosts", &hosts)?;
             a.sync("services", &services)?;

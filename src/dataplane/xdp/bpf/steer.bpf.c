@@ -109,6 +109,15 @@ struct {
 	__type(value, __u8);
 } hosts SEC(".maps");
 
+/* Settings the control plane writes: bit 0 = ICMP errors about connections go to the workers
+ * (director.icmp_relay; 0, before the first sync, leaves them to the kernel). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} settings SEC(".maps");
+
 /* counters: 0 redirected, 1 passed */
 
 static __always_inline int redirect(struct xdp_md *ctx)
@@ -134,6 +143,10 @@ static __always_inline int has(void *map, __u32 addr, __u16 port, __u8 proto)
  * port (about what a FULLNAT server was sent). */
 static __always_inline int steer_icmp(struct xdp_md *ctx, struct iphdr *ip, void *end)
 {
+	__u32 zero = 0;
+	__u32 *set = bpf_map_lookup_elem(&settings, &zero);
+	if (!set || !(*set & 1))
+		return count(1, XDP_PASS);
 	__u8 *icmp = (void *)ip + ip->ihl * 4;
 	if ((void *)(icmp + 8 + sizeof(struct iphdr)) > end)
 		return count(1, XDP_PASS);
