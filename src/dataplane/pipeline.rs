@@ -219,14 +219,7 @@ impl Pipeline {
         if total < 28 || ETH_LEN + total > d.len() || frag & (FLAG_MF | FRAG_OFFSET_MASK) != 0 {
             return None;
         }
-        // The header checksum over five native-order words (see `Ipv4Packet::verify_checksum`).
-        let w = |i: usize| u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]) as u64;
-        let mut s = w(14) + w(18) + w(22) + w(26) + w(30);
-        s = (s & 0xffff_ffff) + (s >> 32);
-        s = (s & 0xffff_ffff) + (s >> 32);
-        s = (s & 0xffff) + (s >> 16);
-        s = (s & 0xffff) + (s >> 16);
-        if s != 0xffff {
+        if !crate::wire::checksum::ipv4_header_ok(&h[ETH_LEN..]) {
             return None;
         }
         let l4_len = total - 20;

@@ -22,6 +22,21 @@ pub fn sum_bytes(sum: u32, data: &[u8]) -> u32 {
 }
 
 /// Folds a 32-bit one's-complement sum to 16 bits.
+/// Whether an option-less IPv4 header (20 bytes) sums to all ones, in five native-order words:
+/// a one's-complement sum does not depend on the byte order, and all ones is all ones either
+/// way.
+#[inline]
+pub fn ipv4_header_ok(h: &[u8]) -> bool {
+    let Some(h) = h.get(..20) else { return false };
+    let w = |i: usize| u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]) as u64;
+    let mut s = w(0) + w(4) + w(8) + w(12) + w(16);
+    s = (s & 0xffff_ffff) + (s >> 32);
+    s = (s & 0xffff_ffff) + (s >> 32);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s == 0xffff
+}
+
 #[inline]
 pub fn fold(mut sum: u32) -> u16 {
     while sum >> 16 != 0 {
