@@ -85,7 +85,7 @@ fn main() {
     let mut bursts = 0u64;
     let (n, worst, over) = timed(secs, || {
         bursts += 1;
-        if reconfigure && bursts % 1000 == 0 {
+        if reconfigure && bursts.is_multiple_of(1000) {
             w.pipeline.set_tables(snapshots[(bursts / 1000) as usize % snapshots.len()].clone());
         }
         w.poll();
