@@ -538,6 +538,13 @@ impl Rtnl {
     /// All usable IPv4 neighbours as (ifindex, address, MAC), in one dump, so a refresh of N
     /// servers is one request, not N.
     pub fn neighbours(&mut self) -> Result<Vec<(u32, Ipv4Addr, MacAddr)>, ResolveError> {
+        Ok(self.neighbours_with_state()?.into_iter().map(|(i, a, m, _)| (i, a, m)).collect())
+    }
+
+    /// As [`Rtnl::neighbours`], with whether each entry is STALE: the kernel re-validates a
+    /// stale entry only when it sends to it, and it never sends the director's traffic, so
+    /// the director asks it to (see [`resolve`]).
+    pub fn neighbours_with_state(&mut self) -> Result<Vec<(u32, Ipv4Addr, MacAddr, bool)>, ResolveError> {
         let mut req = NeighbourMessage::default();
         req.header.family = AddressFamily::Inet;
         let msgs = self
@@ -546,7 +553,9 @@ impl Rtnl {
         Ok(msgs
             .iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewNeighbour(n) => usable_entry(n),
+                RouteNetlinkMessage::NewNeighbour(n) => {
+                    usable_entry(n).map(|(i, a, mac)| (i, a, mac, u16::from(n.header.state) & NUD_STALE != 0))
+                }
                 _ => None,
             })
             .collect())
@@ -881,7 +890,7 @@ pub fn resolve(cfg: &Config, wait: Duration, worth_waiting: &dyn Fn(Option<Ipv4A
     let deadline = Instant::now() + wait;
     let mut solicited = false;
     loop {
-        let table = match nl.neighbours() {
+        let table = match nl.neighbours_with_state() {
             Ok(t) => t,
             Err(e) => {
                 for (target, _, _, via) in hops.drain(..) {
@@ -892,11 +901,19 @@ pub fn resolve(cfg: &Config, wait: Duration, worth_waiting: &dyn Fn(Option<Ipv4A
         };
         let mut pending = Vec::new();
         for (target, i, k, via) in hops.drain(..) {
-            match table.iter().find(|(ki, a, _)| *ki == k && *a == via).map(|(_, _, m)| *m) {
-                Some(mac) => match target {
-                    Some(ip) => out.neighbours.push(Neighbour { ip, mac, interface: i.0, vlan: i.1 }),
-                    None => out.gateway = Some((mac, i.0, i.1)),
-                },
+            match table.iter().find(|(ki, a, ..)| *ki == k && *a == via).map(|&(_, _, m, stale)| (m, stale)) {
+                Some((mac, stale)) => {
+                    // A stale entry is used as it is (the kernel would too), and the kernel is
+                    // made to probe it: if the host moved to another MAC, the probe fails, the
+                    // kernel resolves it again, and the change notification brings the new MAC.
+                    if stale {
+                        solicit(via);
+                    }
+                    match target {
+                        Some(ip) => out.neighbours.push(Neighbour { ip, mac, interface: i.0, vlan: i.1 }),
+                        None => out.gateway = Some((mac, i.0, i.1)),
+                    }
+                }
                 None => pending.push((target, i, k, via)),
             }
         }
