@@ -162,9 +162,10 @@ impl ConnShard {
     }
     /// Bytes of table memory: slab records, their links, the index (a power-of-two bucket
     /// count for twice the capacity at hashbrown's 7/8 load: a `u32` and a control byte per
-    /// bucket), the FULLNAT port map and the wheel. With a capacity of 7/16 of a power of two
-    /// (e.g. 917,504) this is 48 + 5 * 16/7 = 59.4 bytes per connection, plus 0.6 for the
-    /// fixed arrays.
+    /// bucket), the FULLNAT port map, the free local ports and the wheel. With a capacity of
+    /// 7/16 of a power of two (e.g. 917,504) this is 48 + 5 * 16/7 = 59.4 bytes per
+    /// connection, plus 0.7 for the fixed arrays. `tests/mem.rs` checks it against what the
+    /// allocator hands out.
     pub fn memory_bytes(&self) -> usize {
         let per_index = |cap: usize| (cap * 8 / 7).next_power_of_two() * (4 + 1);
         self.slab.len() * std::mem::size_of::<Conn>()
@@ -172,6 +173,7 @@ impl ConnShard {
             + per_index(self.by_in.capacity())
             + self.by_lport.len() * 4
             + self.wheel.len() * 4
+            + self.lports.capacity() * 2
     }
 
     /// Bucket count of the index (it must never grow: growth would allocate on the hot path).
