@@ -103,7 +103,8 @@ impl DropReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum PassReason {
-    /// ARP, VLAN and other non-IP Ethernet types.
+    /// ARP, IPv4 under two 802.1Q tags (QinQ) and other non-IP Ethernet types (one tag is taken
+    /// out and the frame decided: see `Pipeline::process_burst`).
     NotIp,
     /// IPv6 (not load-balanced by xvs).
     Ipv6,
