@@ -22,8 +22,8 @@ use crate::wire::icmp::{CODE_TTL_EXCEEDED, TYPE_TIME_EXCEEDED};
 use crate::wire::ipv4::{Ipv4Packet, FLAG_MF, FRAG_OFFSET_MASK, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::{self, TcpSegment};
 use crate::wire::udp::UdpDatagram;
-use crate::wire::Frame;
 use crate::wire::{EthernetFrame, WireError};
+use crate::wire::{Frame, MacAddr};
 use std::sync::Arc;
 
 /// A parsed IPv4 TCP/UDP frame: everything the decision needs, read once.
@@ -484,21 +484,12 @@ impl Pipeline {
             // DR and TUN servers see the connection as the client does: nothing to translate.
             (FwdMode::Dr | FwdMode::Tun, _) => {}
         }
-        if mode == FwdMode::Tun && to_server {
-            // About the server's direct path to the client (not tunnelled): relayed as it is,
-            // as IPVS does; only the tunnel's own errors would take 20 off the MTU.
-            icmp::fix_checksum(f, e);
-            self.ident = self.ident.wrapping_add(1);
-            if let Err(err) = tun::encap(frame, self.tables.dip, c.daddr, self.ident, self.tables.mtu, mac, src_mac) {
-                return Verdict::Drop(match err {
-                    tun::TunError::TooBig { .. } => DropReason::TooBigNoDf,
-                    tun::TunError::NoRoom => DropReason::NoRoom,
-                });
-            }
-        } else {
-            icmp::fix_checksum(f, e);
-            modes::decrement_ttl(frame.data_mut());
-            modes::set_macs(frame.data_mut(), mac, src_mac);
+        icmp::fix_checksum(f, e);
+        // To a TUN server: about its direct path to the client (not tunnelled), relayed as it
+        // is, as IPVS does; only the tunnel's own errors would take 20 off the MTU.
+        let tun_to = (mode == FwdMode::Tun && to_server).then_some(c.daddr);
+        if let Err(r) = self.send_on(frame, tun_to, mac, src_mac) {
+            return Verdict::Drop(r);
         }
         self.stats.icmp_relayed += 1;
         self.tx_vlan = vlan;
@@ -513,19 +504,6 @@ impl Pipeline {
         self.process_burst(&mut OneFrame(frame.reborrow()), &mut d, rx_port, now_ms, &mut out);
         frame.set_span(d[0].head as usize, d[0].len as usize);
         out[0]
-    }
-
-    #[inline]
-    fn count(&mut self, v: Verdict, len: u64) {
-        match v {
-            Verdict::Tx(_) => {
-                self.stats.tx_frames += 1;
-                self.stats.tx_bytes += len;
-            }
-            Verdict::Drop(r) => self.stats.drops[r as usize] += 1,
-            Verdict::Pass(r) => self.stats.passes[r as usize] += 1,
-            Verdict::Handoff(_) => self.stats.handoff_out += 1,
-        }
     }
 
     /// Another worker that owns this flow's connection, if any. With several workers, a
@@ -708,7 +686,9 @@ impl Pipeline {
                     tx_frames += 1;
                     tx_bytes += descs[i].len as u64;
                 }
-                v => self.count(v, 0),
+                Verdict::Drop(r) => self.stats.drops[r as usize] += 1,
+                Verdict::Pass(r) => self.stats.passes[r as usize] += 1,
+                Verdict::Handoff(_) => self.stats.handoff_out += 1,
             }
         }
         self.stats.rx_frames += n as u64;
@@ -1047,6 +1027,28 @@ impl Pipeline {
         }
     }
 
+    /// Sends a rarely forwarded frame (a relayed ICMP error, a later fragment) on to `mac`
+    /// from `src_mac`: in IP-in-IP to `tun_to` (a TUN server: the tunnel's own TTL and DF),
+    /// else routed as it is (TTL decremented, MACs set).
+    fn send_on(
+        &mut self,
+        frame: &mut Frame<'_>,
+        tun_to: Option<u32>,
+        mac: MacAddr,
+        src_mac: MacAddr,
+    ) -> Result<(), DropReason> {
+        let Some(daddr) = tun_to else {
+            modes::decrement_ttl(frame.data_mut());
+            modes::set_macs(frame.data_mut(), mac, src_mac);
+            return Ok(());
+        };
+        self.ident = self.ident.wrapping_add(1);
+        tun::encap(frame, self.tables.dip, daddr, self.ident, self.tables.mtu, mac, src_mac).map_err(|e| match e {
+            tun::TunError::TooBig { .. } => DropReason::TooBigNoDf,
+            tun::TunError::NoRoom => DropReason::NoRoom,
+        })
+    }
+
     /// Keeps that a first fragment was handed to worker `w`, for the fragments that follow it.
     #[cold]
     fn note_handed_fragment(&mut self, p: &Parsed, id: u16, w: u16, now_ms: u64) {
@@ -1138,17 +1140,9 @@ impl Pipeline {
             }
             (FwdMode::Dr | FwdMode::Tun, _) => {}
         }
-        if c.mode() == FwdMode::Tun && !reply {
-            self.ident = self.ident.wrapping_add(1);
-            if let Err(e) = tun::encap(frame, self.tables.dip, c.daddr, self.ident, self.tables.mtu, mac, src_mac) {
-                return Verdict::Drop(match e {
-                    tun::TunError::TooBig { .. } => DropReason::TooBigNoDf,
-                    tun::TunError::NoRoom => DropReason::NoRoom,
-                });
-            }
-        } else {
-            modes::decrement_ttl(frame.data_mut());
-            modes::set_macs(frame.data_mut(), mac, src_mac);
+        let tun_to = (c.mode() == FwdMode::Tun && !reply).then_some(c.daddr);
+        if let Err(r) = self.send_on(frame, tun_to, mac, src_mac) {
+            return Verdict::Drop(r);
         }
         self.stats.frag_followed += 1;
         if let Some(s) = self.stats.dests.get_mut(id as usize) {

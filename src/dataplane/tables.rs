@@ -378,15 +378,6 @@ impl Tables {
         self.gateway
     }
 
-    /// The next hop for a client `addr` off the director's links: a neighbour entry, else the
-    /// gateway. (Real servers have theirs in [`DestEntry::next_hop`], with no gateway
-    /// fallback; clients on a connected subnet, see [`Tables::on_link`], are never sent to
-    /// the gateway.)
-    #[inline]
-    pub fn next_hop(&self, addr: u32) -> Option<NextHop> {
-        self.neigh.get(&addr).copied().or(self.gateway)
-    }
-
     /// A neighbour entry for `addr` (static, or resolved by the control plane).
     #[inline]
     pub fn neighbour(&self, addr: u32) -> Option<NextHop> {
