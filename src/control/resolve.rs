@@ -354,9 +354,7 @@ impl Rtnl {
         use netlink_packet_route::link::{InfoData, InfoVlan, LinkInfo};
         let mut req = LinkMessage::default();
         req.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-        let msgs = self
-            .request(RouteNetlinkMessage::GetLink(req), true)
-            .map_err(|e| ResolveError::Netlink(format!("dumping links: {e}")))?;
+        let msgs = self.dump(RouteNetlinkMessage::GetLink(req), "links")?;
         let mut out = Vec::new();
         for m in &msgs {
             let RouteNetlinkMessage::NewLink(l) = m else { continue };
@@ -413,9 +411,7 @@ impl Rtnl {
     pub fn ipv4_prefixes(&mut self) -> Result<Vec<(u32, Ipv4Addr, u8)>, ResolveError> {
         let mut req = AddressMessage::default();
         req.header.family = AddressFamily::Inet;
-        let msgs = self
-            .request(RouteNetlinkMessage::GetAddress(req), true)
-            .map_err(|e| ResolveError::Netlink(format!("dumping addresses: {e}")))?;
+        let msgs = self.dump(RouteNetlinkMessage::GetAddress(req), "addresses")?;
         Ok(msgs
             .iter()
             .filter_map(|m| match m {
@@ -432,14 +428,13 @@ impl Rtnl {
 
     /// The first IPv4 address (IFA_LOCAL, else IFA_ADDRESS) on `ifindex`, in the kernel's
     /// order (primaries first), as `ip addr` lists them.
-    fn first_ipv4(&mut self, ifindex: u32) -> Result<Option<Ipv4Addr>, ReqError> {
-        let mut req = AddressMessage::default();
-        req.header.family = AddressFamily::Inet;
-        let msgs = self.request(RouteNetlinkMessage::GetAddress(req), true)?;
-        Ok(msgs.iter().find_map(|m| match m {
-            RouteNetlinkMessage::NewAddress(a) if a.header.index == ifindex => ipv4_of(a),
-            _ => None,
-        }))
+    fn first_ipv4(&mut self, ifindex: u32) -> Result<Option<Ipv4Addr>, ResolveError> {
+        Ok(self.ipv4_prefixes()?.into_iter().find(|&(i, ..)| i == ifindex).map(|(_, ip, _)| ip))
+    }
+
+    /// A dump request; its messages, or a `Netlink` error saying what was dumped.
+    fn dump(&mut self, req: RouteNetlinkMessage, what: &str) -> Result<Vec<RouteNetlinkMessage>, ResolveError> {
+        self.request(req, true).map_err(|e| ResolveError::Netlink(format!("dumping {what}: {e}")))
     }
 
     /// The kernel's route for one destination, as `ip route get ADDR` asks it (RTM_GETROUTE,
@@ -470,9 +465,7 @@ impl Rtnl {
     pub fn default_route(&mut self) -> Result<Option<(u32, Ipv4Addr)>, ResolveError> {
         let mut req = RouteMessage::default();
         req.header.address_family = AddressFamily::Inet;
-        let msgs = self
-            .request(RouteNetlinkMessage::GetRoute(req), true)
-            .map_err(|e| ResolveError::Netlink(format!("dumping routes: {e}")))?;
+        let msgs = self.dump(RouteNetlinkMessage::GetRoute(req), "routes")?;
         let mut best: Option<(u32, u32, Ipv4Addr)> = None; // (metric, ifindex, gateway)
         for m in &msgs {
             let RouteNetlinkMessage::NewRoute(r) = m else { continue };
@@ -547,9 +540,7 @@ impl Rtnl {
     pub fn neighbours_with_state(&mut self) -> Result<Vec<(u32, Ipv4Addr, MacAddr, bool)>, ResolveError> {
         let mut req = NeighbourMessage::default();
         req.header.family = AddressFamily::Inet;
-        let msgs = self
-            .request(RouteNetlinkMessage::GetNeighbour(req), true)
-            .map_err(|e| ResolveError::Netlink(format!("dumping neighbours: {e}")))?;
+        let msgs = self.dump(RouteNetlinkMessage::GetNeighbour(req), "neighbours")?;
         Ok(msgs
             .iter()
             .filter_map(|m| match m {
