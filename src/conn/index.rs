@@ -1,5 +1,5 @@
-//! The flow index: client-side keys to slab positions (hashbrown, `u32` entries, keys
-//! compared against the slab record they point to), and reply keys.
+//! The flow index: client-side keys to slab positions ([`super::flowtable`], keys compared
+//! against the slab record they point to), and reply keys.
 
 use super::record::*;
 use super::shard::{ConnShard, NONE};
@@ -15,21 +15,28 @@ impl ConnShard {
     #[inline]
     pub fn lookup_in(&self, k: &ConnKey, hash: u64) -> Option<u32> {
         let slab = &self.slab;
-        self.by_in.find(hash, |&i| slab[i as usize].in_key() == *k).copied()
+        self.by_in.find(hash, |i| slab.get(i as usize).is_some_and(|c| c.in_key() == *k))
     }
 
-    /// First stage of a burst lookup: the slab index whose 7-bit hash tag matches in the
+    /// First stage of a burst lookup: the slab index whose 16-bit signature matches in the
     /// client-side index, without touching the slab (verify with [`ConnShard::is_in`]).
     #[inline]
     pub fn probe_in(&self, hash: u64) -> u32 {
-        self.by_in.find(hash, |_| true).copied().unwrap_or(NONE)
+        self.by_in.probe(hash)
     }
 
-    /// Reads one word of slab entry `idx`: a safe stand-in for a prefetch, so that the
-    /// record's cache miss overlaps with other work of the burst.
+    /// Prefetches the index lines that a probe of `hash` reads (a burst's first stage).
     #[inline]
-    pub fn touch(&self, idx: u32) -> u32 {
-        self.slab.get(idx as usize).map_or(0, |c| c.caddr)
+    pub fn prefetch_in(&self, hash: u64) {
+        self.by_in.prefetch(hash);
+    }
+
+    /// Prefetches slab entry `idx`'s record (a burst's second stage, after the probe).
+    #[inline]
+    pub fn prefetch_conn(&self, idx: u32) {
+        if let Some(c) = self.slab.get(idx as usize) {
+            super::prefetch(c);
+        }
     }
 
     /// Whether slab entry `idx` is a live connection whose client-side key is `k`.
@@ -46,22 +53,25 @@ impl ConnShard {
         })
     }
 
-    pub(super) fn index(&mut self, i: u32) {
+    /// Indexes slab entry `i`; false if the index has no room for it.
+    pub(super) fn index(&mut self, i: u32) -> bool {
         let c = self.slab[i as usize];
         let h = self.hash(&c.in_key());
         let (slab, hasher) = (&self.slab, &self.hasher);
-        self.by_in.insert_unique(h, i, |&j| hash_with(hasher, &slab[j as usize].in_key()));
+        let rehash = |j: u32| slab.get(j as usize).map_or(0, |c| hash_with(hasher, &c.in_key()));
+        if self.by_in.insert(h, i, rehash).is_err() {
+            return false;
+        }
         if c.flags & F_LPORT != 0 {
             self.by_lport[c.lport as usize] = i;
         }
+        true
     }
 
     pub(super) fn unindex(&mut self, i: u32) {
         let c = self.slab[i as usize];
         let h = self.hash(&c.in_key());
-        if let Ok(e) = self.by_in.find_entry(h, |&j| j == i) {
-            e.remove();
-        }
+        self.by_in.remove(h, i);
         if c.flags & F_LPORT != 0 && self.by_lport[c.lport as usize] == i {
             self.by_lport[c.lport as usize] = NONE;
         }
@@ -86,7 +96,7 @@ pub(super) fn hash_with(seeds: &KeyHash, k: &ConnKey) -> u64 {
 
 /// The connection key's hash: two folded multiplies (the 128-bit product's halves xored, as
 /// ahash's fallback does) keyed by per-process random seeds. Half the instructions of a
-/// general `Hasher` for the same 13-byte key; the top bits (hashbrown's tags) are mixed.
+/// general `Hasher` for the same 13-byte key; every bit (the flow index takes buckets and signatures from both halves) is mixed.
 #[derive(Clone, Copy, Debug)]
 pub struct KeyHash([u64; 3]);
 

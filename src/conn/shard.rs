@@ -9,7 +9,6 @@ pub use super::wheel::{ms_to_tick, TICK_MS};
 use crate::model::DestLoad;
 use crate::model::{ConnEntry, FwdMode};
 use crate::wire::tcp::{FIN, RST, SYN};
-use hashbrown::HashTable;
 
 /// "No slab index".
 pub const NONE: u32 = u32::MAX;
@@ -62,7 +61,7 @@ pub struct ConnShard {
     pub(super) laddrs: Vec<u32>,
     pub(super) free: u32,
     pub(super) used: u32,
-    pub(super) by_in: HashTable<u32>,
+    pub(super) by_in: super::flowtable::FlowTable,
     /// FULLNAT: the connection that owns each local port (replies are found by port alone).
     pub(super) by_lport: Vec<u32>,
     pub(super) hasher: super::index::KeyHash,
@@ -100,9 +99,8 @@ impl ConnShard {
             laddrs: Vec::new(),
             free: 0,
             used: 0,
-            // Twice the connections: hashbrown then always rehashes in place to clear the
-            // tombstones that churn leaves (it grows, allocating, when more than half full).
-            by_in: HashTable::with_capacity(2 * cap as usize),
+            // Fixed: it never grows or rehashes (see `flowtable`).
+            by_in: super::flowtable::FlowTable::with_capacity(cap as usize),
             by_lport: vec![NONE; 1 << 16],
             hasher: super::index::KeyHash::new([a, b, c, d]),
             wheel: vec![NONE; WHEEL_SLOTS + 1],
@@ -160,25 +158,22 @@ impl ConnShard {
     pub fn is_empty(&self) -> bool {
         self.used == 0
     }
-    /// Bytes of table memory: slab records, their links, the index (a power-of-two bucket
-    /// count for twice the capacity at hashbrown's 7/8 load: a `u32` and a control byte per
-    /// bucket), the FULLNAT port map, the free local ports and the wheel. With a capacity of
-    /// 7/16 of a power of two (e.g. 917,504) this is 48 + 5 * 16/7 = 59.4 bytes per
-    /// connection, plus 0.7 for the fixed arrays. `tests/mem.rs` checks it against what the
-    /// allocator hands out.
+    /// Bytes of table memory: slab records (32), their links (16), the index (a 64-byte
+    /// bucket per 6.4 connections: 10), the FULLNAT port map, the free local ports and the
+    /// wheel: 58 bytes per connection at any capacity, plus the fixed arrays (0.7 at
+    /// 917,504). `tests/mem.rs` checks it against what the allocator hands out.
     pub fn memory_bytes(&self) -> usize {
-        let per_index = |cap: usize| (cap * 8 / 7).next_power_of_two() * (4 + 1);
         self.slab.len() * std::mem::size_of::<Conn>()
             + self.links.len() * std::mem::size_of::<Links>()
-            + per_index(self.by_in.capacity())
+            + self.by_in.memory_bytes()
             + self.by_lport.len() * 4
             + self.wheel.len() * 4
             + self.lports.capacity() * 2
     }
 
-    /// Bucket count of the index (it must never grow: growth would allocate on the hot path).
-    pub fn index_buckets(&self) -> usize {
-        (self.by_in.capacity() * 8 / 7).next_power_of_two()
+    /// Bytes of the index (fixed: it never grows, which would allocate on the packet path).
+    pub fn index_bytes(&self) -> usize {
+        self.by_in.memory_bytes()
     }
 
     /// Whether connection `idx` is past its timeout (housekeeping may not have run yet).
@@ -283,6 +278,19 @@ impl ConnShard {
         Some(i)
     }
 
+    /// Gives back a slot just allocated whose entry the index had no room for (counted as
+    /// the table being full).
+    fn unalloc(&mut self, i: u32) {
+        self.slab[i as usize].flags = 0;
+        let l = &mut self.links[i as usize];
+        l.next = self.free;
+        l.prev = NONE;
+        l.template = NONE;
+        self.free = i;
+        self.used -= 1;
+        self.stats.refused_full += 1;
+    }
+
     /// Creates a connection for the client's first packet. It starts inactive in state NONE
     /// (the caller then applies the packet with [`ConnShard::on_packet`]).
     pub fn create(&mut self, n: &NewConn, now_ms: u64) -> Result<u32, Refused> {
@@ -333,7 +341,13 @@ impl ConnShard {
             flags,
         };
         self.links[i as usize] = Links { next: NONE, prev: NONE, template: n.template, timeout: 0 };
-        self.index(i);
+        if !self.index(i) {
+            if full {
+                self.lports.push(lport);
+            }
+            self.unalloc(i);
+            return Err(Refused::TableFull);
+        }
         self.link(i, expires);
         if n.template != NONE {
             if let Some(t) = self.links.get_mut(n.template as usize) {
@@ -371,7 +385,10 @@ impl ConnShard {
             flags: F_IN_USE | F_TEMPLATE | (mode_code(n.mode) << MODE_SHIFT),
         };
         self.links[i as usize] = Links { next: NONE, prev: NONE, template: 0, timeout: ticks };
-        self.index(i);
+        if !self.index(i) {
+            self.unalloc(i);
+            return Err(Refused::TableFull);
+        }
         self.link(i, expires);
         self.stats.templates_created += 1;
         self.loads.persist(n.svc, n.dest, 1);

@@ -142,6 +142,6 @@ impl ConnShard {
     /// Reads the index entries of connection `i` (what `unindex` will then find in cache).
     pub(super) fn touch_index(&self, i: u32) -> u32 {
         let c = &self.slab[i as usize];
-        self.by_in.find(self.hash(&c.in_key()), |&j| j == i).copied().unwrap_or(0)
+        self.by_in.find(self.hash(&c.in_key()), |j| j == i).unwrap_or(0)
     }
 }

@@ -647,22 +647,18 @@ impl Pipeline {
             // Replies are looked up by another key (see `first_probe`).
             if svcs[i].is_some() {
                 hashes[i] = self.shard.hash(&p.key);
+                self.shard.prefetch_in(hashes[i]);
             }
             parsed[i] = p;
         }
-        // Software pipelining: probe the index for frame j while touching the slab record
-        // found for frame j - LAG, so index and slab misses of the burst all overlap.
-        const LAG: usize = 8;
-        let mut hits = 0u32;
-        for j in 0..n + LAG {
-            if j < n && flow[j] {
+        // The index lines were prefetched above, while the rest of the burst was parsed; now
+        // probe them all, prefetching each candidate record for the decisions below.
+        for j in 0..n {
+            if flow[j] {
                 hint[j] = self.first_probe(&parsed[j].key, hashes[j], svcs[j]);
-            }
-            if j >= LAG && hint[j - LAG] != NONE {
-                hits ^= self.shard.touch(hint[j - LAG]);
+                self.shard.prefetch_conn(hint[j]);
             }
         }
-        std::hint::black_box(hits);
         for i in 0..n {
             // Unless its decision names a next hop: back where it came from.
             self.tx_vlan = tags[i] as u16 & VLAN_VID_MASK;
