@@ -130,10 +130,9 @@ impl FlowTable {
     /// of the whole burst overlap, and the probe that follows finds them in cache).
     #[inline]
     pub fn prefetch(&self, h: u64) {
-        let (b1, b2, _) = self.place(h);
-        if let (Some(a), Some(b)) = (self.buckets.get(b1), self.buckets.get(b2)) {
+        let (b1, _, _) = self.place(h);
+        if let Some(a) = self.buckets.get(b1) {
             super::prefetch(a);
-            super::prefetch(b);
         }
     }
 
