@@ -29,10 +29,8 @@ fn main() -> Result<()> {
     if series.is_empty() {
         bail!("{csv}: no measurements");
     }
-    let points: BTreeMap<String, Vec<(u64, f64)>> = series
-        .into_iter()
-        .map(|(k, m)| (k, m.into_iter().map(|(f, mut v)| (f, median(&mut v))).collect()))
-        .collect();
+    let points: BTreeMap<String, Vec<(u64, f64)>> =
+        series.into_iter().map(|(k, m)| (k, m.into_iter().map(|(f, mut v)| (f, median(&mut v))).collect())).collect();
     let max_flows = points.values().flatten().map(|p| p.0).max().unwrap_or(1);
     let min_flows = points.values().flatten().map(|p| p.0).min().unwrap_or(1);
     let max_ns = points.values().flatten().map(|p| p.1).fold(0.0, f64::max);
