@@ -1654,3 +1654,83 @@ fn vlans_on_link_clients_and_unresolved_servers_behind_a_gateway() {
     assert!(log.contains("no_neighbour"), "the drops are counted:\n{log}");
     drop(cl);
 }
+
+/// `xvs-pktgen`, as a child that is killed on drop.
+struct Pktgen(Option<Child>);
+
+impl Drop for Pktgen {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The generator on the client sends 10,000 marked UDP datagrams from 100 source ports
+/// through the director (DR) to r1, where the sink (its own XDP program and AF_XDP socket)
+/// counts them: every one arrives, none lost or reordered, with latency percentiles.
+#[test]
+fn pktgen_frames_through_the_director_are_all_counted_by_the_sink() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xei", 1);
+    let pktgen = env!("CARGO_BIN_EXE_xvs-pktgen");
+    let sock = std::env::temp_dir().join("xvs-e2e-xei.sock");
+    let svc = format!(
+        r#"{{ "proto": "udp", "vip": "{VIP}", "port": 9000, "scheduler": "rr",
+             "real_servers": [{{ "addr": "198.19.0.11", "mode": "dr" }}] }}"#
+    );
+    // The director learns r1's MAC from the kernel's neighbour table at start.
+    assert!(t.exec("d", &["ping", "-c", "1", "-W", "2", "198.19.0.11"]).0, "r1 answers a ping");
+    let d = t.director(&ops_config(&sock, &svc, ""));
+    let n = 10_000;
+    let mut sink = Command::new(ip_binary())
+        .args(["netns", "exec", &t.ns("r1"), pktgen, "sink", "--iface", "eth0", "--json"])
+        .args(["--match", &format!("udp:{VIP}:9000"), "--count", &n.to_string(), "--duration", "30", "--idle", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the sink");
+    // Ready when it says it counts (program attached, socket bound).
+    let mut err = sink.stderr.take().expect("sink stderr");
+    let mut said = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&said).contains("sink: counting") {
+        let mut b = [0u8; 256];
+        let k = err.read(&mut b).unwrap_or(0);
+        assert!(k > 0 && Instant::now() < deadline, "the sink did not start: {}", String::from_utf8_lossy(&said));
+        said.extend_from_slice(&b[..k]);
+    }
+    let sink = Pktgen(Some(sink));
+    let (_, mac) = t.exec("d", &["cat", "/sys/class/net/xvs-c/address"]);
+    let out = Command::new(ip_binary())
+        .args(["netns", "exec", &t.ns("c"), pktgen, "send", "--iface", "c0", "--dst-mac", mac.trim()])
+        .args(["--dst", VIP, "--dport", "9000", "--src", "198.18.0.2", "--sport", "20000-20099"])
+        .args(["--count", &n.to_string(), "--rate", "20000", "--json"])
+        .output()
+        .expect("run the generator");
+    assert!(out.status.success(), "generator: {}", String::from_utf8_lossy(&out.stderr));
+    let sent: serde_json::Value = serde_json::from_slice(&out.stdout).expect("generator JSON");
+    assert_eq!(sent["frames"], n, "{sent}");
+    // The rate asked (20 kpps) within 2%, over the run.
+    let pps = sent["pps"].as_f64().expect("pps");
+    assert!((pps - 20_000.0).abs() / 20_000.0 < 0.02, "rate {pps} pps");
+    let mut sink = sink;
+    let mut child = sink.0.take().expect("sink");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("sink wait").is_none() {
+        assert!(Instant::now() < deadline, "the sink did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stdout = String::new();
+    child.stdout.take().expect("sink stdout").read_to_string(&mut stdout).expect("sink output");
+    let got: serde_json::Value = serde_json::from_str(&stdout).expect("sink JSON");
+    assert_eq!(got["frames"], n, "sink: {got}\ndirector: {}", d.output());
+    assert_eq!(got["lost"], 0, "{got}");
+    assert_eq!(got["reordered"], 0, "{got}");
+    assert_eq!(got["per_source"]["198.18.0.2"], n, "{got}");
+    assert_eq!(got["per_destination"][VIP], n, "DR keeps the VIP as destination: {got}");
+    assert!(got["latency_us"]["p50"].as_f64().is_some_and(|l| l > 0.0), "{got}");
+    drop(d);
+    let _ = std::fs::remove_file(&sock);
+}
