@@ -4,7 +4,9 @@
 //!   would add) over `--flows` source ports, sent as fast as the ring takes them;
 //! - `reflect`: the veth's ceiling, a minimal AF_XDP reflector: steering program, socket,
 //!   rx burst, swap the MACs, tx burst back out of the same interface;
-//! - `sink`: an XDP program that counts and drops UDP; prints packets per second.
+//! - `sink`: an XDP program that counts and drops UDP, TCP and IP-in-IP; prints packets per
+//!   second;
+//! - `reflect-xdp`: the veth's XDP_TX ceiling (an XDP program that sends UDP back out).
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -56,6 +58,13 @@ enum Cmd {
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
     },
+    /// The veth's XDP_TX ceiling: UDP back out of `iface`, MACs swapped, in the driver.
+    ReflectXdp {
+        #[arg(long)]
+        iface: String,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -67,6 +76,12 @@ fn main() -> Result<()> {
         }
         Cmd::Reflect { iface, dst, dport, seconds } => reflect(&iface, dst, dport, seconds),
         Cmd::Sink { iface, seconds } => sink(&iface, seconds),
+        Cmd::ReflectXdp { iface, seconds } => {
+            let r = xvs::dataplane::xdp::steer::Sink::attach_reflector(&iface)?;
+            std::thread::sleep(Duration::from_secs_f64(seconds));
+            println!("reflect-xdp: {} frames", r.count());
+            Ok(())
+        }
     }
 }
 

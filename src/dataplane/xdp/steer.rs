@@ -354,16 +354,21 @@ pub fn attach_decap(iface: &str, local: &[std::net::Ipv4Addr]) -> Result<XdpMode
     Ok(a.mode)
 }
 
-/// A counting UDP sink on `iface` for benchmarks (`bpf/sink.bpf.c`); detached on drop.
+/// A counting sink (UDP, TCP, IP-in-IP) on `iface` for benchmarks (`bpf/sink.bpf.c`); detached on drop.
 pub struct Sink(Attached);
 
 impl Sink {
     pub fn attach(iface: &str) -> Result<Sink, SteerError> {
         Ok(Sink(Attached::load_and_attach(SINK_OBJ, "xvs_sink", iface, true)?))
     }
-    /// UDP frames dropped so far.
+    /// An XDP_TX reflector on `iface` instead (the veth's ceiling without AF_XDP): UDP
+    /// frames back out, MACs swapped; [`Sink::count`] counts them.
+    pub fn attach_reflector(iface: &str) -> Result<Sink, SteerError> {
+        Ok(Sink(Attached::load_and_attach(SINK_OBJ, "xvs_reflect", iface, true)?))
+    }
+    /// Frames dropped (or, a reflector, sent back) so far.
     pub fn count(&self) -> u64 {
-        self.0.counter(0)
+        self.0.counter(0) + self.0.counter(1)
     }
 }
 
