@@ -179,6 +179,10 @@ fn spec_of(a: &SendArgs, src_mac: MacAddr) -> Result<Spec> {
     if a.threads == 0 || a.threads > 64 {
         bail!("--threads: {} (1..64)", a.threads);
     }
+    // One AF_XDP socket a queue (each thread has its own UMEM).
+    if a.pcap.is_none() && a.threads as u32 > a.queues {
+        bail!("--threads: {} threads need as many --queues (given {}): one socket a queue", a.threads, a.queues);
+    }
     let sources = src.count as u64 * sport.count as u64;
     let profile = match a.profile {
         ProfileArg::Udp => Profile::Udp,
@@ -573,6 +577,9 @@ mod tests {
         assert!(err(&["--new-pct", "101"]).contains("--new-pct: 101"));
         assert!(err(&["--rate=-5"]).contains("--rate: -5"));
         assert!(err(&["--threads", "0"]).contains("--threads: 0"));
+        assert!(
+            err(&["--iface", "g0", "--threads", "2"]).contains("--threads: 2 threads need as many --queues (given 1)")
+        );
         let mut a = args(&[]).unwrap();
         a.dst_mac = "zz".into();
         assert!(spec_of(&a, MacAddr([0; 6])).unwrap_err().to_string().contains("--dst-mac: 'zz'"));
