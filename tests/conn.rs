@@ -176,17 +176,34 @@ fn persistence_templates() {
 }
 
 #[test]
-fn table_full_refuses_new_but_keeps_existing() {
+fn a_full_table_evicts_half_open_connections_first_then_refuses() {
     let json = config_json("").replace(r#""max_per_worker": 1024"#, r#""max_per_worker": 16"#);
     let mut p = pipeline(&json);
     for i in 0..16 {
         assert_eq!(run(&mut p, &syn(40000 + i, 82), 0).0, Verdict::Tx(1));
     }
-    assert_eq!(run(&mut p, &syn(41000, 82), 1).0, Verdict::Drop(DropReason::TableFull));
+    // All but the first four complete their handshake.
+    for i in 4..16 {
+        assert_eq!(run(&mut p, &client(40000 + i, 82, ACK), 1).0, Verdict::Tx(1));
+    }
+    // Full: each new SYN takes the slot of the oldest half-open connection.
+    for i in 0..4 {
+        assert_eq!(run(&mut p, &syn(41000 + i, 82), 2).0, Verdict::Tx(1), "SYN {i} evicts a half-open one");
+    }
+    assert_eq!(p.shard.stats.evicted_embryonic, 4);
+    assert_eq!(p.shard.len(), 16);
+    for i in 0..4 {
+        assert_eq!(run(&mut p, &client(41000 + i, 82, ACK), 3).0, Verdict::Tx(1));
+    }
+    // Every connection established: nothing may be evicted, the next SYN is refused.
+    assert_eq!(run(&mut p, &syn(42000, 82), 4).0, Verdict::Drop(DropReason::TableFull));
     assert_eq!(p.stats.dropped(DropReason::TableFull), 1);
-    assert_eq!(run(&mut p, &client(40003, 82, ACK), 2).0, Verdict::Tx(1), "existing flows keep flowing");
-    p.housekeeping(100 * S, usize::MAX);
-    assert_eq!(run(&mut p, &syn(41000, 82), 100 * S).0, Verdict::Tx(1), "room again after expiry");
+    assert_eq!(p.shard.stats.evicted_embryonic, 4);
+    for i in 4..16 {
+        assert_eq!(run(&mut p, &client(40000 + i, 82, ACK), 5).0, Verdict::Tx(1), "established flows keep flowing");
+    }
+    p.housekeeping(1000 * S, usize::MAX);
+    assert_eq!(run(&mut p, &syn(42000, 82), 1000 * S).0, Verdict::Tx(1), "room again after expiry");
 }
 
 #[test]
@@ -405,4 +422,71 @@ fn churn_never_grows_the_indexes() {
     assert!(s.len() > 3000, "steady state near capacity: {}", s.len());
     assert!(s.stats.created > 200_000, "created {}", s.stats.created);
     assert_eq!(s.index_bytes(), before, "the index never grows");
+}
+
+/// A spoofed SYN flood from 1,048,576 distinct sources (198.18.0.0/16 x 16 ports, 1M SYNs a
+/// second of virtual time) against a 64k-entry table, while 100 established connections keep
+/// sending: not one of their packets is refused, a legitimate client connects during and
+/// after the flood, and every SYN finds room by evicting an older half-open connection.
+#[test]
+fn a_syn_flood_from_a_million_sources_never_takes_an_established_connection() {
+    let json = config_json("").replace(r#""max_per_worker": 1024"#, r#""max_per_worker": 65536"#);
+    let mut p = pipeline(&json);
+    for i in 0..100 {
+        assert_eq!(run(&mut p, &syn(30000 + i, 82), 0).0, Verdict::Tx(1));
+        assert_eq!(run(&mut p, &client(30000 + i, 82, ACK), 0).0, Verdict::Tx(1));
+    }
+    let mut frame = tcp_frame(CLIENT_MAC, DIR_C_MAC, [198, 18, 0, 0], VIP, 1024, 82, SYN, 64, &[]);
+    let (mut est_sent, mut legit) = (0u32, 0u16);
+    for n in 0..(1u32 << 20) {
+        let now = 1 + n as u64 / 1000;
+        // Source 198.18.a.b, port 1024 + n / 65536: patched into one frame, checksums redone.
+        frame[28] = (n >> 8) as u8;
+        frame[29] = n as u8;
+        frame[34..36].copy_from_slice(&(1024 + (n >> 16) as u16).to_be_bytes());
+        fix_ip_checksum(&mut frame);
+        fix_tcp_checksum(&mut frame);
+        assert_eq!(run(&mut p, &frame, now).0, Verdict::Tx(1), "flood SYN {n}");
+        if n % 1000 == 999 {
+            let i = (n / 1000 % 100) as u16;
+            assert_eq!(run(&mut p, &client(30000 + i, 82, ACK), now).0, Verdict::Tx(1), "established {i} at SYN {n}");
+            est_sent += 1;
+        }
+        if n % 100_000 == 50_000 {
+            // A legitimate client's handshake in the middle of the flood.
+            assert_eq!(run(&mut p, &syn(40000 + legit, 82), now).0, Verdict::Tx(1));
+            assert_eq!(run(&mut p, &client(40000 + legit, 82, ACK), now).0, Verdict::Tx(1), "legit {legit}");
+            legit += 1;
+        }
+    }
+    assert_eq!(p.stats.dropped(DropReason::TableFull), 0);
+    assert!(p.shard.len() <= 65536);
+    assert!(p.shard.stats.evicted_embryonic > 900_000, "evicted {}", p.shard.stats.evicted_embryonic);
+    assert_eq!(est_sent, 1048);
+    // Right after the flood, and every connection still there.
+    let after = 1 + (1u64 << 20) / 1000;
+    assert_eq!(run(&mut p, &syn(41000, 82), after).0, Verdict::Tx(1));
+    assert_eq!(run(&mut p, &client(41000, 82, ACK), after).0, Verdict::Tx(1));
+    for i in 0..100 {
+        assert_eq!(run(&mut p, &client(30000 + i, 82, ACK), after).0, Verdict::Tx(1));
+    }
+    for i in 0..legit {
+        assert_eq!(run(&mut p, &client(40000 + i, 82, ACK), after).0, Verdict::Tx(1), "legit {i} kept");
+    }
+}
+
+/// More than 7/8 full, a new half-open connection lives 4 s instead of SYN_RECV's timeout.
+#[test]
+fn half_open_connections_expire_sooner_when_the_table_is_nearly_full() {
+    let json = config_json("").replace(r#""max_per_worker": 1024"#, r#""max_per_worker": 16"#);
+    let mut p = pipeline(&json);
+    for i in 0..16 {
+        assert_eq!(run(&mut p, &syn(40000 + i, 82), 0).0, Verdict::Tx(1));
+    }
+    assert!(p.shard.under_pressure());
+    p.housekeeping(5 * S, usize::MAX);
+    // The 15th and 16th came above 14 of 16 (7/8): gone after 4 s; the first 14 stay.
+    assert_eq!(p.shard.len(), 14);
+    assert!(state_of(&p, 40013).is_some() && state_of(&p, 40014).is_none() && state_of(&p, 40015).is_none());
+    assert!(!p.shard.under_pressure());
 }

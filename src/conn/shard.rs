@@ -51,6 +51,9 @@ pub struct ShardStats {
     pub templates_created: u64,
     pub refused_full: u64,
     pub refused_no_lport: u64,
+    /// Embryonic connections (a SYN seen, never established) evicted to make room for a new
+    /// one when the table was full.
+    pub evicted_embryonic: u64,
 }
 
 /// A worker's connection table.
@@ -74,8 +77,27 @@ pub struct ConnShard {
     pub(super) lports: Vec<u16>,
     /// Per service, per real server slot: the load the schedulers read.
     pub(super) loads: Loads,
+    /// Embryonic TCP connections in creation order (a ring of slab indices, an eighth of the
+    /// capacity: the oldest are overwritten, so under a flood a half-open connection stays
+    /// evictable for the last capacity/8 SYNs, and is then left to its timeout): what a full
+    /// table evicts before it refuses.
+    /// An entry may have become established, or been freed and reused, since: eviction
+    /// checks it and skips it.
+    pub(super) embryonic: Vec<u32>,
+    pub(super) emb_write: u64,
+    pub(super) emb_read: u64,
+    /// SYN_RECV's timeout while the table is more than 7/8 full (a flood): ticks.
+    pub(super) syn_recv_pressure: u32,
+    /// 7/8 of the capacity: above it the table is under pressure.
+    pub(super) pressure_at: u32,
     pub stats: ShardStats,
 }
+
+/// Stale ring entries an eviction skips at most before it gives up (refusing the new
+/// connection): bounds its time.
+const EVICT_TRIES: u32 = 64;
+/// SYN_RECV's timeout under pressure: a SYN-ACK's first two retransmissions (1 s, 3 s) fit.
+pub const SYN_RECV_PRESSURE_SECS: u32 = 4;
 
 impl ConnShard {
     pub fn new(cfg: &ShardConfig) -> ConnShard {
@@ -109,6 +131,11 @@ impl ConnShard {
             timeouts: [0; STATES],
             lports,
             loads: Loads::default(),
+            embryonic: vec![NONE; (cap as usize / 8).max(16)],
+            emb_write: 0,
+            emb_read: 0,
+            syn_recv_pressure: secs_to_ticks(SYN_RECV_PRESSURE_SECS),
+            pressure_at: (cap as u64 * 7 / 8) as u32,
             stats: ShardStats::default(),
         };
         s.set_timeouts(&cfg.timeouts);
@@ -159,9 +186,9 @@ impl ConnShard {
         self.used == 0
     }
     /// Bytes of table memory: slab records (32), their links (16), the index (a 64-byte
-    /// bucket per 6.4 connections: 10), the FULLNAT port map, the free local ports and the
-    /// wheel: 58 bytes per connection at any capacity, plus the fixed arrays (0.7 at
-    /// 917,504). `tests/mem.rs` checks it against what the allocator hands out.
+    /// bucket per 6.4 connections: 10), the ring of embryonic connections (0.5), the FULLNAT
+    /// port map, the free local ports and the wheel: 58.5 bytes per connection at any
+    /// capacity, plus the fixed arrays (0.7 at 917,504). `tests/mem.rs` checks it against what the allocator hands out.
     pub fn memory_bytes(&self) -> usize {
         self.slab.len() * std::mem::size_of::<Conn>()
             + self.links.len() * std::mem::size_of::<Links>()
@@ -169,6 +196,7 @@ impl ConnShard {
             + self.by_lport.len() * 4
             + self.wheel.len() * 4
             + self.lports.capacity() * 2
+            + self.embryonic.len() * 4
     }
 
     /// Bytes of the index (fixed: it never grows, which would allocate on the packet path).
@@ -278,6 +306,54 @@ impl ConnShard {
         Some(i)
     }
 
+    /// Files connection `i` (just created by a SYN) as a candidate for eviction.
+    #[inline]
+    fn note_embryonic(&mut self, i: u32) {
+        let cap = self.embryonic.len() as u64;
+        if let Some(e) = self.embryonic.get_mut((self.emb_write % cap) as usize) {
+            *e = i;
+        }
+        self.emb_write += 1;
+        self.emb_read = self.emb_read.max(self.emb_write.saturating_sub(cap));
+    }
+
+    /// Whether slab entry `i` is a TCP connection that never got established: state NONE,
+    /// SYN_RECV or SYN_SENT, never a template.
+    fn is_embryonic(&self, i: u32) -> bool {
+        self.slab.get(i as usize).is_some_and(|c| {
+            c.flags & (F_IN_USE | F_TEMPLATE) == F_IN_USE
+                && c.proto == crate::wire::ipv4::PROTO_TCP
+                && matches!(TcpState::from_u8(c.state), Some(TcpState::None | TcpState::SynRecv | TcpState::SynSent))
+        })
+    }
+
+    /// The table is full: frees the oldest embryonic connection (IPVS's `drop_entry` idea,
+    /// oldest first instead of at random) and allocates its slot; None when none is found
+    /// within [`EVICT_TRIES`] ring entries.
+    fn evict_embryonic(&mut self) -> Option<u32> {
+        let cap = self.embryonic.len() as u64;
+        for _ in 0..EVICT_TRIES {
+            if self.emb_read >= self.emb_write {
+                return None;
+            }
+            let i = self.embryonic.get((self.emb_read % cap) as usize).copied().unwrap_or(NONE);
+            self.emb_read += 1;
+            if self.is_embryonic(i) {
+                self.remove(i);
+                self.stats.expired -= 1;
+                self.stats.evicted_embryonic += 1;
+                return self.alloc();
+            }
+        }
+        None
+    }
+
+    /// Whether the table is more than 7/8 full (SYN_RECV then times out sooner).
+    #[inline]
+    pub fn under_pressure(&self) -> bool {
+        self.used > self.pressure_at
+    }
+
     /// Gives back a slot just allocated whose entry the index had no room for (counted as
     /// the table being full).
     fn unalloc(&mut self, i: u32) {
@@ -306,7 +382,7 @@ impl ConnShard {
         } else {
             0
         };
-        let Some(i) = self.alloc() else {
+        let Some(i) = self.alloc().or_else(|| self.evict_embryonic()) else {
             if full {
                 self.lports.push(lport);
             }
@@ -349,6 +425,9 @@ impl ConnShard {
             return Err(Refused::TableFull);
         }
         self.link(i, expires);
+        if !udp {
+            self.note_embryonic(i);
+        }
         if n.template != NONE {
             if let Some(t) = self.links.get_mut(n.template as usize) {
                 t.template = t.template.saturating_add(1);
@@ -425,7 +504,13 @@ impl ConnShard {
             (Some(f), Some(s)) => next_state(s, dir, f) as u8,
             _ => old,
         };
-        let expires = now.wrapping_add(self.timeouts[new as usize]);
+        let mut timeout = self.timeouts[new as usize];
+        if new == TcpState::SynRecv as u8 && self.used > self.pressure_at {
+            // A flood fills the table: its half-open connections go sooner (IPVS's
+            // `secure_tcp` idea), so that room comes back before the table is full.
+            timeout = timeout.min(self.syn_recv_pressure);
+        }
+        let expires = now.wrapping_add(timeout);
         c.expires = expires;
         if new == old {
             // The wheel re-files it lazily when its slot comes round.

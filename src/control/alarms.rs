@@ -1,5 +1,6 @@
 //! Warnings when a worker starts refusing or losing traffic: a full connection table, no
-//! FULLNAT local port, an unresolved next hop, a full handoff ring, an empty fill ring.
+//! FULLNAT local port, an unresolved next hop, a full handoff ring, an empty fill ring, half-open
+//! connections evicted (a full table under a SYN flood).
 //!
 //! The control loop hands every second's counters to [`Alarms::check`]. A counter that moves
 //! after being still is reported once, with how much it moved; while it keeps moving it is
@@ -13,21 +14,23 @@ use std::time::{Duration, Instant};
 pub const REPEAT: Duration = Duration::from_secs(60);
 
 /// What is watched, with the name the warning gives it.
-const KINDS: [(&str, &str); 5] = [
+const KINDS: [(&str, &str); 6] = [
     ("table_full", "new connections refused: the connection table is full (conn.max_per_worker)"),
     ("no_local_port", "new FULLNAT connections refused: no free local port (director.local_ports)"),
     ("no_neighbour", "frames dropped: a next hop has no MAC (unresolved neighbour)"),
     ("handoff_full", "frames dropped: another worker's handoff ring is full"),
     ("fill_ring_empty", "the kernel found the fill ring empty (frames may be lost)"),
+    ("evicted_embryonic", "half-open connections evicted for new ones: the connection table is full (a SYN flood?)"),
 ];
 
-fn values(r: &WorkerReport) -> [u64; 5] {
+fn values(r: &WorkerReport) -> [u64; KINDS.len()] {
     [
         r.stats.dropped(DropReason::TableFull),
         r.stats.dropped(DropReason::NoLocalPort),
         r.stats.dropped(DropReason::NoNeighbour),
         r.stats.handoff_full,
         r.rings.iter().map(|x| x.rx_fill_ring_empty).sum(),
+        r.shard.evicted_embryonic,
     ]
 }
 
@@ -53,7 +56,7 @@ pub struct Alarm {
 /// The watched counters of every worker.
 #[derive(Debug, Default)]
 pub struct Alarms {
-    workers: Vec<[Watch; 5]>,
+    workers: Vec<[Watch; KINDS.len()]>,
 }
 
 impl Alarms {
@@ -63,7 +66,7 @@ impl Alarms {
         for r in reports {
             let w = r.worker as usize;
             if self.workers.len() <= w {
-                self.workers.resize(w + 1, [Watch::default(); 5]);
+                self.workers.resize(w + 1, [Watch::default(); KINDS.len()]);
             }
             for (k, v) in values(r).into_iter().enumerate() {
                 let s = &mut self.workers[w][k];

@@ -122,6 +122,10 @@ pub fn render(s: &Snapshot<'_>) -> String {
     let passes = m.counter("worker_passed_frames", "Frames not for the director, by reason");
     let handoff = m.counter("worker_handoffs", "Frames handed between workers (out, in, full)");
     let conns = m.gauge("worker_connections", "Connections and templates in the worker's table");
+    let evicted = m.counter(
+        "worker_evicted_embryonic",
+        "Half-open connections evicted to make room for new ones (a full table, a SYN flood)",
+    );
     let ring = m.counter("worker_ring_events", "AF_XDP ring counters (kernel drops, wakeups)");
     let lost = m.gauge("worker_frames_lost", "Frames neither free nor lent to the kernel (must be 0)");
     for r in s.reports {
@@ -144,6 +148,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
             handoff.get_or_create(&l).inc_by(n);
         }
         conns.get_or_create(&w()).set(r.conns as i64);
+        evicted.get_or_create(&w()).inc_by(r.shard.evicted_embryonic);
         lost.get_or_create(&w()).set(r.lost());
         for (i, k) in r.rings.iter().enumerate() {
             for (what, n) in [

@@ -252,6 +252,7 @@ fn scalars<'a>(
         sh.templates_created,
         sh.refused_full,
         sh.refused_no_lport,
+        sh.evicted_embryonic,
         x.conns as u64,
         x.frames_total as u64,
         x.frames_free as u64,
@@ -304,6 +305,7 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
         &mut sh.templates_created,
         &mut sh.refused_full,
         &mut sh.refused_no_lport,
+        &mut sh.evicted_embryonic,
     ] {
         *f = next();
     }
@@ -333,7 +335,7 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
 
 /// Most ports whose ring counters a board holds.
 pub const MAX_RINGS: usize = 8;
-const SCALARS: usize = 30 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
+const SCALARS: usize = 31 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
 
 /// One worker's published counters: written by the worker alone (relaxed stores, no
 /// read-modify-write), read by anyone. A reader may see one counter of a publish and the
@@ -433,7 +435,14 @@ mod tests {
         s.drops[DropReason::NoConn as usize] = 7;
         s.passes[PassReason::Icmp as usize] = 8;
         s.dests = vec![DestCounters { conns: 4, in_pkts: 5, out_pkts: 6, in_bytes: 7, out_bytes: 8 }; 3];
-        let sh = ShardStats { created: 11, expired: 12, templates_created: 13, refused_full: 14, refused_no_lport: 15 };
+        let sh = ShardStats {
+            created: 11,
+            expired: 12,
+            templates_created: 13,
+            refused_full: 14,
+            refused_no_lport: 15,
+            evicted_embryonic: 16,
+        };
         let x = BoardExtra {
             conns: 21,
             frames_total: 22,

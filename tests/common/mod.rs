@@ -225,3 +225,16 @@ pub fn fix_ip_checksum(f: &mut [u8]) {
     let c = xvs::wire::checksum::checksum(&f[14..14 + ihl]);
     f[24..26].copy_from_slice(&c.to_be_bytes());
 }
+
+/// Recomputes the TCP checksum of an untagged IPv4 (no options) TCP frame.
+pub fn fix_tcp_checksum(f: &mut [u8]) {
+    let src = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
+    let dst = u32::from_be_bytes([f[30], f[31], f[32], f[33]]);
+    let total = u16::from_be_bytes([f[16], f[17]]) as usize;
+    let l4 = &mut f[34..14 + total];
+    l4[16] = 0;
+    l4[17] = 0;
+    let sum = xvs::wire::checksum::sum_bytes(xvs::wire::checksum::pseudo_header_sum(src, dst, 6, l4.len() as u16), l4);
+    let c = !xvs::wire::checksum::fold(sum);
+    l4[16..18].copy_from_slice(&c.to_be_bytes());
+}
