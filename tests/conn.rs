@@ -490,3 +490,36 @@ fn half_open_connections_expire_sooner_when_the_table_is_nearly_full() {
     assert!(state_of(&p, 40013).is_some() && state_of(&p, 40014).is_none() && state_of(&p, 40015).is_none());
     assert!(!p.shard.under_pressure());
 }
+
+/// sh and mh services schedule a mid-connection packet of a flow they hold no entry for by
+/// the hash, to the server a SYN would have gone to (another director started the flow, or
+/// its entry was evicted); rr still needs a SYN, and an RST never makes a connection.
+#[test]
+fn sh_and_mh_schedule_an_unknown_flows_ack_by_the_hash() {
+    let extra = |sched: &str, port: u16| {
+        let flags = if sched == "rr" { String::new() } else { format!(r#""sched_flags": ["{sched}-port"],"#) };
+        format!(
+            r#", {{"proto": "tcp", "vip": "198.18.0.100", "port": {port}, "scheduler": "{sched}", {flags}
+                 "real_servers": [{{"addr": "198.19.0.11", "mode": "dr"}}, {{"addr": "198.19.0.12", "mode": "dr"}}]}}"#
+        )
+    };
+    let json = config_json(&format!("{}{}{}", extra("mh", 90), extra("sh", 91), extra("rr", 92)));
+    for port in [90u16, 91] {
+        let (mut first, mut second) = (pipeline(&json), pipeline(&json));
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..64u16 {
+            // Director one sees the SYN; director two only the flow's next segment.
+            let (v1, f1) = run(&mut first, &syn(40000 + i, port), 0);
+            let (v2, f2) = run(&mut second, &client(40000 + i, port, ACK), 0);
+            assert_eq!((v1, v2), (Verdict::Tx(1), Verdict::Tx(1)), "port {port} flow {i}");
+            assert_eq!(f1[0..6], f2[0..6], "port {port} flow {i}: the same real server");
+            seen.insert(f1[0..6].to_vec());
+            assert_eq!(state_of(&second, 40000 + i), Some(TcpState::Established), "taken as established");
+        }
+        assert_eq!(seen.len(), 2, "port {port}: flows hashed (with their ports) over both servers");
+        let (v, _) = run(&mut second, &client(41000, port, RST), 0);
+        assert_eq!(v, Verdict::Drop(DropReason::NoConn), "an RST makes no connection");
+    }
+    let mut p = pipeline(&json);
+    assert_eq!(run(&mut p, &client(40000, 92, ACK), 0).0, Verdict::Drop(DropReason::NoConn), "rr needs a SYN");
+}

@@ -20,14 +20,16 @@ use TcpState::{
     SynSent as SS, TimeWait as TW,
 };
 
-/// `[dir][event][state] -> state`, events: syn, fin, ack, rst (IPVS `tcp_states`).
+/// `[dir][event][state] -> state`, events: syn, fin, ack, rst (IPVS `tcp_states`, as since
+/// Linux 3.11's sloppy TCP: an ACK in state NONE, a connection made by a non-SYN, is
+/// ESTABLISHED; before, CLOSE).
 #[rustfmt::skip]
 const TABLE: [[[TcpState; TCP_STATES]; 4]; 3] = [
     // INPUT       sNO sES sSS sSR sFW sTW sCL sCW sLA sLI sSA
     [
         /*syn*/ [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
         /*fin*/ [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, TW],
-        /*ack*/ [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+        /*ack*/ [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
         /*rst*/ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, SR],
     ],
     // OUTPUT
@@ -41,7 +43,7 @@ const TABLE: [[[TcpState; TCP_STATES]; 4]; 3] = [
     [
         /*syn*/ [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
         /*fin*/ [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
-        /*ack*/ [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+        /*ack*/ [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
         /*rst*/ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
     ],
 ];

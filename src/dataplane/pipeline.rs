@@ -840,7 +840,15 @@ impl Pipeline {
     fn new_conn(&mut self, svc: u16, p: &Parsed, now_ms: u64) -> Result<u32, Verdict> {
         let k = p.key;
         if k.proto == PROTO_TCP && p.tcp_flags & (tcp::SYN | tcp::ACK | tcp::RST) != tcp::SYN {
-            return Err(Verdict::Drop(DropReason::NoConn));
+            // sh and mh pick by the flow's addresses alone: a flow whose entry was lost (an
+            // evicted one, a restart, a flow another director started) goes to the same real
+            // server again, as Maglev and Katran do. The others need a SYN, as in IPVS; an
+            // RST never makes a connection.
+            let by_hash = p.tcp_flags & (tcp::SYN | tcp::RST) == 0
+                && self.scheds.get(svc as usize).is_some_and(|s| matches!(s.kind(), SchedKind::Sh | SchedKind::Mh));
+            if !by_hash {
+                return Err(Verdict::Drop(DropReason::NoConn));
+            }
         }
         let tables = &self.tables;
         let Some(s) = tables.services.get(svc as usize) else {
