@@ -34,15 +34,16 @@ fn settle(ws: &mut [Worker<MemPort>]) {
 }
 
 /// A client port whose connections worker `owner` owns.
-fn port_owned_by(owner: u16) -> u16 {
+fn port_owned_by(ws: &[Worker<MemPort>], owner: u16) -> u16 {
     let c = u32::from_be_bytes(CLIENT);
-    (40000..).find(|p| client_owner(c, *p, 2) == owner).expect("a port")
+    let seed = ws[0].pipeline.tables().owner_seed;
+    (40000..).find(|p| client_owner(c, *p, 2, seed) == owner).expect("a port")
 }
 
 #[test]
 fn nat_frames_reach_the_client_endpoints_owner_from_either_worker() {
     let (mut ws, _) = workers(&config_json(""));
-    let sport = port_owned_by(1);
+    let sport = port_owned_by(&ws, 1);
     // The SYN arrives at worker 0, which hands it over; worker 1 forwards it.
     let syn = tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, 80, SYN, 64, &[]);
     ws[0].ports[0].push_rx(syn);
@@ -71,7 +72,7 @@ fn nat_frames_reach_the_client_endpoints_owner_from_either_worker() {
 #[test]
 fn fullnat_replies_go_to_the_worker_that_owns_the_local_port() {
     let (mut ws, tables) = workers(&config_json(""));
-    let sport = port_owned_by(0);
+    let sport = port_owned_by(&ws, 0);
     ws[0].ports[0].push_rx(tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, 81, SYN, 64, &[]));
     settle(&mut ws);
     let fwd = ws[0].ports[1].tx.pop().expect("worker 0 forwards");
@@ -90,14 +91,15 @@ fn fullnat_replies_go_to_the_worker_that_owns_the_local_port() {
 #[test]
 fn dr_and_tun_stay_where_they_arrive_and_a_full_ring_is_counted() {
     let (mut ws, _) = workers(&config_json(""));
-    let sport = port_owned_by(1);
+    let sport = port_owned_by(&ws, 1);
     ws[0].ports[0].push_rx(tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, 82, SYN, 64, &[]));
     settle(&mut ws);
     assert_eq!(ws[0].pipeline.stats.handoff_out, 0, "DR: no replies come back, no owner needed");
     assert_eq!(ws[0].ports[1].tx.len(), 1);
     // 64 buffers in worker 1's ring: 100 frames for it overflow it while it does not poll.
     let c = u32::from_be_bytes(CLIENT);
-    for p in (30000..).filter(|p| client_owner(c, *p, 2) == 1).take(100) {
+    let seed = ws[0].pipeline.tables().owner_seed;
+    for p in (30000..).filter(|p| client_owner(c, *p, 2, seed) == 1).take(100) {
         ws[0].ports[0].push_rx(tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, p, 80, SYN, 64, &[]));
     }
     for _ in 0..8 {
@@ -114,7 +116,7 @@ fn dr_and_tun_stay_where_they_arrive_and_a_full_ring_is_counted() {
 #[test]
 fn later_fragments_and_icmp_errors_follow_their_connection_to_its_owner() {
     let (mut ws, _) = workers(&config_json(""));
-    let sport = port_owned_by(1);
+    let sport = port_owned_by(&ws, 1);
     // A fragmented UDP datagram to the NAT service, all of it arriving at worker 0 (a NIC
     // hashes fragments by addresses alone): the first is handed to worker 1, which owns
     // the client endpoint, and the later ones follow it there.
@@ -156,15 +158,20 @@ fn a_frame_handed_over_is_never_handed_on_again() {
     // Two workers that disagree about the owner (as for a moment while they switch to a new
     // snapshot): worker 0 thinks worker 1 owns the client port, worker 1 thinks worker 2 does.
     let json = config_json("");
-    let with_workers = |n: u32| {
+    let with_workers = |n: u32, prev: Option<&xvs::dataplane::Tables>| {
         let cfg =
             Config::parse(&json.replace("\"mtu\": 1500", &format!("\"mtu\": 1500, \"workers\": {n}"))).expect("config");
-        Arc::new(xvs::control::tables_for(&cfg, None).expect("tables"))
+        Arc::new(xvs::control::tables_for(&cfg, prev).expect("tables"))
     };
-    let c = u32::from_be_bytes(CLIENT);
-    let sport = (40000..).find(|p| client_owner(c, *p, 2) == 1 && client_owner(c, *p, 3) == 2).expect("a port");
+    // The second snapshot follows the first, keeping its owner seed, as a reconfiguration does.
+    let two = with_workers(2, None);
+    let three = with_workers(3, Some(&two));
+    assert_eq!(two.owner_seed, three.owner_seed);
+    let (c, seed) = (u32::from_be_bytes(CLIENT), two.owner_seed);
+    let sport =
+        (40000..).find(|p| client_owner(c, *p, 2, seed) == 1 && client_owner(c, *p, 3, seed) == 2).expect("a port");
     let h = Arc::new(Handoff::new(2, 64));
-    let mut ws: Vec<Worker<MemPort>> = [(0u16, with_workers(2)), (1, with_workers(3))]
+    let mut ws: Vec<Worker<MemPort>> = [(0u16, two), (1, three)]
         .into_iter()
         .map(|(w, t)| {
             let ports = vec![MemPort::capturing(), MemPort::capturing()];
@@ -181,4 +188,32 @@ fn a_frame_handed_over_is_never_handed_on_again() {
     for w in &ws {
         assert_eq!(w.report().lost(), 0);
     }
+}
+
+/// The owner hash is seeded at random when the director starts (a flood cannot be aimed at
+/// one worker by choosing sources) and keeps its seed across reconfigurations (connections
+/// stay with their owner).
+#[test]
+fn the_owner_hash_is_seeded_per_start_and_kept_across_snapshots() {
+    let cfg =
+        Config::parse(&config_json("").replace("\"mtu\": 1500", "\"mtu\": 1500, \"workers\": 4")).expect("config");
+    let a = xvs::control::tables_for(&cfg, None).expect("tables");
+    let b = xvs::control::tables_for(&cfg, None).expect("tables");
+    assert_ne!(a.owner_seed, b.owner_seed, "two starts, two seeds");
+    assert_eq!(xvs::control::tables_for(&cfg, Some(&a)).expect("tables").owner_seed, a.owner_seed);
+    // The same 4096 sources spread differently under the two seeds, and evenly under each.
+    let c = u32::from_be_bytes(CLIENT);
+    let spread = |seed| {
+        let mut n = [0u32; 4];
+        for p in 0..4096u16 {
+            n[client_owner(c, 10000 + p, 4, seed) as usize] += 1;
+        }
+        n
+    };
+    let (sa, sb) = (spread(a.owner_seed), spread(b.owner_seed));
+    assert!(sa.iter().chain(sb.iter()).all(|&k| (900..=1150).contains(&k)), "{sa:?} {sb:?}");
+    let moved = (0..4096u16)
+        .filter(|p| client_owner(c, 10000 + p, 4, a.owner_seed) != client_owner(c, 10000 + p, 4, b.owner_seed))
+        .count();
+    assert!(moved > 2500, "{moved} of 4096 sources change worker with the seed");
 }

@@ -85,8 +85,11 @@ pub const ICMP_BURST: u64 = 50;
 /// NAT/FULLNAT traffic: a multiplicative hash (ports alone are biased: Linux prefers even
 /// source ports), scaled to `0..workers` without a division.
 #[inline]
-pub fn client_owner(addr: u32, port: u16, workers: u16) -> u16 {
-    let x = (((addr as u64) << 16) | port as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+pub fn client_owner(addr: u32, port: u16, workers: u16, seed: u64) -> u16 {
+    // A folded multiply keyed by the per-process seed (Tables::owner_seed): without it, which
+    // sources land on which worker is known in advance.
+    let r = ((((addr as u64) << 16) | port as u64) ^ seed) as u128 * 0x9E37_79B9_7F4A_7C15u128;
+    let x = (r as u64) ^ ((r >> 64) as u64);
     (((x >> 32) * workers as u64) >> 32) as u16
 }
 
@@ -519,7 +522,7 @@ impl Pipeline {
         let t = &self.tables;
         let w = match svc {
             Some(s) => match t.services.get(s as usize) {
-                Some(s) if s.replies_return => client_owner(k.saddr, k.sport, self.workers),
+                Some(s) if s.replies_return => client_owner(k.saddr, k.sport, self.workers, t.owner_seed),
                 _ => return None,
             },
             // FULLNAT connections use the tables' DIP as their local address.
@@ -531,7 +534,7 @@ impl Pipeline {
                 (k.dport - lo) % self.workers
             }
             None if !t.nat_services(k.proto, k.saddr, k.sport).is_empty() => {
-                client_owner(k.daddr, k.dport, self.workers)
+                client_owner(k.daddr, k.dport, self.workers, t.owner_seed)
             }
             None => return None,
         };

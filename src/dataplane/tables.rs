@@ -169,6 +169,10 @@ pub struct Tables {
     pub mtu: u16,
     pub lport_range: (u16, u16),
     pub workers: u16,
+    /// Seed of the client-endpoint hash that decides which worker owns a NAT or FULLNAT
+    /// connection ([`crate::dataplane::pipeline::client_owner`]): random per process and kept
+    /// across snapshots, so that a flood cannot be aimed at one worker.
+    pub owner_seed: u64,
     pub max_conns_per_worker: u32,
     pub timeouts: Timeouts,
     /// ICMP errors about connections are left to the kernel, not relayed (`director.icmp_relay`
@@ -219,6 +223,8 @@ impl Tables {
             max_conns_per_worker: spec.max_conns_per_worker,
             timeouts: spec.timeouts,
             dest_ids: prev.map_or(0, |p| p.dest_ids),
+            owner_seed: prev
+                .map_or_else(|| ahash::RandomState::new().hash_one(0x6f77_6e65_7273u64) | 1, |p| p.owner_seed),
             id_slots: prev.map_or_else(Vec::new, |p| p.id_slots.clone()),
         };
         // Start from the previous slots, every one a tombstone until the spec names it.
