@@ -180,6 +180,13 @@ fn config(workers: u32) -> String {
     text.replace("\"workers\": 1", &format!("\"workers\": {workers}"))
 }
 
+/// `text` with the number after the first `key` replaced by `value`.
+fn with_number_after(text: &str, key: &str, value: &str) -> String {
+    let at = text.find(key).expect("key") + key.len();
+    let end = at + text[at..].find(|c: char| !c.is_ascii_digit()).unwrap_or(0);
+    format!("{}{value}{}", &text[..at], &text[end..])
+}
+
 fn counts(names: &[String]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for n in names {
@@ -370,6 +377,13 @@ fn bad_setups_are_refused_with_the_field_named() {
     assert!(!ok && err.contains("director.local_ports: 20000-59999 overlaps the kernel's ephemeral ports"), "{err}");
     let (ok, err) = run(config(1).replace("[10000, 32767]", "[500, 9000]"));
     assert!(!ok && err.contains("includes privileged ports (below 1024)"), "{err}");
+    // A connection table that does not fit in this machine's memory (2^30 connections, 62 GB).
+    let cfg = config(1);
+    assert!(cfg.contains("\"max_per_worker\": "), "config.json sets conn.max_per_worker");
+    let huge = with_number_after(&cfg, "\"max_per_worker\": ", "1073741824");
+    let (ok, err) = run(huge);
+    assert!(!ok && err.contains("conn.max_per_worker: 1073741824 connections x 1 workers"), "{err}");
+    assert!(err.contains("GiB available (MemAvailable)"), "{err}");
     let (_, link) = t.exec("d", &["ip", "link", "show"]);
     assert!(!link.contains("xdp"), "nothing attached after a refused start:\n{link}");
     let _ = std::fs::remove_file(&path);

@@ -19,6 +19,11 @@ fn table_memory_as_allocated_matches_the_account_at_every_size() {
         let allocated = change.bytes_allocated.saturating_sub(change.bytes_deallocated);
         let per_conn = allocated as f64 / cap as f64;
         let account = s.memory_bytes() as f64 / cap as f64;
+        assert_eq!(
+            ConnShard::memory_for(cap, s.free_lports()),
+            s.memory_bytes(),
+            "{cap}: the estimate before building"
+        );
         rows.push(format!("{cap}: {per_conn:.1} bytes a connection allocated, {account:.1} accounted"));
         // What the allocator handed out is what the shard says it holds (within the few small
         // vectors it does not count).

@@ -66,8 +66,17 @@ pub struct FlowTable {
 impl FlowTable {
     /// A table for `capacity` entries.
     pub fn with_capacity(capacity: usize) -> FlowTable {
-        let n = (capacity * SLOTS_NUM / SLOTS_DEN).div_ceil(WAYS).max(2);
+        let n = Self::buckets_for(capacity);
         FlowTable { buckets: vec![EMPTY; n].into_boxed_slice(), len: 0 }
+    }
+
+    fn buckets_for(capacity: usize) -> usize {
+        (capacity * SLOTS_NUM / SLOTS_DEN).div_ceil(WAYS).max(2)
+    }
+
+    /// Bytes a table for `capacity` entries holds.
+    pub fn bytes_for(capacity: usize) -> usize {
+        Self::buckets_for(capacity) * std::mem::size_of::<Bucket>()
     }
 
     pub fn len(&self) -> usize {

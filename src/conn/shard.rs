@@ -112,8 +112,10 @@ impl ConnShard {
         let (lo, hi) = cfg.lport_range;
         let workers = cfg.workers.max(1) as u32;
         // Pushed in reverse so the lowest port is handed out first.
-        let lports: Vec<u16> =
+        let mut lports: Vec<u16> =
             (lo..=hi).rev().filter(|p| (*p as u32 - lo as u32) % workers == cfg.worker as u32).collect();
+        // Exactly as many as there are (what `memory_for` counts).
+        lports.shrink_to_fit();
         let [a, b, c, d] = cfg.hash_seeds;
         let mut s = ConnShard {
             slab,
@@ -197,6 +199,18 @@ impl ConnShard {
             + self.wheel.len() * 4
             + self.lports.capacity() * 2
             + self.embryonic.len() * 4
+    }
+
+    /// What [`ConnShard::memory_bytes`] will be for a shard of `capacity` connections with
+    /// `lports` FULLNAT local ports, before building it (to refuse a size that does not fit).
+    pub fn memory_for(capacity: u32, lports: usize) -> usize {
+        let cap = capacity.clamp(1, SLOT_LINK - 1) as usize;
+        cap * (std::mem::size_of::<Conn>() + std::mem::size_of::<Links>())
+            + super::flowtable::FlowTable::bytes_for(cap)
+            + (1 << 16) * 4
+            + (WHEEL_SLOTS + 1) * 4
+            + lports * 2
+            + (cap / 8).max(16) * 4
     }
 
     /// Bytes of the index (fixed: it never grows, which would allocate on the packet path).

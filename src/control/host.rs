@@ -36,6 +36,45 @@ pub fn local_ports_conflict(ports: (u16, u16), ephemeral: (u16, u16), reserved: 
     ))
 }
 
+/// Bytes `xvs run` allocates at start for `cfg`: every worker's connection shard (as
+/// [`crate::conn::ConnShard::memory_for`] counts it) and UMEM.
+pub fn start_memory(cfg: &Config) -> u64 {
+    let workers = cfg.workers.max(1) as u64;
+    let ports = (cfg.local_ports.1 as u64 + 1).saturating_sub(cfg.local_ports.0 as u64);
+    let shard = crate::conn::ConnShard::memory_for(cfg.max_conns_per_worker, (ports / workers) as usize) as u64;
+    let umem = cfg.umem_frames as u64 * crate::dataplane::FRAME_SIZE as u64;
+    workers * (shard + umem)
+}
+
+/// Refuses a config whose tables would not fit in `available` bytes (the kernel's
+/// MemAvailable), naming the fields and the figures, before anything is allocated.
+pub fn check_memory(cfg: &Config, available: u64) -> Result<(), String> {
+    let need = start_memory(cfg);
+    if need <= available {
+        return Ok(());
+    }
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    Err(format!(
+        "conn.max_per_worker: {} connections x {} workers (director.workers), with {} UMEM frames each \
+         (director.umem_frames), need {:.1} GiB at start; this machine has {:.1} GiB available (MemAvailable). \
+         Lower conn.max_per_worker (about {} bytes a connection)",
+        cfg.max_conns_per_worker,
+        cfg.workers,
+        cfg.umem_frames,
+        gib(need),
+        gib(available),
+        need / (cfg.max_conns_per_worker as u64 * cfg.workers.max(1) as u64).max(1)
+    ))
+}
+
+/// The kernel's MemAvailable in bytes (None when /proc/meminfo cannot be read).
+pub fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Reads the kernel's ranges and checks `cfg.local_ports` against them.
 pub fn check_local_ports(cfg: &Config) -> Result<(), String> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
@@ -71,6 +110,28 @@ pub fn foreign_addresses(cfg: &Config, local: &[Ipv4Addr]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_table_that_does_not_fit_is_refused_with_the_figures() {
+        let json = |max: u64| {
+            format!(
+                r#"{{"director": {{"interfaces": [{{"name": "xvs-c", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1"}}],
+                     "workers": 2, "local_ports": [10000, 32767]}},
+                   "conn": {{"max_per_worker": {max}}}, "services": []}}"#
+            )
+        };
+        let small = Config::parse(&json(1 << 20)).expect("config");
+        // 2 x (1M x 58.5 B + 8192 UMEM frames of 2 KiB) is about 155 MB.
+        let need = start_memory(&small);
+        assert!((150_000_000..160_000_000).contains(&need), "{need}");
+        assert!(check_memory(&small, 1 << 30).is_ok());
+        let big = Config::parse(&json(1 << 30)).expect("config");
+        let e = check_memory(&big, 16 << 30).unwrap_err();
+        assert!(e.starts_with("conn.max_per_worker: 1073741824 connections x 2 workers"), "{e}");
+        assert!(e.contains("this machine has 16.0 GiB available"), "{e}");
+        assert!(e.contains("need 117."), "{e}");
+    }
+
     use super::*;
 
     #[test]

@@ -41,6 +41,12 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     signal_hook::flag::register(SIGINT, stop.clone())?;
     signal_hook::flag::register(SIGTERM, stop.clone())?;
     signal_hook::flag::register(SIGUSR1, usr1.clone())?;
+    // Tables that do not fit would fail (or swap) after the programs are attached.
+    if let Some(avail) = xvs::control::host::mem_available() {
+        if let Err(why) = xvs::control::host::check_memory(&cfg, avail) {
+            bail!("{why}");
+        }
+    }
     // The kernel must never hand a FULLNAT local port to the director's own connections.
     if let Err(why) = xvs::control::host::check_local_ports(&cfg) {
         bail!("{why}");
