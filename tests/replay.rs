@@ -34,6 +34,19 @@ fn xvs(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `xvs replay --config CFG --input IN --output OUT`.
+fn replay(cfg: &Path, input: &Path, output: &Path) -> (i32, String, String) {
+    xvs(&[
+        "replay",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ])
+}
+
 #[test]
 fn replay_writes_what_the_director_transmits() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,15 +66,7 @@ fn replay_writes_what_the_director_transmits() {
         (401_006, tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, [198, 18, 0, 1], 40000, 22, SYN, 64, &[])),
     ];
     write_pcap(&input, &frames);
-    let (rc, out, err) = xvs(&[
-        "replay",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let (rc, out, err) = replay(&cfg, &input, &output);
     assert_eq!(rc, 0, "stderr: {err}");
     assert!(out.contains("replay: 8 frames in, 5 forwarded, 2 dropped, 1 passed to kernel"), "{out}");
     assert!(out.contains("dropped eth_truncated"), "{out}");
@@ -202,15 +207,7 @@ fn a_pktgen_capture_replays_through_the_pipeline() {
     // Timestamps follow the rate: 10 us apart.
     assert_eq!(sent[999].0 - sent[0].0, Duration::from_micros(9990));
     let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/replay-demo.json");
-    let (code, out, err) = xvs(&[
-        "replay",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let (code, out, err) = replay(&cfg, &input, &output);
     assert_eq!(code, 0, "{out}{err}");
     let got = read_pcap(&output);
     assert_eq!(got.len(), 1000, "{out}");

@@ -371,6 +371,12 @@ impl ConnShard {
     /// Gives back a slot just allocated whose entry the index had no room for (counted as
     /// the table being full).
     fn unalloc(&mut self, i: u32) {
+        self.release_slot(i);
+        self.stats.refused_full += 1;
+    }
+
+    /// Puts slab slot `i` back on the free list.
+    fn release_slot(&mut self, i: u32) {
         self.slab[i as usize].flags = 0;
         let l = &mut self.links[i as usize];
         l.next = self.free;
@@ -378,7 +384,6 @@ impl ConnShard {
         l.template = NONE;
         self.free = i;
         self.used -= 1;
-        self.stats.refused_full += 1;
     }
 
     /// Creates a connection for the client's first packet. It starts inactive in state NONE
@@ -565,13 +570,7 @@ impl ConnShard {
         } else {
             self.loads.persist(c.svc, c.dest, -1);
         }
-        self.slab[i as usize].flags = 0;
-        let l = &mut self.links[i as usize];
-        l.next = self.free;
-        l.prev = NONE;
-        l.template = NONE;
-        self.free = i;
-        self.used -= 1;
+        self.release_slot(i);
         self.stats.expired += 1;
     }
 }
