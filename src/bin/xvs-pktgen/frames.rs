@@ -378,12 +378,13 @@ fn marker_at(f: &[u8], data: usize) -> Option<(u64, u64)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
     use std::collections::HashSet;
 
-    fn spec(profile: Profile, size: Size) -> Spec {
+    /// A spec for tests: 198.18.1.0/24 x ports 10000-10003 to 198.18.0.100:80, 1024 flows.
+    pub(crate) fn spec(profile: Profile, size: Size) -> Spec {
         Spec {
             profile,
             size,

@@ -151,26 +151,14 @@ fn addrs(f: &[u8]) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frames::{Generator, Profile, Range, Size, Spec};
-    use std::net::Ipv4Addr;
-    use xvs::wire::MacAddr;
+    use crate::frames::{Generator, Profile, Range, Size};
 
     fn frames(n: u64, stream: u8) -> Vec<Vec<u8>> {
-        let spec = Spec {
-            profile: Profile::Udp,
-            size: Size::Fixed(64),
-            src_mac: MacAddr([2, 0, 0, 0, 0, 2]),
-            dst_mac: MacAddr([2, 0, 0, 0, 0, 1]),
-            src: Range::addrs("198.18.1.1-198.18.1.4").unwrap(),
-            sport: Range::ports("1000").unwrap(),
-            dst: Ipv4Addr::new(198, 18, 0, 100),
-            dport: 9000,
-            flows: 4,
-            random: false,
-            seed: 0,
-            vlan: None,
-            ttl: 64,
-        };
+        let mut spec = crate::frames::tests::spec(Profile::Udp, Size::Fixed(64));
+        spec.src = Range::addrs("198.18.1.1-198.18.1.4").unwrap();
+        spec.sport = Range::ports("1000").unwrap();
+        spec.dport = 9000;
+        spec.flows = 4;
         let mut g = Generator::new(spec, stream, 1);
         let mut buf = [0u8; 2048];
         (0..n)
