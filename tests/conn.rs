@@ -523,3 +523,29 @@ fn sh_and_mh_schedule_an_unknown_flows_ack_by_the_hash() {
     let mut p = pipeline(&json);
     assert_eq!(run(&mut p, &client(40000, 92, ACK), 0).0, Verdict::Drop(DropReason::NoConn), "rr needs a SYN");
 }
+
+/// An ACK flood against an mh service (each ACK of an unknown flow makes a connection by the
+/// hash) fills the table with entries a SYN may still take back: a new client gets in, and a
+/// flood flow whose entry was taken goes to the same server at its next segment.
+#[test]
+fn an_ack_flood_on_an_mh_service_cannot_lock_the_table() {
+    let json = config_json(
+        r#", {"proto": "tcp", "vip": "198.18.0.100", "port": 90, "scheduler": "mh", "sched_flags": ["mh-port"],
+              "real_servers": [{"addr": "198.19.0.11", "mode": "dr"}, {"addr": "198.19.0.12", "mode": "dr"}]}"#,
+    )
+    .replace(r#""max_per_worker": 1024"#, r#""max_per_worker": 16"#);
+    let mut p = pipeline(&json);
+    let mut first_mac = Vec::new();
+    for i in 0..64u16 {
+        let (v, f) = run(&mut p, &client(30000 + i, 90, ACK), 0);
+        assert_eq!(v, Verdict::Tx(1), "ACK {i}");
+        first_mac.push(f[0..6].to_vec());
+    }
+    assert_eq!(p.shard.len(), 16);
+    assert_eq!(p.shard.stats.evicted_embryonic, 48, "each ACK past 16 took an older by-hash entry's slot");
+    assert_eq!(run(&mut p, &syn(40000, 90), 1).0, Verdict::Tx(1), "a new client gets in");
+    assert_eq!(run(&mut p, &client(40000, 90, ACK), 1).0, Verdict::Tx(1));
+    let (v, f) = run(&mut p, &client(30000, 90, ACK), 2);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!(f[0..6], first_mac[0][..], "an evicted flow comes back to its server");
+}

@@ -9,8 +9,8 @@
 //!   lives in one of two buckets (from the two halves of its 64-bit hash); a lookup reads the
 //!   signatures of at most two lines and compares the key (in the slab record) only where a
 //!   signature matches.
-//! - A burst prefetches both lines of every key first ([`FlowTable::prefetch`]), so the
-//!   misses of 32 lookups overlap; hashbrown's control bytes and buckets live in separate
+//! - A burst prefetches every key's first bucket first ([`FlowTable::prefetch`]; most entries
+//!   live there, and prefetching both was slower), so the misses of 32 lookups overlap; hashbrown's control bytes and buckets live in separate
 //!   arrays and its API offers no prefetch, which is why this table exists
 //!   (`benches/flowtable.rs` has both side by side).
 //! - No tombstones: a removed entry's signature is zeroed and its slot is free at once.
@@ -135,7 +135,7 @@ impl FlowTable {
         None
     }
 
-    /// Asks the CPU to load the bucket lines of hash `h` (a burst's first stage: the misses
+    /// Asks the CPU to load the first bucket line of hash `h` (a burst's first stage: the misses
     /// of the whole burst overlap, and the probe that follows finds them in cache).
     #[inline]
     pub fn prefetch(&self, h: u64) {

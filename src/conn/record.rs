@@ -76,7 +76,7 @@ impl Conn {
     }
     #[inline]
     pub fn mode(&self) -> FwdMode {
-        match self.flags >> MODE_SHIFT {
+        match (self.flags >> MODE_SHIFT) & 3 {
             0 => FwdMode::Nat,
             1 => FwdMode::FullNat,
             2 => FwdMode::Tun,
@@ -114,6 +114,12 @@ pub(super) const F_INACTIVE: u8 = 4;
 pub(super) const F_REPLIES: u8 = 8;
 
 pub(super) const F_LPORT: u8 = 16;
+
+/// Made by a mid-connection segment (sh/mh schedule those by the hash): its real server
+/// follows from the flow again, so a full table evicts it like a half-open one, and an ACK
+/// flood cannot fill the table with entries nothing may take back. (Bits 5 and 6 hold the
+/// mode.)
+pub(super) const F_BY_HASH: u8 = 128;
 
 /// Everything needed to create a connection.
 #[derive(Clone, Copy, Debug)]

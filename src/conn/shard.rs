@@ -331,13 +331,18 @@ impl ConnShard {
         self.emb_read = self.emb_read.max(self.emb_write.saturating_sub(cap));
     }
 
-    /// Whether slab entry `i` is a TCP connection that never got established: state NONE,
-    /// SYN_RECV or SYN_SENT, never a template.
+    /// Whether slab entry `i` is a TCP connection a full table may take back: one that never
+    /// got established (state NONE, SYN_RECV or SYN_SENT), or one made by a mid-connection
+    /// segment ([`F_BY_HASH`]); never a template.
     fn is_embryonic(&self, i: u32) -> bool {
         self.slab.get(i as usize).is_some_and(|c| {
             c.flags & (F_IN_USE | F_TEMPLATE) == F_IN_USE
                 && c.proto == crate::wire::ipv4::PROTO_TCP
-                && matches!(TcpState::from_u8(c.state), Some(TcpState::None | TcpState::SynRecv | TcpState::SynSent))
+                && (c.flags & F_BY_HASH != 0
+                    || matches!(
+                        TcpState::from_u8(c.state),
+                        Some(TcpState::None | TcpState::SynRecv | TcpState::SynSent)
+                    ))
         })
     }
 
@@ -353,8 +358,8 @@ impl ConnShard {
             let i = self.embryonic.get((self.emb_read % cap) as usize).copied().unwrap_or(NONE);
             self.emb_read += 1;
             if self.is_embryonic(i) {
-                self.remove(i);
-                self.stats.expired -= 1;
+                self.unlink(i);
+                self.release_conn(i);
                 self.stats.evicted_embryonic += 1;
                 return self.alloc();
             }
@@ -535,6 +540,10 @@ impl ConnShard {
             // The wheel re-files it lazily when its slot comes round.
             return new;
         }
+        if old == TcpState::None as u8 && new != TcpState::SynRecv as u8 {
+            // Its first segment was not a SYN (sh/mh scheduled it by the hash).
+            c.flags |= F_BY_HASH;
+        }
         c.state = new;
         let (svc, dest) = (c.svc, c.dest);
         let est = TcpState::Established as u8;
@@ -554,6 +563,13 @@ impl ConnShard {
     }
 
     pub(super) fn free_conn(&mut self, i: u32) {
+        self.release_conn(i);
+        self.stats.expired += 1;
+    }
+
+    /// Unindexes slab entry `i`, uncounts its load, gives back its local port and its slot
+    /// (already unlinked from the wheel).
+    fn release_conn(&mut self, i: u32) {
         self.unindex(i);
         let c = self.slab[i as usize];
         if !c.is_template() {
@@ -571,6 +587,5 @@ impl ConnShard {
             self.loads.persist(c.svc, c.dest, -1);
         }
         self.release_slot(i);
-        self.stats.expired += 1;
     }
 }
