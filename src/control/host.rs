@@ -110,6 +110,7 @@ pub fn foreign_addresses(cfg: &Config, local: &[Ipv4Addr]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn a_table_that_does_not_fit_is_refused_with_the_figures() {
@@ -131,8 +132,6 @@ mod tests {
         assert!(e.contains("this machine has 16.0 GiB available"), "{e}");
         assert!(e.contains("need 117."), "{e}");
     }
-
-    use super::*;
 
     #[test]
     fn local_ports_beside_the_kernels_ephemeral_range() {

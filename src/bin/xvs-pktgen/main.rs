@@ -422,10 +422,8 @@ fn sender(
 fn write_pcap(a: &SendArgs, spec: Spec, path: &std::path::Path, duration: Option<Duration>) -> Result<()> {
     use pcap_file::pcap::{PcapPacket, PcapWriter};
     let step = a.rate.map_or(1e-6, |r| 1.0 / r);
-    let count = match (a.count, duration) {
-        (Some(c), _) => c,
-        (None, Some(d)) => (d.as_secs_f64() / step) as u64,
-        (None, None) => unreachable!("a duration is always set without a count"),
+    let Some(count) = a.count.or_else(|| duration.map(|d| (d.as_secs_f64() / step) as u64)) else {
+        bail!("--pcap needs --count or --duration");
     };
     if count > 100_000_000 {
         bail!("--pcap: {count} frames is more than 100M; give --count");
@@ -494,6 +492,7 @@ fn run_sink(a: SinkArgs) -> Result<()> {
     let mut descs = [Desc::default(); BURST];
     let start = Instant::now();
     let (mut last_frame, mut tick, mut last_n) = (None::<Instant>, start + Duration::from_secs(1), 0u64);
+    let fds: Vec<i32> = ports.iter().map(|p| p.fd()).collect();
     loop {
         let now = Instant::now();
         if stop.load(Relaxed)
@@ -516,7 +515,6 @@ fn run_sink(a: SinkArgs) -> Result<()> {
         if got > 0 {
             last_frame = Some(now);
         } else {
-            let fds: Vec<i32> = ports.iter().map(|p| p.fd()).collect();
             xvs::dataplane::io::xsk::wait_readable(&fds, 10);
         }
         if now >= tick {
