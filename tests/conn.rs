@@ -31,14 +31,16 @@ fn conn_entry_is_one_aligned_half_line() {
 
 #[test]
 fn table_memory_per_connection_is_under_64_bytes() {
-    // At every size from 2^17 (no power-of-two rounding any more): 58 bytes a connection plus
-    // the fixed 640 KB of FULLNAT port map, free ports and wheel, which below that size are
-    // more than 6 bytes a connection (64.6 at 100,000).
-    for cap in [131_072u32, 200_000, 917_504, 1_000_000, 1_048_576, 1_100_000, 2_000_000, 4_000_000] {
-        let s = ConnShard::new(&ShardConfig { capacity: cap, ..ShardConfig::default() });
-        let per_conn = s.memory_bytes() as f64 / s.capacity() as f64;
-        assert!(per_conn <= 64.0, "{cap}: {per_conn:.1} bytes per connection");
-        assert!(per_conn >= 58.0, "{cap}: {per_conn:.1}: the estimate counts slab, links, index, port map and wheel");
+    // At every size from 2^16: 58.5 bytes a connection plus the fixed 272 KB of wheel and
+    // FULLNAT port pools (4.2 bytes a connection at 2^16). FULLNAT's reply index adds 10.
+    for cap in [65_536u32, 100_000, 131_072, 200_000, 917_504, 1_000_000, 1_048_576, 1_100_000, 2_000_000, 4_000_000] {
+        for fullnat in [false, true] {
+            let s = ConnShard::new(&ShardConfig { capacity: cap, fullnat, ..ShardConfig::default() });
+            let per_conn = s.memory_bytes() as f64 / s.capacity() as f64;
+            let budget = if fullnat { 74.0 } else { 64.0 };
+            assert!(per_conn <= budget, "{cap} (FULLNAT {fullnat}): {per_conn:.1} bytes per connection");
+            assert!(per_conn >= 58.0, "{cap}: {per_conn:.1}: the estimate counts slab, links, indexes and wheel");
+        }
     }
 }
 
@@ -176,6 +178,40 @@ fn persistence_templates() {
 }
 
 #[test]
+fn a_full_table_evicts_unanswered_udp_flows_and_keeps_answered_ones() {
+    // UDP 53 is NAT (answered = a reply came back); UDP 54 is DR (answered = a second
+    // datagram came, the source is real).
+    let dr = r#", {"proto": "udp", "vip": "198.18.0.100", "port": 54, "scheduler": "rr",
+        "real_servers": [{"addr": "198.19.0.11", "mode": "dr"}]}"#;
+    let json = config_json(dr).replace(r#""max_per_worker": 1024"#, r#""max_per_worker": 16"#);
+    let mut p = pipeline(&json);
+    let dgram = |sport: u16, port: u16| udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, port, 64, b"q");
+    for i in 0..8 {
+        assert_eq!(run(&mut p, &dgram(30000 + i, 53), 0).0, Verdict::Tx(1));
+        assert_eq!(run(&mut p, &dgram(31000 + i, 54), 0).0, Verdict::Tx(1));
+    }
+    // Half of each answered.
+    for i in 0..4 {
+        let reply = udp_frame(RS1_MAC, DIR_R_MAC, RS1, CLIENT, 5353, 30000 + i, 64, b"a");
+        assert_eq!(run(&mut p, &reply, 1).0, Verdict::Tx(0));
+        assert_eq!(run(&mut p, &dgram(31000 + i, 54), 1).0, Verdict::Tx(1));
+    }
+    // A spoofed flood: every new source takes an unanswered flow's slot, oldest first.
+    for i in 0..100 {
+        assert_eq!(run(&mut p, &dgram(40000 + i, 53), 2).0, Verdict::Tx(1), "datagram {i}");
+    }
+    assert_eq!(p.shard.len(), 16);
+    assert_eq!(p.shard.stats.evicted_embryonic, 100);
+    assert_eq!(p.stats.dropped(DropReason::TableFull), 0);
+    // The answered flows are still there, on their server.
+    let live = |p: &Pipeline, port: u16| p.shard.iter().any(|(_, c)| c.cport == port);
+    for i in 0..4 {
+        assert!(live(&p, 30000 + i) && live(&p, 31000 + i), "answered flow {i} kept");
+        assert!(!live(&p, 30004 + i) && !live(&p, 31004 + i), "unanswered flow {i} evicted");
+    }
+}
+
+#[test]
 fn a_full_table_evicts_half_open_connections_first_then_refuses() {
     let json = config_json("").replace(r#""max_per_worker": 1024"#, r#""max_per_worker": 16"#);
     let mut p = pipeline(&json);
@@ -214,7 +250,7 @@ fn fullnat_local_ports_are_bounded_and_recycled() {
     }
     assert_eq!(run(&mut p, &syn(41000, 81), 0).0, Verdict::Drop(DropReason::NoLocalPort));
     p.housekeeping(100 * S, usize::MAX);
-    assert_eq!(p.shard.free_lports(), 10);
+    assert_eq!(p.shard.lports_in_use(), 0);
     assert_eq!(run(&mut p, &syn(41000, 81), 100 * S).0, Verdict::Tx(1));
 }
 
@@ -346,7 +382,7 @@ mod model {
                                 s.on_packet(i, if mode < 2 { Dir::Input } else { Dir::InputOnly }, Some(SYN), now);
                                 model.insert(flow, M { expires_tick: tick(now) + 300, state: TcpState::SynRecv, dest: dest as u16, lport: mode == 1 });
                             }
-                            Err(_) => prop_assert!(s.len() == 40 || (mode == 1 && s.free_lports() == 0)),
+                            Err(_) => prop_assert!(s.len() == 40 || (mode == 1 && model.values().filter(|m| m.lport && m.dest == dest as u16).count() == 20)),
                         }
                     }
                     Op::Packet { flow, flags, reply } => {
@@ -385,7 +421,7 @@ mod model {
                     prop_assert_eq!(s.loads(0)[d].inactive, inact[d]);
                 }
                 let lports_used = model.values().filter(|m| m.lport).count();
-                prop_assert_eq!(s.free_lports() + lports_used, 20);
+                prop_assert_eq!(s.lports_in_use(), lports_used);
             }
         }
     }

@@ -12,29 +12,28 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 #[test]
 fn table_memory_as_allocated_matches_the_account_at_every_size() {
     let mut rows = Vec::new();
-    for cap in [65_536u32, 100_000, 131_072, 458_752, 917_504, 1_000_000, 1_048_576, 1_500_000, 4_000_000] {
-        let region = Region::new(GLOBAL);
-        let s = ConnShard::new(&ShardConfig { capacity: cap, ..ShardConfig::default() });
-        let change = region.change();
-        let allocated = change.bytes_allocated.saturating_sub(change.bytes_deallocated);
-        let per_conn = allocated as f64 / cap as f64;
-        let account = s.memory_bytes() as f64 / cap as f64;
-        assert_eq!(
-            ConnShard::memory_for(cap, s.free_lports()),
-            s.memory_bytes(),
-            "{cap}: the estimate before building"
-        );
-        rows.push(format!("{cap}: {per_conn:.1} bytes a connection allocated, {account:.1} accounted"));
-        // What the allocator handed out is what the shard says it holds (within the few small
-        // vectors it does not count).
-        assert!((per_conn - account).abs() / account < 0.01, "{}", rows.join("\n"));
-        // The flow index is 10 bytes a connection at any size (no power-of-two rounding):
-        // 58 bytes, plus the fixed 640 KB of port map, free ports and wheel spread over the
-        // connections (more than 6 bytes a connection below 2^17).
-        if cap >= 131_072 {
-            assert!(per_conn <= 64.0, "{}", rows.join("\n"));
+    for fullnat in [false, true] {
+        for cap in [65_536u32, 100_000, 131_072, 458_752, 917_504, 1_000_000, 1_048_576, 1_500_000, 4_000_000] {
+            let region = Region::new(GLOBAL);
+            let s = ConnShard::new(&ShardConfig { capacity: cap, fullnat, ..ShardConfig::default() });
+            let change = region.change();
+            let allocated = change.bytes_allocated.saturating_sub(change.bytes_deallocated);
+            let per_conn = allocated as f64 / cap as f64;
+            let account = s.memory_bytes() as f64 / cap as f64;
+            assert_eq!(ConnShard::memory_for(cap, fullnat), s.memory_bytes(), "{cap}: the estimate before building");
+            rows.push(format!(
+                "{cap}{}: {per_conn:.1} bytes a connection allocated, {account:.1} accounted",
+                if fullnat { " with FULLNAT" } else { "" }
+            ));
+            // What the allocator handed out is what the shard says it holds (within the few
+            // small vectors it does not count).
+            assert!((per_conn - account).abs() / account < 0.01, "{}", rows.join("\n"));
+            // 58.5 bytes a connection at any size (the flow index is 10, with no power-of-two
+            // rounding), plus the fixed 272 KB of wheel and port pools spread over the
+            // connections (4.2 bytes at 2^16); FULLNAT's reply index adds 10.
+            let budget = if fullnat { 74.0 } else { 64.0 };
+            assert!(per_conn <= budget, "{}", rows.join("\n"));
         }
-        drop(s);
     }
     println!("{}", rows.join("\n"));
 }

@@ -75,6 +75,8 @@ struct RawDirector {
     #[serde(default)]
     dip: Option<String>,
     #[serde(default)]
+    local_addrs: Option<Vec<String>>,
+    #[serde(default)]
     local_ports: Option<[u32; 2]>,
     #[serde(default)]
     mtu: Option<u32>,
@@ -175,6 +177,8 @@ struct RawService {
     health_check: Option<RawCheck>,
     #[serde(default)]
     inhibit_on_failure: bool,
+    #[serde(default)]
+    toa: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,6 +270,9 @@ pub struct Config {
     /// Director address: FULLNAT source and TUN outer source (default: the first
     /// interface's address, see [`Config::dip`]).
     pub dip: Option<Ipv4Addr>,
+    /// FULLNAT local addresses, used in turn (empty: the DIP alone). Each is an address of
+    /// the host, so that the kernel answers the real servers' ARP for it.
+    pub local_addrs: Vec<Ipv4Addr>,
     /// FULLNAT local port range, inclusive.
     pub local_ports: (u16, u16),
     /// MTU of the links towards the real servers (bounds TUN encapsulation).
@@ -305,6 +312,8 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xvs/xvs.sock";
 /// FULLNAT local ports unless configured: below Linux's default ephemeral range (32768-60999),
 /// so the kernel never hands one of them to the director's own connections.
 pub const DEFAULT_LOCAL_PORTS: (u16, u16) = (10000, 32767);
+/// FULLNAT local addresses at most (a connection names its address by an 8-bit index).
+pub const MAX_LOCAL_ADDRS: usize = 64;
 
 /// Default bound on connections per worker.
 pub const DEFAULT_MAX_CONNS: u32 = 1 << 20;
@@ -313,6 +322,15 @@ impl Config {
     /// The director address: `director.dip`, else the first interface's address.
     pub fn dip(&self) -> Option<Ipv4Addr> {
         self.dip.or_else(|| self.interfaces.first().and_then(|i| i.ip))
+    }
+
+    /// FULLNAT's local addresses: `director.local_addrs`, else the DIP alone.
+    pub fn local_addrs(&self) -> Vec<Ipv4Addr> {
+        if self.local_addrs.is_empty() {
+            self.dip().into_iter().collect()
+        } else {
+            self.local_addrs.clone()
+        }
     }
 
     /// Checks that every interface has its MAC and address (needed without a live system to
@@ -416,6 +434,21 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             .ok_or_else(|| err(path, format!("'{name}' is not one of director.interfaces")))
     };
     let dip = d.dip.as_deref().map(|s| ip("director.dip", s)).transpose()?;
+    let mut local_addrs: Vec<Ipv4Addr> = Vec::new();
+    for (i, a) in d.local_addrs.iter().flatten().enumerate() {
+        let path = format!("director.local_addrs[{i}]");
+        let a = ip(&path, a)?;
+        if a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+            return Err(err(path, format!("'{a}' cannot be a source address")));
+        }
+        if local_addrs.contains(&a) {
+            return Err(err(path, format!("'{a}' is listed twice")));
+        }
+        local_addrs.push(a);
+    }
+    if local_addrs.len() > MAX_LOCAL_ADDRS {
+        return Err(err("director.local_addrs", format!("{} addresses: at most {MAX_LOCAL_ADDRS}", local_addrs.len())));
+    }
     let local_ports = match d.local_ports {
         Some([lo, hi]) => {
             range("director.local_ports[0]", lo as u64, 1, 65535)?;
@@ -513,17 +546,22 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
         services.push(svc);
     }
+    // A port alone binds loopback: /metrics has no authentication, so reaching it from the
+    // network takes an address written out.
     let metrics = match &raw.metrics.listen {
         None => None,
-        Some(a) => Some(
-            a.parse::<std::net::SocketAddr>()
-                .map_err(|_| err("metrics.listen", format!("'{a}' is not an address:port (e.g. 127.0.0.1:9100)")))?,
-        ),
+        Some(a) => Some(match a.trim_start_matches(':').parse::<u16>() {
+            Ok(port) => std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            Err(_) => a.parse::<std::net::SocketAddr>().map_err(|_| {
+                err("metrics.listen", format!("'{a}' is not a port or an address:port (e.g. 9100, 127.0.0.1:9100)"))
+            })?,
+        }),
     };
     check_services(&services)?;
     Ok(Config {
         interfaces,
         dip,
+        local_addrs,
         local_ports,
         mtu,
         workers,
@@ -714,6 +752,10 @@ fn service(p: &str, s: &RawService) -> Result<VirtualService, ConfigError> {
     vs.persistence = persistence;
     vs.mh_table_size = mh_table_size;
     vs.servers = servers;
+    if s.toa && proto != Proto::Tcp {
+        return Err(err(format!("{p}.toa"), format!("TOA is a TCP option; this is a {} service", proto.name())));
+    }
+    vs.toa = s.toa;
     Ok(vs)
 }
 

@@ -24,6 +24,8 @@ use super::shard::NONE;
 
 /// Slots per bucket.
 pub const WAYS: usize = 8;
+/// Below this capacity the table has four slots an entry (see `buckets_for`).
+const SMALL: usize = 1024;
 /// Slots per entry of capacity, as a fraction: 5/4.
 const SLOTS_NUM: usize = 5;
 const SLOTS_DEN: usize = 4;
@@ -71,7 +73,13 @@ impl FlowTable {
     }
 
     fn buckets_for(capacity: usize) -> usize {
-        (capacity * SLOTS_NUM / SLOTS_DEN).div_ceil(WAYS).max(2)
+        if capacity < SMALL {
+            // A few buckets fill unevenly: 10 entries in 2 buckets fail when 9 choose the
+            // same one (the fuzzer found it). Four slots an entry make that impossible, at
+            // 32 KB at most.
+            return (capacity / 2).max(2);
+        }
+        (capacity * SLOTS_NUM / SLOTS_DEN).div_ceil(WAYS)
     }
 
     /// Bytes a table for `capacity` entries holds.
@@ -276,7 +284,7 @@ mod tests {
                 assert_eq!(t.find(hash(i), |j| j == i), Some(i));
             }
             let per = t.memory_bytes() as f64 / cap as f64;
-            assert!(per <= 10.5 || cap < 100, "{cap}: {per} bytes an entry");
+            assert!(per <= 10.5 || cap < SMALL, "{cap}: {per} bytes an entry");
         }
     }
 

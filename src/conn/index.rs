@@ -2,7 +2,7 @@
 //! against the slab record they point to), and reply keys.
 
 use super::record::*;
-use super::shard::{ConnShard, NONE};
+use super::shard::ConnShard;
 use crate::model::FwdMode;
 
 impl ConnShard {
@@ -62,8 +62,9 @@ impl ConnShard {
         if self.by_in.insert(h, i, rehash).is_err() {
             return false;
         }
-        if c.flags & F_LPORT != 0 {
-            self.by_lport[c.lport as usize] = i;
+        if c.flags & F_LPORT != 0 && !self.index_out(i) {
+            self.by_in.remove(h, i);
+            return false;
         }
         true
     }
@@ -72,8 +73,8 @@ impl ConnShard {
         let c = self.slab[i as usize];
         let h = self.hash(&c.in_key());
         self.by_in.remove(h, i);
-        if c.flags & F_LPORT != 0 && self.by_lport[c.lport as usize] == i {
-            self.by_lport[c.lport as usize] = NONE;
+        if c.flags & F_LPORT != 0 {
+            self.unindex_out(i);
         }
     }
 }

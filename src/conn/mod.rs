@@ -4,16 +4,16 @@
 //! index of `u32` slab positions ([`flowtable`]: cache-line buckets of 16-bit signatures, two
 //! choices, fixed size, 10 bytes a connection; it never grows or rehashes, and a burst
 //! prefetches its lines). Keys are not duplicated in the index: a probe compares against the
-//! slab record it points to. Replies are found without a second index: FULLNAT replies by
-//! their local port (a 64k array), NAT replies by rebuilding the client-side key from the real
-//! server's services. Expiry is a hashed timer wheel with intrusive links:
+//! slab record it points to. FULLNAT replies are found in a second index of the same kind by
+//! their whole tuple (see `lports`); NAT replies by rebuilding the client-side key from the
+//! real server's services. Expiry is a hashed timer wheel with intrusive links:
 //! refreshing a connection's timeout is one store, and the wheel re-files a connection lazily
 //! when its slot comes round, so expiry costs O(1) amortised per packet.
 
 pub mod flowtable;
 mod index;
 pub mod loads;
-mod lports;
+pub mod lports;
 mod record;
 pub mod shard;
 pub mod state;

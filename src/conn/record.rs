@@ -115,10 +115,11 @@ pub(super) const F_REPLIES: u8 = 8;
 
 pub(super) const F_LPORT: u8 = 16;
 
-/// Made by a mid-connection segment (sh/mh schedule those by the hash): its real server
-/// follows from the flow again, so a full table evicts it like a half-open one, and an ACK
-/// flood cannot fill the table with entries nothing may take back. (Bits 5 and 6 hold the
-/// mode.)
+/// Evictable like a half-open connection. TCP: made by a mid-connection segment (sh/mh
+/// schedule those by the hash): its real server follows from the flow again, so an ACK flood
+/// cannot fill the table with entries nothing may take back. UDP: unanswered, as every
+/// datagram of a spoofed flood is: no reply seen yet (NAT, FULLNAT), or no second datagram
+/// (DR, TUN, whose replies bypass the director). (Bits 5 and 6 hold the mode.)
 pub(super) const F_BY_HASH: u8 = 128;
 
 /// Everything needed to create a connection.

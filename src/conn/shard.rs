@@ -28,6 +28,9 @@ pub struct ShardConfig {
     /// every director and `xvs replay` use, draws random ones per process, so that nobody who
     /// reads this source can send keys that collide.
     pub hash_seeds: [u64; 4],
+    /// Size the FULLNAT reply index at start (10 bytes a connection); without it, it is
+    /// allocated when a FULLNAT real server first appears ([`ConnShard::enable_fullnat`]).
+    pub fullnat: bool,
 }
 
 impl Default for ShardConfig {
@@ -39,6 +42,7 @@ impl Default for ShardConfig {
             worker: 0,
             workers: 1,
             hash_seeds: [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89],
+            fullnat: true,
         }
     }
 }
@@ -65,8 +69,9 @@ pub struct ConnShard {
     pub(super) free: u32,
     pub(super) used: u32,
     pub(super) by_in: super::flowtable::FlowTable,
-    /// FULLNAT: the connection that owns each local port (replies are found by port alone).
-    pub(super) by_lport: Vec<u32>,
+    /// FULLNAT replies by their whole tuple `rip:rport -> laddr:lport` (see `lports`); None
+    /// until a FULLNAT real server is configured.
+    pub(super) by_out: Option<super::flowtable::FlowTable>,
     pub(super) hasher: super::index::KeyHash,
     pub(super) wheel: Vec<u32>,
     /// Every tick up to and including this one has been expired.
@@ -74,13 +79,30 @@ pub struct ConnShard {
     /// The slot of tick `done_tick + 1` has been moved to the PENDING list.
     pub(super) pending_active: bool,
     pub(super) timeouts: [u32; STATES],
-    pub(super) lports: Vec<u16>,
+    /// Indices (into `laddrs`) of the local addresses new FULLNAT connections use.
+    pub(super) pool: Vec<u8>,
+    /// Per pool of real servers: where its walk of local tuples stands (see `lports`).
+    pub(super) pools: Vec<u64>,
+    /// Unix time (ms) at this shard's clock 0: the walks follow a line of wall-clock time,
+    /// which a restarted director shares.
+    pub(super) wall_offset_ms: u64,
+    /// A FULLNAT connection's TIME_WAIT at least (ticks), and the time (ms) the walks' line
+    /// takes to go round the range once: both the real server's TIME_WAIT or more.
+    pub(super) fullnat_time_wait: u32,
+    pub(super) lap_ms: u64,
+    pub(super) pool_seed: u64,
+    /// Local ports of the range this worker owns, the lowest port of the range, this worker
+    /// and how many there are (port `lo + worker + workers * k` is this worker's `k`-th).
+    pub(super) ports_owned: u32,
+    pub(super) lport_lo: u16,
+    pub(super) worker: u16,
+    pub(super) workers: u16,
     /// Per service, per real server slot: the load the schedulers read.
     pub(super) loads: Loads,
-    /// Embryonic TCP connections in creation order (a ring of slab indices, an eighth of the
-    /// capacity: the oldest are overwritten, so under a flood a half-open connection stays
-    /// evictable for the last capacity/8 SYNs, and is then left to its timeout): what a full
-    /// table evicts before it refuses.
+    /// New connections in creation order (a ring of slab indices, an eighth of the capacity:
+    /// the oldest are overwritten, so under a flood a half-open connection or an unanswered
+    /// UDP flow stays evictable for the last capacity/8 new ones, and is then left to its
+    /// timeout): what a full table evicts before it refuses.
     /// An entry may have become established, or been freed and reused, since: eviction
     /// checks it and skips it.
     pub(super) embryonic: Vec<u32>,
@@ -111,12 +133,12 @@ impl ConnShard {
         }
         let (lo, hi) = cfg.lport_range;
         let workers = cfg.workers.max(1) as u32;
-        // Pushed in reverse so the lowest port is handed out first.
-        let mut lports: Vec<u16> =
-            (lo..=hi).rev().filter(|p| (*p as u32 - lo as u32) % workers == cfg.worker as u32).collect();
-        // Exactly as many as there are (what `memory_for` counts).
-        lports.shrink_to_fit();
+        let width = (hi as u32 + 1).saturating_sub(lo as u32);
+        let ports_owned = if (cfg.worker as u32) < width { (width - 1 - cfg.worker as u32) / workers + 1 } else { 0 };
         let [a, b, c, d] = cfg.hash_seeds;
+        let pools: Vec<u64> = vec![0; super::lports::POOLS];
+        // Which pool a real server uses: seeded per process, like the index.
+        let pool_seed = (a ^ d.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut s = ConnShard {
             slab,
             links,
@@ -125,13 +147,22 @@ impl ConnShard {
             used: 0,
             // Fixed: it never grows or rehashes (see `flowtable`).
             by_in: super::flowtable::FlowTable::with_capacity(cap as usize),
-            by_lport: vec![NONE; 1 << 16],
+            by_out: cfg.fullnat.then(|| super::flowtable::FlowTable::with_capacity(cap as usize)),
             hasher: super::index::KeyHash::new([a, b, c, d]),
             wheel: vec![NONE; WHEEL_SLOTS + 1],
             done_tick: 0,
             pending_active: false,
             timeouts: [0; STATES],
-            lports,
+            pool: Vec::new(),
+            pools,
+            pool_seed,
+            ports_owned,
+            wall_offset_ms: 0,
+            fullnat_time_wait: 0,
+            lap_ms: 1,
+            lport_lo: lo,
+            worker: cfg.worker,
+            workers: workers as u16,
             loads: Loads::default(),
             embryonic: vec![NONE; (cap as usize / 8).max(16)],
             emb_write: 0,
@@ -148,6 +179,17 @@ impl ConnShard {
         for (dst, s) in self.timeouts.iter_mut().zip(t.secs.iter()) {
             *dst = secs_to_ticks(*s);
         }
+        let tw = t.secs[TcpState::TimeWait as usize].max(super::lports::SERVER_TIME_WAIT_SECS);
+        self.fullnat_time_wait = secs_to_ticks(tw);
+        // A lap a little longer than the TIME_WAIT: a tuple closed when the line passed it
+        // is free again by the time the line comes round (so the walks stay on the line).
+        self.lap_ms = (tw as u64 + super::lports::LAP_MARGIN_SECS) * 1000;
+    }
+
+    /// The Unix time (ms) at this shard's clock 0 (see `lports`: where FULLNAT's walks
+    /// stand). `xvs run` sets it; a test's shard keeps 0.
+    pub fn set_wall_clock(&mut self, unix_ms_at_zero: u64) {
+        self.wall_offset_ms = unix_ms_at_zero;
     }
 
     /// Starts the wheel at `now` (call once before the first packet).
@@ -188,28 +230,31 @@ impl ConnShard {
         self.used == 0
     }
     /// Bytes of table memory: slab records (32), their links (16), the index (a 64-byte
-    /// bucket per 6.4 connections: 10), the ring of embryonic connections (0.5), the FULLNAT
-    /// port map, the free local ports and the wheel: 58.5 bytes per connection at any
-    /// capacity, plus the fixed arrays (0.7 at 917,504). `tests/mem.rs` checks it against what the allocator hands out.
+    /// bucket per 6.4 connections: 10), the ring of embryonic connections (0.5): 58.5 bytes
+    /// per connection at any capacity, 68.5 with FULLNAT's reply index (10 more), plus the
+    /// fixed wheel and pools (0.5 at 917,504). `tests/mem.rs` checks it against what the
+    /// allocator hands out.
     pub fn memory_bytes(&self) -> usize {
         self.slab.len() * std::mem::size_of::<Conn>()
             + self.links.len() * std::mem::size_of::<Links>()
             + self.by_in.memory_bytes()
-            + self.by_lport.len() * 4
+            + self.by_out.as_ref().map_or(0, |t| t.memory_bytes())
             + self.wheel.len() * 4
-            + self.lports.capacity() * 2
+            + self.pools.len() * 4
             + self.embryonic.len() * 4
     }
 
-    /// What [`ConnShard::memory_bytes`] will be for a shard of `capacity` connections with
-    /// `lports` FULLNAT local ports, before building it (to refuse a size that does not fit).
-    pub fn memory_for(capacity: u32, lports: usize) -> usize {
+    /// What [`ConnShard::memory_bytes`] will be for a shard of `capacity` connections, with
+    /// FULLNAT's reply index or without, before building it (to refuse a size that does not
+    /// fit).
+    pub fn memory_for(capacity: u32, fullnat: bool) -> usize {
         let cap = capacity.clamp(1, SLOT_LINK - 1) as usize;
+        let index = super::flowtable::FlowTable::bytes_for(cap);
         cap * (std::mem::size_of::<Conn>() + std::mem::size_of::<Links>())
-            + super::flowtable::FlowTable::bytes_for(cap)
-            + (1 << 16) * 4
+            + index
+            + if fullnat { index } else { 0 }
             + (WHEEL_SLOTS + 1) * 4
-            + lports * 2
+            + super::lports::POOLS * 4
             + (cap / 8).max(16) * 4
     }
 
@@ -320,7 +365,8 @@ impl ConnShard {
         Some(i)
     }
 
-    /// Files connection `i` (just created by a SYN) as a candidate for eviction.
+    /// Files connection `i` (just created: by a SYN, a first datagram) as a candidate for
+    /// eviction.
     #[inline]
     fn note_embryonic(&mut self, i: u32) {
         let cap = self.embryonic.len() as u64;
@@ -331,19 +377,30 @@ impl ConnShard {
         self.emb_read = self.emb_read.max(self.emb_write.saturating_sub(cap));
     }
 
-    /// Whether slab entry `i` is a TCP connection a full table may take back: one that never
-    /// got established (state NONE, SYN_RECV or SYN_SENT), or one made by a mid-connection
-    /// segment ([`F_BY_HASH`]); never a template.
+    /// Whether slab entry `i` is a connection a full table may take back: a TCP one that never
+    /// got established (state NONE, SYN_RECV or SYN_SENT), or one marked [`F_BY_HASH`] (made
+    /// by a mid-connection segment; a UDP flow never answered); never a template.
     fn is_embryonic(&self, i: u32) -> bool {
         self.slab.get(i as usize).is_some_and(|c| {
             c.flags & (F_IN_USE | F_TEMPLATE) == F_IN_USE
-                && c.proto == crate::wire::ipv4::PROTO_TCP
                 && (c.flags & F_BY_HASH != 0
-                    || matches!(
-                        TcpState::from_u8(c.state),
-                        Some(TcpState::None | TcpState::SynRecv | TcpState::SynSent)
-                    ))
+                    || (c.proto == crate::wire::ipv4::PROTO_TCP
+                        && matches!(
+                            TcpState::from_u8(c.state),
+                            Some(TcpState::None | TcpState::SynRecv | TcpState::SynSent)
+                        )))
         })
+    }
+
+    /// A UDP flow was answered (a reply through the director, or for DR and TUN a second
+    /// datagram): no longer evictable.
+    #[inline]
+    pub fn mark_answered(&mut self, idx: u32) {
+        if let Some(c) = self.slab.get_mut(idx as usize) {
+            if c.proto == crate::wire::ipv4::PROTO_UDP {
+                c.flags &= !F_BY_HASH;
+            }
+        }
     }
 
     /// The table is full: frees the oldest embryonic connection (IPVS's `drop_entry` idea,
@@ -395,34 +452,35 @@ impl ConnShard {
     /// (the caller then applies the packet with [`ConnShard::on_packet`]).
     pub fn create(&mut self, n: &NewConn, now_ms: u64) -> Result<u32, Refused> {
         let full = n.mode == FwdMode::FullNat;
-        let lport = if full {
-            match self.lports.pop() {
-                Some(p) => p,
+        let Some(i) = self.alloc().or_else(|| self.evict_embryonic()) else {
+            self.stats.refused_full += 1;
+            return Err(Refused::TableFull);
+        };
+        // After the slot: an eviction may have freed a tuple of this real server.
+        let (laddr_idx, lport) = if full {
+            match self.take_lport(n.daddr, n.dport, n.key.proto, n.laddr, now_ms) {
+                Some(t) => t,
                 None => {
+                    self.release_slot(i);
                     self.stats.refused_no_lport += 1;
                     return Err(Refused::NoLocalPort);
                 }
             }
         } else {
-            0
-        };
-        let Some(i) = self.alloc().or_else(|| self.evict_embryonic()) else {
-            if full {
-                self.lports.push(lport);
-            }
-            self.stats.refused_full += 1;
-            return Err(Refused::TableFull);
+            (0, 0)
         };
         let udp = n.key.proto == crate::wire::ipv4::PROTO_UDP;
         let state = if udp { UDP_STATE } else { TcpState::None as u8 };
         let mut flags = F_IN_USE | F_INACTIVE | (mode_code(n.mode) << MODE_SHIFT);
+        if udp {
+            flags |= F_BY_HASH;
+        }
         if n.mode.replies_through_director() {
             flags |= F_REPLIES;
         }
         if full {
             flags |= F_LPORT;
         }
-        let laddr_idx = if full { self.laddr_index(n.laddr) } else { 0 };
         let expires = ms_to_tick(now_ms).wrapping_add(self.timeouts[state as usize]);
         self.slab[i as usize] = Conn {
             caddr: n.key.saddr,
@@ -442,16 +500,11 @@ impl ConnShard {
         };
         self.links[i as usize] = Links { next: NONE, prev: NONE, template: n.template, timeout: 0 };
         if !self.index(i) {
-            if full {
-                self.lports.push(lport);
-            }
             self.unalloc(i);
             return Err(Refused::TableFull);
         }
         self.link(i, expires);
-        if !udp {
-            self.note_embryonic(i);
-        }
+        self.note_embryonic(i);
         if n.template != NONE {
             if let Some(t) = self.links.get_mut(n.template as usize) {
                 t.template = t.template.saturating_add(1);
@@ -529,6 +582,11 @@ impl ConnShard {
             _ => old,
         };
         let mut timeout = self.timeouts[new as usize];
+        if new == TcpState::TimeWait as u8 && c.flags & F_LPORT != 0 {
+            // Its local tuple is free when the entry goes: not before the real server's own
+            // TIME_WAIT has passed.
+            timeout = timeout.max(self.fullnat_time_wait);
+        }
         if new == TcpState::SynRecv as u8 && self.used > self.pressure_at {
             // A flood fills the table: its half-open connections go sooner (IPVS's
             // `secure_tcp` idea), so that room comes back before the table is full.
@@ -579,9 +637,6 @@ impl ConnShard {
                 if let Some(tl) = self.links.get_mut(t as usize) {
                     tl.template = tl.template.saturating_sub(1);
                 }
-            }
-            if c.flags & F_LPORT != 0 {
-                self.lports.push(c.lport);
             }
         } else {
             self.loads.persist(c.svc, c.dest, -1);

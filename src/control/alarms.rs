@@ -16,7 +16,7 @@ pub const REPEAT: Duration = Duration::from_secs(60);
 /// What is watched, with the name the warning gives it.
 const KINDS: [(&str, &str); 6] = [
     ("table_full", "new connections refused: the connection table is full (conn.max_per_worker)"),
-    ("no_local_port", "new FULLNAT connections refused: no free local port (director.local_ports)"),
+    ("no_local_port", "new FULLNAT connections refused: every local address and port towards a real server is taken (director.local_addrs, director.local_ports; see the rate logged at start)"),
     ("no_neighbour", "frames dropped: a next hop has no MAC (unresolved neighbour)"),
     ("handoff_full", "frames dropped: another worker's handoff ring is full"),
     ("fill_ring_empty", "the kernel found the fill ring empty (frames may be lost)"),

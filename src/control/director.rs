@@ -239,8 +239,9 @@ impl Director {
             return Err("director.interfaces: changed; restart xvs to apply".into());
         }
         next.interfaces = cur.interfaces.clone();
-        let fixed: [(&str, bool); 8] = [
+        let fixed: [(&str, bool); 9] = [
             ("director.workers", next.workers != cur.workers),
+            ("director.local_addrs", next.local_addrs() != cur.local_addrs()),
             ("director.cores", next.cores != cur.cores),
             ("director.umem_frames", next.umem_frames != cur.umem_frames),
             ("director.dip", next.dip() != cur.dip()),

@@ -40,10 +40,46 @@ pub fn local_ports_conflict(ports: (u16, u16), ephemeral: (u16, u16), reserved: 
 /// [`crate::conn::ConnShard::memory_for`] counts it) and UMEM.
 pub fn start_memory(cfg: &Config) -> u64 {
     let workers = cfg.workers.max(1) as u64;
-    let ports = (cfg.local_ports.1 as u64 + 1).saturating_sub(cfg.local_ports.0 as u64);
-    let shard = crate::conn::ConnShard::memory_for(cfg.max_conns_per_worker, (ports / workers) as usize) as u64;
+    let fullnat = cfg.services.iter().any(|s| s.servers.iter().any(|r| r.mode == crate::model::FwdMode::FullNat));
+    let shard = crate::conn::ConnShard::memory_for(cfg.max_conns_per_worker, fullnat) as u64;
     let umem = cfg.umem_frames as u64 * crate::dataplane::FRAME_SIZE as u64;
     workers * (shard + umem)
+}
+
+/// FULLNAT's sustainable rate for `cfg`, as logged at start: local tuples towards each real
+/// server (addresses x ports), and the new connections a second they sustain per real
+/// server when connections are short and each tuple waits out IPVS's TIME_WAIT (a closed
+/// connection's entry keeps its tuple that long). None without a FULLNAT real server.
+pub fn fullnat_rate(cfg: &Config) -> Option<String> {
+    let servers: std::collections::BTreeSet<(u8, Ipv4Addr, u16)> = cfg
+        .services
+        .iter()
+        .flat_map(|s| {
+            s.servers
+                .iter()
+                .filter(|r| r.mode == crate::model::FwdMode::FullNat)
+                .map(move |r| (s.proto.number(), r.addr, r.port))
+        })
+        .collect();
+    if servers.is_empty() {
+        return None;
+    }
+    let addrs = cfg.local_addrs().len() as u64;
+    let ports = (cfg.local_ports.1 as u64 + 1).saturating_sub(cfg.local_ports.0 as u64);
+    let tw = cfg.timeouts.secs[crate::conn::TcpState::TimeWait as usize].max(crate::conn::lports::SERVER_TIME_WAIT_SECS)
+        as u64;
+    let lap = tw + crate::conn::lports::LAP_MARGIN_SECS;
+    let tuples = addrs * ports;
+    Some(format!(
+        "FULLNAT: {addrs} local address(es) x {ports} ports = {tuples} connections at once to each of {} real \
+         servers; short connections closed by either end hold their tuple {tw} s (TIME_WAIT): about {} new \
+         connections a second per real server, {} in all; a restart reuses no tuple a real server still holds \
+         up to {} a second per real server",
+        servers.len(),
+        tuples / tw,
+        tuples * servers.len() as u64 / tw,
+        tuples / lap
+    ))
 }
 
 /// Refuses a config whose tables would not fit in `available` bytes (the kernel's
@@ -96,6 +132,12 @@ pub fn foreign_addresses(cfg: &Config, local: &[Ipv4Addr]) -> Vec<String> {
     if let Some(dip) = cfg.dip().filter(|d| !local.contains(d)) {
         out.push(format!("director.dip {dip} is not an address of this host: FULLNAT replies to it will not arrive"));
     }
+    for (i, a) in cfg.local_addrs.iter().enumerate().filter(|(_, a)| !local.contains(a)) {
+        out.push(format!(
+            "director.local_addrs[{i}] {a} is not an address of this host: nothing answers the real servers' ARP \
+             for it, so FULLNAT replies to it will not arrive (add it: ip addr add {a}/32 dev IF)"
+        ));
+    }
     let mut vips: Vec<Ipv4Addr> = cfg.services.iter().map(|s| s.vip).collect();
     vips.sort();
     vips.dedup();
@@ -131,6 +173,27 @@ mod tests {
         assert!(e.starts_with("conn.max_per_worker: 1073741824 connections x 2 workers"), "{e}");
         assert!(e.contains("this machine has 16.0 GiB available"), "{e}");
         assert!(e.contains("need 117."), "{e}");
+    }
+
+    #[test]
+    fn the_fullnat_rate_is_addresses_times_ports_over_time_wait() {
+        let json = |mode: &str| {
+            format!(
+                r#"{{"director": {{"interfaces": [{{"name": "xvs-c", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1"}}],
+                     "local_addrs": ["198.18.0.1", "198.18.0.9"], "local_ports": [20000, 59999]}},
+                   "services": [{{"proto": "tcp", "vip": "198.18.0.100", "port": 80, "real_servers": [
+                     {{"addr": "198.18.0.11", "port": 80, "mode": "{mode}"}}, {{"addr": "198.18.0.12", "port": 80, "mode": "{mode}"}}]}}]}}"#
+            )
+        };
+        let r = fullnat_rate(&Config::parse(&json("fullnat")).expect("config")).expect("FULLNAT");
+        // 2 x 40,000 tuples a server over 120 s: 666 a second each, 1,333 in all.
+        assert!(
+            r.starts_with("FULLNAT: 2 local address(es) x 40000 ports = 80000 connections at once to each of 2"),
+            "{r}"
+        );
+        assert!(r.contains("about 666 new connections a second per real server, 1333 in all"), "{r}");
+        assert!(r.ends_with("up to 533 a second per real server"), "{r}");
+        assert_eq!(fullnat_rate(&Config::parse(&json("nat")).expect("config")), None);
     }
 
     #[test]

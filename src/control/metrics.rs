@@ -126,6 +126,10 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "worker_evicted_embryonic",
         "Half-open connections evicted to make room for new ones (a full table, a SYN flood)",
     );
+    let toa = m.counter(
+        "worker_toa_segments",
+        "FULLNAT opening segments of TOA services: with the option added, or without (no room)",
+    );
     let ring = m.counter("worker_ring_events", "AF_XDP ring counters (kernel drops, wakeups)");
     let lost = m.gauge("worker_frames_lost", "Frames neither free nor lent to the kernel (must be 0)");
     for r in s.reports {
@@ -149,6 +153,11 @@ pub fn render(s: &Snapshot<'_>) -> String {
         }
         conns.get_or_create(&w()).set(r.conns as i64);
         evicted.get_or_create(&w()).inc_by(r.shard.evicted_embryonic);
+        for (what, n) in [("added", r.stats.toa_added), ("no_room", r.stats.toa_no_room)] {
+            let mut l = w();
+            l.push(("result", what.into()));
+            toa.get_or_create(&l).inc_by(n);
+        }
         lost.get_or_create(&w()).set(r.lost());
         for (i, k) in r.rings.iter().enumerate() {
             for (what, n) in [

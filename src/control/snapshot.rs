@@ -35,6 +35,7 @@ pub fn tables_spec(cfg: &Config) -> TablesSpec {
             .collect(),
         iface_ips: cfg.interfaces.iter().map(|i| i.ip.map_or(0, u32::from)).collect(),
         dip: cfg.dip().map_or(0, u32::from),
+        local_addrs: cfg.local_addrs().into_iter().map(u32::from).collect(),
         mtu: cfg.mtu,
         icmp_to_kernel: !cfg.icmp_relay,
         lport_range: cfg.local_ports,

@@ -34,6 +34,37 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 pub const REPLY_DEADLINE: Duration = Duration::from_secs(10);
 /// Connections served at once; more are answered "busy" at once and closed.
 pub const MAX_CLIENTS: usize = 64;
+/// Requests (one a connection) accepted a second, with a burst of as many: more are answered
+/// "busy" at once, so that a runaway script cannot keep the control loop from the workers'
+/// reports and health checks.
+pub const MAX_REQUESTS_PER_S: u32 = 1000;
+
+/// A token bucket: `MAX_REQUESTS_PER_S` a second, as many at once.
+#[derive(Debug)]
+pub struct RequestBucket {
+    tokens: f64,
+    at: Instant,
+    per_s: f64,
+}
+
+impl RequestBucket {
+    pub fn new(per_s: u32) -> RequestBucket {
+        RequestBucket { tokens: per_s as f64, at: Instant::now(), per_s: per_s as f64 }
+    }
+
+    /// Whether one more request may go through at `now`.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + dt * self.per_s).min(self.per_s);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// Reads one request line before `deadline` (the whole line, not each read: a client that
 /// trickles a byte at a time is cut off too).
@@ -141,6 +172,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
 /// request handed to the control loop over `tx`. A slow or silent client delays nobody else.
 pub fn serve_control(listener: UnixListener, tx: Sender<Pending>) -> std::io::Result<std::thread::JoinHandle<()>> {
     let clients = Arc::new(AtomicUsize::new(0));
+    let mut bucket = RequestBucket::new(MAX_REQUESTS_PER_S);
     std::thread::Builder::new().name("xvs-control".into()).spawn(move || {
         for conn in listener.incoming() {
             let mut s = match conn {
@@ -152,6 +184,15 @@ pub fn serve_control(listener: UnixListener, tx: Sender<Pending>) -> std::io::Re
                     continue;
                 }
             };
+            if !bucket.take(Instant::now()) {
+                let busy = Reply::Failed {
+                    code: 2,
+                    message: format!("busy: more than {MAX_REQUESTS_PER_S} requests a second"),
+                };
+                let _ = s.set_nonblocking(true);
+                let _ = s.write(&reply_line(&busy));
+                continue;
+            }
             if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
                 clients.fetch_sub(1, Ordering::AcqRel);
                 let busy = Reply::Failed { code: 2, message: format!("busy: {MAX_CLIENTS} clients connected") };
@@ -190,5 +231,19 @@ mod tests {
         let reply: Reply = serde_json::from_slice(&read_line(&a).unwrap()).unwrap();
         assert!(matches!(reply, Reply::Failed { code: 2, .. }), "{reply:?}");
         t.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn the_request_rate_is_bounded_with_a_burst() {
+        let t0 = Instant::now();
+        let mut b = RequestBucket::new(1000);
+        b.at = t0;
+        assert_eq!((0..1500).filter(|_| b.take(t0)).count(), 1000, "a burst of 1000");
+        assert!(!b.take(t0));
+        assert!(b.take(t0 + Duration::from_millis(2)), "2 ms later: two more");
+        assert!(b.take(t0 + Duration::from_millis(2)));
+        assert!(!b.take(t0 + Duration::from_millis(2)));
+        // A second idle refills it, no more.
+        assert_eq!((0..1500).filter(|_| b.take(t0 + Duration::from_secs(5))).count(), 1000);
     }
 }

@@ -13,7 +13,7 @@ use crate::conn::{ConnKey, ConnShard, Dir, NewConn, Refused, ShardConfig, SlotSp
 use crate::model::FwdMode;
 use crate::model::SchedKind;
 use crate::modes::icmp::{self, IcmpError, Quoted};
-use crate::modes::{self, dr, fullnat, nat, tun, L4};
+use crate::modes::{self, dr, fullnat, nat, toa, tun, L4};
 use crate::sched::{Flow, Scheduler};
 use crate::wire::ethernet::{
     is_vlan_tagged, pop_vlan, push_vlan, ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN as ETH_LEN, VLAN_VID_MASK,
@@ -47,6 +47,32 @@ pub enum Parse {
     /// carry nothing: the common frames keep this small, and the rare ones are read again.
     IcmpError,
     Done(Verdict),
+}
+
+/// Whether a client's segment with `flags` opens its connection (state `state` before it):
+/// a SYN, or the handshake's ACK (the segment a TOA real server reads the option from).
+#[inline]
+fn opens_connection(flags: u8, state: u8) -> bool {
+    use crate::wire::tcp::{ACK, FIN, RST, SYN};
+    match flags & (SYN | ACK | RST | FIN) {
+        SYN => true,
+        ACK => state == TcpState::SynRecv as u8,
+        _ => false,
+    }
+}
+
+/// Gives an opening segment of a FULLNAT connection of a TOA service the client's address
+/// ([`toa`]); counts what could not carry it.
+#[cold]
+fn add_toa(stats: &mut WorkerStats, tables: &Tables, frame: &mut Frame<'_>, p: &Parsed, svc: u16) {
+    if !tables.services.get(svc as usize).is_some_and(|s| s.toa) || p.frag_id.is_some() {
+        return;
+    }
+    if toa::insert(frame, p.l4_off as usize, p.key.saddr, p.key.sport, tables.mtu) {
+        stats.toa_added += 1;
+    } else {
+        stats.toa_no_room += 1;
+    }
 }
 
 /// One worker's packet core.
@@ -86,10 +112,15 @@ pub const ICMP_BURST: u64 = 50;
 /// source ports), scaled to `0..workers` without a division.
 #[inline]
 pub fn client_owner(addr: u32, port: u16, workers: u16, seed: u64) -> u16 {
-    // A folded multiply keyed by the per-process seed (Tables::owner_seed): without it, which
-    // sources land on which worker is known in advance.
-    let r = ((((addr as u64) << 16) | port as u64) ^ seed) as u128 * 0x9E37_79B9_7F4A_7C15u128;
-    let x = (r as u64) ^ ((r >> 64) as u64);
+    // Two folded multiplies keyed by the per-process seed (Tables::owner_seed): without it,
+    // which sources land on which worker is known in advance. With one, the seed's low bits
+    // only permuted a block of ports, and two seeds could place half the sources alike.
+    let fold = |a: u64, b: u64| {
+        let r = a as u128 * b as u128;
+        (r as u64) ^ ((r >> 64) as u64)
+    };
+    let y = fold((((addr as u64) << 16) | port as u64) ^ seed, 0x9E37_79B9_7F4A_7C15);
+    let x = fold(y ^ seed.rotate_left(32), 0xD6E8_FEB8_6659_FD93);
     (((x >> 32) * workers as u64) >> 32) as u16
 }
 
@@ -103,6 +134,7 @@ impl Pipeline {
             worker,
             workers: tables.workers,
             hash_seeds: random_seeds(),
+            fullnat: tables.has_fullnat,
         };
         let mut p = Pipeline::with_shard(tables, ConnShard::new(&cfg));
         p.frags = FragTable::new(random_seeds()[0]);
@@ -145,6 +177,10 @@ impl Pipeline {
     /// (rr and wrr keep their place); loads are re-laid per changed service. O(servers of
     /// the changed services), whatever the number of connections.
     pub fn set_tables(&mut self, tables: Arc<Tables>) {
+        self.shard.set_local_addrs(&tables.local_addrs);
+        if tables.has_fullnat {
+            self.shard.enable_fullnat();
+        }
         let mut old_scheds: Vec<Option<Scheduler>> = std::mem::take(&mut self.scheds).into_iter().map(Some).collect();
         let mut scheds = Vec::with_capacity(tables.services.len());
         for (i, s) in tables.services.iter().enumerate() {
@@ -525,8 +561,9 @@ impl Pipeline {
                 Some(s) if s.replies_return => client_owner(k.saddr, k.sport, self.workers, t.owner_seed),
                 _ => return None,
             },
-            // FULLNAT connections use the tables' DIP as their local address.
-            None if k.daddr == t.dip && t.dip != 0 => {
+            // A FULLNAT reply: its local port names the worker (every worker owns a share of
+            // the ports of each local address).
+            None if self.shard.is_local_addr(k.daddr) => {
                 let (lo, hi) = t.lport_range;
                 if k.dport < lo || k.dport > hi {
                     return None;
@@ -561,7 +598,13 @@ impl Pipeline {
             let found =
                 if hint != NONE && self.shard.is_in(hint, k) { Some(hint) } else { self.shard.lookup_in(k, hash) };
             let idx = match self.live(found, now_ms) {
-                Some(i) if self.dest_live(i) && !self.reused_by_syn(i, p) => i,
+                Some(i) if self.dest_live(i) && !self.reused_by_syn(i, p) => {
+                    if k.proto == PROTO_UDP && !self.shard.conn(i).mode().replies_through_director() {
+                        // A second datagram: the DR/TUN flow's source is real.
+                        self.shard.mark_answered(i);
+                    }
+                    i
+                }
                 found => {
                     if let Some(i) = found {
                         // Its real server was deleted, or a client's new SYN reuses a closing
@@ -585,6 +628,9 @@ impl Pipeline {
         }
         let found = if hint != NONE && self.shard.is_out(hint, k) { Some(hint) } else { self.find_reply(k) };
         if let Some(idx) = self.live(found, now_ms) {
+            if k.proto == PROTO_UDP {
+                self.shard.mark_answered(idx);
+            }
             return self.forward_out(frame, p, idx, rx_port, now_ms);
         }
         Verdict::Pass(PassReason::NotService)
@@ -647,10 +693,14 @@ impl Pipeline {
                 continue;
             }
             flow[i] = true;
-            // Replies are looked up by another key (see `first_probe`).
+            // NAT replies are looked up by another key (see `first_probe`); FULLNAT replies
+            // by their own, in the reply index.
             if svcs[i].is_some() {
                 hashes[i] = self.shard.hash(&p.key);
                 self.shard.prefetch_in(hashes[i]);
+            } else if self.shard.is_local_addr(p.key.daddr) {
+                hashes[i] = self.shard.hash(&p.key);
+                self.shard.prefetch_out(hashes[i]);
             }
             parsed[i] = p;
         }
@@ -735,8 +785,7 @@ impl Pipeline {
     #[inline]
     fn find_reply(&self, k: &ConnKey) -> Option<u32> {
         if self.shard.is_local_addr(k.daddr) {
-            let i = self.shard.lport_owner(k.dport);
-            if i != NONE && self.shard.is_out(i, k) {
+            if let Some(i) = self.shard.lookup_out(k, self.shard.hash(k)) {
                 return Some(i);
             }
         }
@@ -769,7 +818,7 @@ impl Pipeline {
             return self.shard.probe_in(hash);
         }
         if self.shard.is_local_addr(k.daddr) {
-            return self.shard.lport_owner(k.dport);
+            return self.shard.probe_out(hash);
         }
         match self.tables.nat_services(k.proto, k.saddr, k.sport).first().and_then(|s| self.reply_in_key(*s, k)) {
             Some(ik) => self.shard.probe_in(self.shard.hash(&ik)),
@@ -966,7 +1015,19 @@ impl Pipeline {
         match mode {
             FwdMode::Nat => nat::rewrite_in(frame.data_mut(), l4, c.daddr, c.dport, mac, src_mac),
             FwdMode::FullNat => {
-                fullnat::rewrite_in(frame.data_mut(), l4, self.shard.laddr(&c), c.lport, c.daddr, c.dport, mac, src_mac)
+                fullnat::rewrite_in(
+                    frame.data_mut(),
+                    l4,
+                    self.shard.laddr(&c),
+                    c.lport,
+                    c.daddr,
+                    c.dport,
+                    mac,
+                    src_mac,
+                );
+                if p.key.proto == PROTO_TCP && opens_connection(p.tcp_flags, c.state) {
+                    add_toa(&mut self.stats, &self.tables, frame, p, c.svc);
+                }
             }
             FwdMode::Dr => dr::rewrite(frame.data_mut(), mac, src_mac),
             FwdMode::Tun => {

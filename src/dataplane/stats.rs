@@ -178,6 +178,10 @@ pub struct WorkerStats {
     pub frag_evicted: u64,
     /// ICMP errors relayed to a connection's real server or client.
     pub icmp_relayed: u64,
+    /// TOA options inserted, and opening segments of a TOA service sent without one (their
+    /// options full, or the MTU reached).
+    pub toa_added: u64,
+    pub toa_no_room: u64,
     pub drops: [u64; DropReason::COUNT],
     pub passes: [u64; PassReason::COUNT],
     /// Per real server, by id ([`crate::dataplane::DestEntry::id`]).
@@ -247,6 +251,8 @@ fn scalars<'a>(
         s.frag_unknown,
         s.frag_evicted,
         s.icmp_relayed,
+        s.toa_added,
+        s.toa_no_room,
         sh.created,
         sh.expired,
         sh.templates_created,
@@ -300,6 +306,8 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
         &mut s.frag_unknown,
         &mut s.frag_evicted,
         &mut s.icmp_relayed,
+        &mut s.toa_added,
+        &mut s.toa_no_room,
         &mut sh.created,
         &mut sh.expired,
         &mut sh.templates_created,
@@ -335,7 +343,7 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
 
 /// Most ports whose ring counters a board holds.
 pub const MAX_RINGS: usize = 8;
-const SCALARS: usize = 31 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
+const SCALARS: usize = 33 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
 
 /// One worker's published counters: written by the worker alone (relaxed stores, no
 /// read-modify-write), read by anyone. A reader may see one counter of a publish and the

@@ -74,6 +74,8 @@ pub struct ServiceEntry {
     /// Some real server is NAT or FULLNAT: replies come back through the director, so with
     /// several workers the connection's owner handles all its frames.
     pub replies_return: bool,
+    /// FULLNAT connections carry the client's address in the TOA option ([`crate::modes::toa`]).
+    pub toa: bool,
     /// False once the service was deleted.
     pub live: bool,
 }
@@ -124,6 +126,8 @@ pub struct TablesSpec {
     /// packets that were not addressed to the director.
     pub iface_ips: Vec<u32>,
     pub dip: u32,
+    /// FULLNAT local addresses, used in turn.
+    pub local_addrs: Vec<u32>,
     pub mtu: u16,
     pub lport_range: (u16, u16),
     pub workers: u16,
@@ -166,6 +170,10 @@ pub struct Tables {
     /// Each interface's address (0: none), by port index.
     pub iface_ips: Vec<u32>,
     pub dip: u32,
+    /// FULLNAT local addresses, used in turn.
+    pub local_addrs: Vec<u32>,
+    /// Some real server (live or deleted) is FULLNAT: the shards need their reply index.
+    pub has_fullnat: bool,
     pub mtu: u16,
     pub lport_range: (u16, u16),
     pub workers: u16,
@@ -216,6 +224,13 @@ impl Tables {
             local_ips: spec.local_ips.clone(),
             iface_ips: spec.iface_ips.clone(),
             dip: spec.dip,
+            // The DIP alone unless others are named.
+            local_addrs: if spec.local_addrs.is_empty() && spec.dip != 0 {
+                vec![spec.dip]
+            } else {
+                spec.local_addrs.clone()
+            },
+            has_fullnat: false,
             mtu: spec.mtu,
             icmp_to_kernel: spec.icmp_to_kernel,
             lport_range: spec.lport_range,
@@ -256,6 +271,7 @@ impl Tables {
                         dests: Vec::new(),
                         order: Vec::new(),
                         replies_return: false,
+                        toa: false,
                         live: false,
                     });
                     slot_of.insert(key, t.services.len() - 1);
@@ -318,6 +334,7 @@ impl Tables {
                 mh_table_size: s.mh_table_size,
                 persistence: s.persistence.map(|p| (p.timeout_s, u32::from(p.netmask))),
                 replies_return: s.servers.iter().any(|r| matches!(r.mode, FwdMode::Nat | FwdMode::FullNat)),
+                toa: s.toa,
                 dests,
                 order,
                 live: true,
@@ -333,6 +350,7 @@ impl Tables {
                 }
             }
         }
+        t.has_fullnat = t.services.iter().any(|s| s.dests.iter().any(|d| d.mode == FwdMode::FullNat));
         t.svc_by_key = ServiceIndex::build(&t.services);
         Ok(t)
     }
@@ -475,6 +493,7 @@ mod tests {
                 mh_table_size: 4093,
                 persistence: None,
                 replies_return: false,
+                toa: false,
                 dests: Vec::new(),
                 order: Vec::new(),
                 live: true,

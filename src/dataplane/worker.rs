@@ -157,6 +157,13 @@ impl<P: Port> Worker<P> {
         w.ports.truncate(MAX_PORTS);
         let now = w.now_ms();
         w.pipeline.shard.start_clock(now);
+        // FULLNAT's walks follow wall-clock time (see `conn::lports`); a capture's clock is
+        // its own timestamps already.
+        if w.ports.first().and_then(|p| p.clock_ms()).is_none() {
+            let unix_ms =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            w.pipeline.shard.set_wall_clock(unix_ms.saturating_sub(now));
+        }
         w
     }
 

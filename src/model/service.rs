@@ -172,6 +172,9 @@ pub struct VirtualService {
     pub mh_table_size: u32,
     /// Real servers in scheduling order (see README: list order).
     pub servers: Vec<RealServer>,
+    /// FULLNAT: the client's address and port go to the real server in the TOA TCP option
+    /// (kind 254) of the SYN and the handshake's ACK.
+    pub toa: bool,
 }
 
 impl VirtualService {
@@ -185,6 +188,7 @@ impl VirtualService {
             persistence: None,
             mh_table_size: MH_DEFAULT_TABLE_SIZE,
             servers: Vec::new(),
+            toa: false,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod dr;
 pub mod fullnat;
 pub mod icmp;
 pub mod nat;
+pub mod toa;
 pub mod tun;
 
 use crate::wire::ethernet::HEADER_LEN as ETH_LEN;

@@ -3,7 +3,7 @@
 use super::checksum;
 use super::{get_u16, get_u32, set_u16, set_u32, Field, WireError};
 
-mod field {
+pub mod field {
     use super::Field;
     pub const VER_IHL: usize = 0;
     pub const TOS: usize = 1;

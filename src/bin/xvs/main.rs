@@ -186,6 +186,10 @@ fn replay(cfg: Config, input: &Path, output: &Path) -> Result<()> {
     if s.icmp_frag_needed > 0 {
         println!("    icmp_frag_needed       {:>10}", s.icmp_frag_needed);
     }
+    if s.toa_added + s.toa_no_room > 0 {
+        println!("    toa_added              {:>10}", s.toa_added);
+        println!("    toa_no_room            {:>10}", s.toa_no_room);
+    }
     report::print_reasons(s);
     let sh = &w.pipeline.shard;
     println!(

@@ -115,9 +115,18 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         let worker_board = board.clone();
         let core = cfg.cores.get(w as usize).copied();
         let handoff = handoff.clone();
+        // Fault injection for the tests (tests/e2e.rs): worker 0 panics this many ms after
+        // start, as a bug would. Nothing else reads it.
+        let panic_after = (w == 0)
+            .then(|| std::env::var("XVS_TEST_WORKER_PANIC_MS").ok().and_then(|v| v.parse::<u64>().ok()))
+            .flatten();
         let thread = std::thread::Builder::new()
             .name(format!("xvs-worker-{w}"))
             .spawn(move || {
+                if let Some(ms) = panic_after {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    panic!("injected fault (XVS_TEST_WORKER_PANIC_MS)");
+                }
                 if let Some(c) = core {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
                         tracing::warn!("worker {w}: could not pin to core {c}");
@@ -171,9 +180,15 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         );
     }
     tracing::info!("services: {}, dip {}", cfg.services.len(), cfg.dip().map_or("-".into(), |a| a.to_string()));
+    if let Some(rate) = xvs::control::host::fullnat_rate(&cfg) {
+        tracing::info!("{rate}");
+    }
     tracing::info!("control socket: {}", cfg.control_socket.display());
     if let Some(addr) = cfg.metrics {
         tracing::info!("metrics: http://{addr}/metrics");
+        if !addr.ip().is_loopback() {
+            tracing::warn!("metrics.listen {addr} is reachable beyond this host: /metrics has no authentication");
+        }
     }
     if !cfg.health.is_empty() {
         match check_ports {
@@ -316,16 +331,29 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         let _ = h.ctrl.send(Control::Shutdown);
     }
     let mut reports = Vec::new();
-    for h in handles {
+    let mut panics = Vec::new();
+    for (w, h) in handles.into_iter().enumerate() {
         match h.thread.join() {
             Ok(r) => reports.push(r),
-            Err(_) => tracing::error!("a worker panicked"),
+            Err(e) => {
+                let why = e
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| e.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".into());
+                tracing::error!("worker {w} panicked: {why}");
+                panics.push(format!("worker {w} panicked: {why}"));
+            }
         }
     }
     log_stats(&cfg, &current, &reports, &steering);
     let _ = std::fs::remove_file(&cfg.control_socket);
     steering.detach()?;
     tracing::info!("stopped; XDP programs detached from {}", names.join(", "));
+    if !panics.is_empty() {
+        // Exits non-zero: systemd (Restart=on-failure) starts a whole new director.
+        bail!("{}", panics.join("; "));
+    }
     if worker_died || reports.len() < workers as usize {
         bail!("a worker stopped unexpectedly");
     }

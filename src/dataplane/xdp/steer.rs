@@ -236,10 +236,13 @@ impl SteerSet {
             }
         }
         if fullnat {
-            s.local.insert((t.dip, t.lport_range.0, t.lport_range.1));
+            for &a in t.local_addrs.iter().filter(|a| **a != 0) {
+                s.local.insert((a, t.lport_range.0, t.lport_range.1));
+            }
         }
         s.hosts.extend(t.local_ips.iter().copied());
         s.hosts.insert(t.dip);
+        s.hosts.extend(t.local_addrs.iter().copied());
         s.icmp_relay = !t.icmp_to_kernel;
         s
     }
