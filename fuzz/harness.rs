@@ -380,8 +380,9 @@ pub fn conn_table(data: &[u8]) {
                 m.expires_tick = tick(now) + secs * 100;
             }
             _ => {
-                // Up to 25 s a step (2,550 ticks of the wheel to walk).
-                now += b.u8() as u64 * 100;
+                // Up to 5 s a step (510 ticks of the wheel to walk): SYN_RECV and CLOSE time out
+                // within a step or two, ESTABLISHED over a long run.
+                now += b.u8() as u64 * 20;
                 s.expire(now, 1 + b.u8() as usize);
                 s.expire(now, usize::MAX);
                 model.retain(|_, m| m.expires_tick > tick(now));
