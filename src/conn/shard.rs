@@ -142,7 +142,9 @@ impl ConnShard {
         let mut s = ConnShard {
             slab,
             links,
-            laddrs: Vec::new(),
+            // Room for every address up front: `take_lport`'s fallback (a shard no addresses
+            // were set on) files one on the packet path without allocating.
+            laddrs: Vec::with_capacity(256),
             free: 0,
             used: 0,
             // Fixed: it never grows or rehashes (see `flowtable`).
@@ -153,7 +155,7 @@ impl ConnShard {
             done_tick: 0,
             pending_active: false,
             timeouts: [0; STATES],
-            pool: Vec::new(),
+            pool: Vec::with_capacity(256),
             pools,
             pool_seed,
             ports_owned,
