@@ -1829,7 +1829,9 @@ fn fullnat_serves_short_http_connections_for_minutes_and_across_a_restart() {
         .and_then(|p| p.parent())
         .expect("target")
         .join("examples/toa-decode");
-    let out = Command::new(&decoder).arg(&pcap).args(["--expect", "198.18.0.21"]).output().expect("toa-decode");
+    let out = Command::new(&decoder).arg(&pcap).args(["--expect", "198.18.0.21"]).output().unwrap_or_else(|e| {
+        panic!("{}: {e} (build it first: cargo build --example toa-decode; tools/test does)", decoder.display())
+    });
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("2 segments with TOA; 2 of 2 SYNs"), "{text}");
@@ -2032,4 +2034,446 @@ fn a_real_servers_link_down_mid_connection_is_ridden_out_with_inhibit() {
     });
     let (ok, out) = d.stop();
     assert!(ok, "{out}");
+}
+
+// ---------------------------------------------------------------- floods and soak (issue 13)
+
+/// Resident memory of process `pid` in kB (`VmRSS`).
+fn rss_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The number after `key` in the first line of `text` that has it (`conns 12` -> 12).
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let w: Vec<&str> = text.split_whitespace().collect();
+    w.iter().position(|x| *x == key).and_then(|i| w.get(i + 1)).and_then(|v| v.trim_end_matches(',').parse().ok())
+}
+
+/// A metric's value summed over its series (`name{...} v` lines, or `name v`).
+fn metric_sum(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// Long-lived echo connections exercised in turn on a thread until stopped: echoes, those
+/// lost (no answer within 3 s, or a wrong one), those slower than 1 s, the slowest.
+struct Echoes {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(Vec<LongConn>, EchoTally)>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct EchoTally {
+    echoes: u64,
+    lost: u64,
+    slow: u64,
+    slowest: Duration,
+}
+
+impl Echoes {
+    fn start(mut conns: Vec<LongConn>) -> Echoes {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut t = EchoTally::default();
+            let mut k = 0u64;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                for (i, c) in conns.iter_mut().enumerate() {
+                    let msg = format!("echo {i} {k}");
+                    let t0 = Instant::now();
+                    let back = c.echo(&msg);
+                    let took = t0.elapsed();
+                    t.echoes += 1;
+                    if back.as_deref() != Some(msg.as_str()) {
+                        t.lost += 1;
+                    } else if took > Duration::from_secs(1) {
+                        t.slow += 1;
+                    }
+                    t.slowest = t.slowest.max(took);
+                }
+                k += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (conns, t)
+        });
+        Echoes { stop, thread: Some(thread) }
+    }
+
+    fn finish(mut self) -> (Vec<LongConn>, EchoTally) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().expect("running").join().expect("the echo thread")
+    }
+}
+
+/// The director's worker 0 counters as `xvsadm --workers` prints them.
+fn worker0(sock: &Path) -> String {
+    xvsadm(sock, &["--workers"]).1
+}
+
+#[test]
+fn a_spoofed_syn_flood_from_a_million_sources_leaves_established_and_new_connections_served() {
+    // The flood: SYNs from 2^20 distinct (address, port) sources of 198.18.128.0/17 at a
+    // rate the director forwards in full on this VM (XVS_FLOOD_PPS, default 20,000 a second;
+    // past what the director keeps up with, its rx ring drops frames of every flow alike and
+    // no table policy can help the established ones), against a shard of 65,536 entries.
+    // Meanwhile 100 established connections echo in turn and new connections are opened.
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up("xep", 1);
+    let _echo: Vec<EchoServer> = (1..=2).map(|i| EchoServer::start(&t, i, 7000)).collect();
+    let sock = std::env::temp_dir().join("xvs-e2e-xep.sock");
+    let extra = r#"
+  "metrics": { "listen": "127.0.0.1:9191" }, "conn": { "max_per_worker": 65536 },"#;
+    let d = t.director(&ops_config(&sock, &echo_service(7000, "nat", &[(1, 1), (2, 1)], ""), extra));
+    let pid = d.child.as_ref().expect("running").id();
+    let conns: Vec<LongConn> = (0..100).map(|_| LongConn::open(&t, 7000)).collect();
+    let on: Vec<String> = conns.iter().map(|c| c.server.clone()).collect();
+    assert_eq!(counts(&on).len(), 2, "both servers hold connections: {:?}", counts(&on));
+    let echoes = Echoes::start(conns);
+
+    let pps: u64 = std::env::var("XVS_FLOOD_PPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let sources = 1u64 << 20; // 32,768 addresses x 32 ports
+    let frames = sources;
+    let (_, mac) = t.exec("d", &["cat", "/sys/class/net/xvs-c/address"]);
+    let pktgen = env!("CARGO_BIN_EXE_xvs-pktgen");
+    let flood = Command::new(ip_binary())
+        .args(["netns", "exec", &t.ns("c"), pktgen, "send", "--iface", "c0", "--dst-mac", mac.trim()])
+        .args(["--profile", "syn", "--dst", VIP, "--dport", "7000", "--src", "198.18.128.0/17", "--sport", "1024-1055"])
+        .args(["--count", &frames.to_string(), "--rate", &pps.to_string(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the flood");
+    let mut flood = Pktgen(Some(flood));
+    let scrape = || t.exec("d", &["curl", "-s", "-f", "-m", "5", "http://127.0.0.1:9191/metrics"]).1;
+    let started = Instant::now();
+    let rss0 = rss_kb(pid);
+    let mut series = vec!["t_s,connections,rss_mb,evicted_embryonic,new_conn_ms".to_string()];
+    let (mut opened, mut failed, mut slowest_new) = (0u32, Vec::new(), Duration::ZERO);
+    let mut rss_full: Option<u64> = None; // once the table is full
+    let mut rss_max = 0u64;
+    let mut max_conns = 0u64;
+    let mut sample = |failed: &mut Vec<String>, during: bool| {
+        let t0 = Instant::now();
+        let s = new_conn(&t, 7000);
+        let took = t0.elapsed();
+        opened += 1;
+        if s != "r1" && s != "r2" {
+            failed.push(format!("{:.1} s: '{s}'", started.elapsed().as_secs_f64()));
+        }
+        slowest_new = slowest_new.max(took);
+        let w = worker0(&sock);
+        let c = number_after(&w, "conns").unwrap_or(0);
+        let rss = rss_kb(pid);
+        max_conns = max_conns.max(c);
+        if during && c >= 60_000 && rss_full.is_none() {
+            rss_full = Some(rss);
+        }
+        if rss_full.is_some() {
+            rss_max = rss_max.max(rss);
+        }
+        let ev = metric_sum(&scrape(), "xvs_worker_evicted_embryonic_total");
+        series.push(format!(
+            "{:.1},{c},{:.1},{ev},{}",
+            started.elapsed().as_secs_f64(),
+            rss as f64 / 1024.0,
+            took.as_millis()
+        ));
+    };
+    let child = flood.0.as_mut().expect("flood");
+    let deadline = Instant::now() + Duration::from_secs(frames / pps + 60);
+    while child.try_wait().expect("flood wait").is_none() {
+        assert!(Instant::now() < deadline, "the flood did not finish");
+        sample(&mut failed, true);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut out = String::new();
+    child.stdout.take().expect("flood stdout").read_to_string(&mut out).expect("flood output");
+    let sent: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let flood_s = started.elapsed();
+    // Right after the flood: new connections at once.
+    for _ in 0..10 {
+        sample(&mut failed, false);
+    }
+    let (conns, tally) = echoes.finish();
+    let w = worker0(&sock);
+    let m = scrape();
+    let evicted = metric_sum(&m, "xvs_worker_evicted_embryonic_total");
+    let refused = metric_sum(&m, "xvs_worker_dropped_frames_total{worker=\"0\",reason=\"table_full\"}");
+    let csv_dir = repo().join("target/flood");
+    let _ = std::fs::create_dir_all(&csv_dir);
+    let _ = std::fs::write(csv_dir.join("flood.csv"), series.join("\n") + "\n");
+    eprintln!(
+        "SYN flood: {} frames from {sources} sources at {:.0} a second asked {pps} ({:.1} s); 100 conns: {tally:?}; \
+         new connections: {opened}, failed {}, slowest {slowest_new:?}; conns at most {max_conns}; evicted {evicted}, \
+         refused {refused}; RSS {rss0} kB before, {:?} when full, {rss_max} at most\n{w}",
+        sent["frames"],
+        sent["pps"].as_f64().unwrap_or(0.0),
+        flood_s.as_secs_f64(),
+        failed.len(),
+        rss_full
+    );
+    assert_eq!(sent["frames"].as_u64(), Some(frames), "{sent}");
+    let got_pps = sent["pps"].as_f64().unwrap_or(0.0);
+    assert!(got_pps > pps as f64 * 0.9, "the flood ran at {got_pps} a second, {pps} asked");
+    assert_eq!((tally.lost, tally.slow), (0, 0), "established echoes lost or slower than 1 s: {tally:?}");
+    assert!(tally.echoes >= 1000, "the echo connections were exercised: {tally:?}");
+    assert!(failed.is_empty(), "new connections refused during or after the flood: {failed:?}");
+    assert!(max_conns >= 60_000, "the flood filled the table: {max_conns}");
+    assert!(evicted > 100_000.0, "half-open entries were evicted for new ones: {evicted}");
+    let full = rss_full.expect("the table filled");
+    assert!(rss_max as f64 <= full as f64 * 1.05, "memory grew under the flood: {full} kB -> {rss_max} kB");
+    // Every connection still reaches the server it had.
+    let mut conns = conns;
+    for c in conns.iter_mut() {
+        assert_eq!(c.echo("after").as_deref(), Some("after"), "a connection to {} broke", c.server);
+    }
+    let (ok, out) = d.stop();
+    assert!(ok, "{out}");
+    let lost: Vec<i64> = worker_lines(&out).iter().map(|l| l.2).collect();
+    assert_eq!(lost, vec![0], "every UMEM frame accounted for: {out}");
+    let _ = std::fs::remove_file(&sock);
+}
+
+/// The highest histogram bucket (its upper bound, in µs) that gained a round between two
+/// pages: the longest loop round of the interval, to a bucket.
+fn longest_round_us(before: &str, after: &str) -> f64 {
+    let buckets = |page: &str| -> Vec<(f64, f64)> {
+        page.lines()
+            .filter(|l| l.starts_with("xvs_worker_loop_round_seconds_bucket{"))
+            .filter_map(|l| {
+                let le = l.split("le=\"").nth(1)?.split('"').next()?;
+                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                Some((le, l.rsplit(' ').next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let (a, b) = (buckets(before), buckets(after));
+    // Cumulative buckets: the lowest bound whose count grew as much as the total did.
+    let total = |v: &[(f64, f64)]| v.iter().map(|x| x.1).fold(0.0, f64::max);
+    let grew = total(&b) - total(&a);
+    if grew <= 0.0 {
+        return 0.0;
+    }
+    b.iter()
+        .filter(|(le, n)| n - a.iter().find(|x| x.0 == *le).map_or(0.0, |x| x.1) >= grew)
+        .map(|(le, _)| le * 1e6)
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[test]
+fn soak_mixed_traffic_reconfiguration_and_health_flaps() {
+    // `tools/soak` runs this for 10 minutes (XVS_SOAK_SECS=600, release build); CI for 20 s
+    // (a smoke: a looser loop round bound, see below).
+    // Traffic from xvs-pktgen to a NAT mh service (established flows and 10% new
+    // connections, XVS_SOAK_PPS a second, and every 12 s a 2 s SYN flood burst at 5 times
+    // that from 2^20 sources), 20 long-lived echo connections on another service; every 2 s a
+    // reconfiguration (xvsadm edits, SIGHUP reloads); r3's link down and up every 10 s (its
+    // health check takes it out and back). Asserted: no UMEM frame lost, no echo lost or slow,
+    // resident memory flat after the first burst, the longest loop round <= 10 ms, no
+    // error logged.
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let secs: u64 = std::env::var("XVS_SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let pps: u64 = std::env::var("XVS_SOAK_PPS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let t = Topo::up("xeq", 1);
+    let _echo: Vec<EchoServer> = (1..=2).map(|i| EchoServer::start(&t, i, 7000)).collect();
+    let sock = std::env::temp_dir().join("xvs-e2e-xeq.sock");
+    let config = std::env::temp_dir().join("xvs-e2e-xeq.json");
+    let check = r#" "health_check": { "kind": "http", "port": 8080, "path": "/name", "interval_ms": 300, "timeout_ms": 200, "rise": 2, "fall": 2 },"#;
+    let file = |variant: u64| {
+        let w = (variant % 3 + 1) as u32;
+        let web: Vec<String> = (1..=3)
+            .map(|i| {
+                format!(
+                    r#"{{ "addr": "198.19.0.1{i}", "port": 8080, "mode": "nat", "weight": {} }}"#,
+                    if i == 2 { w } else { 1 }
+                )
+            })
+            .collect();
+        let web = format!(
+            r#"{{ "proto": "tcp", "vip": "{VIP}", "port": 8080, "scheduler": "mh", "sched_flags": ["mh-port"],{check} "real_servers": [{}] }}"#,
+            web.join(", ")
+        );
+        let echo = echo_service(7000, "nat", &[(1, 1), (2, w)], "");
+        let extra = r#"
+  "metrics": { "listen": "127.0.0.1:9192" }, "conn": { "max_per_worker": 262144 },"#;
+        ops_config(&sock, &[echo, web].join(",\n"), extra)
+    };
+    std::fs::write(&config, file(0)).expect("config");
+    let d = Director::start(&t, &config);
+    let pid = d.child.as_ref().expect("running").id();
+    let echoes = Echoes::start((0..20).map(|_| LongConn::open(&t, 7000)).collect());
+    let scrape = || t.exec("d", &["curl", "-s", "-f", "-m", "5", "http://127.0.0.1:9192/metrics"]).1;
+
+    // The traffic: mix for 10 s, a SYN burst for 2 s, over and over, on a thread.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (_, mac) = t.exec("d", &["cat", "/sys/class/net/xvs-c/address"]);
+    let mac = mac.trim().to_string();
+    let ns_c = t.ns("c");
+    let traffic = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let pktgen = env!("CARGO_BIN_EXE_xvs-pktgen");
+            let (mut frames, mut bursts, mut runs) = (0u64, 0u64, 0u64);
+            let t0 = Instant::now();
+            let mut k = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let left = (secs as f64 - t0.elapsed().as_secs_f64()).max(0.0);
+                if left < 0.5 {
+                    break;
+                }
+                let burst = k % 2 == 1;
+                let mut cmd = Command::new(ip_binary());
+                cmd.args(["netns", "exec", &ns_c, pktgen, "send", "--iface", "c0", "--dst-mac", &mac, "--dst", VIP]);
+                cmd.args(["--dport", "8080", "--json"]);
+                if burst {
+                    cmd.args([
+                        "--profile",
+                        "syn",
+                        "--src",
+                        "198.18.128.0/17",
+                        "--sport",
+                        "1024-1055",
+                        "--seed",
+                        &k.to_string(),
+                    ]);
+                    cmd.args([
+                        "--random",
+                        "--rate",
+                        &(pps * 5).to_string(),
+                        "--duration",
+                        &format!("{:.1}", left.min(2.0)),
+                    ]);
+                } else {
+                    cmd.args([
+                        "--profile",
+                        "mix",
+                        "--new-pct",
+                        "10",
+                        "--src",
+                        "198.18.64.0/20",
+                        "--sport",
+                        "10000-10015",
+                    ]);
+                    cmd.args([
+                        "--flows",
+                        "20000",
+                        "--rate",
+                        &pps.to_string(),
+                        "--duration",
+                        &format!("{:.1}", left.min(10.0)),
+                    ]);
+                }
+                let out = cmd.stderr(Stdio::null()).output().expect("xvs-pktgen");
+                assert!(out.status.success(), "xvs-pktgen failed");
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("pktgen JSON");
+                frames += v["frames"].as_u64().unwrap_or(0);
+                bursts += burst as u64;
+                runs += 1;
+                k += 1;
+            }
+            (frames, bursts, runs)
+        })
+    };
+
+    let started = Instant::now();
+    let mut series = vec!["t_s,rss_mb,connections,rx_kpps,longest_round_us,frames_lost".to_string()];
+    let (mut page, mut last_rx, mut last_t) = (scrape(), 0.0, 0.0);
+    let (mut rss_ref, mut rss_max, mut worst_round, mut lost_max) = (None::<u64>, 0u64, 0.0f64, 0f64);
+    let (mut reconfigs, mut flaps) = (0u64, 0u64);
+    let mut r3_down = false;
+    for tick in 1..=secs {
+        // One tick a second (the work of a tick counted in it).
+        let due = started + Duration::from_secs(tick);
+        if tick % 2 == 0 {
+            if tick % 4 == 0 {
+                std::fs::write(&config, file(tick)).expect("config");
+                let before = d.output().matches("SIGHUP: reloaded").count();
+                let st = Command::new("kill").args(["-HUP", &pid.to_string()]).status().expect("kill");
+                assert!(st.success());
+                wait_for("the SIGHUP reload", Duration::from_secs(5), || {
+                    d.output().matches("SIGHUP: reloaded").count() > before
+                });
+            } else {
+                let w = (tick % 5).to_string();
+                let (code, _, err) =
+                    xvsadm(&sock, &["-e", "-t", &format!("{VIP}:8080"), "-r", "198.19.0.11:8080", "-m", "-w", &w]);
+                assert_eq!(code, Some(0), "{err}");
+            }
+            reconfigs += 1;
+        }
+        if tick % 10 == 5 {
+            r3_down = !r3_down;
+            assert!(t.exec("s", &["ip", "link", "set", "s3", if r3_down { "down" } else { "up" }]).0);
+            flaps += 1;
+        }
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        // Metrics pages are cached for a second: a fresh one every other second.
+        if tick % 2 == 1 {
+            continue;
+        }
+        let now = scrape();
+        let el = started.elapsed().as_secs_f64();
+        let rx = metric_sum(&now, "xvs_worker_rx_frames_total");
+        let lost = metric_sum(&now, "xvs_worker_frames_lost");
+        let round = longest_round_us(&page, &now);
+        let conns = metric_sum(&now, "xvs_worker_connections");
+        let rss = rss_kb(pid);
+        // Memory is judged after the first SYN burst has filled what it fills (14 s).
+        if el >= 14.0 {
+            rss_ref.get_or_insert(rss);
+            rss_max = rss_max.max(rss);
+        }
+        worst_round = worst_round.max(round);
+        lost_max = lost_max.max(lost.abs());
+        series.push(format!(
+            "{el:.1},{:.1},{conns},{:.1},{round},{lost}",
+            rss as f64 / 1024.0,
+            (rx - last_rx) / (el - last_t).max(0.001) / 1000.0
+        ));
+        (page, last_rx, last_t) = (now, rx, el);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (frames, bursts, runs) = traffic.join().expect("the traffic thread");
+    if r3_down {
+        assert!(t.exec("s", &["ip", "link", "set", "s3", "up"]).0);
+    }
+    let (_conns, tally) = echoes.finish();
+    let m = scrape();
+    let max_round = metric_sum(&m, "xvs_worker_loop_round_max_seconds");
+    let dir = repo().join("target/soak");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("soak.csv"), series.join("\n") + "\n");
+    let (ok, out) = d.stop();
+    let errors: Vec<&str> = out.lines().filter(|l| l.contains(" ERROR ")).collect();
+    let rounds = metric_sum(&m, "xvs_worker_loop_round_seconds_count");
+    eprintln!(
+        "soak {secs} s: {frames} frames sent in {runs} runs ({bursts} SYN bursts), {reconfigs} reconfigurations, \
+         {flaps} flaps; echoes {tally:?}; RSS {rss_ref:?} kB after the first burst, {rss_max} at most; \
+         loop rounds {rounds}, longest {:.0} us (the histogram's worst interval bucket {worst_round} us); \
+         frames lost at most {lost_max}; {} errors logged",
+        max_round * 1e6,
+        errors.len()
+    );
+    assert!(ok, "{out}");
+    assert!(errors.is_empty(), "errors logged: {errors:?}");
+    assert_eq!(lost_max, 0.0, "UMEM frames lost during the run");
+    let lost: Vec<i64> = worker_lines(&out).iter().map(|l| l.2).collect();
+    assert_eq!(lost, vec![0], "every UMEM frame accounted for at the end: {out}");
+    assert_eq!((tally.lost, tally.slow), (0, 0), "echoes lost or slower than 1 s: {tally:?}");
+    assert!(bursts >= 1 && reconfigs >= secs / 2 - 1 && flaps >= 1, "the run did what it says");
+    // tools/soak (a release build, asked for a duration) holds the issue's 10 ms; CI's debug
+    // build on a shared 2-core machine, 50 ms: its worker is preempted by the traffic's own
+    // processes (seen: 8.6 ms here with a fuzzer on the other core).
+    let bound = if std::env::var("XVS_SOAK_SECS").is_ok() { 0.010 } else { 0.050 };
+    assert!(max_round > 0.0 && max_round <= bound, "the longest loop round {max_round} s (bound {bound} s)");
+    let (r0, r1) = (rss_ref.expect("sampled"), rss_max);
+    assert!(r1 as f64 <= r0 as f64 * 1.05, "resident memory grew: {r0} kB -> {r1} kB");
+    let _ = std::fs::remove_file(&sock);
 }

@@ -457,6 +457,7 @@ pub fn report_of(worker: u16, board: &StatsBoard) -> WorkerReport {
         loads,
         rings: x.rings,
         idle_yields: x.idle_yields,
+        loop_rounds: x.loop_rounds,
     }
 }
 
@@ -531,6 +532,34 @@ pub fn workers_text(reports: &[WorkerReport], steering: &Steering) -> String {
             r.lost()
         );
         out.push_str(&reasons_text(s));
+        let l = &r.loop_rounds;
+        if l.count() > 0 {
+            let over = |ns: u64| {
+                crate::dataplane::LOOP_BOUNDS_NS
+                    .iter()
+                    .zip(&l.buckets)
+                    .filter(|(&le, _)| le > ns)
+                    .map(|(_, n)| n)
+                    .sum::<u64>()
+                    + l.buckets[l.buckets.len() - 1]
+            };
+            let _ = writeln!(
+                out,
+                "  loop: {} rounds, mean {} ns, longest {} us, over 1 ms {}, over 10 ms {}",
+                l.count(),
+                l.sum_ns / l.count(),
+                l.max_ns / 1000,
+                over(1_000_000),
+                over(10_000_000)
+            );
+        }
+        if r.shard.evicted_embryonic + r.shard.refused_full > 0 {
+            let _ = writeln!(
+                out,
+                "  table: {} embryonic evicted for new connections, {} refused full",
+                r.shard.evicted_embryonic, r.shard.refused_full
+            );
+        }
         if s.icmp_relayed + s.icmp_time_exceeded + s.icmp_ratelimited > 0 {
             let _ = writeln!(
                 out,

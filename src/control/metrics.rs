@@ -11,16 +11,20 @@
 use crate::control::health::TargetId;
 use crate::control::{Reply, Request};
 use crate::dataplane::{DropReason, PassReason, WorkerReport};
+use crate::dataplane::{LoopRounds, LOOP_BOUNDS_NS};
 use crate::ipvsadm::ServiceKey;
 use crate::model::ServiceView;
 use crossbeam_channel::{bounded, Sender};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 /// What a scrape shows.
@@ -36,6 +40,29 @@ pub struct Snapshot<'a> {
 }
 
 type Labels = Vec<(&'static str, String)>;
+
+/// A worker's loop round histogram, counted by the worker itself: encoded as it is (a
+/// Prometheus histogram in seconds).
+#[derive(Debug, Default)]
+struct LoopRoundsMetric(std::sync::OnceLock<LoopRounds>);
+
+impl TypedMetric for LoopRoundsMetric {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LoopRoundsMetric {
+    fn encode(&self, mut e: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let r = self.0.get().copied().unwrap_or_default();
+        // Per bucket (the encoder adds them up), the last one unbounded.
+        let bounds = LOOP_BOUNDS_NS.iter().map(|&ns| ns as f64 / 1e9).chain([f64::INFINITY]);
+        let buckets: Vec<(f64, u64)> = bounds.zip(r.buckets).collect();
+        e.encode_histogram::<NoLabelSet>(r.sum_ns as f64 / 1e9, r.count(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
 
 struct Metrics {
     registry: Registry,
@@ -130,6 +157,18 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "worker_toa_segments",
         "FULLNAT opening segments of TOA services: with the option added, or without (no room)",
     );
+    let rounds = Family::<Labels, LoopRoundsMetric>::default();
+    m.registry.register(
+        "worker_loop_round_seconds",
+        "Duration of the worker's loop rounds (one rx burst per port, housekeeping, control; sleeps excluded)",
+        rounds.clone(),
+    );
+    let longest = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    m.registry.register(
+        "worker_loop_round_max_seconds",
+        "The worker's longest loop round since start",
+        longest.clone(),
+    );
     let ring = m.counter("worker_ring_events", "AF_XDP ring counters (kernel drops, wakeups)");
     let lost = m.gauge("worker_frames_lost", "Frames neither free nor lent to the kernel (must be 0)");
     for r in s.reports {
@@ -159,6 +198,8 @@ pub fn render(s: &Snapshot<'_>) -> String {
             toa.get_or_create(&l).inc_by(n);
         }
         lost.get_or_create(&w()).set(r.lost());
+        let _ = rounds.get_or_create(&w()).0.set(r.loop_rounds);
+        longest.get_or_create(&w()).set(r.loop_rounds.max_ns as f64 / 1e9);
         for (i, k) in r.rings.iter().enumerate() {
             for (what, n) in [
                 ("rx_dropped", k.rx_dropped),
@@ -235,4 +276,40 @@ pub fn serve(
             let _ = req.respond(resp);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loop_rounds_are_a_histogram_in_seconds_with_the_longest_beside() {
+        let mut l = LoopRounds::default();
+        for ns in [500, 2_000, 2_000, 20_000_000] {
+            l.record(ns);
+        }
+        let reports = [WorkerReport { worker: 3, loop_rounds: l, ..WorkerReport::default() }];
+        let (down, transitions) = (HashSet::new(), HashMap::new());
+        let s = Snapshot {
+            services: Vec::new(),
+            reports: &reports,
+            xdp: (0, 0),
+            checked: Vec::new(),
+            down: &down,
+            transitions: &transitions,
+        };
+        let page = render(&s);
+        for want in [
+            "# TYPE xvs_worker_loop_round_seconds histogram",
+            "xvs_worker_loop_round_seconds_count{worker=\"3\"} 4",
+            "xvs_worker_loop_round_seconds_bucket{le=\"0.000001\",worker=\"3\"} 1",
+            "xvs_worker_loop_round_seconds_bucket{le=\"0.00001\",worker=\"3\"} 3",
+            "xvs_worker_loop_round_seconds_bucket{le=\"0.01\",worker=\"3\"} 3",
+            "xvs_worker_loop_round_seconds_bucket{le=\"0.05\",worker=\"3\"} 4",
+            "xvs_worker_loop_round_seconds_bucket{le=\"+Inf\",worker=\"3\"} 4",
+            "xvs_worker_loop_round_max_seconds{worker=\"3\"} 0.02",
+        ] {
+            assert!(page.lines().any(|x| x == want), "no line {want}:\n{page}");
+        }
+    }
 }

@@ -17,6 +17,6 @@ pub use crate::wire::Frame;
 pub use handoff::Handoff;
 pub use io::{Desc, FramePool, FrameStore, Frames, MemPort, PcapPort, Port, RingStats, BURST, FRAME_SIZE, HEADROOM};
 pub use pipeline::{Parse, Parsed, Pipeline};
-pub use stats::{DestCounters, DropReason, PassReason, Verdict, WorkerStats};
+pub use stats::{DestCounters, DropReason, LoopRounds, PassReason, Verdict, WorkerStats, LOOP_BOUNDS_NS};
 pub use tables::{DestEntry, NextHop, ServiceEntry, Tables};
 pub use worker::{Control, Poll, Worker, WorkerReport};

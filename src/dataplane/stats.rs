@@ -212,6 +212,43 @@ pub const PUBLISH_MS: u64 = 20;
 #[derive(Debug, Default)]
 struct DestCell([AtomicU64; 8]);
 
+/// Upper bounds (ns, inclusive) of the loop round histogram's buckets; one more bucket holds
+/// the longer rounds. Decimal steps an operator reads at a glance, 10 ms (the soak's bound)
+/// among them.
+pub const LOOP_BOUNDS_NS: [u64; 11] =
+    [1_000, 10_000, 50_000, 100_000, 500_000, 1_000_000, 5_000_000, 10_000_000, 50_000_000, 100_000_000, 1_000_000_000];
+/// Buckets of [`LoopRounds`].
+pub const LOOP_BUCKETS: usize = LOOP_BOUNDS_NS.len() + 1;
+
+/// How long a worker's loop rounds take (wall clock from the start of one round to the start
+/// of the next, sleeps excluded): a histogram, their sum and the longest. A long round delays
+/// every frame waiting in the rings; preemption of the worker's thread shows here too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoopRounds {
+    pub buckets: [u64; LOOP_BUCKETS],
+    pub sum_ns: u64,
+    pub max_ns: u64,
+}
+
+impl LoopRounds {
+    /// Counts a round of `ns` nanoseconds (a few compares: almost every round lands in the
+    /// first buckets).
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        let b = LOOP_BOUNDS_NS.iter().position(|&le| ns <= le).unwrap_or(LOOP_BOUNDS_NS.len());
+        if let Some(c) = self.buckets.get_mut(b) {
+            *c += 1;
+        }
+        self.sum_ns = self.sum_ns.wrapping_add(ns);
+        self.max_ns = self.max_ns.max(ns);
+    }
+
+    /// Rounds counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
 /// What a board holds beyond the counters of [`WorkerStats`] and [`ShardStats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BoardExtra {
@@ -223,6 +260,7 @@ pub struct BoardExtra {
     pub rings: Vec<RingStats>,
     /// When the worker last published (its loop clock, ms).
     pub published_ms: u64,
+    pub loop_rounds: LoopRounds,
 }
 
 /// The scalar counters of a worker, in the one order boards store them.
@@ -268,6 +306,8 @@ fn scalars<'a>(
         rings.len().min(MAX_RINGS) as u64,
     ]
     .into_iter()
+    .chain(x.loop_rounds.buckets)
+    .chain([x.loop_rounds.sum_ns, x.loop_rounds.max_ns])
     .chain(s.drops.iter().copied())
     .chain(s.passes.iter().copied())
     .chain(rings.iter().take(MAX_RINGS).flat_map(|r| {
@@ -324,6 +364,11 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
     x.idle_yields = next();
     x.published_ms = next();
     let rings = (next() as usize).min(MAX_RINGS);
+    for b in x.loop_rounds.buckets.iter_mut() {
+        *b = next();
+    }
+    x.loop_rounds.sum_ns = next();
+    x.loop_rounds.max_ns = next();
     for d in s.drops.iter_mut().chain(s.passes.iter_mut()) {
         *d = next();
     }
@@ -343,7 +388,7 @@ fn set_scalars(s: &mut WorkerStats, sh: &mut ShardStats, x: &mut BoardExtra, v: 
 
 /// Most ports whose ring counters a board holds.
 pub const MAX_RINGS: usize = 8;
-const SCALARS: usize = 33 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
+const SCALARS: usize = 33 + LOOP_BUCKETS + 2 + DropReason::COUNT + PassReason::COUNT + MAX_RINGS * 8;
 
 /// One worker's published counters: written by the worker alone (relaxed stores, no
 /// read-modify-write), read by anyone. A reader may see one counter of a publish and the
@@ -437,6 +482,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn loop_rounds_land_in_the_bucket_of_their_bound() {
+        let mut r = LoopRounds::default();
+        for ns in [0, 1_000, 1_001, 10_000_000, 10_000_001, 2_000_000_000] {
+            r.record(ns);
+        }
+        let mut want = [0u64; LOOP_BUCKETS];
+        want[0] = 2; // <= 1 us, bound included
+        want[1] = 1;
+        want[7] = 1; // <= 10 ms
+        want[8] = 1;
+        want[LOOP_BUCKETS - 1] = 1; // beyond the last bound
+        assert_eq!(r.buckets, want);
+        assert_eq!((r.count(), r.max_ns), (6, 2_000_000_000));
+        assert_eq!(r.sum_ns, 2_020_002_002);
+    }
+
+    #[test]
     fn a_board_gives_back_what_was_published() {
         let mut s =
             WorkerStats { rx_frames: 1, rx_bytes: 2, tx_frames: 3, nodest_expired: 9, ..WorkerStats::default() };
@@ -459,6 +521,11 @@ mod tests {
             idle_yields: 25,
             rings: vec![RingStats { rx_dropped: 31, pass_dropped: 38, ..RingStats::default() }; 2],
             published_ms: 26,
+            loop_rounds: LoopRounds {
+                buckets: [41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52],
+                sum_ns: 53,
+                max_ns: 54,
+            },
         };
         let b = StatsBoard::default();
         let loads = [DestLoad { active: 1, inactive: 2, persist: 3, ..DestLoad::default() }];

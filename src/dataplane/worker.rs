@@ -6,7 +6,9 @@ use super::handoff::Handoff;
 use super::io::RingStats;
 use super::io::{Desc, FrameStore, Frames, Port, BURST};
 use super::pipeline::Pipeline;
-use super::stats::{BoardExtra, DropReason, PassReason, StatsBoard, Verdict, WorkerStats, MAX_RINGS, PUBLISH_MS};
+use super::stats::{
+    BoardExtra, DropReason, LoopRounds, PassReason, StatsBoard, Verdict, WorkerStats, MAX_RINGS, PUBLISH_MS,
+};
 use super::tables::Tables;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
@@ -58,6 +60,8 @@ pub struct WorkerReport {
     /// Kernel ring counters of each port that has them (AF_XDP).
     pub rings: Vec<super::io::RingStats>,
     pub idle_yields: u64,
+    /// How long the loop's rounds took ([`Worker::run`] measures them).
+    pub loop_rounds: LoopRounds,
 }
 
 impl WorkerReport {
@@ -105,6 +109,8 @@ pub struct Worker<P: Port> {
     idle_rounds: u32,
     /// Times the idle worker yielded its core.
     pub idle_yields: u64,
+    /// Loop round durations (measured by [`Worker::run`]; a caller of `poll` alone has none).
+    pub loop_rounds: LoopRounds,
     /// Where the counters are published for the control plane (see [`StatsBoard`]).
     board: Option<Arc<StatsBoard>>,
     last_publish: u64,
@@ -150,6 +156,7 @@ impl<P: Port> Worker<P> {
             was_idle: true,
             idle_rounds: 0,
             idle_yields: 0,
+            loop_rounds: LoopRounds::default(),
             board: None,
             last_publish: 0,
             listings: std::collections::VecDeque::new(),
@@ -191,6 +198,7 @@ impl<P: Port> Worker<P> {
             idle_yields: self.idle_yields,
             rings: Vec::new(),
             published_ms: self.round_ms,
+            loop_rounds: self.loop_rounds,
         };
         b.publish(&self.pipeline.stats, &shard.stats, &x, &rings[..n_rings], self.loads_by_id());
     }
@@ -240,11 +248,20 @@ impl<P: Port> Worker<P> {
     /// for the timer wheel, the control channel and frames other workers hand over. So an
     /// idle director costs next to no CPU, and the first frame wakes it within microseconds
     /// (the rx ring holds what arrives meanwhile).
+    ///
+    /// Each round's duration goes to [`Worker::loop_rounds`]: one clock read a round, the end
+    /// of one round being the start of the next (a yield or a sleep restarts the clock, so
+    /// they are not counted; a preempted worker's lost time is).
     pub fn run(&mut self) -> Poll {
         const SPIN_ROUNDS: u32 = 128;
         const YIELD_ROUNDS: u32 = 1024;
+        let mut round_start = Instant::now();
         loop {
-            match self.poll() {
+            let p = self.poll();
+            let end = Instant::now();
+            self.loop_rounds.record(end.saturating_duration_since(round_start).as_nanos() as u64);
+            round_start = end;
+            match p {
                 Poll::Busy(_) => self.idle_rounds = 0,
                 Poll::Idle => {
                     self.idle_rounds = self.idle_rounds.saturating_add(1);
@@ -255,6 +272,7 @@ impl<P: Port> Worker<P> {
                         if self.idle_rounds < SPIN_ROUNDS + YIELD_ROUNDS || !self.sleep_until_frames() {
                             std::thread::yield_now();
                         }
+                        round_start = Instant::now();
                     }
                 }
                 p => return p,
@@ -362,6 +380,7 @@ impl<P: Port> Worker<P> {
             rings: self.ports.iter().filter_map(|p| p.ring_stats()).collect(),
             loads: self.loads_by_id().collect(),
             idle_yields: self.idle_yields,
+            loop_rounds: self.loop_rounds,
         }
     }
 
