@@ -534,23 +534,14 @@ pub fn workers_text(reports: &[WorkerReport], steering: &Steering) -> String {
         out.push_str(&reasons_text(s));
         let l = &r.loop_rounds;
         if l.count() > 0 {
-            let over = |ns: u64| {
-                crate::dataplane::LOOP_BOUNDS_NS
-                    .iter()
-                    .zip(&l.buckets)
-                    .filter(|(&le, _)| le > ns)
-                    .map(|(_, n)| n)
-                    .sum::<u64>()
-                    + l.buckets[l.buckets.len() - 1]
-            };
             let _ = writeln!(
                 out,
                 "  loop: {} rounds, mean {} ns, longest {} us, over 1 ms {}, over 10 ms {}",
                 l.count(),
                 l.sum_ns / l.count(),
                 l.max_ns / 1000,
-                over(1_000_000),
-                over(10_000_000)
+                l.over(1_000_000),
+                l.over(10_000_000)
             );
         }
         if r.shard.evicted_embryonic + r.shard.refused_full > 0 {

@@ -247,6 +247,12 @@ impl LoopRounds {
     pub fn count(&self) -> u64 {
         self.buckets.iter().sum()
     }
+
+    /// Rounds longer than `ns`, to a bucket (exact when `ns` is one of [`LOOP_BOUNDS_NS`]).
+    pub fn over(&self, ns: u64) -> u64 {
+        let first = LOOP_BOUNDS_NS.iter().position(|&le| le > ns).unwrap_or(LOOP_BOUNDS_NS.len());
+        self.buckets.iter().skip(first).sum()
+    }
 }
 
 /// What a board holds beyond the counters of [`WorkerStats`] and [`ShardStats`].
@@ -496,6 +502,7 @@ mod tests {
         assert_eq!(r.buckets, want);
         assert_eq!((r.count(), r.max_ns), (6, 2_000_000_000));
         assert_eq!(r.sum_ns, 2_020_002_002);
+        assert_eq!((r.over(1_000_000), r.over(10_000_000), r.over(1_000)), (3, 2, 4));
     }
 
     #[test]
