@@ -480,6 +480,96 @@ pub fn keepalived(data: &[u8]) {
 pub type Target = fn(&[u8]);
 
 /// The targets by name (what `tools/fuzz` and the corpus test walk).
+/// A sync backup's input from the network: any bytes decode or are refused without a
+/// panic; what decodes encodes back to the same connections; and installing them into a
+/// backup's pipeline, then running their next packets, never breaks it. Inputs with bit 0 of
+/// their first byte set get a well-formed header, so the connections behind it are reached.
+pub fn sync_decode(data: &[u8]) {
+    use xvs::control::sync::message::{decode, Encoder};
+    use xvs::dataplane::pipeline::SyncLink;
+    let mut d = data.to_vec();
+    if d.len() >= 8 && d[0] & 1 == 1 {
+        let n = d.len().min(65_535) as u16;
+        d.truncate(n as usize);
+        d[0] = 0;
+        d[2..4].copy_from_slice(&n.to_be_bytes());
+        d[5] = 1;
+        d[6] = 0;
+        d[7] = 0;
+    }
+    let Ok(got) = decode(&d) else { return };
+    assert!(got.conns.len() + got.skipped.len() <= 255);
+    let norm = |c: &xvs::model::SyncConn| {
+        let mut c = *c;
+        c.flags &= !xvs::model::sync_flags::HASHED;
+        if c.lport == 0 {
+            c.laddr = 0;
+        }
+        c
+    };
+    let mut e = Encoder::new(got.syncid, 65_535);
+    for c in &got.conns {
+        assert!(e.push(c), "255 connections of at most 44 bytes fit a datagram");
+    }
+    if let Some(again) = e.take() {
+        let back = decode(&again).expect("xvs's own encoding decodes");
+        let want: Vec<_> = got.conns.iter().map(norm).collect();
+        assert_eq!(back.conns, want, "decode(encode(x)) == x");
+    }
+    let mut p = pipeline(1);
+    let link = SyncLink::default();
+    for (i, c) in got.conns.iter().enumerate() {
+        p.install_synced(c, &link, i as u64);
+    }
+    assert!(p.shard.len() <= p.shard.capacity());
+    // The connections' next packets: a client segment for each (whatever was installed).
+    for c in got.conns.iter().take(BURST) {
+        let f = client_segment(c);
+        let mut buf = vec![0u8; 2048];
+        let at = xvs::dataplane::HEADROOM;
+        buf[at..at + f.len()].copy_from_slice(&f);
+        let mut frame = xvs::dataplane::Frame::new(&mut buf, at, f.len());
+        let _ = p.process(&mut frame, 0, 100);
+    }
+}
+
+/// A TCP ACK (or UDP datagram) from a synced connection's client to its VIP, checksums right.
+fn client_segment(c: &xvs::model::SyncConn) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&MACS[0]);
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 2]);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let l4_len = if c.proto == 6 { 20 } else { 8 };
+    let total = (20 + l4_len) as u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, c.proto, 0, 0];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&c.caddr.to_be_bytes());
+    ip.extend_from_slice(&c.vaddr.to_be_bytes());
+    let ck = !fold(sum16(&ip));
+    ip[10..12].copy_from_slice(&ck.to_be_bytes());
+    let mut l4 = vec![0u8; l4_len];
+    l4[0..2].copy_from_slice(&c.cport.to_be_bytes());
+    l4[2..4].copy_from_slice(&c.vport.to_be_bytes());
+    if c.proto == 6 {
+        l4[12] = 0x50;
+        l4[13] = 0x10;
+        l4[14] = 0xff;
+    } else {
+        l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+    }
+    let mut pseudo = Vec::with_capacity(12 + l4.len());
+    pseudo.extend_from_slice(&ip[12..20]);
+    pseudo.extend_from_slice(&[0, c.proto]);
+    pseudo.extend_from_slice(&(l4_len as u16).to_be_bytes());
+    pseudo.extend_from_slice(&l4);
+    let ck = !fold(sum16(&pseudo));
+    let at = if c.proto == 6 { 16 } else { 6 };
+    l4[at..at + 2].copy_from_slice(&ck.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&l4);
+    f
+}
+
 pub const TARGETS: &[(&str, Target)] = &[
     ("pipeline_burst", pipeline_burst),
     ("conn_table", conn_table),
@@ -487,4 +577,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ipvsadm_lines", ipvsadm_lines),
     ("config_json", config_json),
     ("keepalived", keepalived),
+    ("sync_decode", sync_decode),
 ];

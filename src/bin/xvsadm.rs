@@ -91,6 +91,17 @@ fn main() {
                 print!("{}", ipvsadm::list_conns(&entries));
             }
         }
+        Command::List(opts) if opts.daemon => {
+            if let Reply::Text { text } = call(&Request::Daemons) {
+                print!("{text}");
+            }
+        }
+        Command::StartDaemon(spec) => {
+            call(&Request::StartDaemon { spec });
+        }
+        Command::StopDaemon(role) => {
+            call(&Request::StopDaemon { role });
+        }
         Command::List(opts) if opts.timeout => {
             if let Reply::Timeouts { tcp, tcpfin, udp } = call(&Request::Timeouts) {
                 print!("{}", ipvsadm::timeouts_line(tcp, tcpfin, udp));

@@ -51,6 +51,32 @@ struct RawConfig {
     control: RawControl,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    sync: Vec<RawSync>,
+}
+
+/// One sync daemon (`ipvsadm --start-daemon`'s options, by their ipvsadm names).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    state: String,
+    mcast_interface: String,
+    #[serde(default)]
+    syncid: Option<u64>,
+    #[serde(default)]
+    sync_maxlen: Option<u64>,
+    #[serde(default)]
+    mcast_group: Option<String>,
+    #[serde(default)]
+    mcast_port: Option<u64>,
+    #[serde(default)]
+    mcast_ttl: Option<u64>,
+    /// Unicast `address:port` peers a master sends to instead of the group.
+    #[serde(default)]
+    peers: Vec<String>,
+    /// A backup forwards VIP traffic that reaches it.
+    #[serde(default)]
+    forward: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -88,6 +114,10 @@ struct RawDirector {
     umem_frames: Option<u64>,
     #[serde(default)]
     icmp_relay: Option<bool>,
+    /// A file xvs keeps its data-plane health in for keepalived's `track_file`: 0 while
+    /// it forwards, 1 once it stops or a worker died.
+    #[serde(default)]
+    health_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,6 +326,8 @@ pub struct Config {
     /// behaviour, the default); false leaves them to the kernel, which breaks path-MTU
     /// discovery through the director (for comparison and debugging).
     pub icmp_relay: bool,
+    /// Where xvs writes its data-plane health for keepalived's `track_file` (`director.health_file`).
+    pub health_file: Option<std::path::PathBuf>,
     /// The control socket `xvsadm` talks to.
     pub control_socket: std::path::PathBuf,
     pub timeouts: Timeouts,
@@ -304,6 +336,8 @@ pub struct Config {
     pub health: Vec<ServiceHealth>,
     /// Prometheus `/metrics` address (off when None).
     pub metrics: Option<std::net::SocketAddr>,
+    /// Sync daemons started with the director (at most one master and one backup).
+    pub sync: Vec<crate::model::DaemonSpec>,
 }
 
 /// Where `xvs run` listens for `xvsadm` unless `control.socket` says otherwise.
@@ -558,6 +592,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }),
     };
     check_services(&services)?;
+    let sync = sync_daemons(&raw.sync)?;
     Ok(Config {
         interfaces,
         dip,
@@ -573,6 +608,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_conns_per_worker,
         umem_frames,
         icmp_relay: d.icmp_relay.unwrap_or(true),
+        health_file: match &d.health_file {
+            Some(p) if p.is_empty() => return Err(err("director.health_file", "an empty path")),
+            Some(p) => Some(p.into()),
+            None => None,
+        },
         control_socket: match &raw.control.socket {
             Some(p) if p.is_empty() => return Err(err("control.socket", "an empty path")),
             Some(p) => p.into(),
@@ -582,7 +622,69 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         services,
         health,
         metrics,
+        sync,
     })
+}
+
+fn sync_daemons(raw: &[RawSync]) -> Result<Vec<crate::model::DaemonSpec>, ConfigError> {
+    use crate::model::{DaemonSpec, SyncRole};
+    let mut out: Vec<DaemonSpec> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let p = format!("sync[{i}]");
+        let role = match r.state.as_str() {
+            "master" => SyncRole::Master,
+            "backup" => SyncRole::Backup,
+            other => return Err(err(format!("{p}.state"), format!("'{other}' is neither \"master\" nor \"backup\""))),
+        };
+        if out.iter().any(|d| d.role == role) {
+            return Err(err(
+                format!("{p}.state"),
+                format!("a second {} daemon (one of each runs at most)", role.name()),
+            ));
+        }
+        let name = &r.mcast_interface;
+        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+            return Err(err(format!("{p}.mcast_interface"), format!("'{name}' is not an interface name")));
+        }
+        let group = match &r.mcast_group {
+            None => None,
+            Some(g) => match g.parse::<Ipv4Addr>() {
+                Ok(a) if a.is_multicast() => Some(a),
+                _ => return Err(err(format!("{p}.mcast_group"), format!("'{g}' is not an IPv4 multicast address"))),
+            },
+        };
+        let mut peers = Vec::new();
+        for (j, peer) in r.peers.iter().enumerate() {
+            peers.push(
+                peer.parse::<std::net::SocketAddrV4>()
+                    .map_err(|_| err(format!("{p}.peers[{j}]"), format!("'{peer}' is not an IPv4 address:port")))?,
+            );
+        }
+        if role == SyncRole::Backup && !peers.is_empty() {
+            return Err(err(
+                format!("{p}.peers"),
+                "only for a master (a backup takes unicast datagrams on its port as they come)",
+            ));
+        }
+        if role == SyncRole::Master && r.forward {
+            return Err(err(format!("{p}.forward"), "only for a backup"));
+        }
+        let opt = |name: &str, v: Option<u64>, lo: u64, hi: u64| {
+            v.map(|v| range(&format!("{p}.{name}"), v, lo, hi)).transpose()
+        };
+        out.push(DaemonSpec {
+            role,
+            mcast_interface: name.clone(),
+            syncid: opt("syncid", r.syncid, 0, 255)?.unwrap_or(0) as u8,
+            maxlen: opt("sync_maxlen", r.sync_maxlen, 44, 65535 - 28)?.map(|v| v as u16),
+            group,
+            port: opt("mcast_port", r.mcast_port, 1, 65535)?.map(|v| v as u16),
+            ttl: opt("mcast_ttl", r.mcast_ttl, 1, 255)?.map(|v| v as u8),
+            peers,
+            forward: r.forward,
+        });
+    }
+    Ok(out)
 }
 
 fn check(p: &str, c: &RawCheck) -> Result<CheckSpec, ConfigError> {

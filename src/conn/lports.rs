@@ -158,6 +158,33 @@ impl ConnShard {
         found
     }
 
+    /// Local tuple `laddr:lport` towards `daddr:dport`, if it is this worker's and free (a
+    /// synced FULLNAT connection keeps the master's tuple: the real server knows it).
+    pub(super) fn take_exact_lport(
+        &mut self,
+        laddr: u32,
+        lport: u16,
+        daddr: u32,
+        dport: u16,
+        proto: u8,
+    ) -> Option<(u8, u16)> {
+        if laddr == 0 || !self.owns_lport(lport) {
+            return None;
+        }
+        let k = ConnKey { saddr: daddr, daddr: laddr, sport: dport, dport: lport, proto };
+        if self.lookup_out(&k, self.hash(&k)).is_some() {
+            return None;
+        }
+        Some((self.laddr_index(laddr)?, lport))
+    }
+
+    /// Whether local port `lport` is in the range and this worker's share of it.
+    pub fn owns_lport(&self, lport: u16) -> bool {
+        let workers = self.workers.max(1) as u32;
+        let Some(off) = (lport as u32).checked_sub(self.lport_lo as u32) else { return false };
+        off % workers == self.worker as u32 && off / workers < self.ports_owned
+    }
+
     /// The pool of real server `daddr:dport`.
     #[inline]
     fn pool_of(&self, daddr: u32, dport: u16, proto: u8) -> usize {

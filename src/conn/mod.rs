@@ -17,6 +17,7 @@ pub mod lports;
 mod record;
 pub mod shard;
 pub mod state;
+pub mod sync;
 mod wheel;
 
 pub use loads::SlotSpec;

@@ -453,6 +453,12 @@ impl ConnShard {
     /// Creates a connection for the client's first packet. It starts inactive in state NONE
     /// (the caller then applies the packet with [`ConnShard::on_packet`]).
     pub fn create(&mut self, n: &NewConn, now_ms: u64) -> Result<u32, Refused> {
+        self.create_with(n, None, now_ms)
+    }
+
+    /// [`ConnShard::create`], with FULLNAT's local tuple given (a synced connection keeps
+    /// the master's) instead of taken from the pools.
+    pub(super) fn create_with(&mut self, n: &NewConn, tuple: Option<(u32, u16)>, now_ms: u64) -> Result<u32, Refused> {
         let full = n.mode == FwdMode::FullNat;
         let Some(i) = self.alloc().or_else(|| self.evict_embryonic()) else {
             self.stats.refused_full += 1;
@@ -460,7 +466,11 @@ impl ConnShard {
         };
         // After the slot: an eviction may have freed a tuple of this real server.
         let (laddr_idx, lport) = if full {
-            match self.take_lport(n.daddr, n.dport, n.key.proto, n.laddr, now_ms) {
+            let taken = match tuple {
+                Some((laddr, lport)) => self.take_exact_lport(laddr, lport, n.daddr, n.dport, n.key.proto),
+                None => self.take_lport(n.daddr, n.dport, n.key.proto, n.laddr, now_ms),
+            };
+            match taken {
                 Some(t) => t,
                 None => {
                     self.release_slot(i);

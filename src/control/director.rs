@@ -12,7 +12,9 @@ use crate::dataplane::tables::TablesError;
 use crate::dataplane::xdp::steer::{SteerSet, Steering};
 use crate::dataplane::{Control, DestCounters, DropReason, PassReason, Tables, WorkerReport, WorkerStats};
 use crate::ipvsadm::{self, Command, RuleError, ServiceKey};
-use crate::model::{RealServer, ServerCounters, ServiceView, TcpState, VirtualService, UDP_STATE};
+use crate::model::{
+    DaemonSpec, RealServer, ServerCounters, ServiceView, SyncRole, TcpState, VirtualService, UDP_STATE,
+};
 use crossbeam_channel::{bounded, Sender};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -116,6 +118,8 @@ pub struct Director {
     pub steering: Steering,
     pub accounting: Accounting,
     pub checks: HealthChecker,
+    /// The running sync daemons (a master, a backup, or both).
+    pub sync: Vec<super::sync::SyncDaemon>,
 }
 
 impl Director {
@@ -140,13 +144,56 @@ impl Director {
         for h in &self.handles {
             send_tables(h, &t);
         }
-        if let Err(e) = self.steering.sync(&SteerSet::from_tables(&t)) {
-            tracing::error!("{e}");
-        }
+        self.steer(&t);
         tracing::info!("tables changed: {} service(s)", view.services.len());
         self.admin = next;
         self.current = t;
         self.update_checks();
+        Ok(())
+    }
+
+    /// Whether the VIPs' traffic goes to the workers: not while this director runs only a
+    /// backup sync daemon (IPVS's `backup_only`), unless that daemon is told to forward.
+    pub fn serving(&self) -> bool {
+        let master = self.sync.iter().any(|d| d.spec.role == SyncRole::Master);
+        let backup = self.sync.iter().find(|d| d.spec.role == SyncRole::Backup);
+        master || backup.is_none_or(|b| b.spec.forward)
+    }
+
+    /// The steering maps for tables `t` (without the services while not serving).
+    pub fn steer(&self, t: &Tables) {
+        let mut set = SteerSet::from_tables(t);
+        if !self.serving() {
+            set.services.clear();
+            set.vips.clear();
+        }
+        if let Err(e) = self.steering.sync(&set) {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// Starts a sync daemon (`--start-daemon`); one of each role at most.
+    pub fn start_daemon(&mut self, spec: &DaemonSpec) -> Result<(), String> {
+        if self.sync.iter().any(|d| d.spec.role == spec.role) {
+            // The kernel's EEXIST, as ipvsadm words it.
+            return Err(format!("Daemon has already run (a {} sync daemon is running)", spec.role.name()));
+        }
+        let ctrls: Vec<_> = self.handles.iter().map(|h| h.ctrl.clone()).collect();
+        let d = super::sync::SyncDaemon::start(spec, &ctrls).map_err(|e| e.to_string())?;
+        self.sync.push(d);
+        let t = self.current.clone();
+        self.steer(&t);
+        Ok(())
+    }
+
+    /// Stops the sync daemon of `role` (`--stop-daemon`).
+    pub fn stop_daemon(&mut self, role: SyncRole) -> Result<(), String> {
+        let Some(i) = self.sync.iter().position(|d| d.spec.role == role) else {
+            return Err(format!("No daemon is running (no {} sync daemon)", role.name()));
+        };
+        self.sync.remove(i).stop();
+        let t = self.current.clone();
+        self.steer(&t);
         Ok(())
     }
 
@@ -253,7 +300,45 @@ impl Director {
         if let Some((field, _)) = fixed.iter().find(|(_, changed)| *changed) {
             return Err(format!("{field}: changed; restart xvs to apply (nothing was reloaded)"));
         }
-        self.install(next).map_err(|e| e.to_string())
+        // The daemons follow the file only where its `sync` changed: a role switched at run
+        // time (keepalived's notify running xvsadm) outlives an unrelated reload.
+        let sync_changed = next.sync != cur.sync;
+        let wanted = next.sync.clone();
+        self.install(next).map_err(|e| e.to_string())?;
+        if sync_changed {
+            self.apply_sync(&wanted)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the running daemons those of `wanted` (config.json's `sync`): a daemon that is
+    /// not wanted, or wanted otherwise, is stopped; a wanted one not running is started.
+    pub fn apply_sync(&mut self, wanted: &[DaemonSpec]) -> Result<(), String> {
+        let keep =
+            |d: &super::sync::SyncDaemon| wanted.iter().any(|w| super::sync::resolved(w).is_ok_and(|r| r == d.spec));
+        let mut i = 0;
+        while i < self.sync.len() {
+            if keep(&self.sync[i]) {
+                i += 1;
+            } else {
+                self.sync.remove(i).stop();
+            }
+        }
+        let mut errors = Vec::new();
+        for (j, w) in wanted.iter().enumerate() {
+            if !self.sync.iter().any(|d| d.spec.role == w.role) {
+                if let Err(e) = self.start_daemon(w) {
+                    errors.push(format!("sync[{j}]: {e}"));
+                }
+            }
+        }
+        let t = self.current.clone();
+        self.steer(&t);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
     }
 
     /// One control request. Changes build a complete new config that is validated before
@@ -275,7 +360,33 @@ impl Director {
                 return Reply::Text { text: ipvsadm::save_rules(&self.admin.services) };
             }
             Request::Workers => {
-                return Reply::Text { text: workers_text(&collect_fresh(&self.handles), &self.steering) };
+                let mut text = workers_text(&collect_fresh(&self.handles), &self.steering);
+                for d in &self.sync {
+                    text.push_str(&super::sync::daemon_line(&d.spec));
+                    text.push_str(&d.counters_line());
+                }
+                return Reply::Text { text };
+            }
+            Request::StartDaemon { spec } => {
+                return match self.start_daemon(&spec) {
+                    Ok(()) => Reply::Done,
+                    Err(message) => Reply::Failed { code: 1, message },
+                };
+            }
+            Request::StopDaemon { role } => {
+                return match self.stop_daemon(role) {
+                    Ok(()) => Reply::Done,
+                    Err(message) => Reply::Failed { code: 1, message },
+                };
+            }
+            Request::Daemons => {
+                let mut text = String::new();
+                for role in [SyncRole::Master, SyncRole::Backup] {
+                    if let Some(d) = self.sync.iter().find(|d| d.spec.role == role) {
+                        text.push_str(&super::sync::daemon_line(&d.spec));
+                    }
+                }
+                return Reply::Text { text };
             }
             Request::Timeouts => {
                 let t = &self.admin.timeouts.secs;
@@ -341,6 +452,8 @@ impl Director {
                             Err(e) => Reply::Failed { code: 2, message: e.to_string() },
                         };
                     }
+                    Ok(Command::StartDaemon(spec)) => return self.handle(Request::StartDaemon { spec }),
+                    Ok(Command::StopDaemon(role)) => return self.handle(Request::StopDaemon { role }),
                     Ok(_) => return Reply::Failed { code: 2, message: "not a command that changes the tables".into() },
                     Err(e) => return failed(e),
                 }

@@ -12,6 +12,7 @@ pub mod protocol;
 pub mod resolve;
 pub mod snapshot;
 pub mod socket;
+pub mod sync;
 
 pub use protocol::{ControlError, Reply, Request, MAX_CONN_ENTRIES, MAX_LINE};
 pub use snapshot::{tables_for, tables_spec};

@@ -34,6 +34,12 @@ pub enum Request {
     Metrics,
     /// The XDP program's and the workers' datapath counters (`xvsadm --workers`).
     Workers,
+    /// `--start-daemon master|backup` (connection sync).
+    StartDaemon { spec: crate::model::DaemonSpec },
+    /// `--stop-daemon master|backup`.
+    StopDaemon { role: crate::model::SyncRole },
+    /// `-L --daemon`.
+    Daemons,
 }
 
 /// What the director answers.

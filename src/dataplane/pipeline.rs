@@ -26,6 +26,9 @@ use crate::wire::{EthernetFrame, WireError};
 use crate::wire::{Frame, MacAddr};
 use std::sync::Arc;
 
+mod sync;
+pub use sync::{SyncLink, SyncOutcome, SYNC_QUEUE};
+
 /// A parsed IPv4 TCP/UDP frame: everything the decision needs, read once.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Parsed {
@@ -100,6 +103,8 @@ pub struct Pipeline {
     rx_vlan: u16,
     /// MACs of clients on the director's links, learned from their frames.
     onlink: OnLink,
+    /// A sync master's queue to its daemon (None: not a master).
+    sync_out: Option<Arc<SyncLink>>,
 }
 
 /// ICMP errors a worker sends at most per second, and in one burst (the kernel's defaults:
@@ -160,6 +165,7 @@ impl Pipeline {
             tx_vlan: 0,
             rx_vlan: 0,
             onlink: OnLink::default(),
+            sync_out: None,
         };
         p.set_tables(tables);
         p
@@ -1054,6 +1060,9 @@ impl Pipeline {
         }
         if let Some(id) = p.frag_id {
             self.track_fragments(p, id, idx, false, now_ms);
+        }
+        if self.sync_out.is_some() {
+            self.note_sync(idx);
         }
         self.tx_vlan = vlan;
         Verdict::Tx(port)

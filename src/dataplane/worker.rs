@@ -39,6 +39,10 @@ pub enum Control {
     /// Send a copy of (at most this many entries of) the connection table (`ipvsadm -c`),
     /// with the table's size. The worker walks its table a slice per loop round.
     Conns(usize, Sender<(Vec<crate::model::ConnEntry>, u32)>),
+    /// Queue sync messages of connections due to be synced here (a sync master), or stop.
+    SyncOut(Option<Arc<super::pipeline::SyncLink>>),
+    /// Install these received sync messages (a sync backup; each worker keeps those it owns).
+    SyncIn(Arc<super::pipeline::SyncLink>, Vec<crate::model::SyncConn>),
     /// Leave the loop.
     Shutdown,
 }
@@ -335,6 +339,12 @@ impl<P: Port> Worker<P> {
                 }
                 Ok(Control::Conns(limit, reply)) => {
                     self.listings.push_back(Listing { next: 0, limit, entries: Vec::new(), reply });
+                }
+                Ok(Control::SyncOut(link)) => self.pipeline.set_sync_out(link),
+                Ok(Control::SyncIn(link, msgs)) => {
+                    for m in &msgs {
+                        self.pipeline.install_synced(m, &link, now);
+                    }
                 }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => return Poll::Shutdown,
                 Err(TryRecvError::Empty) => {}

@@ -181,6 +181,8 @@ pub fn apply(services: &mut Vec<VirtualService>, cmd: &Command) -> Result<(), Ru
         | Command::Zero(_)
         | Command::SetTimeouts { .. }
         | Command::Help
+        | Command::StartDaemon(_)
+        | Command::StopDaemon(_)
         | Command::Version => {}
     }
     Ok(())

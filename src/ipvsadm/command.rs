@@ -55,6 +55,8 @@ pub struct ListOpts {
     pub connections: bool,
     /// `--timeout`: list the timeouts instead of services.
     pub timeout: bool,
+    /// `--daemon`: list the sync daemons instead of services.
+    pub daemon: bool,
     /// `--nosort`: kernel (list) order instead of ipvsadm's sort.
     pub nosort: bool,
     /// `-t|-u addr:port`: list only this service (and no version line).
@@ -88,6 +90,11 @@ pub enum Command {
     Zero(Option<ServiceKey>),
     /// `--set tcp tcpfin udp` (0 = leave unchanged).
     SetTimeouts { tcp: u32, tcpfin: u32, udp: u32 },
+    /// `--start-daemon master|backup` and its options (IPVS's defaults filled in when it
+    /// starts).
+    StartDaemon(crate::model::DaemonSpec),
+    /// `--stop-daemon master|backup`.
+    StopDaemon(crate::model::SyncRole),
     /// `-h` / `--help`
     Help,
     /// `-v` / `--version`

@@ -73,7 +73,11 @@ pub enum RuleError {
     /// `--tun-type gue|gre`: xvs encapsulates in IP-in-IP only.
     #[error("xvs tunnels with IP-in-IP only: --tun-type {0} is not supported (use --tun-type ipip, or leave it out)")]
     UnsupportedTunnel(String),
-    /// Sync daemon, one-packet scheduling, persistence engines, tunnel options.
+    /// A sync daemon option's value (`--start-daemon`'s role, `--syncid`, `--mcast-*`,
+    /// `--sync-maxlen`): ipvsadm's `fail(2, "illegal ... specified")`.
+    #[error("illegal {0} specified")]
+    IllegalDaemonValue(&'static str),
+    /// One-packet scheduling, persistence engines, tunnel options.
     #[error("xvs does not support the '{0}' option")]
     UnsupportedOption(String),
 

@@ -25,10 +25,11 @@
 //!   `--sctp-service` are refused with [`RuleError::UnsupportedService`]. Host names are not
 //!   resolved (addresses must be dotted quads); ports may be numbers or a few well-known
 //!   service names (`http`, `https`, `domain`, `ssh`, ... see `PORT_NAMES`).
-//! * The sync daemon (`--start-daemon`, `--stop-daemon`, `--daemon`, `--mcast-*`, `--syncid`,
-//!   `--sync-maxlen`), one-packet scheduling (`-o/--ops`), persistence engines (`--pe`) and the
-//!   tunnel options (`--tun-*`) are not implemented: they are parsed (so that ipvsadm's
-//!   legality errors still come first) and then refused with [`RuleError::UnsupportedOption`].
+//! * One-packet scheduling (`-o/--ops`), persistence engines (`--pe`) and the tunnel options
+//!   (`--tun-*`) are not implemented: they are parsed (so that ipvsadm's legality errors
+//!   still come first) and then refused with [`RuleError::UnsupportedOption`]. The sync
+//!   daemon commands are served (`--start-daemon`, `--stop-daemon`, `-L --daemon` and their
+//!   options); an IPv6 `--mcast-group` is refused the same way.
 //! * `-j/--fullnat` is an xvs extension: the FULLNAT forwarding method ([`FwdMode::FullNat`]),
 //!   like `-m` but the source address is rewritten too. `ipvsadm -S` style output uses `-j`.
 //! * Schedulers ipvsadm knows but xvs does not implement (`lblc`, `lblcr`, `fo`, `ovf`,

@@ -84,7 +84,7 @@ pub(super) const OPT_NAMES: [&str; NUM_OPTS] = [
     "tun-remcsum",
 ];
 
-/// ipvsadm's commands (the daemon commands are refused before they get here).
+/// ipvsadm's commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Cmd {
     Add,
@@ -99,6 +99,8 @@ pub(super) enum Cmd {
     Restore,
     Save,
     Zero,
+    StartDaemon,
+    StopDaemon,
 }
 
 impl Cmd {
@@ -117,6 +119,8 @@ impl Cmd {
             Cmd::Restore => "restore",
             Cmd::Save => "save",
             Cmd::Zero => "zero",
+            Cmd::StartDaemon => "start-daemon",
+            Cmd::StopDaemon => "stop-daemon",
         }
     }
 }
@@ -172,6 +176,14 @@ pub(super) fn legality(cmd: Cmd, opt: usize) -> Legal {
             O_SERVICE => Optional,
             _ => Illegal,
         },
+        Cmd::StartDaemon => match opt {
+            O_MCAST_IF | O_SYNCID | O_MCAST_GROUP | O_MCAST_PORT | O_MCAST_TTL | O_SYNC_MAXLEN => Optional,
+            _ => Illegal,
+        },
+        Cmd::StopDaemon => match opt {
+            O_SYNCID => Optional,
+            _ => Illegal,
+        },
     }
 }
 
@@ -218,6 +230,13 @@ pub(super) enum Id {
     SchedFlags,
     /// `--tun-type`: only `ipip` is served.
     TunType,
+    Daemon,
+    McastInterface,
+    Syncid,
+    McastGroup,
+    McastPort,
+    McastTtl,
+    SyncMaxlen,
     /// Parsed for legality, then refused: (option bit).
     Unsupported(usize),
 }
@@ -280,13 +299,13 @@ pub(super) const SPECS: &[Spec] = &[
     spec("sched-flags", Some('b'), ArgKind::Required, Id::SchedFlags),
     spec("ops", Some('o'), ArgKind::None, Id::Unsupported(O_OPS)),
     spec("pe", None, ArgKind::Required, Id::Unsupported(O_PE)),
-    spec("daemon", None, ArgKind::None, Id::Unsupported(O_DAEMON)),
-    spec("mcast-interface", None, ArgKind::Required, Id::Unsupported(O_MCAST_IF)),
-    spec("syncid", None, ArgKind::Required, Id::Unsupported(O_SYNCID)),
-    spec("mcast-group", None, ArgKind::Required, Id::Unsupported(O_MCAST_GROUP)),
-    spec("mcast-port", None, ArgKind::Required, Id::Unsupported(O_MCAST_PORT)),
-    spec("mcast-ttl", None, ArgKind::Required, Id::Unsupported(O_MCAST_TTL)),
-    spec("sync-maxlen", None, ArgKind::Required, Id::Unsupported(O_SYNC_MAXLEN)),
+    spec("daemon", None, ArgKind::None, Id::Daemon),
+    spec("mcast-interface", None, ArgKind::Required, Id::McastInterface),
+    spec("syncid", None, ArgKind::Required, Id::Syncid),
+    spec("mcast-group", None, ArgKind::Required, Id::McastGroup),
+    spec("mcast-port", None, ArgKind::Required, Id::McastPort),
+    spec("mcast-ttl", None, ArgKind::Required, Id::McastTtl),
+    spec("sync-maxlen", None, ArgKind::Required, Id::SyncMaxlen),
     spec("tun-info", None, ArgKind::None, Id::Unsupported(O_TUN_INFO)),
     spec("tun-type", None, ArgKind::Required, Id::TunType),
     spec("tun-port", None, ArgKind::Required, Id::Unsupported(O_TUN_PORT)),

@@ -162,6 +162,14 @@ pub(super) struct Parser<'a> {
     unsupported: Option<String>,
     /// `--tun-type`'s argument.
     tun_type: Option<&'a str>,
+    /// `--start-daemon` / `--stop-daemon`'s role and the daemon options.
+    role: Option<crate::model::SyncRole>,
+    mcast_if: Option<&'a str>,
+    syncid: Option<u8>,
+    mcast_group: Option<Ipv4Addr>,
+    mcast_port: Option<u16>,
+    mcast_ttl: Option<u8>,
+    sync_maxlen: Option<u16>,
 }
 
 pub(super) enum Flow {
@@ -205,7 +213,17 @@ impl<'a> Parser<'a> {
                 }
                 Id::Help => Ok(Flow::Done(Command::Help)),
                 Id::Version => Ok(Flow::Done(Command::Version)),
-                Id::StartDaemon | Id::StopDaemon => Err(RuleError::UnsupportedOption(name.to_string())),
+                Id::StartDaemon | Id::StopDaemon => {
+                    let start = spec.id == Id::StartDaemon;
+                    self.cmd = Some(if start { Cmd::StartDaemon } else { Cmd::StopDaemon });
+                    self.role = Some(match a {
+                        "master" => crate::model::SyncRole::Master,
+                        "backup" => crate::model::SyncRole::Backup,
+                        _ if start => return Err(RuleError::IllegalDaemonValue("start-daemon parameter")),
+                        _ => return Err(RuleError::IllegalDaemonValue("stop_daemon parameter")),
+                    });
+                    Ok(Flow::Continue)
+                }
                 _ => Err(RuleError::NoCommand),
             };
         }
@@ -298,6 +316,55 @@ impl<'a> Parser<'a> {
             Id::SchedFlags => {
                 self.set_option(O_SCHED_FLAGS)?;
                 self.sched_flags = Some(a);
+                Ok(Flow::Continue)
+            }
+            Id::Daemon => self.flag(O_DAEMON),
+            Id::McastInterface => {
+                self.set_option(O_MCAST_IF)?;
+                // The kernel's IP_VS_IFNAME_MAXLEN (16, with the NUL).
+                if a.is_empty() || a.len() > 15 {
+                    return Err(RuleError::IllegalDaemonValue("mcast-interface"));
+                }
+                self.mcast_if = Some(a);
+                Ok(Flow::Continue)
+            }
+            Id::Syncid => {
+                self.set_option(O_SYNCID)?;
+                self.syncid = Some(parse_u32(a, 0, 255).ok_or(RuleError::IllegalDaemonValue("syncid"))? as u8);
+                Ok(Flow::Continue)
+            }
+            Id::McastGroup => {
+                self.set_option(O_MCAST_GROUP)?;
+                let g: Ipv4Addr = match a.parse() {
+                    Ok(g) => g,
+                    Err(_) if a.parse::<Ipv6Addr>().is_ok() => {
+                        return Err(RuleError::UnsupportedOption(format!("--mcast-group {a}")))
+                    }
+                    Err(_) => return Err(RuleError::IllegalDaemonValue("multicast group")),
+                };
+                if !g.is_multicast() {
+                    return Err(RuleError::IllegalDaemonValue("multicast group"));
+                }
+                self.mcast_group = Some(g);
+                Ok(Flow::Continue)
+            }
+            Id::McastPort => {
+                self.set_option(O_MCAST_PORT)?;
+                self.mcast_port =
+                    Some(parse_u32(a, 1, 65535).ok_or(RuleError::IllegalDaemonValue("mcast-port"))? as u16);
+                Ok(Flow::Continue)
+            }
+            Id::McastTtl => {
+                self.set_option(O_MCAST_TTL)?;
+                self.mcast_ttl = Some(parse_u32(a, 1, 255).ok_or(RuleError::IllegalDaemonValue("mcast-ttl"))? as u8);
+                Ok(Flow::Continue)
+            }
+            Id::SyncMaxlen => {
+                self.set_option(O_SYNC_MAXLEN)?;
+                // At least a header and one IPv4 connection; at most what a UDP datagram holds.
+                let most = 65535 - 28;
+                self.sync_maxlen =
+                    Some(parse_u32(a, 44, most).ok_or(RuleError::IllegalDaemonValue("sync-maxlen"))? as u16);
                 Ok(Flow::Continue)
             }
             Id::Unsupported(o) => {
@@ -418,6 +485,19 @@ impl<'a> Parser<'a> {
             Cmd::Flush => Command::Clear,
             Cmd::Restore => Command::Restore,
             Cmd::Save => Command::Save { numeric: self.has(O_NUMERIC) },
+            Cmd::StartDaemon => Command::StartDaemon(crate::model::DaemonSpec {
+                role: self.role.ok_or(RuleError::NoCommand)?,
+                // ipvsadm's DEF_MCAST_IFN.
+                mcast_interface: self.mcast_if.unwrap_or("eth0").to_string(),
+                syncid: self.syncid.unwrap_or(0),
+                maxlen: self.sync_maxlen,
+                group: self.mcast_group,
+                port: self.mcast_port,
+                ttl: self.mcast_ttl,
+                peers: Vec::new(),
+                forward: false,
+            }),
+            Cmd::StopDaemon => Command::StopDaemon(self.role.ok_or(RuleError::NoCommand)?),
             Cmd::Zero => Command::Zero(key),
             Cmd::Set => Command::SetTimeouts { tcp: timeouts.0, tcpfin: timeouts.1, udp: timeouts.2 },
             Cmd::List => Command::List(ListOpts {
@@ -429,6 +509,7 @@ impl<'a> Parser<'a> {
                 persistent_conn: self.has(O_PERSISTENTCONN),
                 connections: self.has(O_CONNECTION),
                 timeout: self.has(O_TIMEOUT),
+                daemon: self.has(O_DAEMON),
                 nosort: self.has(O_NOSORT),
                 service: key,
             }),

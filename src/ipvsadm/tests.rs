@@ -479,9 +479,6 @@ fn unsupported_options_after_legality() {
         p("-a -t 10.0.0.1:80 -r 1.2.3.4 -i --tun-type gre").unwrap_err(),
         RuleError::UnsupportedTunnel(_)
     ));
-    assert!(matches!(p("-L --daemon").unwrap_err(), RuleError::UnsupportedOption(_)));
-    assert!(matches!(p("--start-daemon master").unwrap_err(), RuleError::UnsupportedOption(_)));
-    assert!(matches!(p("--stop-daemon backup").unwrap_err(), RuleError::UnsupportedOption(_)));
     // ipvsadm's legality errors come first.
     assert_eq!(err("-a -t 10.0.0.1:80 -r 1.2.3.4 --ops"), "Illegal 'ops' option with the 'add-server' command");
     assert_eq!(err("-A -t 10.0.0.1:80 --tun-type gre"), "Illegal 'tun-type' option with the 'add-service' command");
@@ -1149,4 +1146,63 @@ fn tun_type_ipip_is_ipvsadm_131s_and_others_are_refused_clearly() {
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains(&format!("--tun-type {t} is not supported")), "{e}");
     }
+}
+
+#[test]
+fn sync_daemon_commands() {
+    use crate::model::{DaemonSpec, SyncRole};
+    let spec = |role, ifn: &str, syncid| DaemonSpec {
+        role,
+        mcast_interface: ifn.to_string(),
+        syncid,
+        maxlen: None,
+        group: None,
+        port: None,
+        ttl: None,
+        peers: Vec::new(),
+        forward: false,
+    };
+    // ipvsadm's DEF_MCAST_IFN when no interface is given.
+    assert_eq!(p("--start-daemon master").unwrap(), Command::StartDaemon(spec(SyncRole::Master, "eth0", 0)));
+    assert_eq!(
+        p("--start-daemon backup --mcast-interface xvs-r --syncid 7").unwrap(),
+        Command::StartDaemon(spec(SyncRole::Backup, "xvs-r", 7))
+    );
+    let full = p("--start-daemon master --mcast-interface eth1 --syncid 255 --sync-maxlen 1400 \
+                  --mcast-group 239.1.2.3 --mcast-port 9000 --mcast-ttl 2")
+    .unwrap();
+    let Command::StartDaemon(d) = full else { panic!("{full:?}") };
+    assert_eq!(
+        (d.maxlen, d.group, d.port, d.ttl),
+        (Some(1400), Some("239.1.2.3".parse().unwrap()), Some(9000), Some(2))
+    );
+    assert_eq!(p("--stop-daemon backup").unwrap(), Command::StopDaemon(SyncRole::Backup));
+    assert_eq!(p("--stop-daemon master --syncid 3").unwrap(), Command::StopDaemon(SyncRole::Master));
+    let Command::List(l) = p("-L --daemon").unwrap() else { panic!() };
+    assert!(l.daemon);
+    assert_eq!(err("--start-daemon primary"), "illegal start-daemon parameter specified");
+    assert_eq!(err("--stop-daemon x"), "illegal stop_daemon parameter specified");
+    assert_eq!(err("--start-daemon master --syncid 256"), "illegal syncid specified");
+    assert_eq!(err("--start-daemon master --mcast-port 0"), "illegal mcast-port specified");
+    assert_eq!(err("--start-daemon master --mcast-ttl 256"), "illegal mcast-ttl specified");
+    assert_eq!(err("--start-daemon master --mcast-group 10.0.0.1"), "illegal multicast group specified");
+    assert_eq!(err("--start-daemon master --sync-maxlen 10"), "illegal sync-maxlen specified");
+    assert_eq!(err("--start-daemon master --mcast-interface abcdefghijklmnop"), "illegal mcast-interface specified");
+    assert_eq!(p("--start-daemon master --syncid 256").unwrap_err().exit_code(), 2);
+    // The legality table: daemon options belong to --start-daemon.
+    assert_eq!(
+        err("--stop-daemon master --mcast-interface eth0"),
+        "Illegal 'mcast-interface' option with the 'stop-daemon' command"
+    );
+    assert_eq!(err("-A -t 10.0.0.1:80 --syncid 1"), "Illegal 'syncid' option with the 'add-service' command");
+    assert_eq!(
+        err("--start-daemon master -t 10.0.0.1:80"),
+        "Illegal 'service-address' option with the 'start-daemon' command"
+    );
+    assert_eq!(err("-L --daemon --stats"), "options conflicts in the list command");
+    assert_eq!(
+        err("-L --daemon -c"),
+        "The option 'daemon' conflicts with the 'connection' option in the 'list' command"
+    );
+    assert_eq!(err("--start-daemon master --syncid 1 --syncid 2"), "multiple 'syncid' options specified");
 }

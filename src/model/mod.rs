@@ -6,6 +6,7 @@ mod counters;
 mod health;
 mod load;
 mod service;
+mod sync;
 mod tcp;
 
 pub use conn::ConnEntry;
@@ -13,6 +14,7 @@ pub use counters::{DestCounters, Rates, ServerCounters, ServiceView};
 pub use health::{CheckKind, CheckSpec, ServiceHealth};
 pub use load::DestLoad;
 pub use service::*;
+pub use sync::{sync_flags, DaemonSpec, SyncConn, SyncRole};
 pub use tcp::{TcpState, Timeouts, STATES, TCP_STATES, UDP_STATE};
 
 /// The largest IP packet (`director.mtu`) one AF_XDP frame holds: 2048-byte frames less 256

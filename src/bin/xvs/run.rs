@@ -210,8 +210,13 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         steering,
         accounting: Accounting::default(),
         checks,
+        sync: Vec::new(),
     };
     d.update_checks();
+    let daemons = d.admin.sync.clone();
+    if !daemons.is_empty() {
+        d.apply_sync(&daemons).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     // The periodic refresh (which solicits what is unresolved) and the one a netlink change
     // triggers keep their own clocks, so a stream of changes cannot starve the first.
     let mut last_refresh = Instant::now();
@@ -227,6 +232,8 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     let mut net_changed = false;
     let mut alarms = Alarms::default();
     let mut last_alarm_check = Instant::now();
+    let health_file = d.admin.health_file.clone();
+    write_health(health_file.as_deref(), true);
     tracing::info!("director up: {} interface(s), {workers} worker(s)", names.len());
     // systemd (Type=notify): ready now that the socket, metrics and checks are up; the
     // watchdog is fed by this loop, so a stuck control loop gets the director restarted.
@@ -325,6 +332,8 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    // Before the workers stop: keepalived gives the VIP up while the connections still flow.
+    write_health(health_file.as_deref(), false);
     let Director { admin: cfg, handles, steering, down, current, .. } = d;
     let cfg = effective(&cfg, &down);
     for h in &handles {
@@ -368,5 +377,17 @@ fn log_stats(cfg: &Config, tables: &Tables, reports: &[WorkerReport], steering: 
     let text = workers_text(reports, steering) + &services_text(cfg, tables, |id| sum_dest(reports, id));
     for line in text.lines() {
         tracing::info!("{line}");
+    }
+}
+
+/// Writes the data-plane health for keepalived's `track_file` (`director.health_file`): "0"
+/// while forwarding, "1" once stopping or broken (with weight 0, non-zero is FAULT). Written
+/// to a temporary file and renamed, so keepalived never reads half a value.
+fn write_health(path: Option<&std::path::Path>, ok: bool) {
+    let Some(path) = path else { return };
+    let tmp = path.with_extension("tmp");
+    let r = std::fs::write(&tmp, if ok { "0\n" } else { "1\n" }).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = r {
+        tracing::warn!("director.health_file {}: {e}", path.display());
     }
 }

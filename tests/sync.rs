@@ -1,0 +1,231 @@
+//! Connection sync through the pipeline: a master's workers queue IPVS's messages at IPVS's
+//! thresholds, the messages survive the wire format, and a backup that installed them
+//! forwards the connections' next packets (no SYN) to the same real server, with the same
+//! rewrite, where without them it would drop or reschedule.
+
+mod common;
+use common::*;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use xvs::control::sync::message::{decode, Encoder};
+use xvs::dataplane::pipeline::{SyncLink, SyncOutcome};
+use xvs::dataplane::{DropReason, Pipeline, Verdict};
+use xvs::model::{sync_flags, SyncConn, TcpState};
+
+fn client(sport: u16, port: u16, t: Tcp) -> Vec<u8> {
+    tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, port, t, 64, b"x")
+}
+
+fn drain(link: &SyncLink) -> Vec<SyncConn> {
+    std::iter::from_fn(|| link.queue.pop()).collect()
+}
+
+/// The messages as a backup receives them: encoded, one datagram, decoded.
+fn over_the_wire(msgs: &[SyncConn]) -> Vec<SyncConn> {
+    let mut e = Encoder::new(1, 1472);
+    for m in msgs {
+        assert!(e.push(m));
+    }
+    let d = e.take().expect("a datagram");
+    let got = decode(&d).expect("decodes");
+    assert_eq!(got.syncid, 1);
+    got.conns
+}
+
+fn install(p: &mut Pipeline, msgs: &[SyncConn], now: u64) -> Vec<SyncOutcome> {
+    let link = SyncLink::default();
+    msgs.iter().map(|m| p.install_synced(m, &link, now)).collect()
+}
+
+fn master() -> (Pipeline, Arc<SyncLink>) {
+    let mut p = pipeline(&config_json(""));
+    let link = Arc::new(SyncLink::default());
+    p.set_sync_out(Some(link.clone()));
+    (p, link)
+}
+
+/// Opens a NAT connection to port 80 from `sport`: SYN, the server's SYN-ACK, the client's
+/// ACK; returns the real server MAC it went to.
+fn open_nat(p: &mut Pipeline, sport: u16, now: u64) -> Vec<u8> {
+    let (v, out) = run(p, &client(sport, 80, SYN), now);
+    assert_eq!(v, Verdict::Tx(1));
+    let rs = if out[0..6] == RS1_MAC { RS1 } else { RS2 };
+    let synack = tcp_frame(RS1_MAC, DIR_R_MAC, rs, CLIENT, 8080, sport, SYNACK, 64, &[]);
+    assert_eq!(run_on(p, &synack, 1, now).0, Verdict::Tx(0));
+    assert_eq!(run(p, &client(sport, 80, ACK), now).0, Verdict::Tx(1));
+    out[0..6].to_vec()
+}
+
+#[test]
+fn a_master_syncs_at_the_third_packet_then_every_fiftieth_and_state_changes_at_once() {
+    let (mut p, link) = master();
+    open_nat(&mut p, 40000, 0);
+    // SYN and ACK are packets 1 and 2: nothing yet.
+    assert!(drain(&link).is_empty());
+    assert_eq!(run(&mut p, &client(40000, 80, ACK), 1).0, Verdict::Tx(1));
+    let m = drain(&link);
+    assert_eq!(m.len(), 1, "packet 3");
+    let m = m[0];
+    assert_eq!(m.state, TcpState::Established as u16);
+    assert_eq!(m.flags & sync_flags::FWD_MASK, sync_flags::MASQ);
+    assert_eq!(m.flags & sync_flags::INACTIVE, 0);
+    assert_eq!((m.cport, m.vport, m.dport, m.timeout_s), (40000, 80, 8080, 900));
+    assert_eq!(m.caddr, u32::from_be_bytes(CLIENT));
+    assert_eq!(m.vaddr, u32::from_be_bytes(VIP));
+    for i in 4..=52 {
+        run(&mut p, &client(40000, 80, ACK), i);
+    }
+    assert!(drain(&link).is_empty(), "packets 4..52");
+    run(&mut p, &client(40000, 80, ACK), 53);
+    assert_eq!(drain(&link).len(), 1, "packet 53");
+    // The client's FIN: CLOSE_WAIT in IPVS's input table, sent at once.
+    run(&mut p, &client(40000, 80, FINACK), 54);
+    let m = drain(&link);
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].state, TcpState::CloseWait as u16);
+    assert_eq!(m[0].flags & sync_flags::INACTIVE, sync_flags::INACTIVE);
+    // A half-open connection is never synced (SYN_RECV is not a synced state).
+    for i in 0..5 {
+        run(&mut p, &client(41000, 80, SYN), 60 + i);
+    }
+    assert!(drain(&link).is_empty());
+    // Stopped: nothing is queued.
+    p.set_sync_out(None);
+    for i in 0..60 {
+        run(&mut p, &client(40000, 80, ACK), 100 + i);
+    }
+    assert!(drain(&link).is_empty());
+}
+
+#[test]
+fn a_backup_forwards_synced_nat_connections_to_the_same_server() {
+    let (mut m, link) = master();
+    assert_eq!(open_nat(&mut m, 40000, 0), RS1_MAC);
+    assert_eq!(open_nat(&mut m, 40001, 0), RS2_MAC, "rr: the second connection goes to RS2");
+    run(&mut m, &client(40001, 80, ACK), 1);
+    let msgs = over_the_wire(&drain(&link));
+    assert_eq!(msgs.len(), 1);
+    let data = client(40001, 80, ACK);
+    // Without sync, a backup taking over drops the connection's packets (rr needs a SYN).
+    let mut cold = pipeline(&config_json(""));
+    assert_eq!(run(&mut cold, &data, 10).0, Verdict::Drop(DropReason::NoConn));
+    let mut b = pipeline(&config_json(""));
+    assert_eq!(install(&mut b, &msgs, 10), vec![SyncOutcome::Done(xvs::conn::sync::Installed::Created)]);
+    let (v, out_b) = run(&mut b, &data, 11);
+    assert_eq!(v, Verdict::Tx(1));
+    let (_, out_m) = run(&mut m, &data, 11);
+    assert_eq!(out_b, out_m, "the backup rewrites exactly as the master does");
+    assert_eq!(out_b[0..6], RS2_MAC);
+    assert_checksums(&out_b);
+    // The server's replies are un-NATed too.
+    let reply = tcp_frame(RS2_MAC, DIR_R_MAC, RS2, CLIENT, 8080, 40001, ACK, 64, b"y");
+    assert_eq!(run_on(&mut b, &reply, 1, 12), run_on(&mut m, &reply, 1, 12));
+    // Established on the backup, with the message's timeout, and counted active.
+    let c = b.shard.iter().map(|(_, c)| *c).find(|c| c.cport == 40001).unwrap();
+    assert_eq!(c.tcp_state(), Some(TcpState::Established));
+    assert!(!c.is_inactive());
+    // Installed again: updated, not doubled.
+    assert_eq!(install(&mut b, &msgs, 13), vec![SyncOutcome::Done(xvs::conn::sync::Installed::Updated)]);
+    assert_eq!(b.shard.len(), 1);
+    // The master moved it to another server (a message naming RS1): replaced.
+    let mut moved = msgs[0];
+    moved.daddr = u32::from_be_bytes(RS1);
+    assert_eq!(install(&mut b, &[moved], 14), vec![SyncOutcome::Done(xvs::conn::sync::Installed::Replaced)]);
+    assert_eq!(run(&mut b, &data, 15).1[0..6], RS1_MAC);
+}
+
+#[test]
+fn fullnat_keeps_the_masters_local_tuple_and_dr_its_server() {
+    let (mut m, link) = master();
+    for port in [81u16, 82] {
+        assert_eq!(run(&mut m, &client(40000, port, SYN), 0).0, Verdict::Tx(1));
+        assert_eq!(run(&mut m, &client(40000, port, ACK), 1).0, Verdict::Tx(1));
+        assert_eq!(run(&mut m, &client(40000, port, ACK), 2).0, Verdict::Tx(1));
+    }
+    let sent = drain(&link);
+    let fullnat = sent.iter().find(|c| c.vport == 81).copied().expect("FULLNAT synced");
+    let dr = sent.iter().find(|c| c.vport == 82).copied().expect("DR synced");
+    assert_eq!(fullnat.flags & sync_flags::FWD_MASK, sync_flags::MASQ);
+    assert_eq!(fullnat.laddr, u32::from_be_bytes(DIP));
+    assert!((20000..=20009).contains(&fullnat.lport));
+    assert_eq!(dr.flags & sync_flags::FWD_MASK, sync_flags::DROUTE);
+    assert_eq!(dr.lport, 0);
+    let msgs = over_the_wire(&sent);
+    assert_eq!(msgs, sent);
+    let mut b = pipeline(&config_json(""));
+    assert!(install(&mut b, &msgs, 5).iter().all(|o| matches!(o, SyncOutcome::Done(_))));
+    for port in [81u16, 82] {
+        let f = client(40000, port, ACK);
+        assert_eq!(run(&mut b, &f, 6), run(&mut m, &f, 6), "port {port}");
+    }
+    // The real server answers the local tuple: the backup finds the connection by it.
+    let reply = tcp_frame(RS1_MAC, DIR_R_MAC, RS1, DIP, 8081, fullnat.lport, ACK, 64, b"z");
+    let (v, out) = run_on(&mut b, &reply, 1, 7);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(out, run_on(&mut m, &reply, 1, 7).1);
+    // A new FULLNAT connection on the backup does not take the synced tuple.
+    assert_eq!(run(&mut b, &client(40001, 81, SYN), 8).0, Verdict::Tx(1));
+    let lports: Vec<u16> = b.shard.iter().filter(|(_, c)| c.vport == 81).map(|(_, c)| c.lport).collect();
+    assert_eq!(lports.len(), 2);
+    assert_ne!(lports[0], lports[1]);
+}
+
+#[test]
+fn templates_ride_along_and_keep_new_connections_on_their_server() {
+    let svc = r#", {"proto": "tcp", "vip": "198.18.0.100", "port": 443, "scheduler": "rr",
+        "persistence_timeout": 300,
+        "real_servers": [{"addr": "198.19.0.11", "mode": "dr"}, {"addr": "198.19.0.12", "mode": "dr"}]}"#;
+    let mut m = pipeline(&config_json(svc));
+    let link = Arc::new(SyncLink::default());
+    m.set_sync_out(Some(link.clone()));
+    // A first client takes RS1; ours then takes RS2 and its template pins it there.
+    let other = tcp_frame(CLIENT_MAC, DIR_C_MAC, [198, 18, 0, 9], VIP, 1000, 443, SYN, 64, &[]);
+    run(&mut m, &other, 0);
+    for (i, t) in [SYN, ACK, ACK].into_iter().enumerate() {
+        assert_eq!(run(&mut m, &client(40000, 443, t), i as u64).1[0..6], RS2_MAC);
+    }
+    let sent = drain(&link);
+    assert_eq!(sent.len(), 2, "the connection and its template");
+    let t = sent.iter().find(|c| c.is_template()).unwrap();
+    assert_eq!((t.cport, t.vport, t.timeout_s, t.state), (0, 443, 300, 0));
+    let mut b = pipeline(&config_json(svc));
+    install(&mut b, &over_the_wire(&sent), 10);
+    // A new connection of the same client, on the backup: the template sends it to RS2,
+    // where rr alone would pick RS1.
+    assert_eq!(run(&mut b, &client(40001, 443, SYN), 11).1[0..6], RS2_MAC);
+    let mut cold = pipeline(&config_json(svc));
+    assert_eq!(run(&mut cold, &client(40001, 443, SYN), 11).1[0..6], RS1_MAC);
+}
+
+#[test]
+fn messages_the_backup_cannot_place_are_counted_not_installed() {
+    let (mut m, link) = master();
+    open_nat(&mut m, 40000, 0);
+    run(&mut m, &client(40000, 80, ACK), 1);
+    let msg = drain(&link)[0];
+    let link = SyncLink::default();
+    let mut b = pipeline(&config_json(""));
+    let mut no_svc = msg;
+    no_svc.vport = 9999;
+    let mut no_dest = msg;
+    no_dest.daddr = u32::from_be_bytes([198, 19, 0, 99]);
+    let mut udp_state = msg;
+    udp_state.proto = 17;
+    udp_state.vport = 53;
+    udp_state.dport = 5353;
+    udp_state.state = 0;
+    assert_eq!(b.install_synced(&no_svc, &link, 5), SyncOutcome::NoService);
+    assert_eq!(b.install_synced(&no_dest, &link, 5), SyncOutcome::NoDest);
+    assert!(matches!(b.install_synced(&udp_state, &link, 5), SyncOutcome::Done(_)));
+    assert_eq!(link.no_service.load(Ordering::Relaxed), 1);
+    assert_eq!(link.no_dest.load(Ordering::Relaxed), 1);
+    assert_eq!(link.created.load(Ordering::Relaxed), 1);
+    assert_eq!(b.shard.len(), 1);
+    // A FULLNAT message whose local tuple is outside the backup's range is refused.
+    let mut far = msg;
+    far.vport = 81;
+    far.dport = 8081;
+    far.laddr = u32::from_be_bytes(DIP);
+    far.lport = 30000;
+    assert_eq!(b.install_synced(&far, &link, 5), SyncOutcome::Refused);
+}
