@@ -229,3 +229,96 @@ fn messages_the_backup_cannot_place_are_counted_not_installed() {
     far.lport = 30000;
     assert_eq!(b.install_synced(&far, &link, 5), SyncOutcome::Refused);
 }
+
+#[test]
+fn config_json_sync_daemons_are_checked_and_name_the_field() {
+    use xvs::config::Config;
+    let with = |sync: &str| {
+        let base = config_json("");
+        Config::parse(&base.replacen("\"services\": [", &format!("\"sync\": [{sync}],\n  \"services\": ["), 1))
+    };
+    let cfg = with(
+        r#"{"state": "master", "mcast_interface": "xvs-r", "syncid": 7, "peers": ["198.19.0.3:8848"]},
+                      {"state": "backup", "mcast_interface": "xvs-r", "syncid": 7, "mcast_port": 9000}"#,
+    )
+    .expect("valid");
+    assert_eq!(cfg.sync.len(), 2);
+    assert_eq!(cfg.sync[0].peers, vec!["198.19.0.3:8848".parse().unwrap()]);
+    assert_eq!((cfg.sync[1].syncid, cfg.sync[1].port), (7, Some(9000)));
+    for (sync, path, value) in [
+        (r#"{"state": "primary", "mcast_interface": "x"}"#, "sync[0].state", "primary"),
+        (r#"{"state": "master", "mcast_interface": "x", "syncid": 256}"#, "sync[0].syncid", "256"),
+        (
+            r#"{"state": "master", "mcast_interface": "x", "mcast_group": "10.0.0.1"}"#,
+            "sync[0].mcast_group",
+            "10.0.0.1",
+        ),
+        (r#"{"state": "master", "mcast_interface": "x", "peers": ["nowhere"]}"#, "sync[0].peers[0]", "nowhere"),
+        (r#"{"state": "master", "mcast_interface": "x", "sync_maxlen": 20}"#, "sync[0].sync_maxlen", "20"),
+        (
+            r#"{"state": "master", "mcast_interface": "abcdefghijklmnopq"}"#,
+            "sync[0].mcast_interface",
+            "abcdefghijklmnopq",
+        ),
+        (
+            r#"{"state": "master", "mcast_interface": "x"}, {"state": "master", "mcast_interface": "y"}"#,
+            "sync[1].state",
+            "master",
+        ),
+        (r#"{"state": "backup", "mcast_interface": "x", "peers": ["1.2.3.4:1"]}"#, "sync[0].peers", ""),
+    ] {
+        let e = with(sync).expect_err(sync).to_string();
+        assert!(e.contains(path) && e.contains(value), "{sync}: {e}");
+    }
+}
+
+/// A master with unicast peers: what its workers queue reaches the peer within the flush
+/// time, as one datagram the decoder reads back (no namespace needed: loopback).
+#[test]
+fn a_master_daemon_sends_queued_connections_to_its_unicast_peer() {
+    use xvs::control::sync::SyncDaemon;
+    use xvs::dataplane::Control;
+    use xvs::model::{DaemonSpec, SyncRole};
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    peer.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let std::net::SocketAddr::V4(at) = peer.local_addr().unwrap() else { panic!() };
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    let spec = DaemonSpec {
+        role: SyncRole::Master,
+        mcast_interface: "lo".into(),
+        syncid: 3,
+        maxlen: None,
+        group: None,
+        port: None,
+        ttl: None,
+        peers: vec![at],
+        forward: false,
+    };
+    let d = SyncDaemon::start(&spec, &[tx]).expect("master starts on lo");
+    let Ok(Control::SyncOut(Some(link))) = rx.recv() else { panic!("the worker is told to queue") };
+    let m = SyncConn {
+        proto: 6,
+        state: 1,
+        caddr: 1,
+        cport: 2,
+        vaddr: 3,
+        vport: 4,
+        daddr: 5,
+        dport: 6,
+        timeout_s: 900,
+        ..Default::default()
+    };
+    for i in 0..3 {
+        link.queue.push(SyncConn { cport: i, ..m }).unwrap();
+    }
+    let t0 = std::time::Instant::now();
+    let mut buf = [0u8; 2048];
+    let n = peer.recv(&mut buf).expect("a datagram within 5 s");
+    assert!(t0.elapsed() < std::time::Duration::from_millis(1500), "flushed within a second: {:?}", t0.elapsed());
+    let got = decode(&buf[..n]).expect("decodes");
+    assert_eq!(got.syncid, 3);
+    assert_eq!(got.conns.iter().map(|c| c.cport).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(d.counters_line().contains("sent: 1 datagrams, 3 connections"), "{}", d.counters_line());
+    d.stop();
+    assert!(matches!(rx.recv(), Ok(Control::SyncOut(None))), "stopping tells the worker to stop queueing");
+}

@@ -118,6 +118,10 @@ struct RawDirector {
     /// it forwards, 1 once it stops or a worker died.
     #[serde(default)]
     health_file: Option<String>,
+    /// Hitless restarts: SIGUSR2 writes the connection table here and exits leaving the
+    /// steering programs attached and holding; the next run takes the table from here.
+    #[serde(default)]
+    handover_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -328,6 +332,8 @@ pub struct Config {
     pub icmp_relay: bool,
     /// Where xvs writes its data-plane health for keepalived's `track_file` (`director.health_file`).
     pub health_file: Option<std::path::PathBuf>,
+    /// Where a hitless restart hands the connection table over (`director.handover_file`).
+    pub handover_file: Option<std::path::PathBuf>,
     /// The control socket `xvsadm` talks to.
     pub control_socket: std::path::PathBuf,
     pub timeouts: Timeouts,
@@ -610,6 +616,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         icmp_relay: d.icmp_relay.unwrap_or(true),
         health_file: match &d.health_file {
             Some(p) if p.is_empty() => return Err(err("director.health_file", "an empty path")),
+            Some(p) => Some(p.into()),
+            None => None,
+        },
+        handover_file: match &d.handover_file {
+            Some(p) if p.is_empty() => return Err(err("director.handover_file", "an empty path")),
             Some(p) => Some(p.into()),
             None => None,
         },

@@ -109,6 +109,20 @@ impl ConnShard {
         }
     }
 
+    /// Every connection and template as a sync message whose timeout is what it has left
+    /// (templates still followed by connections: 0, the receiver's own), for handing the
+    /// table to the next run of the director. Allocates: control path only.
+    pub fn sync_all(&self, now_ms: u64) -> Vec<SyncConn> {
+        self.iter()
+            .map(|(i, c)| {
+                let mut m = self.sync_message(i);
+                let left = self.expires_in_s(i, now_ms);
+                m.timeout_s = if c.is_template() { left } else { left.max(1) };
+                m
+            })
+            .collect()
+    }
+
     /// Installs message `m` (IPVS's `ip_vs_proc_conn`), `n` naming the service, the real
     /// server and the mode the caller found for it in its tables. A known connection with
     /// another real server is replaced unless the message is INACTIVE; a known one is

@@ -172,6 +172,47 @@ impl Director {
         }
     }
 
+    /// Writes every worker's connections to `path` for the next run (a hitless restart);
+    /// the number written.
+    pub fn hand_over(&self, path: &std::path::Path) -> Result<usize, String> {
+        let mut all = Vec::new();
+        for (w, h) in self.handles.iter().enumerate() {
+            let (tx, rx) = bounded(1);
+            h.ctrl.send(Control::SyncDump(tx)).map_err(|_| format!("worker {w} is gone"))?;
+            let part = rx.recv_timeout(Duration::from_secs(10)).map_err(|_| format!("worker {w} did not answer"))?;
+            all.extend(part);
+        }
+        super::sync::handover::write(path, &all).map_err(|e| e.to_string())?;
+        Ok(all.len())
+    }
+
+    /// Takes the connections a previous run handed over in `path` (then removed, so that it
+    /// is never taken twice): (read, installed, file age in ms); None without a file.
+    pub fn take_over(&self, path: &std::path::Path) -> Result<Option<(usize, u64, u64)>, String> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let read = super::sync::handover::read(path);
+        let _ = std::fs::remove_file(path);
+        let (conns, age) = read.map_err(|e| e.to_string())?;
+        let link = Arc::new(crate::dataplane::pipeline::SyncLink::default());
+        for chunk in conns.chunks(4096) {
+            for h in &self.handles {
+                let _ = h.ctrl.send(Control::SyncIn(link.clone(), chunk.to_vec()));
+            }
+        }
+        // The channels are in order: once each worker answered this, it installed them all.
+        for h in &self.handles {
+            let (tx, rx) = bounded(1);
+            if h.ctrl.send(Control::Stats(tx)).is_ok() {
+                let _ = rx.recv_timeout(Duration::from_secs(30));
+            }
+        }
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let installed = load(&link.created) + load(&link.updated) + load(&link.replaced);
+        Ok(Some((conns.len(), installed, age)))
+    }
+
     /// Starts a sync daemon (`--start-daemon`); one of each role at most.
     pub fn start_daemon(&mut self, spec: &DaemonSpec) -> Result<(), String> {
         if self.sync.iter().any(|d| d.spec.role == spec.role) {

@@ -43,6 +43,8 @@ pub enum Control {
     SyncOut(Option<Arc<super::pipeline::SyncLink>>),
     /// Install these received sync messages (a sync backup; each worker keeps those it owns).
     SyncIn(Arc<super::pipeline::SyncLink>, Vec<crate::model::SyncConn>),
+    /// Send every connection and template as sync messages (a hitless restart's handover).
+    SyncDump(Sender<Vec<crate::model::SyncConn>>),
     /// Leave the loop.
     Shutdown,
 }
@@ -345,6 +347,9 @@ impl<P: Port> Worker<P> {
                     for m in &msgs {
                         self.pipeline.install_synced(m, &link, now);
                     }
+                }
+                Ok(Control::SyncDump(reply)) => {
+                    let _ = reply.send(self.pipeline.shard.sync_all(now));
                 }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => return Poll::Shutdown,
                 Err(TryRecvError::Empty) => {}

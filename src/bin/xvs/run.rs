@@ -7,7 +7,7 @@
 use crate::report::services_text;
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::bounded;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +41,10 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     signal_hook::flag::register(SIGINT, stop.clone())?;
     signal_hook::flag::register(SIGTERM, stop.clone())?;
     signal_hook::flag::register(SIGUSR1, usr1.clone())?;
+    // SIGUSR2: a hitless restart (director.handover_file): the table is handed over and the
+    // steering programs are left attached, holding, for the next run.
+    let usr2 = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(SIGUSR2, usr2.clone())?;
     // Tables that do not fit would fail (or swap) after the programs are attached.
     if let Some(avail) = xvs::control::host::mem_available() {
         if let Err(why) = xvs::control::host::check_memory(&cfg, avail) {
@@ -144,6 +148,12 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
             .context("starting a worker thread")?;
         handles.push(WorkerHandle { board, ctrl: tx, thread });
     }
+    // Every socket is in its map: a director frame no longer needs holding, and a crash
+    // leaves them to the kernel (which resets what it does not know, so clients fail fast),
+    // unless hitless restarts are configured (then a crash holds them for the next run).
+    if cfg.handover_file.is_none() {
+        steering.set_hold(false)?;
+    }
     let listener = socket::bind(&cfg.control_socket)?;
     let (req_tx, req_rx) = bounded::<socket::Pending>(16);
     let control_thread = socket::serve_control(listener, req_tx.clone())?;
@@ -232,6 +242,17 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     let mut net_changed = false;
     let mut alarms = Alarms::default();
     let mut last_alarm_check = Instant::now();
+    let handover_file = d.admin.handover_file.clone();
+    if let Some(path) = &handover_file {
+        match d.take_over(path) {
+            Ok(Some((read, installed, age))) => tracing::info!(
+                "handover: {installed} of {read} connections taken over from the previous run ({} written {age} ms ago)",
+                path.display()
+            ),
+            Ok(None) => tracing::info!("handover: no table from a previous run at {}", path.display()),
+            Err(e) => tracing::warn!("handover: the previous run's table not taken: {e}"),
+        }
+    }
     let health_file = d.admin.health_file.clone();
     write_health(health_file.as_deref(), true);
     tracing::info!("director up: {} interface(s), {workers} worker(s)", names.len());
@@ -242,7 +263,24 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     }
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
     let mut last_watchdog = Instant::now();
+    let mut handing_over = false;
     while !stop.load(Ordering::Relaxed) {
+        if usr2.swap(false, Ordering::Relaxed) {
+            match &handover_file {
+                Some(path) => match d.hand_over(path) {
+                    Ok(n) => {
+                        tracing::info!(
+                            "SIGUSR2: {n} connections handed over in {}; exiting for a restart",
+                            path.display()
+                        );
+                        handing_over = true;
+                        break;
+                    }
+                    Err(e) => tracing::error!("SIGUSR2: handover failed, still running: {e}"),
+                },
+                None => tracing::warn!("SIGUSR2: director.handover_file is not set: no hitless restart, still running"),
+            }
+        }
         crossbeam_channel::select! {
             recv(net_rx) -> _ => net_changed = true,
             recv(requests.0) -> r => match r {
@@ -332,8 +370,11 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    // Before the workers stop: keepalived gives the VIP up while the connections still flow.
-    write_health(health_file.as_deref(), false);
+    // Before the workers stop: keepalived gives the VIP up while the connections still flow
+    // (not for a hitless restart: the next run takes over on this director).
+    if !handing_over {
+        write_health(health_file.as_deref(), false);
+    }
     let Director { admin: cfg, handles, steering, down, current, .. } = d;
     let cfg = effective(&cfg, &down);
     for h in &handles {
@@ -357,8 +398,13 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     }
     log_stats(&cfg, &current, &reports, &steering);
     let _ = std::fs::remove_file(&cfg.control_socket);
-    steering.detach()?;
-    tracing::info!("stopped; XDP programs detached from {}", names.join(", "));
+    if handing_over {
+        steering.hand_over()?;
+        tracing::info!("stopped for a restart; XDP programs left attached and holding on {}", names.join(", "));
+    } else {
+        steering.detach()?;
+        tracing::info!("stopped; XDP programs detached from {}", names.join(", "));
+    }
     if !panics.is_empty() {
         // Exits non-zero: systemd (Restart=on-failure) starts a whole new director.
         bail!("{}", panics.join("; "));

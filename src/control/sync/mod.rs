@@ -13,6 +13,7 @@
 //!
 //! One daemon of each role may run, as in IPVS. Nothing here is on the packet path.
 
+pub mod handover;
 pub mod message;
 
 use crate::dataplane::pipeline::SyncLink;

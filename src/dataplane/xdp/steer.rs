@@ -107,10 +107,30 @@ impl Attached {
     /// Loads `prog` and attaches it to `iface`. A program already there is replaced when it
     /// is this same program (a run that crashed left it) or when `force` is set; any other is
     /// refused, naming it.
-    fn load_and_attach(obj: &[u8], prog: &'static str, iface: &str, force: bool) -> Result<Attached, SteerError> {
+    /// `settings`: written to the `settings` map before the program is attached (it replaces
+    /// its predecessor at once, holding from the first frame).
+    fn load_and_attach(
+        obj: &[u8],
+        prog: &'static str,
+        iface: &str,
+        force: bool,
+        settings: Option<u32>,
+    ) -> Result<Attached, SteerError> {
         let ifindex = ifindex(iface)?;
         let open = ObjectBuilder::default().open_memory(obj).map_err(|e| SteerError::Load(e.to_string()))?;
         let obj = open.load().map_err(|e| SteerError::Load(e.to_string()))?;
+        if let Some(v) = settings {
+            let m = obj.maps().find(|m| m.name() == "settings").ok_or_else(|| SteerError::Map {
+                iface: iface.to_string(),
+                map: "settings",
+                msg: "missing from the object".into(),
+            })?;
+            m.update(&0u32.to_ne_bytes(), &v.to_ne_bytes(), MapFlags::ANY).map_err(|e| SteerError::Map {
+                iface: iface.to_string(),
+                map: "settings",
+                msg: e.to_string(),
+            })?;
+        }
         let mut errs = Vec::new();
         let mut mode = None;
         {
@@ -256,21 +276,61 @@ fn l4_key(proto: u8, addr: u32, port: u16) -> Vec<u8> {
     k
 }
 
-/// The steering program on every director interface. Dropping it detaches the programs.
+/// Settings bit 0: ICMP errors about connections go to the workers.
+const SET_ICMP_RELAY: u32 = 1;
+/// Settings bit 1: director frames without a socket on their queue are dropped, not passed.
+const SET_HOLD: u32 = 2;
+
+/// The steering program on every director interface. Dropping it detaches the programs
+/// (except after [`Steering::hand_over`]).
 pub struct Steering {
     attached: Vec<Attached>,
+    /// The `settings` value the programs hold.
+    settings: std::sync::atomic::AtomicU32,
 }
 
 impl Steering {
     /// Loads and attaches the program to each interface (native mode, else generic). Another
-    /// program already attached is replaced only with `force`.
+    /// program already attached is replaced only with `force` (or when it is ours, left by
+    /// an earlier run). The programs start holding (see [`Steering::set_hold`]): until the
+    /// sockets are registered, director frames are dropped, so that a restart's gap hands
+    /// the kernel no segment of a running connection.
     pub fn attach(ifaces: &[String], force: bool) -> Result<Steering, SteerError> {
-        let mut s = Steering { attached: Vec::new() };
+        let mut s = Steering { attached: Vec::new(), settings: std::sync::atomic::AtomicU32::new(SET_HOLD) };
         for i in ifaces {
             // On error, `s` drops and detaches what was attached so far.
-            s.attached.push(Attached::load_and_attach(STEER_OBJ, "xvs_steer", i, force)?);
+            s.attached.push(Attached::load_and_attach(STEER_OBJ, "xvs_steer", i, force, Some(SET_HOLD))?);
         }
         Ok(s)
+    }
+
+    fn write_settings(&self, v: u32) -> Result<(), SteerError> {
+        self.settings.store(v, std::sync::atomic::Ordering::Relaxed);
+        for a in &self.attached {
+            a.update("settings", &0u32.to_ne_bytes(), &v.to_ne_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Holding: director frames whose queue has no socket are dropped instead of passed to
+    /// the kernel (which, holding the VIP, would reset the connection).
+    pub fn set_hold(&self, hold: bool) -> Result<(), SteerError> {
+        let v = self.settings.load(std::sync::atomic::Ordering::Relaxed);
+        self.write_settings(if hold { v | SET_HOLD } else { v & !SET_HOLD })
+    }
+
+    pub fn holding(&self) -> bool {
+        self.settings.load(std::sync::atomic::Ordering::Relaxed) & SET_HOLD != 0
+    }
+
+    /// Leaves the programs attached and holding when this process exits (a hitless
+    /// restart: the next run replaces them with its own, holding too, and takes over).
+    pub fn hand_over(mut self) -> Result<(), SteerError> {
+        self.set_hold(true)?;
+        // Dropping the objects closes this process's handles; the kernel keeps the attached
+        // programs and their maps.
+        self.attached.clear();
+        Ok(())
     }
 
     /// The mode the program runs in on interface `i`.
@@ -304,9 +364,9 @@ impl Steering {
         let hosts: Vec<_> = set.hosts.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
         let addrs: BTreeSet<u32> = set.nat_dests.iter().map(|&(_, a, _)| a).collect();
         let nat_addrs: Vec<_> = addrs.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
-        let settings = u32::from(set.icmp_relay);
+        let hold = self.settings.load(std::sync::atomic::Ordering::Relaxed) & SET_HOLD;
+        self.write_settings(if set.icmp_relay { SET_ICMP_RELAY } else { 0 } | hold)?;
         for a in &self.attached {
-            a.update("settings", &0u32.to_ne_bytes(), &settings.to_ne_bytes())?;
             a.sync("nat_addrs", &nat_addrs)?;
             a.sync("hosts", &hosts)?;
             a.sync("services", &services)?;
@@ -350,7 +410,7 @@ impl Drop for Steering {
 /// to the kernel. The program stays attached after this returns (`xvs decap --detach` or
 /// `ip link set dev IFACE xdp off` removes it).
 pub fn attach_decap(iface: &str, local: &[std::net::Ipv4Addr]) -> Result<XdpMode, SteerError> {
-    let a = Attached::load_and_attach(DECAP_OBJ, "xvs_ipip_decap", iface, true)?;
+    let a = Attached::load_and_attach(DECAP_OBJ, "xvs_ipip_decap", iface, true, None)?;
     for ip in local {
         a.update("local", &ip.octets(), &[1])?;
     }
@@ -362,12 +422,12 @@ pub struct Sink(Attached);
 
 impl Sink {
     pub fn attach(iface: &str) -> Result<Sink, SteerError> {
-        Ok(Sink(Attached::load_and_attach(SINK_OBJ, "xvs_sink", iface, true)?))
+        Ok(Sink(Attached::load_and_attach(SINK_OBJ, "xvs_sink", iface, true, None)?))
     }
     /// An XDP_TX reflector on `iface` instead (the veth's ceiling without AF_XDP): UDP
     /// frames back out, MACs swapped; [`Sink::count`] counts them.
     pub fn attach_reflector(iface: &str) -> Result<Sink, SteerError> {
-        Ok(Sink(Attached::load_and_attach(SINK_OBJ, "xvs_reflect", iface, true)?))
+        Ok(Sink(Attached::load_and_attach(SINK_OBJ, "xvs_reflect", iface, true, None)?))
     }
     /// Frames dropped (or, a reflector, sent back) so far.
     pub fn count(&self) -> u64 {

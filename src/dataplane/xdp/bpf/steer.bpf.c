@@ -110,7 +110,10 @@ struct {
 } hosts SEC(".maps");
 
 /* Settings the control plane writes: bit 0 = ICMP errors about connections go to the workers
- * (director.icmp_relay; 0, before the first sync, leaves them to the kernel). */
+ * (director.icmp_relay; 0, before the first sync, leaves them to the kernel); bit 1 = hold:
+ * director frames whose queue has no socket are dropped instead of passed (while xvs starts,
+ * and across a hitless restart, the kernel, which holds the VIP, must not answer a
+ * connection's segments with a reset: dropped, they are retransmitted to the next run). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -123,8 +126,12 @@ struct {
 static __always_inline int redirect(struct xdp_md *ctx)
 {
 	count(0, 0);
-	/* No socket on this queue: the kernel gets the frame (XDP_PASS as the default). */
-	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	/* No socket on this queue: the kernel gets the frame (XDP_PASS as the default), or
+	 * nobody while holding. */
+	__u32 zero = 0;
+	__u32 *set = bpf_map_lookup_elem(&settings, &zero);
+	__u64 fallback = (set && (*set & 2)) ? XDP_DROP : XDP_PASS;
+	return bpf_redirect_map(&xsks, ctx->rx_queue_index, fallback);
 }
 
 static __always_inline int has(void *map, __u32 addr, __u16 port, __u8 proto)
