@@ -327,7 +327,9 @@ impl Director {
             return Err("director.interfaces: changed; restart xvs to apply".into());
         }
         next.interfaces = cur.interfaces.clone();
-        let fixed: [(&str, bool); 9] = [
+        let fixed: [(&str, bool); 11] = [
+            ("director.health_file", next.health_file != cur.health_file),
+            ("director.handover_file", next.handover_file != cur.handover_file),
             ("director.workers", next.workers != cur.workers),
             ("director.local_addrs", next.local_addrs() != cur.local_addrs()),
             ("director.cores", next.cores != cur.cores),
