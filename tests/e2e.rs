@@ -2868,3 +2868,124 @@ fn ten_hitless_restarts_keep_long_lived_connections_without_a_reset() {
     assert!(ok, "{out}");
     assert!(!xdp_attached(&t, "xvs-c"), "a plain stop detaches the programs");
 }
+
+// ------------------------------------------------------------------------------------------
+// Scale-out: two active directors behind an ECMP router, VIPs announced over BGP (BIRD 2)
+// ------------------------------------------------------------------------------------------
+
+/// A BIRD daemon in a namespace; killed on drop.
+struct Bird(Child);
+
+impl Bird {
+    fn start(t: &Topo, which: &str, role_args: &[&str]) -> (Bird, PathBuf) {
+        let tmp = std::env::temp_dir();
+        let conf = tmp.join(format!("xvs-e2e-{}-{which}-bird.conf", t.prefix));
+        let sock = tmp.join(format!("xvs-e2e-{}-{which}-bird.ctl", t.prefix));
+        let out = Command::new(repo().join("tools/ha/render-bird")).args(role_args).output().expect("render-bird");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(&conf, &out.stdout).expect("bird.conf");
+        let _ = std::fs::remove_file(&sock);
+        let log = std::fs::File::create(tmp.join(format!("xvs-e2e-{}-{which}-bird.log", t.prefix))).expect("log");
+        let child = Command::new(ip_binary())
+            .args(["netns", "exec", &t.ns(which), "bird", "-f", "-c"])
+            .arg(&conf)
+            .arg("-s")
+            .arg(&sock)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("bird (apt-get install bird2)");
+        wait_for(&format!("BIRD's socket in {which}"), Duration::from_secs(5), || sock.exists());
+        (Bird(child), sock)
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The router's next hops for the VIP.
+fn vip_next_hops(t: &Topo) -> Vec<String> {
+    let out = t.exec("rt", &["ip", "-4", "route", "show", "198.18.0.100/32"]).1;
+    let mut hops: Vec<String> = out
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .map(|w| w[1].to_string())
+        .collect();
+    hops.sort();
+    hops
+}
+
+#[test]
+fn ecmp_directors_announced_over_bgp_agree_on_servers_and_take_over_a_withdrawn_directors_flows() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::up_with("tools/netns-ecmp-topo", "xeu", &[]);
+    let _echo: Vec<EchoServer> = (1..=3).map(|i| EchoServer::start(&t, i, 7002)).collect();
+    let (_router, _) = Bird::start(&t, "rt", &["router", "198.18.0.1", "198.18.0.11", "198.18.0.12"]);
+    let tmp = std::env::temp_dir();
+    let mut birds = Vec::new();
+    let mut directors = Vec::new();
+    let mut socks = Vec::new();
+    for (name, addr, dip) in [("d1", "198.18.0.11", "198.19.0.2"), ("d2", "198.18.0.12", "198.19.0.3")] {
+        let (bird, bird_sock) = Bird::start(&t, name, &["director", addr, "198.18.0.1", VIP]);
+        birds.push(bird);
+        let sock = tmp.join(format!("xvs-e2e-xeu-{name}.sock"));
+        // mh, the same servers on both: a flow's server follows from the flow alone, so
+        // either director picks the same one, SYN or not.
+        let cfg = format!(
+            r#"{{
+  "director": {{ "interfaces": [{{ "name": "xvs-c" }}, {{ "name": "xvs-r" }}], "dip": "{dip}", "workers": 1 }},
+  "control": {{ "socket": "{}" }},
+  "bgp": {{ "socket": "{}" }},
+  "services": [{{"proto": "tcp", "vip": "198.18.0.100", "port": 7002, "scheduler": "mh",
+     "real_servers": [{{"addr": "198.19.0.11", "mode": "dr"}}, {{"addr": "198.19.0.12", "mode": "dr"}},
+                      {{"addr": "198.19.0.13", "mode": "dr"}}]}}]
+}}"#,
+            sock.display(),
+            bird_sock.display()
+        );
+        let path = tmp.join(format!("xvs-e2e-xeu-{name}.json"));
+        std::fs::write(&path, cfg).expect("config");
+        directors.push(Director::start_in(&t, name, &path, &[], &[]));
+        socks.push(sock);
+    }
+    // Both announce: the router has one route with both directors as next hops.
+    wait_for("ECMP route via both directors", Duration::from_secs(20), || {
+        vip_next_hops(&t) == ["198.18.0.11", "198.18.0.12"]
+    });
+    assert!(directors[0].output().contains("bgp: announcing 198.18.0.100"), "{}", directors[0].output());
+    // Long-lived connections from many source ports spread over both directors.
+    let on = |i: usize| xvsadm(&socks[i], &["-L", "-n", "-c"]).1.lines().filter(|l| l.contains("ESTABLISHED")).count();
+    let mut conns = Vec::new();
+    while conns.len() < 8 || on(0) < 2 || on(1) < 2 {
+        assert!(conns.len() < 40, "40 connections and still not spread over both directors: {} / {}", on(0), on(1));
+        let mut c = LongConn::open(&t, 7002);
+        assert!(c.echo("hello").is_some());
+        conns.push(c);
+    }
+    let (n1, n2) = (on(0), on(1));
+    eprintln!("ecmp: {} connections, {n1} through d1, {n2} through d2", conns.len());
+    // d1 stops: it withdraws the VIP first, the router's route keeps d2 alone, and d1's flows
+    // arrive at d2, which never saw their SYNs: mh schedules them by the hash, to the server
+    // d1 had picked (another server would reset them).
+    let d1 = directors.remove(0);
+    let (ok, out) = d1.stop();
+    assert!(ok, "{out}");
+    assert!(out.contains("bgp: withdrawing 198.18.0.100"), "{out}");
+    wait_for("the route via d2 alone", Duration::from_secs(10), || vip_next_hops(&t) == ["198.18.0.12"]);
+    for (k, c) in conns.iter_mut().enumerate() {
+        let msg = format!("after d1 left {k}");
+        let ok = (0..3).any(|_| c.echo(&msg).as_deref() == Some(msg.as_str()));
+        assert!(ok, "connection {k} ({}) lost with d1", c.server);
+    }
+    assert_eq!(on(1), conns.len(), "every connection is d2's now");
+    // New connections go on through d2.
+    assert!(new_conn(&t, 7002).starts_with('r'));
+    drop(birds);
+}

@@ -53,6 +53,20 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     sync: Vec<RawSync>,
+    #[serde(default)]
+    bgp: Option<RawBgp>,
+}
+
+/// Announcing the VIPs through BIRD 2 (see `control::announce`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBgp {
+    #[serde(default)]
+    birdc: Option<String>,
+    #[serde(default)]
+    socket: Option<String>,
+    #[serde(default)]
+    protocol_prefix: Option<String>,
 }
 
 /// One sync daemon (`ipvsadm --start-daemon`'s options, by their ipvsadm names).
@@ -344,6 +358,19 @@ pub struct Config {
     pub metrics: Option<std::net::SocketAddr>,
     /// Sync daemons started with the director (at most one master and one backup).
     pub sync: Vec<crate::model::DaemonSpec>,
+    /// VIPs announced over BGP through BIRD (off when None).
+    pub bgp: Option<Bgp>,
+}
+
+/// Where BIRD is and how its per-VIP static protocols are named (`"bgp"` in config.json).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bgp {
+    /// The `birdc` program (default `birdc`, found on PATH).
+    pub birdc: std::path::PathBuf,
+    /// BIRD's control socket (default `/run/bird/bird.ctl`).
+    pub socket: std::path::PathBuf,
+    /// The per-VIP protocols' prefix (default `vip_`: `vip_198_18_0_100`).
+    pub protocol_prefix: String,
 }
 
 /// Where `xvs run` listens for `xvsadm` unless `control.socket` says otherwise.
@@ -599,6 +626,28 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     };
     check_services(&services)?;
     let sync = sync_daemons(&raw.sync)?;
+    let bgp = match &raw.bgp {
+        None => None,
+        Some(b) => {
+            let prefix = b.protocol_prefix.clone().unwrap_or_else(|| "vip_".into());
+            if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(err(
+                    "bgp.protocol_prefix",
+                    format!("'{prefix}' is not a BIRD protocol name prefix (letters, digits, _)"),
+                ));
+            }
+            for (name, v) in [("birdc", &b.birdc), ("socket", &b.socket)] {
+                if v.as_deref() == Some("") {
+                    return Err(err(format!("bgp.{name}"), "an empty path"));
+                }
+            }
+            Some(Bgp {
+                birdc: b.birdc.clone().unwrap_or_else(|| "birdc".into()).into(),
+                socket: b.socket.clone().unwrap_or_else(|| "/run/bird/bird.ctl".into()).into(),
+                protocol_prefix: prefix,
+            })
+        }
+    };
     Ok(Config {
         interfaces,
         dip,
@@ -634,6 +683,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         health,
         metrics,
         sync,
+        bgp,
     })
 }
 

@@ -120,6 +120,8 @@ pub struct Director {
     pub checks: HealthChecker,
     /// The running sync daemons (a master, a backup, or both).
     pub sync: Vec<super::sync::SyncDaemon>,
+    /// The VIPs' BGP announcements through BIRD (`"bgp"`), if configured.
+    pub announcer: Option<super::announce::Announcer>,
 }
 
 impl Director {
@@ -149,7 +151,25 @@ impl Director {
         self.admin = next;
         self.current = t;
         self.update_checks();
+        self.announce(false);
         Ok(())
+    }
+
+    /// Tells BIRD which VIPs to announce: those this director serves that have a real
+    /// server with weight (after the health checks); `force` repeats what it said.
+    pub fn announce(&mut self, force: bool) {
+        if self.announcer.is_none() {
+            return;
+        }
+        let serving = self.serving();
+        let mut wanted = std::collections::BTreeMap::new();
+        for svc in &self.effective().services {
+            let up = serving && svc.servers.iter().any(|r| r.weight > 0);
+            *wanted.entry(svc.vip).or_insert(false) |= up;
+        }
+        if let Some(a) = self.announcer.as_mut() {
+            a.apply(&wanted, force);
+        }
     }
 
     /// Whether the VIPs' traffic goes to the workers: not while this director runs only a
@@ -224,6 +244,7 @@ impl Director {
         self.sync.push(d);
         let t = self.current.clone();
         self.steer(&t);
+        self.announce(false);
         Ok(())
     }
 
@@ -235,6 +256,7 @@ impl Director {
         self.sync.remove(i).stop();
         let t = self.current.clone();
         self.steer(&t);
+        self.announce(false);
         Ok(())
     }
 
@@ -327,7 +349,8 @@ impl Director {
             return Err("director.interfaces: changed; restart xvs to apply".into());
         }
         next.interfaces = cur.interfaces.clone();
-        let fixed: [(&str, bool); 11] = [
+        let fixed: [(&str, bool); 12] = [
+            ("bgp", next.bgp != cur.bgp),
             ("director.health_file", next.health_file != cur.health_file),
             ("director.handover_file", next.handover_file != cur.handover_file),
             ("director.workers", next.workers != cur.workers),

@@ -4,6 +4,7 @@
 
 pub mod accounting;
 pub mod alarms;
+pub mod announce;
 pub mod director;
 pub mod health;
 pub mod host;

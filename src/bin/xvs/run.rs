@@ -221,6 +221,7 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         accounting: Accounting::default(),
         checks,
         sync: Vec::new(),
+        announcer: None,
     };
     d.update_checks();
     let daemons = d.admin.sync.clone();
@@ -255,6 +256,10 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     }
     let health_file = d.admin.health_file.clone();
     write_health(health_file.as_deref(), true);
+    // BGP last: the VIPs are announced once this director forwards them.
+    d.announcer = d.admin.bgp.clone().map(xvs::control::announce::Announcer::new);
+    d.announce(true);
+    let mut last_announce = Instant::now();
     tracing::info!("director up: {} interface(s), {workers} worker(s)", names.len());
     // systemd (Type=notify): ready now that the socket, metrics and checks are up; the
     // watchdog is fed by this loop, so a stuck control loop gets the director restarted.
@@ -368,12 +373,21 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
             last_refresh = Instant::now();
             d.refresh_next_hops(Duration::from_millis(200));
         }
+        // BIRD may have restarted (and lost what it was told): said again now and then.
+        if d.announcer.is_some() && last_announce.elapsed() >= Duration::from_secs(10) {
+            last_announce = Instant::now();
+            d.announce(true);
+        }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    // Before the workers stop: keepalived gives the VIP up while the connections still flow
-    // (not for a hitless restart: the next run takes over on this director).
+    // Before the workers stop: keepalived gives the VIP up, and the router's BGP withdraws
+    // it, while the connections still flow (not for a hitless restart: the next run takes
+    // over on this director).
     if !handing_over {
         write_health(health_file.as_deref(), false);
+        if let Some(a) = d.announcer.as_mut() {
+            a.withdraw_all();
+        }
     }
     let Director { admin: cfg, handles, steering, down, current, .. } = d;
     let cfg = effective(&cfg, &down);
