@@ -322,3 +322,40 @@ fn a_master_daemon_sends_queued_connections_to_its_unicast_peer() {
     d.stop();
     assert!(matches!(rx.recv(), Ok(Control::SyncOut(None))), "stopping tells the worker to stop queueing");
 }
+
+/// Directors behind ECMP agree on a flow's server only with deterministic schedulers: two
+/// independently started pipelines (their own random seeds, as two processes have) pick the
+/// same server for every flow with mh, sh and dh, and mh and sh pick it again for a
+/// mid-connection segment they never saw the SYN of.
+#[test]
+fn mh_sh_and_dh_pick_alike_on_separately_started_directors() {
+    for sched in ["mh", "sh", "dh"] {
+        let svc = format!(
+            r#", {{"proto": "tcp", "vip": "198.18.0.100", "port": 90, "scheduler": "{sched}",
+                "real_servers": [{{"addr": "198.19.0.11", "mode": "dr"}}, {{"addr": "198.19.0.12", "mode": "dr"}}]}}"#
+        );
+        let (mut a, mut b) = (pipeline(&config_json(&svc)), pipeline(&config_json(&svc)));
+        let mut on = [0usize; 2];
+        for i in 0..600u32 {
+            let src = [198, 18, (i >> 8) as u8 & 0x7f, i as u8];
+            let sport = 1024 + (i * 7919 % 60000) as u16;
+            let dst = if sched == "dh" { [198, 18, 0, 100] } else { VIP };
+            let syn = tcp_frame(CLIENT_MAC, DIR_C_MAC, src, dst, sport, 90, SYN, 64, &[]);
+            let (va, fa) = run(&mut a, &syn, i as u64);
+            let (vb, fb) = run(&mut b, &syn, i as u64);
+            assert_eq!((va, vb), (Verdict::Tx(1), Verdict::Tx(1)));
+            assert_eq!(fa[0..6], fb[0..6], "{sched}: flow {i} picked differently");
+            on[(fa[0..6] == RS2_MAC) as usize] += 1;
+            if sched != "dh" {
+                // A segment of the same flow at a third director that never saw its SYN.
+                let mut c = pipeline(&config_json(&svc));
+                let ack = tcp_frame(CLIENT_MAC, DIR_C_MAC, src, dst, sport, 90, ACK, 64, b"x");
+                assert_eq!(run(&mut c, &ack, 0).1[0..6], fa[0..6], "{sched}: flow {i} by the hash");
+            }
+        }
+        // dh hashes the destination (one VIP: one server); the others spread the flows.
+        if sched != "dh" {
+            assert!(on[0] > 180 && on[1] > 180, "{sched}: {on:?}");
+        }
+    }
+}

@@ -76,9 +76,9 @@ impl Announcer {
         self.apply(&all, true);
     }
 
-    /// The VIPs announced now.
-    pub fn announced(&self) -> Vec<Ipv4Addr> {
-        self.announced.iter().filter(|(_, on)| **on).map(|(v, _)| *v).collect()
+    /// Each VIP told to BIRD, and whether it is announced.
+    pub fn state(&self) -> Vec<(Ipv4Addr, bool)> {
+        self.announced.iter().map(|(v, on)| (*v, *on)).collect()
     }
 
     fn birdc(&self, verb: &str, proto: &str) -> Result<(), String> {

@@ -479,6 +479,8 @@ impl Director {
                     checked: health::targets(&self.admin.services, &self.admin.health).iter().map(|t| t.id).collect(),
                     down: &self.down,
                     transitions: &self.transitions,
+                    sync: self.sync.iter().map(|d| (d.spec.role.name(), d.counters())).collect(),
+                    bgp: self.announcer.as_ref().map_or_else(Vec::new, |a| a.state()),
                 };
                 return Reply::Metrics { text: super::metrics::render(&m) };
             }

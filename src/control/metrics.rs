@@ -37,6 +37,10 @@ pub struct Snapshot<'a> {
     pub checked: Vec<TargetId>,
     pub down: &'a HashSet<TargetId>,
     pub transitions: &'a HashMap<TargetId, u64>,
+    /// Each running sync daemon's role and counters (see `SyncDaemon::counters`).
+    pub sync: Vec<(&'static str, Vec<(&'static str, u64)>)>,
+    /// VIPs announced over BGP now, and those configured but withdrawn.
+    pub bgp: Vec<(std::net::Ipv4Addr, bool)>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -217,6 +221,19 @@ pub fn render(s: &Snapshot<'_>) -> String {
             }
         }
     }
+    let daemon = m.gauge("sync_daemon_running", "Connection sync daemons running, by role");
+    let sync =
+        m.counter("sync_events", "Connection sync: datagrams and connections sent, received, installed, dropped");
+    for (role, counters) in &s.sync {
+        daemon.get_or_create(&vec![("role", role.to_string())]).set(1);
+        for (what, n) in counters {
+            sync.get_or_create(&vec![("role", role.to_string()), ("event", what.to_string())]).inc_by(*n);
+        }
+    }
+    let bgp = m.gauge("bgp_vip_announced", "1 while the VIP is announced over BGP, 0 withdrawn");
+    for (vip, on) in &s.bgp {
+        bgp.get_or_create(&vec![("vip", vip.to_string())]).set(i64::from(*on));
+    }
     let xdp = m.counter("xdp_frames", "Frames the XDP program redirected to the workers or passed to the kernel");
     xdp.get_or_create(&vec![("verdict", "redirected".into())]).inc_by(s.xdp.0);
     xdp.get_or_create(&vec![("verdict", "passed".into())]).inc_by(s.xdp.1);
@@ -297,8 +314,17 @@ mod tests {
             checked: Vec::new(),
             down: &down,
             transitions: &transitions,
+            sync: vec![("backup", vec![("datagrams", 5), ("created", 12)])],
+            bgp: vec![("198.18.0.100".parse().unwrap(), true)],
         };
         let page = render(&s);
+        for want in [
+            "xvs_sync_daemon_running{role=\"backup\"} 1",
+            "xvs_sync_events_total{role=\"backup\",event=\"created\"} 12",
+            "xvs_bgp_vip_announced{vip=\"198.18.0.100\"} 1",
+        ] {
+            assert!(page.lines().any(|x| x == want), "no line {want}:\n{page}");
+        }
         for want in [
             "# TYPE xvs_worker_loop_round_seconds histogram",
             "xvs_worker_loop_round_seconds_count{worker=\"3\"} 4",

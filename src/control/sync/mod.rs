@@ -163,7 +163,35 @@ impl SyncDaemon {
         self.links.iter().map(|l| f(l).load(Ordering::Relaxed)).sum()
     }
 
-    /// The daemon's counters, one line (`xvsadm -L --daemon --stats` style).
+    /// The daemon's counters by name (the metrics' `event` label).
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut v = vec![
+            ("datagrams", get(&c.datagrams)),
+            ("conns", get(&c.conns)),
+            ("send_errors", get(&c.send_errors)),
+            ("malformed", get(&c.malformed)),
+            ("wrong_syncid", get(&c.wrong_syncid)),
+            ("skipped", get(&c.skipped)),
+            ("handoff_dropped", get(&c.handoff_dropped)),
+        ];
+        for (name, f) in [
+            ("queued", (|l: &SyncLink| &l.queued) as fn(&SyncLink) -> &AtomicU64),
+            ("queue_full", |l| &l.queue_full),
+            ("created", |l| &l.created),
+            ("updated", |l| &l.updated),
+            ("replaced", |l| &l.replaced),
+            ("no_service", |l| &l.no_service),
+            ("no_dest", |l| &l.no_dest),
+            ("refused", |l| &l.refused),
+        ] {
+            v.push((name, self.link_sum(f)));
+        }
+        v
+    }
+
+    /// The daemon's counters, one line (for `xvsadm --workers`).
     pub fn counters_line(&self) -> String {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
