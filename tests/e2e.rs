@@ -2796,8 +2796,10 @@ fn ten_hitless_restarts_keep_long_lived_connections_without_a_reset() {
     // handed-over table, not a hash, can keep a connection on its server.
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let t = Topo::up("xet", 1);
-    let _echo: Vec<EchoServer> =
-        (1..=3).flat_map(|i| [7000u16, 7001, 7002].map(|p| (i, p))).map(|(i, p)| EchoServer::start(&t, i, p)).collect();
+    let _echo: Vec<EchoServer> = (1..=3)
+        .flat_map(|i| [7000u16, 7001, 7002, 7003].map(|p| (i, p)))
+        .map(|(i, p)| EchoServer::start(&t, i, p))
+        .collect();
     let tmp = std::env::temp_dir();
     let sock = tmp.join("xvs-e2e-xet.sock");
     let handover = tmp.join("xvs-e2e-xet.handover");
@@ -2808,6 +2810,8 @@ fn ten_hitless_restarts_keep_long_lived_connections_without_a_reset() {
     {"proto": "tcp", "vip": "198.18.0.100", "port": 7001, "scheduler": "rr",
      "real_servers": [{"addr": "198.19.0.11", "mode": "fullnat"}, {"addr": "198.19.0.12", "mode": "fullnat"}, {"addr": "198.19.0.13", "mode": "fullnat"}]},
     {"proto": "tcp", "vip": "198.18.0.100", "port": 7002, "scheduler": "rr",
+     "real_servers": [{"addr": "198.19.0.11", "mode": "dr"}, {"addr": "198.19.0.12", "mode": "dr"}, {"addr": "198.19.0.13", "mode": "dr"}]},
+    {"proto": "tcp", "vip": "198.18.0.100", "port": 7003, "scheduler": "mh",
      "real_servers": [{"addr": "198.19.0.11", "mode": "dr"}, {"addr": "198.19.0.12", "mode": "dr"}, {"addr": "198.19.0.13", "mode": "dr"}]}"#;
     let cfg = ops_config(&sock, services, "").replacen(
         "\"workers\": 1",
@@ -2818,7 +2822,7 @@ fn ten_hitless_restarts_keep_long_lived_connections_without_a_reset() {
     std::fs::write(&path, &cfg).expect("config");
     let mut d = Director::start(&t, &path);
     let mut conns: Vec<(u16, LongConn)> = Vec::new();
-    for port in [7000u16, 7001, 7002] {
+    for port in [7000u16, 7001, 7002, 7003] {
         for _ in 0..2 {
             let mut c = LongConn::open(&t, port);
             assert!(c.echo("hello").is_some(), "port {port}");
@@ -2864,6 +2868,24 @@ fn ten_hitless_restarts_keep_long_lived_connections_without_a_reset() {
     assert_eq!(now, servers);
     // New connections are served as before.
     assert!(new_conn(&t, 7000).starts_with('r'));
+
+    // A crash (SIGKILL): no handover, but the programs hold; the next run has no table. mh
+    // takes its flows back by the hash; rr cannot (its segments are dropped as no_conn,
+    // still never reset by the kernel).
+    let mut child = d.child.take().expect("running");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    assert!(xdp_attached(&t, "xvs-c"), "the program outlives the process");
+    d = Director::start(&t, &path);
+    assert!(d.output().contains("handover: no table from a previous run"), "{}", d.output());
+    for (k, (port, c)) in conns.iter_mut().enumerate().filter(|(_, (p, _))| *p == 7003) {
+        let msg = format!("after the crash {k}");
+        let ok = (0..4).any(|_| c.echo(&msg).as_deref() == Some(msg.as_str()));
+        assert!(ok, "mh connection {k} (port {port}) lost in the crash:\n{}", d.output());
+    }
+    let rr = conns.iter_mut().find(|(p, _)| *p == 7000).map(|(_, c)| c).expect("an rr connection");
+    assert_eq!(rr.echo("rr after the crash"), None, "an rr connection has no table to come back from");
+    assert_eq!(out_rsts(), rsts_before, "the crash made the kernel reset something");
     let (ok, out) = d.stop();
     assert!(ok, "{out}");
     assert!(!xdp_attached(&t, "xvs-c"), "a plain stop detaches the programs");

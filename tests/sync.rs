@@ -265,7 +265,6 @@ fn config_json_sync_daemons_are_checked_and_name_the_field() {
             "sync[1].state",
             "master",
         ),
-        (r#"{"state": "backup", "mcast_interface": "x", "peers": ["1.2.3.4:1"]}"#, "sync[0].peers", ""),
     ] {
         let e = with(sync).expect_err(sync).to_string();
         assert!(e.contains(path) && e.contains(value), "{sync}: {e}");
@@ -357,5 +356,53 @@ fn mh_sh_and_dh_pick_alike_on_separately_started_directors() {
         if sched != "dh" {
             assert!(on[0] > 180 && on[1] > 180, "{sched}: {on:?}");
         }
+    }
+}
+
+/// A backup with `peers` takes datagrams only from those masters (loopback, no namespace).
+#[test]
+fn a_backup_with_peers_takes_datagrams_from_them_only() {
+    use xvs::control::sync::SyncDaemon;
+    use xvs::dataplane::Control;
+    use xvs::model::{DaemonSpec, SyncRole};
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let spec = |peer: &str| DaemonSpec {
+        role: SyncRole::Backup,
+        mcast_interface: "lo".into(),
+        syncid: 0,
+        maxlen: None,
+        group: None,
+        port: Some(port),
+        ttl: None,
+        peers: vec![peer.parse().unwrap()],
+        forward: false,
+    };
+    let mut e = Encoder::new(0, 1472);
+    e.push(&SyncConn {
+        proto: 6,
+        state: 1,
+        caddr: 1,
+        cport: 2,
+        vaddr: 3,
+        vport: 4,
+        daddr: 5,
+        dport: 6,
+        ..Default::default()
+    });
+    let datagram = e.take().unwrap();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for (peer, taken) in [("127.0.0.9:8848", false), ("127.0.0.1:8848", true)] {
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let d = SyncDaemon::start(&spec(peer), &[tx]).expect("backup starts on lo");
+        sender.send_to(&datagram, ("127.0.0.1", port)).unwrap();
+        let got = rx.recv_timeout(std::time::Duration::from_secs(1));
+        assert_eq!(matches!(got, Ok(Control::SyncIn(_, ref c)) if c.len() == 1), taken, "peer {peer}");
+        if !taken {
+            assert!(d.counters_line().contains("not from a master 1"), "{}", d.counters_line());
+        }
+        d.stop();
     }
 }

@@ -85,7 +85,8 @@ struct RawSync {
     mcast_port: Option<u64>,
     #[serde(default)]
     mcast_ttl: Option<u64>,
-    /// Unicast `address:port` peers a master sends to instead of the group.
+    /// A master: unicast `address:port` peers it sends to instead of the group. A backup:
+    /// the masters it takes datagrams from (the port is not checked).
     #[serde(default)]
     peers: Vec<String>,
     /// A backup forwards VIP traffic that reaches it.
@@ -720,12 +721,6 @@ fn sync_daemons(raw: &[RawSync]) -> Result<Vec<crate::model::DaemonSpec>, Config
                 peer.parse::<std::net::SocketAddrV4>()
                     .map_err(|_| err(format!("{p}.peers[{j}]"), format!("'{peer}' is not an IPv4 address:port")))?,
             );
-        }
-        if role == SyncRole::Backup && !peers.is_empty() {
-            return Err(err(
-                format!("{p}.peers"),
-                "only for a master (a backup takes unicast datagrams on its port as they come)",
-            ));
         }
         if role == SyncRole::Master && r.forward {
             return Err(err(format!("{p}.forward"), "only for a backup"));

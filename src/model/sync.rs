@@ -82,8 +82,9 @@ pub struct DaemonSpec {
     pub group: Option<std::net::Ipv4Addr>,
     pub port: Option<u16>,
     pub ttl: Option<u8>,
-    /// Unicast peers a master sends to instead of the group (xvs's addition, for networks
-    /// without multicast).
+    /// A master: unicast peers it sends to instead of the group (xvs's addition, for
+    /// networks without multicast). A backup: the only senders it takes datagrams from
+    /// (IPVS takes any).
     #[serde(default)]
     pub peers: Vec<std::net::SocketAddrV4>,
     /// A backup forwards the VIPs' traffic that reaches it (IPVS's `backup_only` 0). By

@@ -51,6 +51,8 @@ pub struct DaemonCounters {
     pub skipped: AtomicU64,
     /// Batches a busy worker did not take in time.
     pub handoff_dropped: AtomicU64,
+    /// Datagrams from a sender other than the backup's configured masters (`peers`).
+    pub foreign: AtomicU64,
 }
 
 /// Why a daemon did not start.
@@ -130,9 +132,10 @@ impl SyncDaemon {
                 let sock = backup_socket(&spec)?;
                 let (l, c, st, syncid, w) =
                     (links.clone(), counters.clone(), stop.clone(), spec.syncid, ctrls.to_vec());
+                let sources: Vec<Ipv4Addr> = spec.peers.iter().map(|p| *p.ip()).collect();
                 std::thread::Builder::new()
                     .name("xvs-sync-backup".into())
-                    .spawn(move || backup_loop(sock, w, l, c, st, syncid))
+                    .spawn(move || backup_loop(sock.into(), w, l, c, st, syncid, sources))
                     .map_err(sock_err("thread"))?
             }
         };
@@ -175,6 +178,7 @@ impl SyncDaemon {
             ("wrong_syncid", get(&c.wrong_syncid)),
             ("skipped", get(&c.skipped)),
             ("handoff_dropped", get(&c.handoff_dropped)),
+            ("foreign", get(&c.foreign)),
         ];
         for (name, f) in [
             ("queued", (|l: &SyncLink| &l.queued) as fn(&SyncLink) -> &AtomicU64),
@@ -206,7 +210,7 @@ impl SyncDaemon {
             ),
             SyncRole::Backup => format!(
                 "  received: {} datagrams, {} connections; created {}, updated {}, replaced {}; \
-                 no service {}, no server {}, refused {}; malformed {}, other syncid {}, skipped {}, dropped {}\n",
+                 no service {}, no server {}, refused {}; malformed {}, other syncid {}, not from a master {}, skipped {}, dropped {}\n",
                 get(&c.datagrams),
                 get(&c.conns),
                 self.link_sum(|l| &l.created),
@@ -217,6 +221,7 @@ impl SyncDaemon {
                 self.link_sum(|l| &l.refused),
                 get(&c.malformed),
                 get(&c.wrong_syncid),
+                get(&c.foreign),
                 get(&c.skipped),
                 get(&c.handoff_dropped),
             ),
@@ -287,10 +292,8 @@ fn backup_socket(s: &DaemonSpec) -> Result<Socket, SyncStartError> {
     sock.set_reuse_address(true).map_err(sock_err("SO_REUSEADDR"))?;
     sock.bind(&SockAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, s.port.unwrap_or(MCAST_PORT))))
         .map_err(sock_err("bind"))?;
-    if s.peers.is_empty() {
-        sock.join_multicast_v4_n(&s.group.unwrap_or(MCAST_GROUP), &InterfaceIndexOrAddress::Index(index))
-            .map_err(sock_err("IP_ADD_MEMBERSHIP"))?;
-    }
+    sock.join_multicast_v4_n(&s.group.unwrap_or(MCAST_GROUP), &InterfaceIndexOrAddress::Index(index))
+        .map_err(sock_err("IP_ADD_MEMBERSHIP"))?;
     sock.set_read_timeout(Some(RECV_WAIT)).map_err(sock_err("SO_RCVTIMEO"))?;
     // Bursts of datagrams while the thread is busy handing out the last ones.
     let _ = sock.set_recv_buffer_size(4 << 20);
@@ -354,18 +357,24 @@ fn master_loop(
 }
 
 fn backup_loop(
-    sock: Socket,
+    sock: std::net::UdpSocket,
     ctrls: Vec<Sender<Control>>,
     links: Vec<Arc<SyncLink>>,
     c: Arc<DaemonCounters>,
     stop: Arc<AtomicBool>,
     syncid: u8,
+    sources: Vec<Ipv4Addr>,
 ) {
     let mut buf = vec![0u8; message::MAX_DATAGRAM];
     let mut last_warn: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
-        let n = match std::io::Read::read(&mut &sock, &mut buf) {
-            Ok(n) => n,
+        let n = match sock.recv_from(&mut buf) {
+            // Only the configured masters, when there are some (IPVS takes any sender).
+            Ok((_, from)) if !from_master(&sources, from) => {
+                c.foreign.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Ok((n, _)) => n,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -402,6 +411,11 @@ fn backup_loop(
         }
         hand_out(&ctrls, &links, d.conns, &c);
     }
+}
+
+/// Whether `from` is one of `sources` (any sender when there are none).
+fn from_master(sources: &[Ipv4Addr], from: std::net::SocketAddr) -> bool {
+    sources.is_empty() || matches!(from, std::net::SocketAddr::V4(a) if sources.contains(a.ip()))
 }
 
 fn hand_out(ctrls: &[Sender<Control>], links: &[Arc<SyncLink>], conns: Vec<SyncConn>, c: &DaemonCounters) {
