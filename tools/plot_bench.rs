@@ -5,18 +5,16 @@
 //!
 //! Text needs a TrueType font: DejaVu Sans (Debian's fonts-dejavu-core), or `XVS_PLOT_FONT`.
 
+#[path = "plot_font.rs"]
+mod plot_font;
+
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, csv, out] = args.as_slice() else { bail!("usage: plot-bench BENCH.csv OUT.png") };
-    let font =
-        std::env::var("XVS_PLOT_FONT").unwrap_or_else(|_| "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf".into());
-    let bytes = std::fs::read(&font).with_context(|| format!("reading the font {font} (XVS_PLOT_FONT)"))?;
-    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into_boxed_slice()))
-        .map_err(|_| anyhow::anyhow!("{font} is not a TrueType font"))?;
+    plot_font::register()?;
     let text = std::fs::read_to_string(csv).with_context(|| format!("reading {csv}"))?;
     // Measurements in the order they first appear, with their runs' rates.
     let mut rows: Vec<(String, Vec<f64>)> = Vec::new();

@@ -3,6 +3,9 @@
 //!
 //!     cargo run --release --example plot-series -- target/soak/soak.csv docs/soak.svg "soak"
 
+#[path = "plot_font.rs"]
+mod plot_font;
+
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
 
@@ -13,6 +16,7 @@ fn main() -> Result<()> {
         [_, csv, out, title] => (csv, out, title.as_str()),
         _ => bail!("usage: plot-series SERIES.csv OUT.svg [TITLE]"),
     };
+    plot_font::register()?;
     let text = std::fs::read_to_string(csv).with_context(|| format!("reading {csv}"))?;
     let mut lines = text.lines().filter(|l| !l.is_empty());
     let header: Vec<&str> = lines.next().context("an empty file")?.split(',').collect();
