@@ -3,8 +3,10 @@
 //! Each test builds its own topology with `tools/netns-topo` (a client, the director, a
 //! switch and three real servers running `tools/httpd.py`; addresses from 198.18.0.0/15 only)
 //! and removes it when done, even on failure. Tests run one at a time (they share the CPU
-//! with a busy-polling director). Needs root, iproute2, ethtool, curl and python3
-//! (`tools/setup-deps` installs them).
+//! with a busy-polling director). The HA tests build two directors with keepalived
+//! (`tools/netns-ha-topo`), the scale-out test two directors behind a BIRD router
+//! (`tools/netns-ecmp-topo`). Needs root, iproute2, ethtool, curl, socat, tcpdump, python3,
+//! keepalived and bird2 (`tools/setup-deps` installs them).
 
 use std::collections::BTreeMap;
 use std::io::Read;
