@@ -1819,23 +1819,8 @@ fn fullnat_serves_short_http_connections_for_minutes_and_across_a_restart() {
     // TOA: the SYNs real server r1 receives name the client (a capture, decoded by the
     // independent decoder in tools/).
     let pcap = std::env::temp_dir().join("xvs-e2e-toa.pcap");
-    let _ = std::fs::remove_file(&pcap);
-    let mut dump = Command::new("ip")
-        .args(["netns", "exec", &t.ns("r1"), "timeout", "20", "tcpdump", "-i", "eth0", "-U", "-c", "2", "-w"])
-        .arg(&pcap)
-        .arg("tcp dst port 8080 and tcp[13] & 2 != 0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tcpdump");
-    let mut err = dump.stderr.take().expect("stderr");
-    let (mut seen, mut b) = (Vec::new(), [0u8; 256]);
-    while !String::from_utf8_lossy(&seen).contains("listening on") {
-        match err.read(&mut b) {
-            Ok(0) | Err(_) => panic!("tcpdump did not start: {}", String::from_utf8_lossy(&seen)),
-            Ok(n) => seen.extend_from_slice(&b[..n]),
-        }
-    }
+    let (mut dump, _err) =
+        start_pcap(&t.ns("r1"), "eth0", &["-c", "2"], "tcp dst port 8080 and tcp[13] & 2 != 0", &pcap);
     for _ in 0..6 {
         let (ok, _) = t.exec(
             "c",
@@ -2606,12 +2591,14 @@ impl Drop for HaNode {
     }
 }
 
-/// tcpdump writing `filter`'s packets on `iface` in `ns` to `path`, once it listens (with
-/// its stderr, kept open until it is stopped).
-fn start_pcap(ns: &str, iface: &str, filter: &str, path: &Path) -> (Child, std::process::ChildStderr) {
+/// tcpdump writing `filter`'s packets on `iface` in `ns` to `path` (with `more` options),
+/// once it listens; with its stderr, kept open until it is stopped.
+fn start_pcap(ns: &str, iface: &str, more: &[&str], filter: &str, path: &Path) -> (Child, std::process::ChildStderr) {
     let _ = std::fs::remove_file(path);
     let mut dump = Command::new("ip")
-        .args(["netns", "exec", ns, "timeout", "60", "tcpdump", "--immediate-mode", "-i", iface, "-U", "-w"])
+        .args(["netns", "exec", ns, "timeout", "60", "tcpdump", "--immediate-mode", "-i", iface, "-U"])
+        .args(more)
+        .arg("-w")
         .arg(path)
         .arg(filter)
         .stdout(Stdio::null())
@@ -2693,7 +2680,7 @@ fn keepalived_failover_keeps_synced_nat_fullnat_and_dr_connections_on_their_serv
     let pcap = std::env::temp_dir().join("xvs-e2e-xer-sync.pcap");
     let mut dump = None;
     let (mut d1, d2, mut conns) =
-        ha_pair(&t, true, &mut || dump = Some(start_pcap(&t.ns("s"), "br0", "udp dst port 8848", &pcap)));
+        ha_pair(&t, true, &mut || dump = Some(start_pcap(&t.ns("s"), "br0", &[], "udp dst port 8848", &pcap)));
     let dump = dump.expect("capture started");
     // The backup holds the master's connections (synced at their third packet, sent within
     // a second), with the same real servers.

@@ -271,6 +271,21 @@ fn config_json_sync_daemons_are_checked_and_name_the_field() {
     }
 }
 
+/// A daemon of `role` on the loopback interface, IPVS's defaults otherwise.
+fn on_lo(role: xvs::model::SyncRole) -> xvs::model::DaemonSpec {
+    xvs::model::DaemonSpec {
+        role,
+        mcast_interface: "lo".into(),
+        syncid: 0,
+        maxlen: None,
+        group: None,
+        port: None,
+        ttl: None,
+        peers: Vec::new(),
+        forward: false,
+    }
+}
+
 /// A master with unicast peers: what its workers queue reaches the peer within the flush
 /// time, as one datagram the decoder reads back (no namespace needed: loopback).
 #[test]
@@ -282,17 +297,7 @@ fn a_master_daemon_sends_queued_connections_to_its_unicast_peer() {
     peer.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
     let std::net::SocketAddr::V4(at) = peer.local_addr().unwrap() else { panic!() };
     let (tx, rx) = crossbeam_channel::bounded(4);
-    let spec = DaemonSpec {
-        role: SyncRole::Master,
-        mcast_interface: "lo".into(),
-        syncid: 3,
-        maxlen: None,
-        group: None,
-        port: None,
-        ttl: None,
-        peers: vec![at],
-        forward: false,
-    };
+    let spec = DaemonSpec { syncid: 3, peers: vec![at], ..on_lo(SyncRole::Master) };
     let d = SyncDaemon::start(&spec, &[tx]).expect("master starts on lo");
     let Ok(Control::SyncOut(Some(link))) = rx.recv() else { panic!("the worker is told to queue") };
     let m = SyncConn {
@@ -369,17 +374,8 @@ fn a_backup_with_peers_takes_datagrams_from_them_only() {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         s.local_addr().unwrap().port()
     };
-    let spec = |peer: &str| DaemonSpec {
-        role: SyncRole::Backup,
-        mcast_interface: "lo".into(),
-        syncid: 0,
-        maxlen: None,
-        group: None,
-        port: Some(port),
-        ttl: None,
-        peers: vec![peer.parse().unwrap()],
-        forward: false,
-    };
+    let spec =
+        |peer: &str| DaemonSpec { port: Some(port), peers: vec![peer.parse().unwrap()], ..on_lo(SyncRole::Backup) };
     let mut e = Encoder::new(0, 1472);
     e.push(&SyncConn {
         proto: 6,

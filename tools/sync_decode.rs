@@ -9,11 +9,12 @@
 //! port. `--expect-conns N` exits non-zero unless at least N connections decoded;
 //! `--strict` exits non-zero on any malformed datagram.
 
-use anyhow::{bail, Context, Result};
+#[path = "pcap_packets.rs"]
+mod pcap_packets;
+
+use anyhow::{bail, Result};
 use clap::Parser;
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use pcap_file::pcap::PcapReader;
-use pcap_file::DataLink;
+use etherparse::{NetSlice, TransportSlice};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[derive(Parser)]
@@ -201,26 +202,15 @@ fn describe(c: &Conn) -> String {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let file = std::fs::File::open(&args.capture).with_context(|| format!("{}", args.capture.display()))?;
-    let mut reader = PcapReader::new(file).context("not a pcap capture")?;
-    let link = reader.header().datalink;
     let (mut datagrams, mut conns, mut bad) = (0u64, 0u64, 0u64);
-    while let Some(pkt) = reader.next_packet() {
-        let pkt = pkt.context("reading the capture")?;
-        let sliced = match link {
-            DataLink::ETHERNET => SlicedPacket::from_ethernet(&pkt.data),
-            DataLink::LINUX_SLL => SlicedPacket::from_linux_sll(&pkt.data),
-            DataLink::RAW | DataLink::IPV4 => SlicedPacket::from_ip(&pkt.data),
-            other => bail!("link type {other:?}: only Ethernet, Linux cooked and raw IP captures"),
-        };
-        let Ok(p) = sliced else { continue };
-        let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Udp(udp))) = (&p.net, &p.transport) else { continue };
+    pcap_packets::each(&args.capture, |timestamp, p| {
+        let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Udp(udp))) = (&p.net, &p.transport) else { return };
         if udp.destination_port() != args.port {
-            continue;
+            return;
         }
         datagrams += 1;
         let (src, dst, ttl) = (ip.header().source_addr(), ip.header().destination_addr(), ip.header().ttl());
-        let at = format!("{}.{:06}", pkt.timestamp.as_secs(), pkt.timestamp.subsec_micros());
+        let at = format!("{}.{:06}", timestamp.as_secs(), timestamp.subsec_micros());
         match decode(udp.payload()) {
             Ok((h, cs)) => {
                 println!("{at} {src} -> {dst} ttl {ttl}: syncid {} size {} conns {}", h.syncid, h.size, h.nr_conns);
@@ -234,7 +224,7 @@ fn main() -> Result<()> {
                 println!("{at} {src} -> {dst}: MALFORMED: {e}");
             }
         }
-    }
+    })?;
     println!("{datagrams} sync datagrams, {conns} connections, {bad} malformed");
     if args.strict && bad > 0 {
         bail!("{bad} malformed datagram(s)");

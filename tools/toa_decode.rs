@@ -6,11 +6,12 @@
 //! Link types: Ethernet (tcpdump -i eth0), Linux cooked (tcpdump -i any) and raw IP.
 //! `--expect A.B.C.D` exits non-zero unless every SYN carries a TOA naming that address.
 
-use anyhow::{bail, Context, Result};
+#[path = "pcap_packets.rs"]
+mod pcap_packets;
+
+use anyhow::{bail, Result};
 use clap::Parser;
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use pcap_file::pcap::PcapReader;
-use pcap_file::DataLink;
+use etherparse::{NetSlice, TransportSlice};
 use std::net::Ipv4Addr;
 
 #[derive(Parser)]
@@ -53,20 +54,9 @@ fn find_toa(opts: &[u8]) -> Result<Option<(Ipv4Addr, u16)>, String> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let file = std::fs::File::open(&args.capture).with_context(|| format!("{}", args.capture.display()))?;
-    let mut reader = PcapReader::new(file).context("not a pcap capture")?;
-    let link = reader.header().datalink;
     let (mut syns, mut syns_with, mut with, mut bad, mut wrong) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    while let Some(pkt) = reader.next_packet() {
-        let pkt = pkt.context("reading the capture")?;
-        let sliced = match link {
-            DataLink::ETHERNET => SlicedPacket::from_ethernet(&pkt.data),
-            DataLink::LINUX_SLL => SlicedPacket::from_linux_sll(&pkt.data),
-            DataLink::RAW | DataLink::IPV4 => SlicedPacket::from_ip(&pkt.data),
-            other => bail!("link type {other:?}: only Ethernet, Linux cooked and raw IP captures"),
-        };
-        let Ok(p) = sliced else { continue };
-        let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Tcp(tcp))) = (&p.net, &p.transport) else { continue };
+    pcap_packets::each(&args.capture, |timestamp, p| {
+        let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Tcp(tcp))) = (&p.net, &p.transport) else { return };
         let (src, dst) = (ip.header().source_addr(), ip.header().destination_addr());
         let syn = tcp.syn() && !tcp.ack();
         syns += syn as u64;
@@ -77,7 +67,7 @@ fn main() -> Result<()> {
             if tcp.fin() { "F" } else { "" },
             if tcp.rst() { "R" } else { "" }
         );
-        let at = format!("{}.{:06}", pkt.timestamp.as_secs(), pkt.timestamp.subsec_micros());
+        let at = format!("{}.{:06}", timestamp.as_secs(), timestamp.subsec_micros());
         match find_toa(tcp.options()) {
             Ok(Some((addr, port))) => {
                 with += 1;
@@ -101,7 +91,7 @@ fn main() -> Result<()> {
                 );
             }
         }
-    }
+    })?;
     println!("{with} segments with TOA; {syns_with} of {syns} SYNs; {bad} with malformed options");
     if let Some(e) = args.expect {
         if syns == 0 || syns_with < syns || wrong > 0 || bad > 0 {
