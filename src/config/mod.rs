@@ -137,6 +137,11 @@ struct RawDirector {
     /// steering programs attached and holding; the next run takes the table from here.
     #[serde(default)]
     handover_file: Option<String>,
+    /// The seed that decides which worker owns a client's connections (hex): the same on
+    /// both directors of an HA pair, so that a backup with several workers installs synced
+    /// NAT and FULLNAT connections where their frames will land. Default: random per run.
+    #[serde(default)]
+    owner_seed: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -349,6 +354,9 @@ pub struct Config {
     pub health_file: Option<std::path::PathBuf>,
     /// Where a hitless restart hands the connection table over (`director.handover_file`).
     pub handover_file: Option<std::path::PathBuf>,
+    /// Worker ownership seed (`director.owner_seed`, or the previous run's at a hitless
+    /// restart); None: random.
+    pub owner_seed: Option<u64>,
     /// The control socket `xvsadm` talks to.
     pub control_socket: std::path::PathBuf,
     pub timeouts: Timeouts,
@@ -674,6 +682,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             Some(p) => Some(p.into()),
             None => None,
         },
+        owner_seed: match &d.owner_seed {
+            None => None,
+            Some(h) => Some(u64::from_str_radix(h.trim_start_matches("0x"), 16).map_err(|_| {
+                err("director.owner_seed", format!("'{h}' is not a hexadecimal 64-bit number (e.g. \"5eed1234abcd\")"))
+            })?),
+        },
         control_socket: match &raw.control.socket {
             Some(p) if p.is_empty() => return Err(err("control.socket", "an empty path")),
             Some(p) => p.into(),
@@ -732,7 +746,7 @@ fn sync_daemons(raw: &[RawSync]) -> Result<Vec<crate::model::DaemonSpec>, Config
             role,
             mcast_interface: name.clone(),
             syncid: opt("syncid", r.syncid, 0, 255)?.unwrap_or(0) as u8,
-            maxlen: opt("sync_maxlen", r.sync_maxlen, 44, 65535 - 28)?.map(|v| v as u16),
+            maxlen: opt("sync_maxlen", r.sync_maxlen, 56, 65535 - 28)?.map(|v| v as u16),
             group,
             port: opt("mcast_port", r.mcast_port, 1, 65535)?.map(|v| v as u16),
             ttl: opt("mcast_ttl", r.mcast_ttl, 1, 255)?.map(|v| v as u8),

@@ -160,6 +160,7 @@ impl ConnShard {
 
     /// Local tuple `laddr:lport` towards `daddr:dport`, if it is this worker's and free (a
     /// synced FULLNAT connection keeps the master's tuple: the real server knows it).
+    /// `fallback` is the local address when none was set, as for [`ConnShard::take_lport`].
     pub(super) fn take_exact_lport(
         &mut self,
         laddr: u32,
@@ -167,15 +168,25 @@ impl ConnShard {
         daddr: u32,
         dport: u16,
         proto: u8,
+        fallback: u32,
     ) -> Option<(u8, u16)> {
         if laddr == 0 || !self.owns_lport(lport) {
+            return None;
+        }
+        if self.pool.is_empty() && laddr == fallback {
+            let i = self.laddr_index(fallback)?;
+            self.pool.push(i);
+        }
+        // Only a configured local address: one from the network must not become local.
+        let li = self.laddrs.iter().position(|a| *a == laddr)? as u8;
+        if !self.pool.contains(&li) {
             return None;
         }
         let k = ConnKey { saddr: daddr, daddr: laddr, sport: dport, dport: lport, proto };
         if self.lookup_out(&k, self.hash(&k)).is_some() {
             return None;
         }
-        Some((self.laddr_index(laddr)?, lport))
+        Some((li, lport))
     }
 
     /// Whether local port `lport` is in the range and this worker's share of it.

@@ -467,7 +467,7 @@ impl ConnShard {
         // After the slot: an eviction may have freed a tuple of this real server.
         let (laddr_idx, lport) = if full {
             let taken = match tuple {
-                Some((laddr, lport)) => self.take_exact_lport(laddr, lport, n.daddr, n.dport, n.key.proto),
+                Some((laddr, lport)) => self.take_exact_lport(laddr, lport, n.daddr, n.dport, n.key.proto, n.laddr),
                 None => self.take_lport(n.daddr, n.dport, n.key.proto, n.laddr, now_ms),
             };
             match taken {

@@ -74,8 +74,8 @@ impl ConnShard {
 
     /// The sync message of connection or template `idx`: its state's timeout (the template's
     /// own), the forwarding method in IPVS's flags (FULLNAT as MASQ with its local tuple).
-    pub fn sync_message(&self, idx: u32) -> SyncConn {
-        let c = self.slab[idx as usize];
+    pub fn sync_message(&self, idx: u32) -> Option<SyncConn> {
+        let c = *self.slab.get(idx as usize)?;
         let template = c.is_template();
         let mut flags = match c.mode() {
             FwdMode::Nat | FwdMode::FullNat => sync_flags::MASQ,
@@ -84,7 +84,7 @@ impl ConnShard {
         };
         let ticks = if template {
             flags |= sync_flags::TEMPLATE;
-            self.links[idx as usize].timeout
+            self.links.get(idx as usize)?.timeout
         } else {
             if c.is_inactive() {
                 flags |= sync_flags::INACTIVE;
@@ -92,7 +92,7 @@ impl ConnShard {
             self.timeouts.get(c.state as usize).copied().unwrap_or(0)
         };
         let fullnat = !template && c.mode() == FwdMode::FullNat;
-        SyncConn {
+        Some(SyncConn {
             proto: c.proto & 0x7f,
             flags,
             state: if template || c.proto == PROTO_UDP { 0 } else { c.state as u16 },
@@ -106,7 +106,7 @@ impl ConnShard {
             timeout_s: (ticks as u64 * TICK_MS / 1000) as u32,
             laddr: if fullnat { self.laddr(&c) } else { 0 },
             lport: if fullnat { c.lport } else { 0 },
-        }
+        })
     }
 
     /// Every connection and template as a sync message whose timeout is what it has left
@@ -114,11 +114,11 @@ impl ConnShard {
     /// table to the next run of the director. Allocates: control path only.
     pub fn sync_all(&self, now_ms: u64) -> Vec<SyncConn> {
         self.iter()
-            .map(|(i, c)| {
-                let mut m = self.sync_message(i);
+            .filter_map(|(i, c)| {
+                let mut m = self.sync_message(i)?;
                 let left = self.expires_in_s(i, now_ms);
                 m.timeout_s = if c.is_template() { left } else { left.max(1) };
-                m
+                Some(m)
             })
             .collect()
     }
@@ -198,9 +198,14 @@ impl ConnShard {
             c.flags &= !F_INACTIVE;
             delta = 1;
         }
-        let (svc, dest, state) = (c.svc, c.dest, c.state);
+        let (svc, dest, state, lport) = (c.svc, c.dest, c.state, c.flags & F_LPORT != 0);
         let own = self.timeouts.get(state as usize).copied().unwrap_or(1);
-        let ticks = if m.timeout_s == 0 { own } else { secs_to_ticks(m.timeout_s) };
+        let mut ticks = if m.timeout_s == 0 { own } else { secs_to_ticks(m.timeout_s) };
+        if state == TcpState::TimeWait as u8 && lport {
+            // As for a connection of its own: its tuple is not offered again before the real
+            // server's TIME_WAIT has passed.
+            ticks = ticks.max(self.fullnat_time_wait);
+        }
         let expires = ms_to_tick(now_ms).wrapping_add(ticks);
         self.slab[idx as usize].expires = expires;
         self.loads.shift(svc, dest, delta);

@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-/// How long one `birdc` may take before it is killed (and retried at the next check).
-const BIRDC_WAIT: Duration = Duration::from_secs(3);
+/// How long one `birdc` may take before it is killed (and retried at the next check): the
+/// control loop waits that long at most per VIP (its watchdog allows 10 s).
+const BIRDC_WAIT: Duration = Duration::from_secs(1);
 
 pub use crate::config::Bgp as BgpSpec;
 
@@ -64,7 +65,9 @@ impl Announcer {
                 }
                 Err(e) => {
                     tracing::warn!("bgp: birdc {verb} {proto}: {e} (retried at the next check)");
-                    self.announced.remove(&vip);
+                    // Not known to be done: the opposite is kept, so the next check retries
+                    // and a withdrawal at stop still covers it.
+                    self.announced.insert(vip, !on);
                 }
             }
         }

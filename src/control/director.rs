@@ -32,6 +32,18 @@ pub struct WorkerHandle {
     pub thread: std::thread::JoinHandle<WorkerReport>,
 }
 
+/// What [`Director::take_over`] found.
+#[derive(Debug)]
+pub struct TakenOver {
+    pub read: usize,
+    pub installed: u64,
+    pub age_ms: u64,
+    /// The sync daemons the previous run had.
+    pub daemons: Vec<DaemonSpec>,
+    /// Each worker got its predecessor's connections (same seed and worker count).
+    pub same_owners: bool,
+}
+
 /// Resolves the next hops of `cfg` and builds its snapshot against `prev`. It waits up to
 /// `wait` for the kernel to resolve servers, or with `only_new` only servers the last
 /// resolution did not know (an unresolved server already known does not stall every change).
@@ -195,42 +207,60 @@ impl Director {
     /// Writes every worker's connections to `path` for the next run (a hitless restart);
     /// the number written.
     pub fn hand_over(&self, path: &std::path::Path) -> Result<usize, String> {
-        let mut all = Vec::new();
-        for (w, h) in self.handles.iter().enumerate() {
+        let mut h = super::sync::handover::Handover {
+            owner_seed: self.current.owner_seed,
+            daemons: self.sync.iter().map(|d| d.spec.clone()).collect(),
+            workers: Vec::new(),
+        };
+        for (w, handle) in self.handles.iter().enumerate() {
             let (tx, rx) = bounded(1);
-            h.ctrl.send(Control::SyncDump(tx)).map_err(|_| format!("worker {w} is gone"))?;
-            let part = rx.recv_timeout(Duration::from_secs(10)).map_err(|_| format!("worker {w} did not answer"))?;
-            all.extend(part);
+            handle
+                .ctrl
+                .send_timeout(Control::SyncDump(tx), Duration::from_secs(1))
+                .map_err(|_| format!("worker {w} does not take requests"))?;
+            h.workers.push(rx.recv_timeout(Duration::from_secs(10)).map_err(|_| format!("worker {w} did not answer"))?);
         }
-        super::sync::handover::write(path, &all).map_err(|e| e.to_string())?;
-        Ok(all.len())
+        super::sync::handover::write(path, &h).map_err(|e| e.to_string())?;
+        Ok(h.conns())
     }
 
-    /// Takes the connections a previous run handed over in `path` (then removed, so that it
-    /// is never taken twice): (read, installed, file age in ms); None without a file.
-    pub fn take_over(&self, path: &std::path::Path) -> Result<Option<(usize, u64, u64)>, String> {
+    /// Takes what a previous run handed over in `path` (then removed, so that it is never
+    /// taken twice). Each worker gets its predecessor's connections when the ownership seed
+    /// and the worker count are the same (its frames reach it again: same queues, same
+    /// owners), else every worker is offered all and keeps those it owns.
+    pub fn take_over(&self, path: &std::path::Path) -> Result<Option<TakenOver>, String> {
         if !path.exists() {
             return Ok(None);
         }
         let read = super::sync::handover::read(path);
         let _ = std::fs::remove_file(path);
-        let (conns, age) = read.map_err(|e| e.to_string())?;
+        let (h, age_ms) = read.map_err(|e| e.to_string())?;
         let link = Arc::new(crate::dataplane::pipeline::SyncLink::default());
-        for chunk in conns.chunks(4096) {
-            for h in &self.handles {
-                let _ = h.ctrl.send(Control::SyncIn(link.clone(), chunk.to_vec()));
+        let same = h.owner_seed == self.current.owner_seed && h.workers.len() == self.handles.len();
+        for (w, conns) in h.workers.iter().enumerate() {
+            let targets: Vec<&WorkerHandle> =
+                if same { self.handles.get(w).into_iter().collect() } else { self.handles.iter().collect() };
+            for chunk in conns.chunks(4096) {
+                for t in &targets {
+                    if t.ctrl
+                        .send_timeout(Control::SyncIn(link.clone(), chunk.to_vec()), Duration::from_secs(1))
+                        .is_err()
+                    {
+                        tracing::warn!("handover: a worker did not take {} connections", chunk.len());
+                    }
+                }
             }
         }
         // The channels are in order: once each worker answered this, it installed them all.
-        for h in &self.handles {
+        for t in &self.handles {
             let (tx, rx) = bounded(1);
-            if h.ctrl.send(Control::Stats(tx)).is_ok() {
+            if t.ctrl.send_timeout(Control::Stats(tx), Duration::from_secs(1)).is_ok() {
                 let _ = rx.recv_timeout(Duration::from_secs(30));
             }
         }
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         let installed = load(&link.created) + load(&link.updated) + load(&link.replaced);
-        Ok(Some((conns.len(), installed, age)))
+        Ok(Some(TakenOver { read: h.conns(), installed, age_ms, daemons: h.daemons, same_owners: same }))
     }
 
     /// Starts a sync daemon (`--start-daemon`); one of each role at most.
@@ -349,10 +379,11 @@ impl Director {
             return Err("director.interfaces: changed; restart xvs to apply".into());
         }
         next.interfaces = cur.interfaces.clone();
-        let fixed: [(&str, bool); 12] = [
+        let fixed: [(&str, bool); 13] = [
             ("bgp", next.bgp != cur.bgp),
             ("director.health_file", next.health_file != cur.health_file),
             ("director.handover_file", next.handover_file != cur.handover_file),
+            ("director.owner_seed", next.owner_seed != cur.owner_seed),
             ("director.workers", next.workers != cur.workers),
             ("director.local_addrs", next.local_addrs() != cur.local_addrs()),
             ("director.cores", next.cores != cur.cores),

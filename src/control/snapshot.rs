@@ -42,6 +42,7 @@ pub fn tables_spec(cfg: &Config) -> TablesSpec {
         workers: cfg.workers,
         max_conns_per_worker: cfg.max_conns_per_worker,
         timeouts: cfg.timeouts,
+        owner_seed: cfg.owner_seed,
     }
 }
 

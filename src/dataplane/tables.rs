@@ -136,6 +136,10 @@ pub struct TablesSpec {
     /// ICMP errors about connections are left to the kernel, not relayed (`director.icmp_relay`
     /// false).
     pub icmp_to_kernel: bool,
+    /// The ownership seed of the first snapshot (later ones keep their predecessor's): given,
+    /// so that directors of an HA pair, or the runs before and after a hitless restart,
+    /// place a client's connections on the same worker; None draws one at random.
+    pub owner_seed: Option<u64>,
 }
 
 /// Why a snapshot could not be built.
@@ -238,8 +242,10 @@ impl Tables {
             max_conns_per_worker: spec.max_conns_per_worker,
             timeouts: spec.timeouts,
             dest_ids: prev.map_or(0, |p| p.dest_ids),
-            owner_seed: prev
-                .map_or_else(|| ahash::RandomState::new().hash_one(0x6f77_6e65_7273u64) | 1, |p| p.owner_seed),
+            owner_seed: prev.map_or_else(
+                || spec.owner_seed.unwrap_or_else(|| ahash::RandomState::new().hash_one(0x6f77_6e65_7273u64)) | 1,
+                |p| p.owner_seed,
+            ),
             id_slots: prev.map_or_else(Vec::new, |p| p.id_slots.clone()),
         };
         // Start from the previous slots, every one a tombstone until the spec names it.

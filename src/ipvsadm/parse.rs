@@ -361,10 +361,11 @@ impl<'a> Parser<'a> {
             }
             Id::SyncMaxlen => {
                 self.set_option(O_SYNC_MAXLEN)?;
-                // At least a header and one IPv4 connection; at most what a UDP datagram holds.
+                // At least a header and one IPv4 connection with xvs's FULLNAT option (56 bytes);
+                // at most what a UDP datagram holds.
                 let most = 65535 - 28;
                 self.sync_maxlen =
-                    Some(parse_u32(a, 44, most).ok_or(RuleError::IllegalDaemonValue("sync-maxlen"))? as u16);
+                    Some(parse_u32(a, 56, most).ok_or(RuleError::IllegalDaemonValue("sync-maxlen"))? as u16);
                 Ok(Flow::Continue)
             }
             Id::Unsupported(o) => {

@@ -78,7 +78,11 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         queues.push(q);
     }
     let mut resolved = None;
-    let tables = Arc::new(build_tables(&cfg, Duration::from_secs(2), false, false, None, &mut resolved)?);
+    // The first snapshot's ownership seed: the configured one, else at a hitless restart the
+    // previous run's (its connections are handed to the workers that owned them), else random.
+    let handover_seed = cfg.handover_file.as_deref().and_then(xvs::control::sync::handover::peek_seed);
+    let first = Config { owner_seed: cfg.owner_seed.or(handover_seed), ..cfg.clone() };
+    let tables = Arc::new(build_tables(&first, Duration::from_secs(2), false, false, None, &mut resolved)?);
     let steering = Steering::attach(&names, force)?;
     steering.sync(&SteerSet::from_tables(&tables))?;
 
@@ -86,6 +90,7 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     let handoff = (workers > 1).then(|| Arc::new(Handoff::new(workers, 1024)));
     let mut handles = Vec::new();
     let mut summary = Vec::new();
+    let mut sockets = Vec::new();
     for w in 0..workers {
         let mut frames = UmemFrames::new(&sizes)?;
         let mut ports = Vec::new();
@@ -99,7 +104,8 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         let fill_target = sizes.frames / (2 * owned.len() as u32);
         for &(i, q) in &owned {
             let p = XskPort::open(&mut frames, &names[i], q, &sizes, fill_target)?;
-            steering.register_socket(i, q, p.fd())?;
+            // Into the steering maps only once the workers hold the handed-over table.
+            sockets.push((i, q, p.fd()));
             summary.push(format!(
                 "{} queue {q}: {} XDP, {}{} -> worker {w}",
                 names[i],
@@ -151,9 +157,6 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     // Every socket is in its map: a director frame no longer needs holding, and a crash
     // leaves them to the kernel (which resets what it does not know, so clients fail fast),
     // unless hitless restarts are configured (then a crash holds them for the next run).
-    if cfg.handover_file.is_none() {
-        steering.set_hold(false)?;
-    }
     let listener = socket::bind(&cfg.control_socket)?;
     let (req_tx, req_rx) = bounded::<socket::Pending>(16);
     let control_thread = socket::serve_control(listener, req_tx.clone())?;
@@ -224,7 +227,40 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         announcer: None,
     };
     d.update_checks();
-    let daemons = d.admin.sync.clone();
+    // A hitless restart: the previous run's table into the workers before a frame reaches
+    // them (the programs hold frames until the sockets are in their maps, below).
+    let handover_file = d.admin.handover_file.clone();
+    let mut daemons = d.admin.sync.clone();
+    if let Some(path) = &handover_file {
+        match d.take_over(path) {
+            Ok(Some(t)) => {
+                tracing::info!(
+                    "handover: {} of {} connections taken over from the previous run ({} written {} ms ago{})",
+                    t.installed,
+                    t.read,
+                    path.display(),
+                    t.age_ms,
+                    if t.same_owners { "" } else { "; ownership changed, every worker offered all" }
+                );
+                // The daemons it ran (a role keepalived's notify switched outlives the restart).
+                if !t.daemons.is_empty() {
+                    tracing::info!("handover: the sync daemons as the previous run had them");
+                    daemons = t.daemons;
+                }
+            }
+            Ok(None) => tracing::info!("handover: no table from a previous run at {}", path.display()),
+            Err(e) => tracing::warn!("handover: the previous run's table not taken: {e}"),
+        }
+    }
+    for &(i, q, fd) in &sockets {
+        d.steering.register_socket(i, q, fd)?;
+    }
+    // Every socket is in its map: a director frame no longer needs holding, and a crash
+    // leaves them to the kernel (which resets what it does not know, so clients fail fast),
+    // unless hitless restarts are configured (then a crash holds them for the next run).
+    if handover_file.is_none() {
+        d.steering.set_hold(false)?;
+    }
     if !daemons.is_empty() {
         d.apply_sync(&daemons).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
@@ -243,17 +279,6 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     let mut net_changed = false;
     let mut alarms = Alarms::default();
     let mut last_alarm_check = Instant::now();
-    let handover_file = d.admin.handover_file.clone();
-    if let Some(path) = &handover_file {
-        match d.take_over(path) {
-            Ok(Some((read, installed, age))) => tracing::info!(
-                "handover: {installed} of {read} connections taken over from the previous run ({} written {age} ms ago)",
-                path.display()
-            ),
-            Ok(None) => tracing::info!("handover: no table from a previous run at {}", path.display()),
-            Err(e) => tracing::warn!("handover: the previous run's table not taken: {e}"),
-        }
-    }
     let health_file = d.admin.health_file.clone();
     write_health(health_file.as_deref(), true);
     // BGP last: the VIPs are announced once this director forwards them.

@@ -5,10 +5,14 @@
 //! The decoder takes what the kernel's `ip_vs_process_message` and `ip_vs_proc_sync_conn`
 //! take and refuses what they refuse: a datagram whose `size` is not its length, a version
 //! other than 1, a connection running past the datagram, a type with bits other than IPv6's,
-//! a connection version other than 0, an option of length 0 or past its connection. A
-//! connection with an unknown mandatory option, a persistence engine (xvs has none), an
-//! IPv6 address (xvs forwards IPv4), a protocol other than TCP and UDP, or a TCP state past
-//! IPVS's last is skipped, counted, and the rest of the datagram kept, as the kernel does.
+//! a connection version other than 0, an option of length 0 or past its connection, a
+//! sequence option that is not 24 bytes, a persistence engine name over 16, an option
+//! repeated. A connection with an unknown mandatory option (its later options unread), a
+//! persistence engine (xvs has none), an IPv6 address (xvs forwards IPv4), a protocol other
+//! than TCP and UDP, or a TCP state past IPVS's last is skipped, counted, and the rest of the
+//! datagram kept, as the kernel does; bytes after the counted connections are ignored, as
+//! there. Stricter than the kernel: a connection length below its addresses' (the kernel
+//! reads the fixed part regardless) drops the datagram.
 //!
 //! xvs's own option [`OPT_XVS_FULLNAT`] carries FULLNAT's local address and port; its type has
 //! the "optional" bit (0x40), so a kernel backup skips it.
@@ -36,6 +40,8 @@ pub const OPT_XVS_FULLNAT: u8 = OPT_F_PARAM | 0x20;
 const FULLNAT_OPT_LEN: usize = 2 + 6;
 /// The length of the sequence option's data (two `ip_vs_seq`: init_seq, delta, previous_delta).
 pub const SEQ_DATA_LEN: usize = 24;
+/// The longest persistence engine name (`IP_VS_PENAME_MAXLEN`).
+pub const PE_NAME_MAX: usize = 16;
 /// The last TCP state number IPVS defines (`IP_VS_TCP_S_LAST` - 1).
 pub const TCP_STATE_MAX: u16 = 10;
 /// Most connections one header counts.
@@ -62,8 +68,6 @@ pub enum SyncError {
     ConnLength { index: usize, len: usize },
     #[error("connection {index}: option of length 0 or past the connection")]
     BadOption { index: usize },
-    #[error("{extra} bytes after the {nr} connections the header counts")]
-    Trailing { nr: usize, extra: usize },
 }
 
 /// Why one connection of a good datagram was skipped.
@@ -76,8 +80,6 @@ pub enum Skipped {
     PersistenceEngine,
     Protocol(u8),
     State(u16),
-    /// A sequence option of the wrong length.
-    SeqLength(usize),
 }
 
 /// A decoded datagram.
@@ -157,6 +159,8 @@ pub fn decode(d: &[u8]) -> Result<Decoded, SyncError> {
             conn.daddr = be32(c, 32);
         }
         let mut o = base;
+        // Options seen (`ip_vs_proc_sync_conn`'s opt_flags): a repeated one drops the datagram.
+        let (mut seen_seq, mut seen_pe_data, mut seen_pe_name) = (false, false, false);
         while o < len {
             if o + 2 > len {
                 return Err(SyncError::BadOption { index });
@@ -167,20 +171,34 @@ pub fn decode(d: &[u8]) -> Result<Decoded, SyncError> {
                 return Err(SyncError::BadOption { index });
             }
             let data = &c[o..o + plen];
-            match ptype & !OPT_F_PARAM {
-                OPT_SEQ_DATA => {
-                    // xvs keeps no sequence adjustments: checked, then ignored.
-                    if plen != SEQ_DATA_LEN {
-                        skip = skip.or(Some(Skipped::SeqLength(plen)));
-                    }
+            let seen = match ptype & !OPT_F_PARAM {
+                // xvs keeps no sequence adjustments: checked as the kernel checks, ignored.
+                OPT_SEQ_DATA if plen != SEQ_DATA_LEN => return Err(SyncError::BadOption { index }),
+                OPT_SEQ_DATA => Some(&mut seen_seq),
+                OPT_PE_NAME if plen > PE_NAME_MAX => return Err(SyncError::BadOption { index }),
+                OPT_PE_DATA => Some(&mut seen_pe_data),
+                OPT_PE_NAME => Some(&mut seen_pe_name),
+                _ => None,
+            };
+            if let Some(seen) = seen {
+                if *seen {
+                    return Err(SyncError::BadOption { index });
                 }
+                *seen = true;
+            }
+            match ptype & !OPT_F_PARAM {
+                OPT_SEQ_DATA => {}
                 OPT_PE_DATA | OPT_PE_NAME => skip = skip.or(Some(Skipped::PersistenceEngine)),
                 _ if ptype == OPT_XVS_FULLNAT && plen == 6 => {
                     conn.laddr = be32(data, 0);
                     conn.lport = be16(data, 4);
                 }
                 _ if ptype & OPT_F_PARAM != 0 => {}
-                t => skip = skip.or(Some(Skipped::MandatoryOption(t))),
+                t => {
+                    // The kernel stops reading this connection here and skips it.
+                    skip = skip.or(Some(Skipped::MandatoryOption(t)));
+                    break;
+                }
             }
             o += plen;
         }
@@ -199,9 +217,7 @@ pub fn decode(d: &[u8]) -> Result<Decoded, SyncError> {
         // The pad to 4 bytes follows the connection (it may be missing after the last).
         p = (end + 3) & !3;
     }
-    if p < d.len() {
-        return Err(SyncError::Trailing { nr, extra: d.len() - p });
-    }
+    // Bytes after the connections the header counts are ignored, as the kernel ignores them.
     Ok(out)
 }
 
@@ -391,10 +407,11 @@ mod tests {
         let mut longer = d.clone();
         longer.extend_from_slice(&[0; 4]);
         assert!(matches!(decode(&longer), Err(SyncError::SizeMismatch { .. })));
-        // The header's size agrees, but the bytes after the counted connections are extra.
+        // The header's size agrees, with bytes after the counted connections: ignored, as the
+        // kernel ignores them.
         let n = longer.len() as u16;
         longer[2..4].copy_from_slice(&n.to_be_bytes());
-        assert!(matches!(decode(&longer), Err(SyncError::Trailing { nr: 2, extra: 4 })));
+        assert_eq!(decode(&longer).map(|g| g.conns.len()), Ok(2));
         // More connections than are there.
         let mut lie = d.clone();
         lie[4] = 3;
@@ -475,6 +492,18 @@ mod tests {
             got.skipped,
             vec![Skipped::MandatoryOption(5), Skipped::PersistenceEngine, Skipped::Protocol(132), Skipped::State(11)]
         );
+        // A sequence option of another length, a repeated one, a long engine name: dropped.
+        let short_seq = [OPT_SEQ_DATA, 4, 0, 0, 0, 0];
+        assert!(matches!(decode(&datagram(&[raw(6, 1, &short_seq)])), Err(SyncError::BadOption { index: 0 })));
+        let twice = [seq.clone(), seq.clone()].concat();
+        assert!(matches!(decode(&datagram(&[raw(6, 1, &twice)])), Err(SyncError::BadOption { index: 0 })));
+        let mut long_name = vec![OPT_PE_NAME, 17];
+        long_name.extend_from_slice(&[b'x'; 17]);
+        assert!(matches!(decode(&datagram(&[raw(6, 1, &long_name)])), Err(SyncError::BadOption { index: 0 })));
+        // After an unknown mandatory option the connection's other options are not read (a
+        // broken one behind it does not matter): that connection is skipped.
+        let got = decode(&datagram(&[raw(6, 1, &[0x05, 2, 0, 0, 0x45, 0]), raw(17, 0, &[])])).unwrap();
+        assert_eq!((got.conns.len(), got.skipped.clone()), (1, vec![Skipped::MandatoryOption(5)]));
         // An option of length 0, and one running past its connection, drop the datagram.
         assert!(matches!(decode(&datagram(&[raw(6, 1, &[0x45, 0])])), Err(SyncError::BadOption { index: 0 })));
         assert!(matches!(decode(&datagram(&[raw(6, 1, &[0x45, 9, 0, 0])])), Err(SyncError::BadOption { index: 0 })));

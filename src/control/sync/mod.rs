@@ -124,7 +124,9 @@ impl SyncDaemon {
                     .spawn(move || master_loop(sock, targets, l, c, st, syncid, maxlen as usize))
                     .map_err(sock_err("thread"))?;
                 for (ctrl, link) in ctrls.iter().zip(&links) {
-                    let _ = ctrl.send(Control::SyncOut(Some(link.clone())));
+                    if ctrl.send_timeout(Control::SyncOut(Some(link.clone())), HAND_WAIT).is_err() {
+                        tracing::warn!("sync master: a worker did not take its queue within {HAND_WAIT:?}");
+                    }
                 }
                 t
             }
@@ -151,7 +153,15 @@ impl SyncDaemon {
     fn shutdown(&mut self) {
         if self.spec.role == SyncRole::Master {
             for c in &self.ctrls {
-                let _ = c.send(Control::SyncOut(None));
+                let _ = c.send_timeout(Control::SyncOut(None), HAND_WAIT);
+            }
+            // Once a worker answers after that, it queues nothing more: the last drain
+            // below sends everything it queued.
+            for c in &self.ctrls {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                if c.send_timeout(Control::Stats(tx), HAND_WAIT).is_ok() {
+                    let _ = rx.recv_timeout(HAND_WAIT);
+                }
             }
         }
         self.stop.store(true, Ordering::Relaxed);
@@ -281,7 +291,6 @@ fn master_socket(s: &DaemonSpec) -> Result<Socket, SyncStartError> {
     sock.set_multicast_if_v4(&addr).map_err(sock_err("IP_MULTICAST_IF"))?;
     sock.set_multicast_ttl_v4(s.ttl.unwrap_or(1) as u32).map_err(sock_err("IP_MULTICAST_TTL"))?;
     sock.set_multicast_loop_v4(false).map_err(sock_err("IP_MULTICAST_LOOP"))?;
-    sock.set_ttl(s.ttl.unwrap_or(1) as u32).map_err(sock_err("IP_TTL"))?;
     sock.bind(&SockAddr::from(SocketAddrV4::new(addr, 0))).map_err(sock_err("bind"))?;
     Ok(sock)
 }

@@ -73,8 +73,8 @@ impl Pipeline {
             return;
         }
         let msgs = [Some(idx), self.shard.template_of(idx)];
-        for i in msgs.into_iter().flatten() {
-            match link.queue.push(self.shard.sync_message(i)) {
+        for m in msgs.into_iter().flatten().filter_map(|i| self.shard.sync_message(i)) {
+            match link.queue.push(m) {
                 Ok(()) => bump(&link.queued),
                 Err(_) => bump(&link.queue_full),
             }
