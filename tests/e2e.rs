@@ -2514,6 +2514,7 @@ impl HaNode {
         let sock = tmp.join(format!("xvs-e2e-{}-{name}.sock", t.prefix));
         let health = tmp.join(format!("xvs-e2e-{}-{name}.health", t.prefix));
         let _ = std::fs::remove_file(&health);
+        let _ = std::fs::remove_file(tmp.join(format!("xvs-e2e-{}-{name}-notify.log", t.prefix)));
         let dip = if name == "d1" { "198.19.0.2" } else { "198.19.0.3" };
         let cfg = format!(
             r#"{{
@@ -2657,7 +2658,11 @@ fn ha_pair(t: &Topo, sync: bool, before_conns: &mut dyn FnMut()) -> (HaNode, HaN
             d2.adm(&["-L", "--daemon"]).contains("backup sync daemon (mcast=xvs-r, syncid=7")
         });
     } else {
-        std::thread::sleep(Duration::from_millis(600)); // d2's keepalived: three adverts heard
+        // d2's keepalived settled as backup (its notify ran).
+        let log = std::env::temp_dir().join(format!("xvs-e2e-{}-d2-notify.log", t.prefix));
+        wait_for("d2's keepalived in BACKUP", Duration::from_secs(10), || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("BACKUP"))
+        });
     }
     assert!(!d2.holds_vip(t), "d2 stays backup");
     before_conns();
@@ -2729,10 +2734,13 @@ fn keepalived_failover_keeps_synced_nat_fullnat_and_dr_connections_on_their_serv
     let gap = t0.elapsed();
     println!("failover: new connections again after {} ms", gap.as_millis());
     assert!(d2.holds_vip(&t));
-    assert!(d2.adm(&["-L", "--daemon"]).contains("master sync daemon"), "d2 took over as sync master");
-    // The issue's bound with VRRP version 3 and 200 ms adverts is 1 s; this VM's scheduling
-    // adds to keepalived's 3.2 adverts: measured and printed above, bounded at 2 s here.
-    assert!(gap < Duration::from_secs(2), "failover gap {gap:?}");
+    wait_for("d2 takes over as sync master", Duration::from_secs(5), || {
+        d2.adm(&["-L", "--daemon"]).contains("master sync daemon")
+    });
+    // With VRRP version 3 and 200 ms adverts keepalived declares the master dead after about
+    // 0.7 s (measured ~380 ms to new connections here, printed above); the bound is the
+    // issue's 3 s for a loaded CI machine.
+    assert!(gap < Duration::from_secs(3), "failover gap {gap:?}");
     // Every long-lived connection keeps echoing, on its server (another server's kernel
     // would answer with a reset).
     for (port, c) in conns.iter_mut() {

@@ -263,8 +263,22 @@ impl Director {
         Ok(Some(TakenOver { read: h.conns(), installed, age_ms, daemons: h.daemons, same_owners: same }))
     }
 
-    /// Starts a sync daemon (`--start-daemon`); one of each role at most.
+    /// Starts a sync daemon (`--start-daemon`); one of each role at most. What ipvsadm's
+    /// options cannot say (`peers`, `forward`) and what they leave unset comes from
+    /// config.json's daemon of the same role, if it has one.
     pub fn start_daemon(&mut self, spec: &DaemonSpec) -> Result<(), String> {
+        let mut spec = spec.clone();
+        if let Some(c) = self.admin.sync.iter().find(|c| c.role == spec.role) {
+            if spec.peers.is_empty() {
+                spec.peers = c.peers.clone();
+            }
+            spec.forward |= c.forward;
+            spec.maxlen = spec.maxlen.or(c.maxlen);
+            spec.group = spec.group.or(c.group);
+            spec.port = spec.port.or(c.port);
+            spec.ttl = spec.ttl.or(c.ttl);
+        }
+        let spec = &spec;
         if self.sync.iter().any(|d| d.spec.role == spec.role) {
             // The kernel's EEXIST, as ipvsadm words it.
             return Err(format!("Daemon has already run (a {} sync daemon is running)", spec.role.name()));
