@@ -279,19 +279,9 @@ fn config_json_sync_daemons_are_checked_and_name_the_field() {
     }
 }
 
-/// A daemon of `role` on the loopback interface, IPVS's defaults otherwise.
-fn on_lo(role: xvs::model::SyncRole) -> xvs::model::DaemonSpec {
-    xvs::model::DaemonSpec {
-        role,
-        mcast_interface: "lo".into(),
-        syncid: 0,
-        maxlen: None,
-        group: None,
-        port: None,
-        ttl: None,
-        peers: Vec::new(),
-        forward: false,
-    }
+/// A TCP connection message with small made-up fields (what the daemon tests carry).
+fn some_conn() -> SyncConn {
+    SyncConn { proto: 6, state: 1, caddr: 1, cport: 2, vaddr: 3, vport: 4, daddr: 5, dport: 6, ..Default::default() }
 }
 
 /// A master with unicast peers: what its workers queue reaches the peer within the flush
@@ -305,21 +295,10 @@ fn a_master_daemon_sends_queued_connections_to_its_unicast_peer() {
     peer.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
     let std::net::SocketAddr::V4(at) = peer.local_addr().unwrap() else { panic!() };
     let (tx, rx) = crossbeam_channel::bounded(4);
-    let spec = DaemonSpec { syncid: 3, peers: vec![at], ..on_lo(SyncRole::Master) };
+    let spec = DaemonSpec { syncid: 3, peers: vec![at], ..DaemonSpec::new(SyncRole::Master, "lo") };
     let d = SyncDaemon::start(&spec, &[tx]).expect("master starts on lo");
     let Ok(Control::SyncOut(Some(link))) = rx.recv() else { panic!("the worker is told to queue") };
-    let m = SyncConn {
-        proto: 6,
-        state: 1,
-        caddr: 1,
-        cport: 2,
-        vaddr: 3,
-        vport: 4,
-        daddr: 5,
-        dport: 6,
-        timeout_s: 900,
-        ..Default::default()
-    };
+    let m = SyncConn { timeout_s: 900, ..some_conn() };
     for i in 0..3 {
         link.queue.push(SyncConn { cport: i, ..m }).unwrap();
     }
@@ -388,20 +367,13 @@ fn a_backup_with_peers_takes_datagrams_from_them_only() {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         s.local_addr().unwrap().port()
     };
-    let spec =
-        |peer: &str| DaemonSpec { port: Some(port), peers: vec![peer.parse().unwrap()], ..on_lo(SyncRole::Backup) };
+    let spec = |peer: &str| DaemonSpec {
+        port: Some(port),
+        peers: vec![peer.parse().unwrap()],
+        ..DaemonSpec::new(SyncRole::Backup, "lo")
+    };
     let mut e = Encoder::new(0, 1472);
-    e.push(&SyncConn {
-        proto: 6,
-        state: 1,
-        caddr: 1,
-        cport: 2,
-        vaddr: 3,
-        vport: 4,
-        daddr: 5,
-        dport: 6,
-        ..Default::default()
-    });
+    e.push(&some_conn());
     let datagram = e.take().unwrap();
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     for (peer, taken) in [("127.0.0.9:8848", false), ("127.0.0.1:8848", true)] {

@@ -487,16 +487,13 @@ impl<'a> Parser<'a> {
             Cmd::Restore => Command::Restore,
             Cmd::Save => Command::Save { numeric: self.has(O_NUMERIC) },
             Cmd::StartDaemon => Command::StartDaemon(crate::model::DaemonSpec {
-                role: self.role.ok_or(RuleError::NoCommand)?,
-                // ipvsadm's DEF_MCAST_IFN.
-                mcast_interface: self.mcast_if.unwrap_or("eth0").to_string(),
                 syncid: self.syncid.unwrap_or(0),
                 maxlen: self.sync_maxlen,
                 group: self.mcast_group,
                 port: self.mcast_port,
                 ttl: self.mcast_ttl,
-                peers: Vec::new(),
-                forward: false,
+                // ipvsadm's DEF_MCAST_IFN.
+                ..crate::model::DaemonSpec::new(self.role.ok_or(RuleError::NoCommand)?, self.mcast_if.unwrap_or("eth0"))
             }),
             Cmd::StopDaemon => Command::StopDaemon(self.role.ok_or(RuleError::NoCommand)?),
             Cmd::Zero => Command::Zero(key),

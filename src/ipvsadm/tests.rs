@@ -1151,17 +1151,7 @@ fn tun_type_ipip_is_ipvsadm_131s_and_others_are_refused_clearly() {
 #[test]
 fn sync_daemon_commands() {
     use crate::model::{DaemonSpec, SyncRole};
-    let spec = |role, ifn: &str, syncid| DaemonSpec {
-        role,
-        mcast_interface: ifn.to_string(),
-        syncid,
-        maxlen: None,
-        group: None,
-        port: None,
-        ttl: None,
-        peers: Vec::new(),
-        forward: false,
-    };
+    let spec = |role, ifn: &str, syncid| DaemonSpec { syncid, ..DaemonSpec::new(role, ifn) };
     // ipvsadm's DEF_MCAST_IFN when no interface is given.
     assert_eq!(p("--start-daemon master").unwrap(), Command::StartDaemon(spec(SyncRole::Master, "eth0", 0)));
     assert_eq!(

@@ -61,6 +61,23 @@ pub enum SyncRole {
     Backup,
 }
 
+impl DaemonSpec {
+    /// A daemon of `role` on `mcast_interface`, syncid 0, IPVS's defaults for the rest.
+    pub fn new(role: SyncRole, mcast_interface: &str) -> DaemonSpec {
+        DaemonSpec {
+            role,
+            mcast_interface: mcast_interface.to_string(),
+            syncid: 0,
+            maxlen: None,
+            group: None,
+            port: None,
+            ttl: None,
+            peers: Vec::new(),
+            forward: false,
+        }
+    }
+}
+
 impl SyncRole {
     pub fn name(self) -> &'static str {
         match self {

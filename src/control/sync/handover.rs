@@ -159,17 +159,7 @@ mod tests {
         };
         let h = Handover {
             owner_seed: 0x5eed,
-            daemons: vec![DaemonSpec {
-                role: crate::model::SyncRole::Master,
-                mcast_interface: "xvs-r".into(),
-                syncid: 7,
-                maxlen: None,
-                group: None,
-                port: None,
-                ttl: None,
-                peers: Vec::new(),
-                forward: false,
-            }],
+            daemons: vec![DaemonSpec { syncid: 7, ..DaemonSpec::new(crate::model::SyncRole::Master, "xvs-r") }],
             workers: vec![(0..5000).map(conn).collect(), Vec::new(), (5000..5003).map(conn).collect()],
         };
         write(&path, &h).unwrap();
