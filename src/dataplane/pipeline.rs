@@ -1058,11 +1058,9 @@ impl Pipeline {
             s.in_pkts += 1;
             s.in_bytes += len;
         }
-        if let Some(id) = p.frag_id {
-            self.track_fragments(p, id, idx, false, now_ms);
-        }
-        if self.sync_out.is_some() {
-            self.note_sync(idx);
+        // The rare tail, one test for both: a fragment's decision kept, a sync master's queue.
+        if p.frag_id.is_some() | self.sync_out.is_some() {
+            self.client_tail(p, idx, now_ms);
         }
         self.tx_vlan = vlan;
         Verdict::Tx(port)
@@ -1132,6 +1130,19 @@ impl Pipeline {
         let k = FragKey { saddr: p.key.saddr, daddr: p.key.daddr, proto: p.key.proto, id };
         if self.frags.insert_handed(k, w, now_ms) {
             self.stats.frag_evicted += 1;
+        }
+    }
+
+    /// What a client segment rarely needs after its rewrite: its fragments' decision kept,
+    /// its sync messages queued (see [`Pipeline::note_sync`]).
+    #[cold]
+    #[inline(never)]
+    fn client_tail(&mut self, p: &Parsed, idx: u32, now_ms: u64) {
+        if let Some(id) = p.frag_id {
+            self.track_fragments(p, id, idx, false, now_ms);
+        }
+        if self.sync_out.is_some() {
+            self.note_sync(idx);
         }
     }
 
