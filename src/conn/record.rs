@@ -93,6 +93,22 @@ impl Conn {
     pub fn tcp_state(&self) -> Option<TcpState> {
         TcpState::from_u8(self.state)
     }
+    /// Counts the connection active (ESTABLISHED) or inactive (every other state, and UDP),
+    /// as IPVS does; the change to its server's active count: +1, -1 or 0.
+    #[inline]
+    pub(super) fn set_active(&mut self, active: bool) -> i8 {
+        let was_active = self.flags & F_INACTIVE == 0;
+        if active == was_active {
+            return 0;
+        }
+        if active {
+            self.flags &= !F_INACTIVE;
+            1
+        } else {
+            self.flags |= F_INACTIVE;
+            -1
+        }
+    }
 }
 
 pub(super) fn mode_code(m: FwdMode) -> u8 {

@@ -616,15 +616,7 @@ impl ConnShard {
         }
         c.state = new;
         let (svc, dest) = (c.svc, c.dest);
-        let est = TcpState::Established as u8;
-        let mut delta: i8 = 0;
-        if new == est && c.flags & F_INACTIVE != 0 {
-            c.flags &= !F_INACTIVE;
-            delta = 1;
-        } else if new != est && c.flags & F_INACTIVE == 0 {
-            c.flags |= F_INACTIVE;
-            delta = -1;
-        }
+        let delta = c.set_active(new == TcpState::Established as u8);
         self.loads.shift(svc, dest, delta);
         // A state change may shorten the timeout: file it again at the right slot.
         self.unlink(idx);

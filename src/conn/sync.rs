@@ -126,8 +126,9 @@ impl ConnShard {
     /// Installs message `m` (IPVS's `ip_vs_proc_conn`), `n` naming the service, the real
     /// server and the mode the caller found for it in its tables. A known connection with
     /// another real server is replaced unless the message is INACTIVE; a known one is
-    /// updated; otherwise it is created (FULLNAT with the master's local tuple). `timeout_s`
-    /// is the message's timeout, 0 for this shard's own.
+    /// updated; otherwise it is created (FULLNAT with the master's local tuple), with the
+    /// message's timeout (0: this shard's own). `template_timeout_s` is a template's timeout
+    /// (the caller's choice when the message has none).
     pub fn install_synced(
         &mut self,
         n: &NewConn,
@@ -189,15 +190,7 @@ impl ConnShard {
         }
         // Synced, it is no half-open or unanswered flow: the master saw it through.
         c.flags &= !F_BY_HASH;
-        let inactive = !(tcp && c.state == TcpState::Established as u8);
-        let mut delta: i8 = 0;
-        if inactive && c.flags & F_INACTIVE == 0 {
-            c.flags |= F_INACTIVE;
-            delta = -1;
-        } else if !inactive && c.flags & F_INACTIVE != 0 {
-            c.flags &= !F_INACTIVE;
-            delta = 1;
-        }
+        let delta = c.set_active(tcp && c.state == TcpState::Established as u8);
         let (svc, dest, state, lport) = (c.svc, c.dest, c.state, c.flags & F_LPORT != 0);
         let own = self.timeouts.get(state as usize).copied().unwrap_or(1);
         let mut ticks = if m.timeout_s == 0 { own } else { secs_to_ticks(m.timeout_s) };

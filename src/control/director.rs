@@ -253,14 +253,19 @@ impl Director {
         }
         // The channels are in order: once each worker answered this, it installed them all.
         for t in &self.handles {
-            let (tx, rx) = bounded(1);
-            if t.ctrl.send_timeout(Control::Stats(tx), Duration::from_secs(1)).is_ok() {
-                let _ = rx.recv_timeout(Duration::from_secs(30));
-            }
+            super::sync::caught_up(&t.ctrl, Duration::from_secs(30));
         }
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         let installed = load(&link.created) + load(&link.updated) + load(&link.replaced);
         Ok(Some(TakenOver { read: h.conns(), installed, age_ms, daemons: h.daemons, same_owners: same }))
+    }
+
+    /// The daemons changed, and with them perhaps whether this director serves the VIPs:
+    /// the steering maps and the BGP announcements follow.
+    fn serving_changed(&mut self) {
+        let t = self.current.clone();
+        self.steer(&t);
+        self.announce(false);
     }
 
     /// Starts a sync daemon (`--start-daemon`); one of each role at most. What ipvsadm's
@@ -286,9 +291,7 @@ impl Director {
         let ctrls: Vec<_> = self.handles.iter().map(|h| h.ctrl.clone()).collect();
         let d = super::sync::SyncDaemon::start(spec, &ctrls).map_err(|e| e.to_string())?;
         self.sync.push(d);
-        let t = self.current.clone();
-        self.steer(&t);
-        self.announce(false);
+        self.serving_changed();
         Ok(())
     }
 
@@ -298,9 +301,7 @@ impl Director {
             return Err(format!("No daemon is running (no {} sync daemon)", role.name()));
         };
         self.sync.remove(i).stop();
-        let t = self.current.clone();
-        self.steer(&t);
-        self.announce(false);
+        self.serving_changed();
         Ok(())
     }
 
@@ -443,8 +444,7 @@ impl Director {
                 }
             }
         }
-        let t = self.current.clone();
-        self.steer(&t);
+        self.serving_changed();
         if errors.is_empty() {
             Ok(())
         } else {

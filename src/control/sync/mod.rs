@@ -81,10 +81,6 @@ pub struct SyncDaemon {
     ctrls: Vec<Sender<Control>>,
 }
 
-fn read_sys(iface: &str, what: &str) -> Option<u32> {
-    std::fs::read_to_string(format!("/sys/class/net/{iface}/{what}")).ok()?.trim().parse().ok()
-}
-
 /// `spec` with IPVS's defaults for what it leaves unset, checked against the interface.
 pub fn resolved(spec: &DaemonSpec) -> Result<DaemonSpec, SyncStartError> {
     let name = &spec.mcast_interface;
@@ -92,7 +88,7 @@ pub fn resolved(spec: &DaemonSpec) -> Result<DaemonSpec, SyncStartError> {
     if name.is_empty() || name.len() >= 16 || name.contains('/') || name.starts_with('.') {
         return Err(bad("not an interface name"));
     }
-    let mtu = read_sys(name, "mtu").ok_or_else(|| bad("no such interface"))?;
+    let mtu = super::resolve::interface(name).map_err(|e| bad(&e.to_string()))?.2;
     let mut s = spec.clone();
     let most = mtu.saturating_sub(28).min(message::MAX_DATAGRAM as u32) as u16;
     s.maxlen = Some(spec.maxlen.map_or(most, |m| m.min(most)));
@@ -158,10 +154,7 @@ impl SyncDaemon {
             // Once a worker answers after that, it queues nothing more: the last drain
             // below sends everything it queued.
             for c in &self.ctrls {
-                let (tx, rx) = crossbeam_channel::bounded(1);
-                if c.send_timeout(Control::Stats(tx), HAND_WAIT).is_ok() {
-                    let _ = rx.recv_timeout(HAND_WAIT);
-                }
+                caught_up(c, HAND_WAIT);
             }
         }
         self.stop.store(true, Ordering::Relaxed);
@@ -419,6 +412,15 @@ fn backup_loop(
             continue;
         }
         hand_out(&ctrls, &links, d.conns, &c);
+    }
+}
+
+/// Waits (at most `wait`) until the worker behind `ctrl` has handled every control message
+/// sent before: its channel is in order, so its answer to a stats request says so.
+pub fn caught_up(ctrl: &Sender<Control>, wait: Duration) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    if ctrl.send_timeout(Control::Stats(tx), HAND_WAIT).is_ok() {
+        let _ = rx.recv_timeout(wait);
     }
 }
 

@@ -6,7 +6,7 @@
 use super::Pipeline;
 use crate::conn::sync::Installed;
 use crate::conn::{ConnKey, NewConn, Refused, NONE};
-use crate::model::{sync_flags, FwdMode, SyncConn};
+use crate::model::{FwdMode, SyncConn};
 use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -119,22 +119,23 @@ impl Pipeline {
         if !m.is_template() && self.owner(&key, Some(svc)).is_some() {
             return SyncOutcome::NotMine;
         }
-        let slot = s.dest_slot(m.daddr, m.dport).or_else(|| s.dest_slot(m.daddr, 0));
-        let Some(d) = slot.and_then(|i| s.dests.get(i as usize).map(|d| (i, d))) else {
+        let Some(slot) = s.dest_slot(m.daddr, m.dport).or_else(|| s.dest_slot(m.daddr, 0)) else {
             return SyncOutcome::NoDest;
         };
-        let (slot, d) = d;
-        let mode = match (m.flags & sync_flags::FWD_MASK, d.mode) {
-            // The receiver's own mode for the server, as IPVS takes the destination's; a
-            // message naming FULLNAT's tuple for a server that is not FULLNAT here is refused.
-            (_, FwdMode::FullNat) if m.lport == 0 && !m.is_template() => return SyncOutcome::Refused,
-            (_, mode) => mode,
+        let Some(d) = s.dests.get(slot as usize) else {
+            return SyncOutcome::NoDest;
         };
+        // The receiver's own mode for the server, as IPVS takes the destination's. A FULLNAT
+        // server here needs the master's local tuple, which a message without xvs's option
+        // (from a kernel master, or for a server that is not FULLNAT there) does not carry.
+        if d.mode == FwdMode::FullNat && m.lport == 0 && !m.is_template() {
+            return SyncOutcome::Refused;
+        }
         let n = NewConn {
             key,
             daddr: d.addr,
             dport: if d.port == 0 { m.dport } else { d.port },
-            mode,
+            mode: d.mode,
             laddr: t.dip,
             svc,
             dest: slot,
