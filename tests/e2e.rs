@@ -2273,6 +2273,74 @@ fn longest_round_us(before: &str, after: &str) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// Keeps the calling thread, and every process and thread it starts, off one core until
+/// dropped: the soak's generator, servers and tools stay off the worker's core, as an
+/// operator keeps other work off a poll-mode forwarder's cores.
+struct OffCore(nix::sched::CpuSet);
+
+impl OffCore {
+    fn new(core: usize, online: &[usize]) -> OffCore {
+        let me = nix::unistd::Pid::from_raw(0);
+        let before = nix::sched::sched_getaffinity(me).expect("sched_getaffinity");
+        let rest: Vec<usize> = online.iter().copied().filter(|&c| c != core).collect();
+        xvs::control::host::confine_thread(&rest).expect("confining the test");
+        OffCore(before)
+    }
+}
+
+impl Drop for OffCore {
+    fn drop(&mut self) {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.0);
+    }
+}
+
+/// (thread name, the cores it may run on) for every thread of `pid`.
+fn thread_cores(pid: u32) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks").flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_string();
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let cores = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default();
+        out.push((comm, cores));
+    }
+    out
+}
+
+/// The time the hypervisor took from `core` so far (/proc/stat's steal, in ms): a stall no
+/// scheduler inside the VM can see or prevent.
+fn steal_ms(core: usize) -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let name = format!("cpu{core}");
+    let ticks: f64 = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .and_then(|l| l.split_whitespace().nth(8)?.parse().ok())
+        .unwrap_or(0.0);
+    ticks * 10.0 // USER_HZ is 100
+}
+
+/// The longest gap a thread alone on `core` sees between two clock reads in `secs`: what the
+/// machine itself takes from a busy loop that does nothing (the floor under any loop round).
+fn clock_gap_floor(core: usize, secs: f64) -> Duration {
+    std::thread::spawn(move || {
+        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: core });
+        let end = Instant::now() + Duration::from_secs_f64(secs);
+        let (mut last, mut worst) = (Instant::now(), Duration::ZERO);
+        while last < end {
+            let t = Instant::now();
+            worst = worst.max(t - last);
+            last = t;
+        }
+        worst
+    })
+    .join()
+    .expect("the clock probe")
+}
+
 #[test]
 fn soak_mixed_traffic_reconfiguration_and_health_flaps() {
     // `tools/soak` runs this for 10 minutes (XVS_SOAK_SECS=600, release build); CI for 20 s
@@ -2287,6 +2355,14 @@ fn soak_mixed_traffic_reconfiguration_and_health_flaps() {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let secs: u64 = std::env::var("XVS_SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let pps: u64 = std::env::var("XVS_SOAK_PPS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    // The worker alone on the last core; everything else (this test, the generator, the
+    // servers, the director's other threads) on the rest.
+    let online = xvs::control::host::online_cores().expect("online cores");
+    // XVS_SOAK_SHARED=1: no pinning, everything shares every core (for comparison).
+    let shared = std::env::var("XVS_SOAK_SHARED").is_ok_and(|v| v == "1");
+    let worker_core = (online.len() > 1 && !shared).then(|| online[online.len() - 1]);
+    let _off = worker_core.map(|c| OffCore::new(c, &online));
+    let floor = clock_gap_floor(worker_core.unwrap_or(0), 2.0);
     let t = Topo::up("xeq", 1);
     let _echo: Vec<EchoServer> = (1..=2).map(|i| EchoServer::start(&t, i, 7000)).collect();
     let sock = std::env::temp_dir().join("xvs-e2e-xeq.sock");
@@ -2309,11 +2385,30 @@ fn soak_mixed_traffic_reconfiguration_and_health_flaps() {
         let echo = echo_service(7000, "nat", &[(1, 1), (2, w)], "");
         let extra = r#"
   "metrics": { "listen": "127.0.0.1:9192" }, "conn": { "max_per_worker": 262144 },"#;
-        ops_config(&sock, &[echo, web].join(",\n"), extra)
+        let cfg = ops_config(&sock, &[echo, web].join(",\n"), extra);
+        match worker_core {
+            Some(c) => cfg.replacen(r#""workers": 1"#, &format!(r#""workers": 1, "cores": [{c}]"#), 1),
+            None => cfg,
+        }
     };
     std::fs::write(&config, file(0)).expect("config");
     let d = Director::start(&t, &config);
     let pid = d.child.as_ref().expect("running").id();
+    if let Some(c) = worker_core {
+        // The worker on its core, every other thread of the director off it.
+        let threads = thread_cores(pid);
+        let rest: Vec<String> = online.iter().filter(|&&x| x != c).map(|x| x.to_string()).collect();
+        let rest = if rest.len() == online.len() - 1 && rest.len() > 1 {
+            format!("{}-{}", rest[0], rest[rest.len() - 1])
+        } else {
+            rest.join(",")
+        };
+        for (name, cores) in &threads {
+            let want = if name == "xvs-worker-0" { c.to_string() } else { rest.clone() };
+            assert_eq!(cores, &want, "thread {name} of the director: {threads:?}");
+        }
+        assert!(threads.iter().any(|t| t.0 == "xvs-worker-0"), "{threads:?}");
+    }
     let echoes = Echoes::start((0..20).map(|_| LongConn::open(&t, 7000)).collect());
     let scrape = || t.exec("d", &["curl", "-s", "-f", "-m", "5", "http://127.0.0.1:9192/metrics"]).1;
 
@@ -2389,7 +2484,9 @@ fn soak_mixed_traffic_reconfiguration_and_health_flaps() {
     };
 
     let started = Instant::now();
-    let mut series = vec!["t_s,rss_mb,connections,rx_kpps,longest_round_us,frames_lost".to_string()];
+    let mut series = vec!["t_s,rss_mb,connections,rx_kpps,longest_round_us,frames_lost,steal_ms".to_string()];
+    let steal_core = worker_core.unwrap_or(0);
+    let (steal_start, mut last_steal, mut worst_steal) = (steal_ms(steal_core), steal_ms(steal_core), 0.0f64);
     let (mut page, mut last_rx, mut last_t) = (scrape(), 0.0, 0.0);
     let (mut rss_ref, mut rss_max, mut worst_round, mut lost_max) = (None::<u64>, 0u64, 0.0f64, 0f64);
     let (mut reconfigs, mut flaps) = (0u64, 0u64);
@@ -2438,11 +2535,15 @@ fn soak_mixed_traffic_reconfiguration_and_health_flaps() {
         }
         worst_round = worst_round.max(round);
         lost_max = lost_max.max(lost.abs());
+        let steal = steal_ms(steal_core);
+        worst_steal = worst_steal.max(steal - last_steal);
         series.push(format!(
-            "{el:.1},{:.1},{conns},{:.1},{round},{lost}",
+            "{el:.1},{:.1},{conns},{:.1},{round},{lost},{}",
             rss as f64 / 1024.0,
-            (rx - last_rx) / (el - last_t).max(0.001) / 1000.0
+            (rx - last_rx) / (el - last_t).max(0.001) / 1000.0,
+            steal - last_steal
         ));
+        last_steal = steal;
         (page, last_rx, last_t) = (now, rx, el);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -2463,9 +2564,12 @@ fn soak_mixed_traffic_reconfiguration_and_health_flaps() {
         "soak {secs} s: {frames} frames sent in {runs} runs ({bursts} SYN bursts), {reconfigs} reconfigurations, \
          {flaps} flaps; echoes {tally:?}; RSS {rss_ref:?} kB after the first burst, {rss_max} at most; \
          loop rounds {rounds}, longest {:.0} us (the histogram's worst interval bucket {worst_round} us); \
-         frames lost at most {lost_max}; {} errors logged",
+         frames lost at most {lost_max}; {} errors logged; the worker's core {steal_core}: {:.0} ms stolen by the \
+         hypervisor ({worst_steal:.0} ms at most in 2 s), a clock-only loop's longest gap there {:.0} us before the run",
         max_round * 1e6,
-        errors.len()
+        errors.len(),
+        steal_ms(steal_core) - steal_start,
+        floor.as_secs_f64() * 1e6
     );
     assert!(ok, "{out}");
     assert!(errors.is_empty(), "errors logged: {errors:?}");

@@ -111,6 +111,48 @@ pub fn mem_available() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// A kernel CPU list ("0-3,6", as in /sys/devices/system/cpu/online), in order; None when
+/// it does not parse.
+pub fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
+    let mut cores = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b): (usize, usize) = match part.split_once('-') {
+            Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+            None => {
+                let c = part.parse().ok()?;
+                (c, c)
+            }
+        };
+        if a > b || b >= 1 << 16 {
+            return None;
+        }
+        cores.extend(a..=b);
+    }
+    Some(cores)
+}
+
+/// The CPUs the kernel has online.
+pub fn online_cores() -> Option<Vec<usize>> {
+    parse_cpu_list(&std::fs::read_to_string("/sys/devices/system/cpu/online").ok()?)
+}
+
+/// Where the director's other threads (control, metrics, health checks, sync, BGP) run when
+/// the workers are pinned: every online core that no worker holds, so that none of them
+/// preempts a busy-polling worker. None when the workers hold every core.
+pub fn housekeeping_cores(worker_cores: &[usize], online: &[usize]) -> Option<Vec<usize>> {
+    let rest: Vec<usize> = online.iter().copied().filter(|c| !worker_cores.contains(c)).collect();
+    (!rest.is_empty()).then_some(rest)
+}
+
+/// Confines the calling thread, and every thread it starts from then on, to `cores`.
+pub fn confine_thread(cores: &[usize]) -> Result<(), String> {
+    let mut set = nix::sched::CpuSet::new();
+    for &c in cores {
+        set.set(c).map_err(|e| format!("core {c}: {e}"))?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| format!("cores {cores:?}: {e}"))
+}
+
 /// Reads the kernel's ranges and checks `cfg.local_ports` against them.
 pub fn check_local_ports(cfg: &Config) -> Result<(), String> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
@@ -173,6 +215,17 @@ mod tests {
         assert!(e.starts_with("conn.max_per_worker: 1073741824 connections x 2 workers"), "{e}");
         assert!(e.contains("this machine has 16.0 GiB available"), "{e}");
         assert!(e.contains("need 117."), "{e}");
+    }
+
+    #[test]
+    fn cpu_lists_parse_and_the_other_threads_get_the_cores_no_worker_holds() {
+        assert_eq!(parse_cpu_list("0-1\n"), Some(vec![0, 1]));
+        assert_eq!(parse_cpu_list("0,2-4,7"), Some(vec![0, 2, 3, 4, 7]));
+        assert_eq!(parse_cpu_list("3-1"), None);
+        assert_eq!(parse_cpu_list("x"), None);
+        assert_eq!(housekeeping_cores(&[1], &[0, 1]), Some(vec![0]));
+        assert_eq!(housekeeping_cores(&[2, 3], &[0, 1, 2, 3]), Some(vec![0, 1]));
+        assert_eq!(housekeeping_cores(&[0, 1], &[0, 1]), None);
     }
 
     #[test]

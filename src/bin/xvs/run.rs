@@ -34,6 +34,19 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     if cfg.dip().is_none() {
         bail!("director.dip: not set and {} has no IPv4 address", cfg.interfaces[0].name);
     }
+    // Workers pinned: the process's other threads, started from here on, keep off their
+    // cores (a busy-polling worker preempted for a health check or a scrape loses the time).
+    let mut housekeeping = None;
+    if !cfg.cores.is_empty() {
+        let online = xvs::control::host::online_cores().context("reading /sys/devices/system/cpu/online")?;
+        if let Some(c) = cfg.cores.iter().find(|c| !online.contains(c)) {
+            bail!("director.cores: core {c} is not online (online: {online:?})");
+        }
+        housekeeping = xvs::control::host::housekeeping_cores(&cfg.cores, &online);
+        if let Some(rest) = &housekeeping {
+            xvs::control::host::confine_thread(rest).map_err(|e| anyhow::anyhow!("confining the control threads: {e}"))?;
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let usr1 = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -183,6 +196,11 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
             Some(c) => tracing::info!("worker {w}: pinned to core {c}"),
             None => tracing::info!("worker {w}: not pinned (director.cores not set)"),
         }
+    }
+    match (&housekeeping, cfg.cores.is_empty()) {
+        (Some(rest), _) => tracing::info!("control, health-check and sync threads: cores {rest:?}"),
+        (None, false) => tracing::info!("control, health-check and sync threads: share the workers' cores (no other core online)"),
+        (None, true) => {}
     }
     for t in &cfg.interfaces {
         tracing::info!(
