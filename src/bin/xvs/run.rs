@@ -37,8 +37,9 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     // Workers pinned: the process's other threads, started from here on, keep off their
     // cores (a busy-polling worker preempted for a health check or a scrape loses the time).
     let mut housekeeping = None;
+    let mut online = Vec::new();
     if !cfg.cores.is_empty() {
-        let online = xvs::control::host::online_cores().context("reading /sys/devices/system/cpu/online")?;
+        online = xvs::control::host::online_cores().context("reading /sys/devices/system/cpu/online")?;
         if let Some(c) = cfg.cores.iter().find(|c| !online.contains(c)) {
             bail!("director.cores: core {c} is not online (online: {online:?})");
         }
@@ -105,6 +106,12 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     let mut summary = Vec::new();
     let mut sockets = Vec::new();
     for w in 0..workers {
+        // A worker's memory (its UMEM, populated when mapped, and its table) is allocated and
+        // first touched on the worker's own core, so that on a NUMA machine it lies on the
+        // worker's node: this thread runs there while it builds them.
+        if let Some(&c) = cfg.cores.get(w as usize) {
+            xvs::control::host::confine_thread(&[c]).map_err(|e| anyhow::anyhow!("worker {w}'s memory: {e}"))?;
+        }
         let mut frames = UmemFrames::new(&sizes)?;
         let mut ports = Vec::new();
         let mut port_ifaces = Vec::new();
@@ -166,6 +173,10 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
             })
             .context("starting a worker thread")?;
         handles.push(WorkerHandle { board, ctrl: tx, thread });
+    }
+    if !cfg.cores.is_empty() {
+        let back = housekeeping.as_deref().unwrap_or(&online);
+        xvs::control::host::confine_thread(back).map_err(|e| anyhow::anyhow!("confining the control threads: {e}"))?;
     }
     // Every socket is in its map: a director frame no longer needs holding, and a crash
     // leaves them to the kernel (which resets what it does not know, so clients fail fast),
