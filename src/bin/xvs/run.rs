@@ -45,7 +45,8 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         }
         housekeeping = xvs::control::host::housekeeping_cores(&cfg.cores, &online);
         if let Some(rest) = &housekeeping {
-            xvs::control::host::confine_thread(rest).map_err(|e| anyhow::anyhow!("confining the control threads: {e}"))?;
+            xvs::control::host::confine_thread(rest)
+                .map_err(|e| anyhow::anyhow!("confining the control threads: {e}"))?;
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -210,7 +211,9 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
     }
     match (&housekeeping, cfg.cores.is_empty()) {
         (Some(rest), _) => tracing::info!("control, health-check and sync threads: cores {rest:?}"),
-        (None, false) => tracing::info!("control, health-check and sync threads: share the workers' cores (no other core online)"),
+        (None, false) => {
+            tracing::info!("control, health-check and sync threads: share the workers' cores (no other core online)")
+        }
         (None, true) => {}
     }
     for t in &cfg.interfaces {
