@@ -398,6 +398,9 @@ fn bad_setups_are_refused_with_the_field_named() {
     assert!(!ok && err.contains("director.local_ports: 20000-59999 overlaps the kernel's ephemeral ports"), "{err}");
     let (ok, err) = run(config(1).replace("[10000, 32767]", "[500, 9000]"));
     assert!(!ok && err.contains("includes privileged ports (below 1024)"), "{err}");
+    // A worker pinned to a core this machine does not have.
+    let (ok, err) = run(config(1).replacen("\"workers\": 1", "\"workers\": 1, \"cores\": [4095]", 1));
+    assert!(!ok && err.contains("director.cores: core 4095 is not online"), "{err}");
     // A connection table that does not fit in this machine's memory (2^30 connections, 62 GB).
     let cfg = config(1);
     assert!(cfg.contains("\"max_per_worker\": "), "config.json sets conn.max_per_worker");

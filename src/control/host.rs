@@ -1,5 +1,6 @@
 //! Start-up checks of the host the director runs on: FULLNAT local ports against the kernel's
-//! ephemeral ports, and the DIP and VIPs against the director's own addresses.
+//! ephemeral ports, the DIP and VIPs against the director's own addresses, memory, and where
+//! the director's threads may run (online cores, thread affinity).
 
 use crate::config::Config;
 use std::net::Ipv4Addr;

@@ -111,7 +111,8 @@ pub fn run(config: &Path, force: bool) -> Result<()> {
         // first touched on the worker's own core, so that on a NUMA machine it lies on the
         // worker's node: this thread runs there while it builds them.
         if let Some(&c) = cfg.cores.get(w as usize) {
-            xvs::control::host::confine_thread(&[c]).map_err(|e| anyhow::anyhow!("worker {w}'s memory: {e}"))?;
+            xvs::control::host::confine_thread(&[c])
+                .map_err(|e| anyhow::anyhow!("director.cores: worker {w} cannot run on core {c}: {e}"))?;
         }
         let mut frames = UmemFrames::new(&sizes)?;
         let mut ports = Vec::new();
