@@ -33,8 +33,20 @@ use super::index::out_key;
 use super::record::*;
 use super::shard::{ConnShard, NONE};
 
-/// Pools of local tuples (a power of two).
+/// Pools of local tuples at most (a power of two).
 pub(super) const POOLS: usize = 4096;
+
+/// Pools of a shard of `capacity` connections: one for every 16 (a power of two, 1 to
+/// [`POOLS`]; one without FULLNAT, which never takes a local tuple), so that their 8 bytes
+/// stay half a byte a connection at any size. Fewer pools only make more real servers share
+/// one walk.
+pub(super) fn pools_for(capacity: usize, fullnat: bool) -> usize {
+    if fullnat {
+        (capacity / 16).next_power_of_two().clamp(1, POOLS)
+    } else {
+        1
+    }
+}
 /// Held tuples a new connection's walk skips at most before it is refused.
 pub const LPORT_TRIES: u32 = 128;
 /// Linux's TIME_WAIT (`TCP_TIMEWAIT_LEN`): a FULLNAT connection's entry stays in TIME_WAIT
@@ -200,7 +212,7 @@ impl ConnShard {
     #[inline]
     fn pool_of(&self, daddr: u32, dport: u16, proto: u8) -> usize {
         let x = ((daddr as u64) << 24 | (dport as u64) << 8 | proto as u64) ^ self.pool_seed;
-        (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize & (POOLS - 1)
+        (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize & (self.pools.len() - 1)
     }
 
     /// Indexes FULLNAT connection `i` by its reply tuple; false if there is no room.

@@ -121,6 +121,9 @@ const EVICT_TRIES: u32 = 64;
 /// SYN_RECV's timeout under pressure: a SYN-ACK's first two retransmissions (1 s, 3 s) fit.
 pub const SYN_RECV_PRESSURE_SECS: u32 = 4;
 
+/// Room for FULLNAT local addresses (their u8 index in a connection), allocated up front.
+const LADDRS: usize = 256;
+
 impl ConnShard {
     pub fn new(cfg: &ShardConfig) -> ConnShard {
         let cap = cfg.capacity.clamp(1, SLOT_LINK - 1);
@@ -136,7 +139,7 @@ impl ConnShard {
         let width = (hi as u32 + 1).saturating_sub(lo as u32);
         let ports_owned = if (cfg.worker as u32) < width { (width - 1 - cfg.worker as u32) / workers + 1 } else { 0 };
         let [a, b, c, d] = cfg.hash_seeds;
-        let pools: Vec<u64> = vec![0; super::lports::POOLS];
+        let pools: Vec<u64> = vec![0; super::lports::pools_for(cap as usize, cfg.fullnat)];
         // Which pool a real server uses: seeded per process, like the index.
         let pool_seed = (a ^ d.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut s = ConnShard {
@@ -144,18 +147,18 @@ impl ConnShard {
             links,
             // Room for every address up front: `take_lport`'s fallback (a shard no addresses
             // were set on) files one on the packet path without allocating.
-            laddrs: Vec::with_capacity(256),
+            laddrs: Vec::with_capacity(LADDRS),
             free: 0,
             used: 0,
             // Fixed: it never grows or rehashes (see `flowtable`).
             by_in: super::flowtable::FlowTable::with_capacity(cap as usize),
             by_out: cfg.fullnat.then(|| super::flowtable::FlowTable::with_capacity(cap as usize)),
             hasher: super::index::KeyHash::new([a, b, c, d]),
-            wheel: vec![NONE; WHEEL_SLOTS + 1],
+            wheel: vec![NONE; wheel_slots(cap as usize) + 1],
             done_tick: 0,
             pending_active: false,
             timeouts: [0; STATES],
-            pool: Vec::with_capacity(256),
+            pool: Vec::with_capacity(LADDRS),
             pools,
             pool_seed,
             ports_owned,
@@ -242,8 +245,9 @@ impl ConnShard {
             + self.by_in.memory_bytes()
             + self.by_out.as_ref().map_or(0, |t| t.memory_bytes())
             + self.wheel.len() * 4
-            + self.pools.len() * 4
+            + self.pools.len() * 8
             + self.embryonic.len() * 4
+            + LADDRS * (4 + 1)
     }
 
     /// What [`ConnShard::memory_bytes`] will be for a shard of `capacity` connections, with
@@ -255,9 +259,10 @@ impl ConnShard {
         cap * (std::mem::size_of::<Conn>() + std::mem::size_of::<Links>())
             + index
             + if fullnat { index } else { 0 }
-            + (WHEEL_SLOTS + 1) * 4
-            + super::lports::POOLS * 4
+            + (wheel_slots(cap) + 1) * 4
+            + super::lports::pools_for(cap, fullnat) * 8
             + (cap / 8).max(16) * 4
+            + LADDRS * (4 + 1)
     }
 
     /// Bytes of the index (fixed: it never grows, which would allocate on the packet path).
