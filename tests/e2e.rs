@@ -2400,15 +2400,11 @@ fn soak_mixed_traffic_reconfiguration_and_health_flaps() {
     if let Some(c) = worker_core {
         // The worker on its core, every other thread of the director off it.
         let threads = thread_cores(pid);
-        let rest: Vec<String> = online.iter().filter(|&&x| x != c).map(|x| x.to_string()).collect();
-        let rest = if rest.len() == online.len() - 1 && rest.len() > 1 {
-            format!("{}-{}", rest[0], rest[rest.len() - 1])
-        } else {
-            rest.join(",")
-        };
+        let rest: Vec<usize> = online.iter().copied().filter(|&x| x != c).collect();
         for (name, cores) in &threads {
-            let want = if name == "xvs-worker-0" { c.to_string() } else { rest.clone() };
-            assert_eq!(cores, &want, "thread {name} of the director: {threads:?}");
+            let want = if name == "xvs-worker-0" { vec![c] } else { rest.clone() };
+            let cores = xvs::control::host::parse_cpu_list(cores);
+            assert_eq!(cores, Some(want), "thread {name} of the director: {threads:?}");
         }
         assert!(threads.iter().any(|t| t.0 == "xvs-worker-0"), "{threads:?}");
     }

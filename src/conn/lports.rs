@@ -98,7 +98,7 @@ impl ConnShard {
         if let Some(i) = self.laddrs.iter().position(|a| *a == laddr) {
             return Some(i as u8);
         }
-        if self.laddrs.len() < 256 {
+        if self.laddrs.len() < super::shard::LADDRS {
             self.laddrs.push(laddr);
             return Some((self.laddrs.len() - 1) as u8);
         }

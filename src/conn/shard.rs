@@ -122,7 +122,7 @@ const EVICT_TRIES: u32 = 64;
 pub const SYN_RECV_PRESSURE_SECS: u32 = 4;
 
 /// Room for FULLNAT local addresses (their u8 index in a connection), allocated up front.
-const LADDRS: usize = 256;
+pub(super) const LADDRS: usize = 256;
 
 impl ConnShard {
     pub fn new(cfg: &ShardConfig) -> ConnShard {

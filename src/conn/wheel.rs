@@ -43,15 +43,16 @@ pub(super) fn secs_to_ticks(s: u32) -> u32 {
 }
 
 impl ConnShard {
-    /// The extra list after the wheel slots: the slot being expired, detached so that
-    /// connections filed again into that same slot are not seen twice.
+    /// The wheel's slots (a power of two); after them, one extra list: the slot being
+    /// expired, detached so that connections filed again into that same slot are not seen
+    /// twice.
     #[inline]
-    fn pending(&self) -> usize {
+    fn slots(&self) -> usize {
         self.wheel.len() - 1
     }
 
     pub(super) fn link(&mut self, i: u32, tick: u32) {
-        let slot = (tick as usize) & (self.wheel.len() - 2);
+        let slot = (tick as usize) & (self.slots() - 1);
         let head = self.wheel[slot];
         if head != NONE {
             self.links[head as usize].prev = i;
@@ -90,8 +91,8 @@ impl ConnShard {
         let mut seen = 0usize;
         let mut freed = 0usize;
         // Never walk more than one turn of the wheel: every slot is visited by then.
-        let slots = self.wheel.len() - 1;
-        let pending = self.pending();
+        let slots = self.slots();
+        let pending = slots;
         if !self.pending_active && now.wrapping_sub(self.done_tick) as usize > slots {
             self.done_tick = now.wrapping_sub(slots as u32);
         }
