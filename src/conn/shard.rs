@@ -577,15 +577,15 @@ impl ConnShard {
 
     /// Applies one packet of connection `idx`: TCP state transition (with active/inactive
     /// accounting) and timeout refresh. Returns the (possibly new) state.
-    #[inline]
+    #[inline(always)]
     pub fn on_packet(&mut self, idx: u32, dir: Dir, tcp_flags: Option<u8>, now_ms: u64) -> u8 {
         let now = ms_to_tick(now_ms);
         let Some(c) = self.slab.get_mut(idx as usize) else {
             return 0;
         };
         let old = c.state;
-        // The common case: data and ACKs of an established connection (or UDP) change no
-        // state; only the timeout moves.
+        // The common case, inline: data and ACKs of an established connection (or UDP)
+        // change no state; only the timeout moves.
         let quiet = match tcp_flags {
             None => true,
             Some(f) => old == TcpState::Established as u8 && f & (SYN | FIN | RST) == 0,
@@ -594,6 +594,16 @@ impl ConnShard {
             c.expires = now.wrapping_add(self.timeouts[old as usize % STATES]);
             return old;
         }
+        self.transition(idx, dir, tcp_flags, now)
+    }
+
+    /// The rest of [`ConnShard::on_packet`]: a segment that may change the TCP state.
+    #[inline(never)]
+    fn transition(&mut self, idx: u32, dir: Dir, tcp_flags: Option<u8>, now: u32) -> u8 {
+        let Some(c) = self.slab.get_mut(idx as usize) else {
+            return 0;
+        };
+        let old = c.state;
         let new = match (tcp_flags, TcpState::from_u8(old)) {
             (Some(f), Some(s)) => next_state(s, dir, f) as u8,
             _ => old,

@@ -52,6 +52,16 @@ pub enum Parse {
     Done(Verdict),
 }
 
+/// What forwarding a connection needs of its real server, copied out of the tables once a
+/// packet.
+#[derive(Clone, Copy, Debug)]
+struct DestHop {
+    next_hop: Option<NextHop>,
+    /// Where its counters are kept.
+    id: u32,
+    live: bool,
+}
+
 /// Whether a client's segment with `flags` opens its connection (state `state` before it):
 /// a SYN, or the handshake's ACK (the segment a TOA real server reads the option from).
 #[inline]
@@ -603,34 +613,41 @@ impl Pipeline {
         if let Some(svc) = svc {
             let found =
                 if hint != NONE && self.shard.is_in(hint, k) { Some(hint) } else { self.shard.lookup_in(k, hash) };
-            let idx = match self.live(found, now_ms) {
-                Some(i) if self.dest_live(i) && !self.reused_by_syn(i, p) => {
+            let live = self.live(found, now_ms);
+            // Its real server, read once for the test here and the forwarding below.
+            let hop = live.and_then(|i| self.hop_of(i));
+            let (idx, hop) = match (live, hop) {
+                (Some(i), Some(h)) if h.live && !self.reused_by_syn(i, p) => {
                     if k.proto == PROTO_UDP && !self.shard.conn(i).mode().replies_through_director() {
                         // A second datagram: the DR/TUN flow's source is real.
                         self.shard.mark_answered(i);
                     }
-                    i
+                    (i, h)
                 }
-                found => {
-                    if let Some(i) = found {
+                _ => {
+                    if let Some(i) = live {
                         // Its real server was deleted, or a client's new SYN reuses a closing
                         // connection's ports: expire it and schedule this packet afresh (IPVS
                         // `expire_nodest_conn`, `conn_reuse_mode` 1; a TCP segment without SYN
                         // is then dropped as `no_conn`).
-                        if self.dest_live(i) {
+                        if hop.is_some_and(|h| h.live) {
                             self.stats.conn_reused += 1;
                         } else {
                             self.stats.nodest_expired += 1;
                         }
                         self.shard.remove(i);
                     }
-                    match self.new_conn(svc, p, now_ms) {
+                    let i = match self.new_conn(svc, p, now_ms) {
                         Ok(i) => i,
                         Err(v) => return v,
+                    };
+                    match self.hop_of(i) {
+                        Some(h) => (i, h),
+                        None => return Verdict::Drop(DropReason::StaleConn),
                     }
                 }
             };
-            return self.forward_in(frame, p, idx, rx_port, now_ms);
+            return self.forward_in(frame, p, idx, hop, rx_port, now_ms);
         }
         let found = if hint != NONE && self.shard.is_out(hint, k) { Some(hint) } else { self.find_reply(k) };
         if let Some(idx) = self.live(found, now_ms) {
@@ -887,11 +904,13 @@ impl Pipeline {
         quiesced || (closing && !self.shard.follows_template(idx))
     }
 
-    /// Whether connection `idx`'s service and real server are still live.
+    /// What forwarding connection `idx` needs of its real server (None: its service or slot
+    /// is gone from the tables).
     #[inline]
-    fn dest_live(&self, idx: u32) -> bool {
+    fn hop_of(&self, idx: u32) -> Option<DestHop> {
         let c = self.shard.conn(idx);
-        self.tables.services.get(c.svc as usize).and_then(|s| s.dests.get(c.dest as usize)).is_some_and(|d| d.live)
+        let d = self.tables.services.get(c.svc as usize)?.dests.get(c.dest as usize)?;
+        Some(DestHop { next_hop: d.next_hop, id: d.id, live: d.live })
     }
 
     /// Schedules a new connection (IPVS `ip_vs_schedule` / `ip_vs_sched_persist`).
@@ -990,12 +1009,18 @@ impl Pipeline {
 
     /// Client -> real server.
     #[inline]
-    fn forward_in(&mut self, frame: &mut Frame<'_>, p: &Parsed, idx: u32, rx_port: u8, now_ms: u64) -> Verdict {
-        let c = *self.shard.conn(idx);
-        let Some(d) = self.tables.services.get(c.svc as usize).and_then(|s| s.dests.get(c.dest as usize)) else {
-            return Verdict::Drop(DropReason::StaleConn);
-        };
-        let mode = c.mode();
+    fn forward_in(
+        &mut self,
+        frame: &mut Frame<'_>,
+        p: &Parsed,
+        idx: u32,
+        d: DestHop,
+        rx_port: u8,
+        now_ms: u64,
+    ) -> Verdict {
+        // Only what every mode needs; FULLNAT reads the rest of the record in its own arm.
+        let c = self.shard.conn(idx);
+        let (mode, daddr, dport) = (c.mode(), c.daddr, c.dport);
         let Some(NextHop { mac, port, vlan }) = d.next_hop else {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
@@ -1019,26 +1044,19 @@ impl Pipeline {
         let flags = (p.key.proto == PROTO_TCP).then_some(p.tcp_flags);
         let len = frame.len() as u64;
         match mode {
-            FwdMode::Nat => nat::rewrite_in(frame.data_mut(), l4, c.daddr, c.dport, mac, src_mac),
+            FwdMode::Nat => nat::rewrite_in(frame.data_mut(), l4, daddr, dport, mac, src_mac),
             FwdMode::FullNat => {
-                fullnat::rewrite_in(
-                    frame.data_mut(),
-                    l4,
-                    self.shard.laddr(&c),
-                    c.lport,
-                    c.daddr,
-                    c.dport,
-                    mac,
-                    src_mac,
-                );
-                if p.key.proto == PROTO_TCP && opens_connection(p.tcp_flags, c.state) {
-                    add_toa(&mut self.stats, &self.tables, frame, p, c.svc);
+                let c = self.shard.conn(idx);
+                let (laddr, lport, state, svc) = (self.shard.laddr(c), c.lport, c.state, c.svc);
+                fullnat::rewrite_in(frame.data_mut(), l4, laddr, lport, daddr, dport, mac, src_mac);
+                if p.key.proto == PROTO_TCP && opens_connection(p.tcp_flags, state) {
+                    add_toa(&mut self.stats, &self.tables, frame, p, svc);
                 }
             }
             FwdMode::Dr => dr::rewrite(frame.data_mut(), mac, src_mac),
             FwdMode::Tun => {
                 self.ident = self.ident.wrapping_add(1);
-                match tun::encap(frame, self.tables.dip, c.daddr, self.ident, self.tables.mtu, mac, src_mac) {
+                match tun::encap(frame, self.tables.dip, daddr, self.ident, self.tables.mtu, mac, src_mac) {
                     Ok(()) => {}
                     Err(tun::TunError::TooBig { df: true }) => {
                         let mtu = self.tables.mtu - tun::OVERHEAD as u16;

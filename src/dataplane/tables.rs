@@ -167,8 +167,9 @@ pub struct Tables {
     /// (network, mask, port, VLAN id) of each subnet on the director's links, longest first.
     connected: Vec<(u32, u32, u8, u16)>,
     gateway: Option<NextHop>,
-    /// MAC of each interface (port index = position).
-    pub iface_macs: Vec<MacAddr>,
+    /// MAC of each interface by port index, in an array a `u8` port cannot index past (no
+    /// bounds check per packet); ports without an interface have the zero MAC.
+    port_macs: Box<[MacAddr; 256]>,
     /// The director's own addresses: traffic to them goes to the kernel.
     pub local_ips: Vec<u32>,
     /// Each interface's address (0: none), by port index.
@@ -224,7 +225,13 @@ impl Tables {
                 c
             },
             gateway: spec.gateway,
-            iface_macs: spec.iface_macs.clone(),
+            port_macs: {
+                let mut m = Box::new([MacAddr::default(); 256]);
+                for (slot, mac) in m.iter_mut().zip(&spec.iface_macs) {
+                    *slot = *mac;
+                }
+                m
+            },
             local_ips: spec.local_ips.clone(),
             iface_ips: spec.iface_ips.clone(),
             dip: spec.dip,
@@ -430,7 +437,7 @@ impl Tables {
     /// Source MAC for frames leaving through `port`.
     #[inline]
     pub fn port_mac(&self, port: u8) -> MacAddr {
-        self.iface_macs.get(port as usize).copied().unwrap_or_default()
+        self.port_macs[port as usize]
     }
 }
 

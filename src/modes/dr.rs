@@ -2,11 +2,10 @@
 //! layer only the TTL changes (decremented, as IPVS does for every forwarding method); the
 //! real server holds the VIP on a loopback and replies directly.
 
-use super::{decrement_ttl, set_macs};
+use super::route;
 use crate::wire::MacAddr;
 
 #[inline]
 pub fn rewrite(f: &mut [u8], dst_mac: MacAddr, src_mac: MacAddr) {
-    decrement_ttl(f);
-    set_macs(f, dst_mac, src_mac);
+    route(f, dst_mac, src_mac);
 }

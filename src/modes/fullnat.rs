@@ -2,7 +2,7 @@
 //! RIP:rport->DIP:lport becomes VIP:vport->client:cport. The real server needs no route back
 //! through the director; the local port names the worker that owns the connection.
 
-use super::{decrement_ttl, set_endpoint, set_macs, End, L4};
+use super::{route, set_endpoint, End, L4};
 use crate::wire::MacAddr;
 
 /// Client -> real server.
@@ -20,8 +20,7 @@ pub fn rewrite_in(
 ) {
     set_endpoint(f, l4, End::Src, dip, lport);
     set_endpoint(f, l4, End::Dst, rip, rport);
-    decrement_ttl(f);
-    set_macs(f, dst_mac, src_mac);
+    route(f, dst_mac, src_mac);
 }
 
 /// Real server -> client.
@@ -39,6 +38,5 @@ pub fn rewrite_out(
 ) {
     set_endpoint(f, l4, End::Src, vip, vport);
     set_endpoint(f, l4, End::Dst, client, cport);
-    decrement_ttl(f);
-    set_macs(f, dst_mac, src_mac);
+    route(f, dst_mac, src_mac);
 }

@@ -69,6 +69,19 @@ pub fn set_endpoint(f: &mut [u8], l4: L4, end: End, addr: u32, port: u16) {
     }
 }
 
+/// Routes a parsed frame one hop: the IPv4 TTL decremented (header checksum fixed) and the
+/// Ethernet destination and source set. Works on the fixed first 34 bytes (Ethernet and an
+/// option-less IPv4 header, which every parsed frame holds), so the compiler checks the length
+/// once; a shorter buffer is left alone.
+#[inline]
+pub fn route(f: &mut [u8], dst: MacAddr, src: MacAddr) {
+    let Some(h) = f.first_chunk_mut::<34>() else { return };
+    Ipv4Packet::new_unchecked(&mut h[ETH_LEN..]).decrement_ttl();
+    let mut eth = EthernetFrame::new_unchecked(&mut h[..]);
+    eth.set_dst(dst);
+    eth.set_src(src);
+}
+
 /// Decrements the IPv4 TTL, fixing the header checksum.
 #[inline]
 pub fn decrement_ttl(f: &mut [u8]) {

@@ -2,21 +2,19 @@
 //! real server's reply RIP:rport->client becomes VIP:vport->client. The director routes
 //! both ways, so TTL is decremented.
 
-use super::{decrement_ttl, set_endpoint, set_macs, End, L4};
+use super::{route, set_endpoint, End, L4};
 use crate::wire::MacAddr;
 
 /// Client -> real server.
 #[inline]
 pub fn rewrite_in(f: &mut [u8], l4: L4, rip: u32, rport: u16, dst_mac: MacAddr, src_mac: MacAddr) {
     set_endpoint(f, l4, End::Dst, rip, rport);
-    decrement_ttl(f);
-    set_macs(f, dst_mac, src_mac);
+    route(f, dst_mac, src_mac);
 }
 
 /// Real server -> client.
 #[inline]
 pub fn rewrite_out(f: &mut [u8], l4: L4, vip: u32, vport: u16, dst_mac: MacAddr, src_mac: MacAddr) {
     set_endpoint(f, l4, End::Src, vip, vport);
-    decrement_ttl(f);
-    set_macs(f, dst_mac, src_mac);
+    route(f, dst_mac, src_mac);
 }
