@@ -5,7 +5,7 @@ use super::state::TcpState;
 use crate::model::FwdMode;
 
 /// A flow key as seen on the wire (addresses host order).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, Eq)]
 pub struct ConnKey {
     pub saddr: u32,
     pub daddr: u32,
@@ -14,7 +14,35 @@ pub struct ConnKey {
     pub proto: u8,
 }
 
+/// Compared as two 64-bit words: every packet compares its key with a record's, and the
+/// derived field-by-field comparison was five compares and branches (17 instructions).
+impl PartialEq for ConnKey {
+    #[inline]
+    fn eq(&self, other: &ConnKey) -> bool {
+        let (a, b) = (self.words(), other.words());
+        (a.0 ^ b.0) | (a.1 ^ b.1) == 0
+    }
+}
+
+/// By the same words as [`PartialEq`], so that equal keys hash alike.
+impl std::hash::Hash for ConnKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let (a, b) = self.words();
+        state.write_u64(a);
+        state.write_u64(b);
+    }
+}
+
 impl ConnKey {
+    /// The key's fields packed into two words (no field overlaps another).
+    #[inline(always)]
+    fn words(&self) -> (u64, u64) {
+        (
+            self.saddr as u64 | (self.daddr as u64) << 32,
+            self.sport as u64 | (self.dport as u64) << 16 | (self.proto as u64) << 32,
+        )
+    }
+
     /// Persistence templates live in the same index under a protocol no packet carries.
     pub fn template(proto: u8, client_net: u32, vip: u32, vport: u16) -> ConnKey {
         ConnKey { saddr: client_net, daddr: vip, sport: 0, dport: vport, proto: proto | 0x80 }

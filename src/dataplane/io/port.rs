@@ -30,14 +30,20 @@ pub struct Desc {
 
 /// Fixed-size frame buffers allocated once.
 pub struct FramePool {
-    mem: Vec<u8>,
+    /// One fixed-size array a frame: a frame is found by one bounds check, where a byte range
+    /// of one big buffer took two and an overflow test.
+    mem: Box<[[u8; FRAME_SIZE]]>,
     free: Vec<u32>,
     count: u32,
 }
 
 impl FramePool {
     pub fn new(frames: u32) -> FramePool {
-        FramePool { mem: vec![0; frames as usize * FRAME_SIZE], free: (0..frames).rev().collect(), count: frames }
+        FramePool {
+            mem: vec![[0; FRAME_SIZE]; frames as usize].into_boxed_slice(),
+            free: (0..frames).rev().collect(),
+            count: frames,
+        }
     }
     #[inline]
     pub fn alloc(&mut self) -> Option<u32> {
@@ -56,10 +62,14 @@ impl FramePool {
     pub fn capacity(&self) -> u32 {
         self.count
     }
+    /// Frame `idx`'s buffer; empty for an index past the pool (a bad descriptor reads as
+    /// an empty frame, never out of the pool).
     #[inline]
     pub fn buf_mut(&mut self, idx: u32) -> &mut [u8] {
-        let at = idx as usize * FRAME_SIZE;
-        &mut self.mem[at..at + FRAME_SIZE]
+        match self.mem.get_mut(idx as usize) {
+            Some(b) => b,
+            None => &mut [],
+        }
     }
     #[inline]
     pub fn frame(&mut self, d: &Desc) -> Frame<'_> {
@@ -67,8 +77,10 @@ impl FramePool {
     }
     #[inline]
     pub fn bytes(&self, d: &Desc) -> &[u8] {
-        let at = d.idx as usize * FRAME_SIZE;
-        &self.mem[at..at + FRAME_SIZE][span(FRAME_SIZE, d.head as usize, d.len as usize)]
+        match self.mem.get(d.idx as usize) {
+            Some(b) => &b[span(FRAME_SIZE, d.head as usize, d.len as usize)],
+            None => &[],
+        }
     }
     /// Copies `data` into a fresh frame (at HEADROOM); None if no frame is free. Data longer
     /// than a frame is truncated (the pipeline then drops it as malformed).
@@ -76,7 +88,8 @@ impl FramePool {
     pub fn load(&mut self, data: &[u8]) -> Option<Desc> {
         let idx = self.alloc()?;
         let n = data.len().min(FRAME_SIZE - HEADROOM);
-        self.buf_mut(idx)[HEADROOM..HEADROOM + n].copy_from_slice(&data[..n]);
+        let buf = self.mem.get_mut(idx as usize)?;
+        buf[HEADROOM..HEADROOM + n].copy_from_slice(&data[..n]);
         Some(Desc { idx, head: HEADROOM as u16, len: n as u16 })
     }
 }
@@ -416,5 +429,23 @@ impl Port for PcapPort {
 
     fn finished(&self) -> bool {
         self.done && self.next.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_descriptor_past_the_pool_reads_as_an_empty_frame() {
+        let mut pool = FramePool::new(4);
+        let d = pool.load(&[1, 2, 3]).expect("a free frame");
+        assert_eq!(pool.bytes(&d), &[1, 2, 3]);
+        let bad = Desc { idx: 4, head: HEADROOM as u16, len: 3 };
+        assert!(pool.bytes(&bad).is_empty());
+        assert_eq!(pool.frame(&bad).len(), 0);
+        // A head or length past the frame is clamped into it.
+        let long = Desc { idx: d.idx, head: FRAME_SIZE as u16 - 2, len: 100 };
+        assert_eq!(pool.bytes(&long).len(), 2);
     }
 }
