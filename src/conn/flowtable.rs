@@ -14,6 +14,11 @@
 //!   arrays and its API offers no prefetch, which is why this table exists
 //!   (`benches/flowtable.rs` has both side by side).
 //! - No tombstones: a removed entry's signature is zeroed and its slot is free at once.
+//! - Each bucket counts the entries that have it as their first bucket but live in their
+//!   second (`spill`), by the low three bits of their signature. A lookup that finds nothing
+//!   in the first bucket stops there when its class's count is 0, which it nearly always is:
+//!   a new flow's lookup (every SYN, every FULLNAT local tuple tried) reads one line, not
+//!   two.
 //! - Room for 8/10 of a slot per entry at the shard's capacity (1.25 slots an entry, any
 //!   bucket count, not a power of two): 10 bytes a connection. An insert whose two buckets are
 //!   full moves an entry of one of them to its other bucket (two levels deep); at that load
@@ -36,9 +41,21 @@ const SLOTS_DEN: usize = 4;
 struct Bucket {
     sig: [u16; WAYS],
     idx: [u32; WAYS],
+    /// Entries whose first bucket is this one and that live in their second, by the low
+    /// three bits of their signature (255: at least that many, and stays so: never wrong,
+    /// only slower).
+    spill: [u8; SPILL_CLASSES],
 }
 
-const EMPTY: Bucket = Bucket { sig: [0; WAYS], idx: [NONE; WAYS] };
+const SPILL_CLASSES: usize = 8;
+const EMPTY: Bucket = Bucket { sig: [0; WAYS], idx: [NONE; WAYS], spill: [0; SPILL_CLASSES] };
+
+/// The spill count of signature `sig`.
+#[inline(always)]
+fn class(sig: u16) -> usize {
+    sig as usize % SPILL_CLASSES
+}
+const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
 
 /// Two mask bits for each slot of `sigs` equal to `sig` (SSE2: compare, movemask).
 #[cfg(target_arch = "x86_64")]
@@ -111,33 +128,24 @@ impl FlowTable {
         (b1, b2, if s == 0 { 1 } else { s })
     }
 
-    /// Slots of bucket `b` whose signature is `sig`: two mask bits (`2 j`, `2 j + 1`) for
-    /// slot `j`. One SSE2 compare of the eight signatures at once (as hashbrown matches its
-    /// control bytes).
-    #[inline]
-    fn matches(&self, b: usize, sig: u16) -> u32 {
-        let Some(bucket) = self.buckets.get(b) else { return 0 };
-        sig_mask(&bucket.sig, sig)
-    }
-
-    /// The slab index in slot `2 j` of mask bit position `bit` of bucket `b`.
-    #[inline]
-    fn idx_at(&self, b: usize, bit: u32) -> u32 {
-        self.buckets.get(b).map_or(NONE, |bk| bk.idx[(bit / 2) as usize % WAYS])
-    }
-
     /// The entry for hash `h` that `eq` accepts (it compares the slab record's key).
     #[inline]
     pub fn find(&self, h: u64, eq: impl Fn(u32) -> bool) -> Option<u32> {
         let (b1, b2, sig) = self.place(h);
         for b in [b1, b2] {
-            let mut m = self.matches(b, sig) & 0x5555;
+            let Some(bk) = self.buckets.get(b) else { continue };
+            let mut m = sig_mask(&bk.sig, sig) & 0x5555;
             while m != 0 {
-                let i = self.idx_at(b, m.trailing_zeros());
+                let i = bk.idx[(m.trailing_zeros() / 2) as usize % WAYS];
                 if eq(i) {
                     return Some(i);
                 }
                 m &= m - 1;
+            }
+            // Nothing of the first bucket's with this signature class lives in its second:
+            // the key is not there.
+            if bk.spill[class(sig)] == 0 {
+                return None;
             }
         }
         None
@@ -158,13 +166,15 @@ impl FlowTable {
     #[inline]
     pub fn probe(&self, h: u64) -> u32 {
         let (b1, b2, sig) = self.place(h);
-        let m = self.matches(b1, sig);
-        if m != 0 {
-            return self.idx_at(b1, m.trailing_zeros());
-        }
-        let m = self.matches(b2, sig);
-        if m != 0 {
-            return self.idx_at(b2, m.trailing_zeros());
+        for b in [b1, b2] {
+            let Some(bk) = self.buckets.get(b) else { continue };
+            let m = sig_mask(&bk.sig, sig);
+            if m != 0 {
+                return bk.idx[(m.trailing_zeros() / 2) as usize % WAYS];
+            }
+            if bk.spill[class(sig)] == 0 {
+                return NONE;
+            }
         }
         NONE
     }
@@ -175,13 +185,14 @@ impl FlowTable {
         self.buckets[b].sig.iter().position(|&s| s == 0)
     }
 
-    /// The other bucket of the entry in slot (`b`, `j`), whose hash `hash_of` recomputes.
-    fn other(&self, b: usize, j: usize, hash_of: &impl Fn(u32) -> u64) -> usize {
+    /// The other bucket of the entry in slot (`b`, `j`), whose hash `hash_of` recomputes,
+    /// and the entry's first bucket.
+    fn other(&self, b: usize, j: usize, hash_of: &impl Fn(u32) -> u64) -> (usize, usize) {
         let (b1, b2, _) = self.place(hash_of(self.buckets[b].idx[j]));
         if b1 == b {
-            b2
+            (b2, b1)
         } else {
-            b1
+            (b1, b1)
         }
     }
 
@@ -190,11 +201,39 @@ impl FlowTable {
         self.buckets[b].idx[j] = idx;
     }
 
-    /// Moves the entry in (`from`, `j`) to free slot (`to`, `k`).
-    fn relocate(&mut self, from: usize, j: usize, to: usize, k: usize) {
+    /// Puts a new entry whose buckets are `b1`, `b2` into slot (`b`, `j`), `b` one of them.
+    fn put_new(&mut self, b: usize, j: usize, sig: u16, idx: u32, b1: usize) {
+        self.put(b, j, sig, idx);
+        if b != b1 {
+            self.spilled(b1, sig);
+        }
+    }
+
+    /// An entry of first bucket `b` and signature `sig` now lives in its second.
+    fn spilled(&mut self, b: usize, sig: u16) {
+        let n = &mut self.buckets[b].spill[class(sig)];
+        *n = n.saturating_add(1);
+    }
+
+    /// An entry of first bucket `b` and signature `sig` no longer lives in its second.
+    fn unspilled(&mut self, b: usize, sig: u16) {
+        let n = &mut self.buckets[b].spill[class(sig)];
+        if *n != u8::MAX {
+            *n -= 1;
+        }
+    }
+
+    /// Moves the entry in (`from`, `j`), whose first bucket is `first`, to free slot (`to`,
+    /// `k`), its other bucket.
+    fn relocate(&mut self, from: usize, j: usize, to: usize, k: usize, first: usize) {
         let (sig, idx) = (self.buckets[from].sig[j], self.buckets[from].idx[j]);
         self.put(to, k, sig, idx);
         self.buckets[from].sig[j] = 0;
+        if from == first {
+            self.spilled(first, sig);
+        } else if to == first {
+            self.unspilled(first, sig);
+        }
     }
 
     /// Adds `idx` under hash `h` (not present already). When both its buckets are full, an
@@ -205,7 +244,7 @@ impl FlowTable {
         // The first bucket while it has room: most lookups then read one line.
         for b in [b1, b2] {
             if let Some(j) = self.free_slot(b) {
-                self.put(b, j, sig, idx);
+                self.put_new(b, j, sig, idx, b1);
                 self.len += 1;
                 return Ok(());
             }
@@ -213,10 +252,13 @@ impl FlowTable {
         // One move: an entry of either bucket to its other bucket.
         for b in [b1, b2] {
             for j in 0..WAYS {
-                let alt = self.other(b, j, &hash_of);
+                let (alt, first) = self.other(b, j, &hash_of);
+                if alt == b {
+                    continue;
+                }
                 if let Some(k) = self.free_slot(alt) {
-                    self.relocate(b, j, alt, k);
-                    self.put(b, j, sig, idx);
+                    self.relocate(b, j, alt, k, first);
+                    self.put_new(b, j, sig, idx, b1);
                     self.len += 1;
                     return Ok(());
                 }
@@ -225,16 +267,19 @@ impl FlowTable {
         // Two moves: make room in an entry's other bucket first.
         for b in [b1, b2] {
             for j in 0..WAYS {
-                let alt = self.other(b, j, &hash_of);
+                let (alt, first) = self.other(b, j, &hash_of);
+                if alt == b {
+                    continue;
+                }
                 for k in 0..WAYS {
-                    let alt2 = self.other(alt, k, &hash_of);
+                    let (alt2, first2) = self.other(alt, k, &hash_of);
                     if alt2 == alt {
                         continue;
                     }
                     if let Some(m) = self.free_slot(alt2) {
-                        self.relocate(alt, k, alt2, m);
-                        self.relocate(b, j, alt, k);
-                        self.put(b, j, sig, idx);
+                        self.relocate(alt, k, alt2, m, first2);
+                        self.relocate(b, j, alt, k, first);
+                        self.put_new(b, j, sig, idx, b1);
                         self.len += 1;
                         return Ok(());
                     }
@@ -252,11 +297,33 @@ impl FlowTable {
                 if self.buckets[b].sig[j] == sig && self.buckets[b].idx[j] == idx {
                     self.buckets[b].sig[j] = 0;
                     self.len -= 1;
+                    if b != b1 {
+                        self.unspilled(b1, sig);
+                    }
                     return true;
                 }
             }
         }
         false
+    }
+
+    /// Whether every bucket's `spill` counts are the entries that have it as their first
+    /// bucket and live in their second, by class (recounted from `hash_of`).
+    #[cfg(test)]
+    fn spills_are_exact(&self, hash_of: impl Fn(u32) -> u64) -> bool {
+        let mut want = vec![[0u32; SPILL_CLASSES]; self.buckets.len()];
+        for (b, bk) in self.buckets.iter().enumerate() {
+            for j in 0..WAYS {
+                if bk.sig[j] != 0 {
+                    let (b1, _, _) = self.place(hash_of(bk.idx[j]));
+                    if b1 != b {
+                        want[b1][class(bk.sig[j])] += 1;
+                    }
+                }
+            }
+        }
+        let ok = |w: u32, n: u8| n as u32 == w || (n == u8::MAX && w >= n as u32);
+        want.iter().zip(self.buckets.iter()).all(|(w, bk)| w.iter().zip(bk.spill).all(|(&w, n)| ok(w, n)))
     }
 }
 
@@ -303,6 +370,44 @@ mod tests {
             t.insert(hash(new), new, hash).expect("reinsert");
         }
         assert_eq!(t.len(), cap as usize);
+        assert!(t.spills_are_exact(hash));
+        // How often a miss reads one line at full capacity (most tables run below it).
+        let spilled: u32 = t.buckets.iter().flat_map(|b| b.spill).map(u32::from).sum();
+        let alone = t.buckets.iter().flat_map(|b| b.spill).filter(|&n| n == 0).count();
+        let classes = t.buckets.len() * SPILL_CLASSES;
+        eprintln!(
+            "{spilled} of {cap} entries in their second bucket; a miss reads one line {alone} times in {classes}"
+        );
+        assert!(alone * 10 > classes * 8, "a miss reads two lines too often: {alone} of {classes}");
+    }
+
+    #[test]
+    fn a_miss_reads_the_second_bucket_only_while_its_class_spilled() {
+        // Two buckets; every key's first bucket is 0 and its second 1 (low half below 2^31,
+        // high half above), signatures 1..=16.
+        let hash_of = |i: u32| (0x8000_0000u64 << 32) | (i as u64 + 1);
+        let mut t = FlowTable::with_capacity(4);
+        assert_eq!(t.buckets.len(), 2);
+        for i in 0..16 {
+            t.insert(hash_of(i), i, hash_of).expect("room");
+        }
+        // Eight live in bucket 1, spilled from bucket 0: their classes count them.
+        assert!(t.spills_are_exact(hash_of));
+        assert_eq!(t.buckets[0].spill.iter().map(|&n| n as u32).sum::<u32>(), 8);
+        for i in 0..16 {
+            assert_eq!(t.find(hash_of(i), |j| j == i), Some(i));
+        }
+        for i in 8..16 {
+            assert!(t.remove(hash_of(i), i));
+        }
+        assert_eq!(t.buckets[0].spill, [0; SPILL_CLASSES]);
+        assert!(t.spills_are_exact(hash_of));
+        // A saturated count stays saturated: never wrong, only a second line read.
+        t.buckets[0].spill[class(hash_of(20) as u16)] = u8::MAX;
+        t.insert(hash_of(20), 20, hash_of).expect("room");
+        assert!(t.remove(hash_of(20), 20));
+        assert_eq!(t.buckets[0].spill[class(hash_of(20) as u16)], u8::MAX);
+        assert_eq!(t.find(hash_of(3), |j| j == 3), Some(3));
     }
 
     proptest! {
@@ -321,6 +426,7 @@ mod tests {
                 }
                 prop_assert_eq!(t.find(hash(k), |j| j == k).is_some(), model.contains_key(&k));
                 prop_assert_eq!(t.len(), model.len());
+                prop_assert!(t.spills_are_exact(hash));
             }
             for k in model.keys() {
                 prop_assert_eq!(t.find(hash(*k), |j| j == *k), Some(*k));

@@ -155,19 +155,31 @@ impl ConnShard {
         let mut q = self.pools[slot].max(line);
         let mut found = None;
         for _ in 0..LPORT_TRIES.min(span) {
-            let pos = (q % span as u64) as u32;
+            let (li, port, k) = self.tuple_at(q, span, addrs, daddr, dport, proto);
             q += 1;
-            let li = self.pool[(pos % addrs) as usize];
-            let port = self.lport_lo as u32 + self.worker as u32 + self.workers as u32 * (pos / addrs);
-            let laddr = self.laddrs.get(li as usize).copied().unwrap_or(0);
-            let k = ConnKey { saddr: daddr, daddr: laddr, sport: dport, dport: port as u16, proto };
             if self.lookup_out(&k, self.hash(&k)).is_none() {
-                found = Some((li, port as u16));
+                found = Some((li, port));
                 break;
             }
         }
         self.pools[slot] = q;
+        // The tuple this pool offers next: its reply index line is read by the next new
+        // connection to the same real server, likely within this burst; asked for now, the
+        // miss overlaps with this connection's work instead of stalling that one.
+        let (_, _, next) = self.tuple_at(q, span, addrs, daddr, dport, proto);
+        self.prefetch_out(self.hash(&next));
         found
+    }
+
+    /// The walk's tuple at position `q` towards `daddr:dport`: (local address index, port,
+    /// the reply key that would hold it).
+    #[inline]
+    fn tuple_at(&self, q: u64, span: u32, addrs: u32, daddr: u32, dport: u16, proto: u8) -> (u8, u16, ConnKey) {
+        let pos = (q % span as u64) as u32;
+        let li = self.pool.get((pos % addrs) as usize).copied().unwrap_or(0);
+        let port = (self.lport_lo as u32 + self.worker as u32 + self.workers as u32 * (pos / addrs)) as u16;
+        let laddr = self.laddrs.get(li as usize).copied().unwrap_or(0);
+        (li, port, ConnKey { saddr: daddr, daddr: laddr, sport: dport, dport: port, proto })
     }
 
     /// Local tuple `laddr:lport` towards `daddr:dport`, if it is this worker's and free (a
