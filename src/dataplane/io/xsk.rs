@@ -360,28 +360,42 @@ impl XskPort {
         self.in_tx -= n as u32;
     }
 
-    /// Tops the fill ring up to this port's share from the free list.
+    /// Tops the fill ring up to this port's share from the free list: the whole deficit,
+    /// BURST descriptors at a time, so that a ring drained while the free list was short
+    /// (frames lent to a slow tx) is whole again at the next round. Topping up by one burst
+    /// a round never caught up: rx takes up to a burst a round too, so the deficit stayed
+    /// and the kernel found the ring empty (`fill_empty`).
     #[inline]
     fn refill(&mut self, frames: &mut UmemFrames) {
-        let want = self.fill_target.saturating_sub(self.in_fill).min(BURST as u32) as usize;
-        if want < BURST / 2 {
+        let mut left = self.fill_target.saturating_sub(self.in_fill) as usize;
+        if left < BURST / 2 {
             return;
         }
-        let room = self.fq.nb_free(want as u32) as usize;
-        let mut n = 0;
-        while n < want.min(room) {
-            let Some(idx) = frames.alloc() else { break };
-            self.scratch[n] = frames.descs[idx as usize];
-            n += 1;
+        let mut filled = false;
+        while left > 0 {
+            let want = left.min(BURST);
+            let room = self.fq.nb_free(want as u32) as usize;
+            let mut n = 0;
+            while n < want.min(room) {
+                let Some(idx) = frames.alloc() else { break };
+                self.scratch[n] = frames.descs[idx as usize];
+                n += 1;
+            }
+            // SAFETY: these frames came off the free list, so nothing else uses them; `n` is
+            // within the room the ring reported, so the all-or-nothing produce takes them all.
+            let done = unsafe { self.fq.produce(&self.scratch[..n]) };
+            for d in &self.scratch[done..n] {
+                frames.free((d.addr() / FRAME_SIZE) as u32);
+            }
+            self.in_fill += done as u32;
+            filled |= done > 0;
+            if done < want {
+                // The ring is full or the free list is empty: the rest waits for a round.
+                break;
+            }
+            left -= done;
         }
-        // SAFETY: these frames came off the free list, so nothing else uses them; `n` is
-        // within the room the ring reported, so the all-or-nothing produce takes them all.
-        let done = unsafe { self.fq.produce(&self.scratch[..n]) };
-        for d in &self.scratch[done..n] {
-            frames.free((d.addr() / FRAME_SIZE) as u32);
-        }
-        self.in_fill += done as u32;
-        if done > 0 && self.fq.needs_wakeup() {
+        if filled && self.fq.needs_wakeup() {
             self.stats.wakeups += 1;
             let _ = self.fq.wakeup(self.rx.fd_mut(), 0);
         }

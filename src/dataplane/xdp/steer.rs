@@ -103,6 +103,41 @@ struct Attached {
     prog: &'static str,
 }
 
+/// Map `map` of a loaded object; `label` names the object in errors (its interface).
+fn obj_map<'a>(obj: &'a Object, label: &str, map: &'static str) -> Result<libbpf_rs::Map<'a>, SteerError> {
+    obj.maps().find(|m| m.name() == map).ok_or_else(|| SteerError::Map {
+        iface: label.to_string(),
+        map,
+        msg: "missing from the object".into(),
+    })
+}
+
+/// Makes `map` hold exactly `want` (keys to a fixed value per key).
+fn obj_sync(obj: &Object, label: &str, map: &'static str, want: &[(Vec<u8>, Vec<u8>)]) -> Result<(), SteerError> {
+    let m = obj_map(obj, label, map)?;
+    let err = |e: libbpf_rs::Error| SteerError::Map { iface: label.to_string(), map, msg: e.to_string() };
+    let keep: BTreeSet<&[u8]> = want.iter().map(|(k, _)| k.as_slice()).collect();
+    let stale: Vec<Vec<u8>> = m.keys().filter(|k| !keep.contains(k.as_slice())).collect();
+    for k in stale {
+        m.delete(&k).map_err(err)?;
+    }
+    for (k, v) in want {
+        m.update(k, v, MapFlags::ANY).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Sums per-CPU u64 counter `idx` of an object's `counters` map.
+fn obj_counter(obj: &Object, idx: u32) -> u64 {
+    let Ok(m) = obj_map(obj, "", "counters") else { return 0 };
+    match m.lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY) {
+        Ok(Some(per_cpu)) => {
+            per_cpu.iter().filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes)).sum()
+        }
+        _ => 0,
+    }
+}
+
 impl Attached {
     /// Loads `prog` and attaches it to `iface`. A program already there is replaced when it
     /// is this same program (a run that crashed left it) or when `force` is set; any other is
@@ -174,40 +209,16 @@ impl Attached {
     }
 
     fn map(&self, map: &'static str) -> Result<libbpf_rs::Map<'_>, SteerError> {
-        self.obj.maps().find(|m| m.name() == map).ok_or_else(|| SteerError::Map {
-            iface: self.iface.clone(),
-            map,
-            msg: "missing from the object".into(),
-        })
+        obj_map(&self.obj, &self.iface, map)
     }
 
     fn map_err(&self, map: &'static str, e: libbpf_rs::Error) -> SteerError {
         SteerError::Map { iface: self.iface.clone(), map, msg: e.to_string() }
     }
 
-    /// Makes `map` hold exactly `want` (keys to a fixed value per key).
-    fn sync(&self, map: &'static str, want: &[(Vec<u8>, Vec<u8>)]) -> Result<(), SteerError> {
-        let m = self.map(map)?;
-        let keep: BTreeSet<&[u8]> = want.iter().map(|(k, _)| k.as_slice()).collect();
-        let stale: Vec<Vec<u8>> = m.keys().filter(|k| !keep.contains(k.as_slice())).collect();
-        for k in stale {
-            m.delete(&k).map_err(|e| self.map_err(map, e))?;
-        }
-        for (k, v) in want {
-            m.update(k, v, MapFlags::ANY).map_err(|e| self.map_err(map, e))?;
-        }
-        Ok(())
-    }
-
     /// Sums a per-CPU u64 counter.
     fn counter(&self, idx: u32) -> u64 {
-        let Ok(m) = self.map("counters") else { return 0 };
-        match m.lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY) {
-            Ok(Some(per_cpu)) => {
-                per_cpu.iter().filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes)).sum()
-            }
-            _ => 0,
-        }
+        obj_counter(&self.obj, idx)
     }
 
     fn detach(&self) -> Result<(), SteerError> {
@@ -274,6 +285,75 @@ fn l4_key(proto: u8, addr: u32, port: u16) -> Vec<u8> {
     k.extend_from_slice(&port.to_be_bytes());
     k.extend_from_slice(&[proto, 0]);
     k
+}
+
+/// What each of the steering program's maps holds for `set`: (map, [(key, value)]), laid out
+/// as the C structs are.
+fn map_contents(set: &SteerSet) -> Vec<(&'static str, Vec<(Vec<u8>, Vec<u8>)>)> {
+    let one = vec![1u8];
+    let services: Vec<_> = set.services.iter().map(|&(p, a, port)| (l4_key(p, a, port), one.clone())).collect();
+    let nat: Vec<_> = set.nat_dests.iter().map(|&(p, a, port)| (l4_key(p, a, port), one.clone())).collect();
+    let vips: Vec<_> = set.vips.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
+    let local: Vec<_> = set
+        .local
+        .iter()
+        .map(|&(a, lo, hi)| {
+            let mut v = lo.to_ne_bytes().to_vec();
+            v.extend_from_slice(&hi.to_ne_bytes());
+            (a.to_be_bytes().to_vec(), v)
+        })
+        .collect();
+    let hosts: Vec<_> = set.hosts.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
+    let addrs: BTreeSet<u32> = set.nat_dests.iter().map(|&(_, a, _)| a).collect();
+    let nat_addrs: Vec<_> = addrs.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
+    vec![
+        ("nat_addrs", nat_addrs),
+        ("hosts", hosts),
+        ("services", services),
+        ("nat_dests", nat),
+        ("vips", vips),
+        ("local_addrs", local),
+    ]
+}
+
+/// The steering program loaded but attached nowhere, its maps filled from a [`SteerSet`]: the
+/// kernel runs it on a frame (`BPF_PROG_TEST_RUN`) and says where the frame would go and how
+/// long the program took. For tests and `examples/steer-cost`; needs root.
+pub struct SteerProbe {
+    obj: Object,
+}
+
+impl SteerProbe {
+    pub fn load(set: &SteerSet) -> Result<SteerProbe, SteerError> {
+        let open = ObjectBuilder::default().open_memory(STEER_OBJ).map_err(|e| SteerError::Load(e.to_string()))?;
+        let obj = open.load().map_err(|e| SteerError::Load(e.to_string()))?;
+        let settings = obj_map(&obj, "probe", "settings")?;
+        let v: u32 = if set.icmp_relay { SET_ICMP_RELAY } else { 0 };
+        settings.update(&0u32.to_ne_bytes(), &v.to_ne_bytes(), MapFlags::ANY).map_err(|e| SteerError::Map {
+            iface: "probe".into(),
+            map: "settings",
+            msg: e.to_string(),
+        })?;
+        for (map, want) in map_contents(set) {
+            obj_sync(&obj, "probe", map, &want)?;
+        }
+        Ok(SteerProbe { obj })
+    }
+
+    /// Runs the program `repeat` times on `frame`: whether it sends the frame to the
+    /// director's sockets (redirected) rather than to the kernel, and the kernel's average
+    /// time a run.
+    pub fn run(&mut self, frame: &[u8], repeat: u32) -> Result<(bool, std::time::Duration), SteerError> {
+        let before = obj_counter(&self.obj, 0);
+        let p = self
+            .obj
+            .progs_mut()
+            .find(|p| p.name() == "xvs_steer")
+            .ok_or_else(|| SteerError::Load("program xvs_steer missing from the object".into()))?;
+        let input = libbpf_rs::ProgramInput { data_in: Some(frame), repeat, ..Default::default() };
+        let took = p.test_run(input).map_err(|e| SteerError::Load(format!("test run: {e}")))?.duration;
+        Ok((obj_counter(&self.obj, 0) > before, took))
+    }
 }
 
 /// Settings bit 0: ICMP errors about connections go to the workers.
@@ -348,31 +428,13 @@ impl Steering {
 
     /// Makes every interface's maps match `set`.
     pub fn sync(&self, set: &SteerSet) -> Result<(), SteerError> {
-        let one = vec![1u8];
-        let services: Vec<_> = set.services.iter().map(|&(p, a, port)| (l4_key(p, a, port), one.clone())).collect();
-        let nat: Vec<_> = set.nat_dests.iter().map(|&(p, a, port)| (l4_key(p, a, port), one.clone())).collect();
-        let vips: Vec<_> = set.vips.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
-        let local: Vec<_> = set
-            .local
-            .iter()
-            .map(|&(a, lo, hi)| {
-                let mut v = lo.to_ne_bytes().to_vec();
-                v.extend_from_slice(&hi.to_ne_bytes());
-                (a.to_be_bytes().to_vec(), v)
-            })
-            .collect();
-        let hosts: Vec<_> = set.hosts.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
-        let addrs: BTreeSet<u32> = set.nat_dests.iter().map(|&(_, a, _)| a).collect();
-        let nat_addrs: Vec<_> = addrs.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
+        let maps = map_contents(set);
         let hold = self.settings.load(std::sync::atomic::Ordering::Relaxed) & SET_HOLD;
         self.write_settings(if set.icmp_relay { SET_ICMP_RELAY } else { 0 } | hold)?;
         for a in &self.attached {
-            a.sync("nat_addrs", &nat_addrs)?;
-            a.sync("hosts", &hosts)?;
-            a.sync("services", &services)?;
-            a.sync("nat_dests", &nat)?;
-            a.sync("vips", &vips)?;
-            a.sync("local_addrs", &local)?;
+            for (map, want) in &maps {
+                obj_sync(&a.obj, &a.iface, map, want)?;
+            }
         }
         Ok(())
     }

@@ -1,0 +1,151 @@
+//! The steering program's decisions, frame by frame: the kernel runs the program itself
+//! (`BPF_PROG_TEST_RUN`, through [`SteerProbe`]) on each frame of a table, with its maps
+//! filled from a steering set, and the test reads where the frame went (the director's
+//! sockets or the kernel). No interface and no traffic: needs root for the BPF calls only.
+
+mod common;
+
+use common::*;
+use xvs::dataplane::xdp::steer::{SteerProbe, SteerSet};
+
+const VIP: [u8; 4] = [198, 18, 0, 100];
+/// A UDP service on all ports.
+const VIP_ANY: [u8; 4] = [198, 18, 0, 101];
+const CLIENT: [u8; 4] = [198, 18, 7, 7];
+const NAT_RS: [u8; 4] = [198, 19, 0, 11];
+const DR_RS: [u8; 4] = [198, 19, 0, 12];
+/// The DIP, also the FULLNAT local address.
+const DIP: [u8; 4] = [198, 19, 0, 1];
+const OTHER: [u8; 4] = [198, 18, 9, 9];
+const M1: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const M2: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+fn ip(a: [u8; 4]) -> u32 {
+    u32::from_be_bytes(a)
+}
+
+pub fn set() -> SteerSet {
+    let mut s = SteerSet::default();
+    s.services.insert((6, ip(VIP), 80));
+    s.services.insert((17, ip(VIP_ANY), 0));
+    s.vips.extend([ip(VIP), ip(VIP_ANY)]);
+    s.nat_dests.insert((6, ip(NAT_RS), 8080));
+    s.local.insert((ip(DIP), 20000, 29999));
+    s.hosts.insert(ip(DIP));
+    s.icmp_relay = true;
+    s
+}
+
+fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    tcp_frame(M1, M2, src, dst, sport, dport, ACK, 64, b"x")
+}
+
+fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    udp_frame(M1, M2, src, dst, sport, dport, 64, b"x")
+}
+
+fn vlan(f: &[u8]) -> Vec<u8> {
+    let mut v = f[..12].to_vec();
+    v.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+    v.extend_from_slice(&f[12..]);
+    v
+}
+
+/// (what, frame, redirected to the director).
+pub fn table() -> Vec<(&'static str, Vec<u8>, bool)> {
+    let big = udp_frame(M1, M2, CLIENT, VIP_ANY, 5000, 53, 64, &[0u8; 200]);
+    let from_nat = tcp(NAT_RS, CLIENT, 8080, 40000);
+    let from_nat_big = tcp_frame(M1, M2, NAT_RS, CLIENT, 8080, 40000, ACK, 64, &[0u8; 200]);
+    let mut arp = vec![0u8; 42];
+    arp[..6].copy_from_slice(&[0xff; 6]);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    vec![
+        ("TCP to a service", tcp(CLIENT, VIP, 40000, 80), true),
+        ("TCP to the VIP on a port with no service", tcp(CLIENT, VIP, 40000, 22), false),
+        ("UDP to a port-0 service, any port", udp(CLIENT, VIP_ANY, 5000, 53), true),
+        ("TCP to a UDP port-0 service's VIP", tcp(CLIENT, VIP_ANY, 5000, 53), false),
+        ("a NAT server's reply to a client", from_nat.clone(), true),
+        ("a NAT server's reply, tagged", vlan(&from_nat), true),
+        ("a NAT server's traffic to the director itself", tcp(NAT_RS, DIP, 8080, 40000), false),
+        ("a NAT server's other port", tcp(NAT_RS, CLIENT, 22, 40000), false),
+        ("a DR server's traffic", tcp(DR_RS, CLIENT, 80, 40000), false),
+        ("a FULLNAT reply to a local port", tcp(NAT_RS, DIP, 8080, 25000), true),
+        ("the DIP below the local-port range", tcp(OTHER, DIP, 1234, 19999), false),
+        ("the DIP above the local-port range", udp(OTHER, DIP, 1234, 30000), false),
+        ("host traffic", tcp(OTHER, CLIENT, 1234, 22), false),
+        ("host traffic, tagged", vlan(&tcp(OTHER, CLIENT, 1234, 22)), false),
+        ("a first fragment to a service", fragments(&big, 7, 64)[0].clone(), true),
+        ("a later fragment to a VIP", fragments(&big, 7, 64)[1].clone(), true),
+        ("a NAT server's later fragment", fragments(&from_nat_big, 9, 64)[1].clone(), true),
+        (
+            "a NAT server's later fragment to the director",
+            {
+                let f = tcp_frame(M1, M2, NAT_RS, DIP, 8080, 40000, ACK, 64, &[0u8; 200]);
+                fragments(&f, 9, 64)[1].clone()
+            },
+            false,
+        ),
+        (
+            "someone else's later fragment",
+            {
+                let f = tcp_frame(M1, M2, OTHER, CLIENT, 1, 2, ACK, 64, &[0u8; 200]);
+                fragments(&f, 9, 64)[1].clone()
+            },
+            false,
+        ),
+        (
+            "frag-needed about a service's reply",
+            frag_needed(M1, M2, OTHER, VIP, 1280, &tcp(VIP, CLIENT, 80, 40000)[14..]),
+            true,
+        ),
+        (
+            "frag-needed about what a NAT server was sent",
+            frag_needed(M1, M2, OTHER, DIP, 1280, &tcp(CLIENT, NAT_RS, 40000, 8080)[14..]),
+            true,
+        ),
+        (
+            "frag-needed about a FULLNAT local port's packet",
+            frag_needed(M1, M2, OTHER, DIP, 1280, &tcp(DIP, NAT_RS, 25000, 8080)[14..]),
+            true,
+        ),
+        (
+            "frag-needed about the host's own traffic",
+            frag_needed(M1, M2, OTHER, DIP, 1280, &tcp(DIP, OTHER, 22, 40000)[14..]),
+            false,
+        ),
+        ("ARP", arp, false),
+    ]
+}
+
+fn require_root() {
+    let uid = std::process::Command::new("id").arg("-u").output().expect("id");
+    assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "the BPF tests need root");
+}
+
+#[test]
+fn the_steering_program_sends_the_director_its_frames_and_the_kernel_the_rest() {
+    require_root();
+    let mut probe = SteerProbe::load(&set()).expect("load the steering program");
+    let mut wrong = Vec::new();
+    for (what, frame, want) in table() {
+        let (got, _) = probe.run(&frame, 1).expect("test run");
+        if got != want {
+            wrong.push(format!("{what}: {} (want {})", dir(got), dir(want)));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // ICMP errors stay the kernel's while the relay is off.
+    let mut off = set();
+    off.icmp_relay = false;
+    let mut probe = SteerProbe::load(&off).expect("load");
+    let (_, err, _) = table().into_iter().find(|(w, _, _)| w.starts_with("frag-needed about a service")).expect("row");
+    assert!(!probe.run(&err, 1).expect("run").0, "relay off: the kernel's");
+}
+
+fn dir(redirected: bool) -> &'static str {
+    if redirected {
+        "director"
+    } else {
+        "kernel"
+    }
+}
