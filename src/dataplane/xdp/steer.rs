@@ -8,7 +8,7 @@
 use crate::dataplane::tables::Tables;
 use crate::model::FwdMode;
 use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, Xdp, XdpFlags};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsFd;
 
 static STEER_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
@@ -287,34 +287,63 @@ fn l4_key(proto: u8, addr: u32, port: u16) -> Vec<u8> {
     k
 }
 
+/// A map's (key, value) entries, as bytes.
+type MapEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What each of the steering program's maps holds for `set`: (map, [(key, value)]), laid out
 /// as the C structs are.
-fn map_contents(set: &SteerSet) -> Vec<(&'static str, Vec<(Vec<u8>, Vec<u8>)>)> {
+fn map_contents(set: &SteerSet) -> Vec<(&'static str, MapEntries)> {
     let one = vec![1u8];
     let services: Vec<_> = set.services.iter().map(|&(p, a, port)| (l4_key(p, a, port), one.clone())).collect();
     let nat: Vec<_> = set.nat_dests.iter().map(|&(p, a, port)| (l4_key(p, a, port), one.clone())).collect();
-    let vips: Vec<_> = set.vips.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
-    let local: Vec<_> = set
-        .local
-        .iter()
-        .map(|&(a, lo, hi)| {
-            let mut v = lo.to_ne_bytes().to_vec();
-            v.extend_from_slice(&hi.to_ne_bytes());
-            (a.to_be_bytes().to_vec(), v)
-        })
-        .collect();
+    // struct dst_info: vip (u8), pad, the local-port range lo..=hi (host order; lo > hi: none).
+    let mut dst: BTreeMap<u32, [u8; 6]> = BTreeMap::new();
+    for &a in &set.vips {
+        dst.entry(a).or_insert(NO_LPORTS)[0] = 1;
+    }
+    for &(a, lo, hi) in &set.local {
+        let v = dst.entry(a).or_insert(NO_LPORTS);
+        v[2..4].copy_from_slice(&lo.to_ne_bytes());
+        v[4..6].copy_from_slice(&hi.to_ne_bytes());
+    }
+    let dst_addrs: Vec<_> = dst.iter().map(|(a, v)| (a.to_be_bytes().to_vec(), v.to_vec())).collect();
     let hosts: Vec<_> = set.hosts.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
     let addrs: BTreeSet<u32> = set.nat_dests.iter().map(|&(_, a, _)| a).collect();
     let nat_addrs: Vec<_> = addrs.iter().map(|a| (a.to_be_bytes().to_vec(), one.clone())).collect();
+    let mut words = vec![0u64; FILTER_BITS / 64];
+    for a in dst.keys().chain(addrs.iter()) {
+        let b = filter_bit(*a);
+        words[b / 64] |= 1 << (b % 64);
+    }
+    let filter: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    // The maps a lookup is gated by (the filter, nat_addrs, dst_addrs) after the maps they
+    // gate, so that an address added opens onto its complete entries. (An address that stays
+    // keeps its filter bit through the rewrite: the update copies the same bytes over it.)
     vec![
-        ("nat_addrs", nat_addrs),
         ("hosts", hosts),
         ("services", services),
         ("nat_dests", nat),
-        ("vips", vips),
-        ("local_addrs", local),
+        ("nat_addrs", nat_addrs),
+        ("dst_addrs", dst_addrs),
+        ("addr_filter", vec![(0u32.to_ne_bytes().to_vec(), filter)]),
     ]
 }
+
+/// Bits of the steering program's address filter (`FILTER_BITS` in steer.bpf.c).
+const FILTER_BITS: usize = 65536;
+
+/// The filter bit of address `addr` (host order, as the tables hold it), as the program
+/// computes it from the address it loads from the frame: the network-order bytes read as a
+/// native u32, times a constant, its top 16 bits (bit `b % 64` of u64 word `b / 64`).
+fn filter_bit(addr: u32) -> usize {
+    (u32::from_ne_bytes(addr.to_be_bytes()).wrapping_mul(0x9E37_79B1) >> 16) as usize
+}
+
+/// A `dst_info` that is no VIP and has no local-port range (lo 1 > hi 0).
+const NO_LPORTS: [u8; 6] = {
+    let lo = 1u16.to_ne_bytes();
+    [0, 0, lo[0], lo[1], 0, 0]
+};
 
 /// The steering program loaded but attached nowhere, its maps filled from a [`SteerSet`]: the
 /// kernel runs it on a frame (`BPF_PROG_TEST_RUN`) and says where the frame would go and how

@@ -53,10 +53,18 @@ struct l4_key {
 	__u8 pad;
 };
 
-struct lport_range {
-	__u16 lo;     /* host order, inclusive */
+struct dst_info {
+	__u8 vip;     /* 1: a live service's VIP */
+	__u8 pad;
+	__u16 lo;     /* FULLNAT local-port range, host order, inclusive; lo > hi: none */
 	__u16 hi;
 };
+
+static __always_inline int in_lports(struct dst_info *di, __u16 port)
+{
+	__u16 p = bpf_ntohs(port);
+	return p >= di->lo && p <= di->hi;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -75,25 +83,21 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u8);
-} vips SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
 	__type(key, struct l4_key);
 	__type(value, __u8);
 } nat_dests SEC(".maps");
 
+/* Destination addresses that may be the director's: a live service's VIP and a FULLNAT local
+ * address (with its local-port range). The services map is read only for frames to a VIP. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
+	__uint(max_entries, 65536 + 256);
 	__type(key, __u32);
-	__type(value, struct lport_range);
-} local_addrs SEC(".maps");
+	__type(value, struct dst_info);
+} dst_addrs SEC(".maps");
 
-/* Addresses of NAT real servers (any port): their replies' later fragments carry no ports. */
+/* Addresses of NAT real servers (any port): their replies' later fragments carry no ports, and
+ * a frame from any other address is no NAT reply without a look at nat_dests. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -108,6 +112,28 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } hosts SEC(".maps");
+
+/* A bitmap of every address above (VIPs, FULLNAT local addresses, NAT real servers), one bit
+ * by a multiplicative hash of the address: a frame whose destination and source bits are both
+ * clear is for none of them, and costs this one array lookup (which the JIT inlines) before it
+ * goes to the kernel. A bit set by another address only sends the frame on to the exact maps. */
+#define FILTER_BITS 65536
+struct addr_filter {
+	__u64 w[FILTER_BITS / 64];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct addr_filter);
+} addr_filter SEC(".maps");
+
+/* The address's bit (network-order address as loaded; `filter_bit` in steer.rs). */
+static __always_inline int filter_has(struct addr_filter *f, __u32 addr)
+{
+	__u32 b = (addr * 0x9E3779B1u) >> 16;
+	return (f->w[b / 64] >> (b % 64)) & 1;
+}
 
 /* Settings the control plane writes: bit 0 = ICMP errors about connections go to the workers
  * (director.icmp_relay; 0, before the first sync, leaves them to the kernel); bit 1 = hold:
@@ -166,19 +192,19 @@ static __always_inline int steer_icmp(struct xdp_md *ctx, struct iphdr *ip, void
 	/* 8 bytes of the quoted transport header, as the workers need. */
 	if ((void *)(qp + 4) > end)
 		return count(1, XDP_PASS);
-	if (has(&services, q->saddr, qp[0], q->protocol) || has(&services, q->saddr, 0, q->protocol))
-		return redirect(ctx);
-	/* About what a NAT server was sent, unless the host sent it (health checks). */
-	__u32 qsrc = q->saddr;
-	if (has(&nat_dests, q->daddr, qp[1], q->protocol) && !bpf_map_lookup_elem(&hosts, &qsrc))
-		return redirect(ctx);
-	__u32 qs = q->saddr;
-	struct lport_range *r = bpf_map_lookup_elem(&local_addrs, &qs);
-	if (r) {
-		__u16 p = bpf_ntohs(qp[0]);
-		if (p >= r->lo && p <= r->hi)
+	__u32 qs = q->saddr, qd = q->daddr;
+	struct dst_info *qi = bpf_map_lookup_elem(&dst_addrs, &qs);
+	if (qi) {
+		/* From a service (what a client was sent), or from a FULLNAT local port. */
+		if (qi->vip && has(&services, qs, qp[0], q->protocol))
+			return redirect(ctx);
+		if (in_lports(qi, qp[0]))
 			return redirect(ctx);
 	}
+	/* About what a NAT server was sent, unless the host sent it (health checks). */
+	if (bpf_map_lookup_elem(&nat_addrs, &qd) && has(&nat_dests, qd, qp[1], q->protocol) &&
+	    !bpf_map_lookup_elem(&hosts, &qs))
+		return redirect(ctx);
 	return count(1, XDP_PASS);
 }
 
@@ -191,7 +217,8 @@ int xvs_steer(struct xdp_md *ctx)
 		return count(1, XDP_PASS);
 	if (ip->frag_off & bpf_htons(0x3fff)) {
 		__u32 d = ip->daddr, sa = ip->saddr;
-		if (bpf_map_lookup_elem(&vips, &d))
+		struct dst_info *di = bpf_map_lookup_elem(&dst_addrs, &d);
+		if (di && di->vip)
 			return redirect(ctx);
 		/* A later fragment has no ports: a NAT server's TCP/UDP to an address not the
 		 * host's (a reply) goes to the workers, which follow its first fragment's decision.
@@ -213,18 +240,29 @@ int xvs_steer(struct xdp_md *ctx)
 	if ((void *)(ports + 2) > end)
 		return count(1, XDP_PASS);
 	__u16 sport = ports[0], dport = ports[1];
-	if (has(&services, ip->daddr, dport, ip->protocol))
-		return redirect(ctx);
-	__u32 d = ip->daddr;
-	/* The hosts lookup only for frames from a NAT server: other frames do not pay it. */
-	if (has(&nat_dests, ip->saddr, sport, ip->protocol) && !bpf_map_lookup_elem(&hosts, &d))
-		return redirect(ctx);
-	struct lport_range *r = bpf_map_lookup_elem(&local_addrs, &d);
-	if (r) {
-		__u16 p = bpf_ntohs(dport);
-		if (p >= r->lo && p <= r->hi)
+	__u32 d = ip->daddr, sa = ip->saddr, zero = 0;
+	struct addr_filter *f = bpf_map_lookup_elem(&addr_filter, &zero);
+	if (!f)
+		return count(1, XDP_PASS);
+	if (filter_has(f, d)) {
+		/* A service's own port first: most of the director's frames, one lookup. */
+		struct l4_key k = { .addr = d, .port = dport, .proto = ip->protocol, .pad = 0 };
+		if (bpf_map_lookup_elem(&services, &k))
 			return redirect(ctx);
+		struct dst_info *di = bpf_map_lookup_elem(&dst_addrs, &d);
+		if (di) {
+			/* A port-0 service of this VIP, or a FULLNAT local port. */
+			k.port = 0;
+			if (di->vip && bpf_map_lookup_elem(&services, &k))
+				return redirect(ctx);
+			if (in_lports(di, dport))
+				return redirect(ctx);
+		}
 	}
+	/* A NAT server's reply, unless it is to the director itself. */
+	if (filter_has(f, sa) && bpf_map_lookup_elem(&nat_addrs, &sa) &&
+	    has(&nat_dests, sa, sport, ip->protocol) && !bpf_map_lookup_elem(&hosts, &d))
+		return redirect(ctx);
 	return count(1, XDP_PASS);
 }
 
