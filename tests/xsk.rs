@@ -64,7 +64,7 @@ fn check_fill(iface: &str) {
     assert_eq!(port.rx_burst(&mut frames, &mut out), 0);
     assert_eq!(port.held(), target, "frames on the fill ring after one round");
     assert_eq!(frames.free_count(), sizes.frames - target);
-    // A deficit smaller than half a burst waits for more (one ring update a burst).
+    // At its target, a round adds nothing.
     assert_eq!(port.rx_burst(&mut frames, &mut out), 0);
     assert_eq!(port.held(), target);
 }

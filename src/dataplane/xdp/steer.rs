@@ -112,7 +112,10 @@ fn obj_map<'a>(obj: &'a Object, label: &str, map: &'static str) -> Result<libbpf
     })
 }
 
-/// Makes `map` hold exactly `want` (keys to a fixed value per key).
+/// Makes `map` hold exactly `want` (keys to a fixed value per key). An entry already holding
+/// its value is not written again: a hash map update replaces the element, and the kernel may
+/// hand the old one to the next update at once, under a program still reading it (a
+/// `dst_addrs` entry read as another address's); it also saves a syscall an entry a sync.
 fn obj_sync(obj: &Object, label: &str, map: &'static str, want: &[(Vec<u8>, Vec<u8>)]) -> Result<(), SteerError> {
     let m = obj_map(obj, label, map)?;
     let err = |e: libbpf_rs::Error| SteerError::Map { iface: label.to_string(), map, msg: e.to_string() };
@@ -122,7 +125,29 @@ fn obj_sync(obj: &Object, label: &str, map: &'static str, want: &[(Vec<u8>, Vec<
         m.delete(&k).map_err(err)?;
     }
     for (k, v) in want {
-        m.update(k, v, MapFlags::ANY).map_err(err)?;
+        if m.lookup(k, MapFlags::ANY).map_err(err)?.as_deref() != Some(v.as_slice()) {
+            m.update(k, v, MapFlags::ANY).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes every map of a steering object match `maps` ([`map_contents`]). The address filter
+/// first takes the union of its old and new bits (a new address's frames reach the exact
+/// maps as soon as they hold it, and none that stays ever loses its bit), and its exact new
+/// value last.
+fn sync_steering(obj: &Object, label: &str, maps: &[(&'static str, MapEntries)]) -> Result<(), SteerError> {
+    let filter = maps.iter().find(|(m, _)| *m == "addr_filter").and_then(|(_, e)| e.first());
+    if let Some((key, new)) = filter {
+        let m = obj_map(obj, label, "addr_filter")?;
+        let err =
+            |e: libbpf_rs::Error| SteerError::Map { iface: label.to_string(), map: "addr_filter", msg: e.to_string() };
+        let old = m.lookup(key, MapFlags::ANY).map_err(err)?.unwrap_or_default();
+        let union: Vec<u8> = new.iter().enumerate().map(|(i, b)| b | old.get(i).copied().unwrap_or(0)).collect();
+        m.update(key, &union, MapFlags::ANY).map_err(err)?;
+    }
+    for (map, want) in maps {
+        obj_sync(obj, label, map, want)?;
     }
     Ok(())
 }
@@ -298,7 +323,9 @@ fn map_contents(set: &SteerSet) -> Vec<(&'static str, MapEntries)> {
     let nat: Vec<_> = set.nat_dests.iter().map(|&(p, a, port)| (l4_key(p, a, port), one.clone())).collect();
     // struct dst_info: vip (u8), pad, the local-port range lo..=hi (host order; lo > hi: none).
     let mut dst: BTreeMap<u32, [u8; 6]> = BTreeMap::new();
-    for &a in &set.vips {
+    // Every service's address is a VIP, whether or not the set lists it in `vips` too (a
+    // set built by hand, as the pktgen sink's, may hold services only).
+    for a in set.vips.iter().copied().chain(set.services.iter().map(|&(_, a, _)| a)) {
         dst.entry(a).or_insert(NO_LPORTS)[0] = 1;
     }
     for &(a, lo, hi) in &set.local {
@@ -363,10 +390,15 @@ impl SteerProbe {
             map: "settings",
             msg: e.to_string(),
         })?;
-        for (map, want) in map_contents(set) {
-            obj_sync(&obj, "probe", map, &want)?;
-        }
-        Ok(SteerProbe { obj })
+        let mut p = SteerProbe { obj };
+        p.sync(set)?;
+        Ok(p)
+    }
+
+    /// Makes the maps match `set` as [`Steering::sync`] does on a running director (the ICMP
+    /// relay setting apart, fixed at load).
+    pub fn sync(&mut self, set: &SteerSet) -> Result<(), SteerError> {
+        sync_steering(&self.obj, "probe", &map_contents(set))
     }
 
     /// Runs the program `repeat` times on `frame`: whether it sends the frame to the
@@ -461,9 +493,7 @@ impl Steering {
         let hold = self.settings.load(std::sync::atomic::Ordering::Relaxed) & SET_HOLD;
         self.write_settings(if set.icmp_relay { SET_ICMP_RELAY } else { 0 } | hold)?;
         for a in &self.attached {
-            for (map, want) in &maps {
-                obj_sync(&a.obj, &a.iface, map, want)?;
-            }
+            sync_steering(&a.obj, &a.iface, &maps)?;
         }
         Ok(())
     }

@@ -91,6 +91,9 @@ struct {
  * address (with its local-port range). The services map is read only for frames to a VIP. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	/* Not preallocated: an element replaced or deleted is freed only after the programs
+	 * reading it are done (RCU), never handed to another address under them. */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536 + 256);
 	__type(key, __u32);
 	__type(value, struct dst_info);
