@@ -133,6 +133,16 @@ pub fn table() -> Vec<(&'static str, Vec<u8>, bool)> {
             true,
         ),
         (
+            "frag-needed about a port-0 service's reply",
+            frag_needed(M1, M2, OTHER, VIP_ANY, 1280, &udp(VIP_ANY, CLIENT, 53, 5000)[14..]),
+            true,
+        ),
+        (
+            "frag-needed about the VIP's port with no service",
+            frag_needed(M1, M2, OTHER, VIP, 1280, &tcp(VIP, CLIENT, 22, 40000)[14..]),
+            false,
+        ),
+        (
             "frag-needed about the host's own traffic",
             frag_needed(M1, M2, OTHER, DIP, 1280, &tcp(DIP, OTHER, 22, 40000)[14..]),
             false,
