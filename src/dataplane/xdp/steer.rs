@@ -626,4 +626,49 @@ mod tests {
         let key = l4_key(6, ip([198, 18, 0, 100]), 80);
         assert_eq!(key, [198, 18, 0, 100, 0, 80, 6, 0], "the C struct l4_key, network order");
     }
+
+    #[test]
+    fn map_contents_make_every_service_address_a_vip_and_set_its_filter_bit() {
+        let ip = |a: [u8; 4]| u32::from_be_bytes(a);
+        let mut set = SteerSet::default();
+        // A service whose address `vips` does not list (a set built by hand).
+        set.services.insert((17, ip([198, 18, 0, 101]), 0));
+        set.vips.insert(ip([198, 18, 0, 100]));
+        set.local.insert((ip([198, 18, 0, 100]), 20000, 29999));
+        set.nat_dests.insert((6, ip([198, 19, 0, 11]), 8080));
+        let maps = map_contents(&set);
+        let get = |name: &str| maps.iter().find(|(m, _)| *m == name).map(|(_, e)| e.clone()).expect(name);
+        let dst = get("dst_addrs");
+        let value = |a: [u8; 4]| dst.iter().find(|(k, _)| k[..] == a).map(|(_, v)| v.clone());
+        let (lo, hi) = (20000u16.to_ne_bytes(), 29999u16.to_ne_bytes());
+        // struct dst_info: vip, pad, lo, hi.
+        assert_eq!(value([198, 18, 0, 100]), Some(vec![1, 0, lo[0], lo[1], hi[0], hi[1]]), "a VIP and a local address");
+        let mut vip_only = NO_LPORTS;
+        vip_only[0] = 1;
+        assert_eq!(value([198, 18, 0, 101]), Some(vip_only.to_vec()), "a service's address, not in vips");
+        assert_eq!(dst.len(), 2);
+        let filter = get("addr_filter");
+        assert_eq!(filter.len(), 1);
+        let words: Vec<u64> =
+            filter[0].1.chunks(8).map(|c| u64::from_ne_bytes(c.try_into().expect("a word"))).collect();
+        assert_eq!(words.len(), FILTER_BITS / 64);
+        let has = |a: [u8; 4]| {
+            let b = filter_bit(ip(a));
+            words[b / 64] >> (b % 64) & 1 == 1
+        };
+        for a in [[198, 18, 0, 100], [198, 18, 0, 101], [198, 19, 0, 11]] {
+            assert!(has(a), "{a:?} has its bit");
+        }
+        assert_eq!(words.iter().map(|w| w.count_ones()).sum::<u32>(), 3, "and nothing else");
+        // The bit as the program computes it: the address's network-order bytes as a native
+        // u32, times the constant, its top 16 bits.
+        assert_eq!(
+            filter_bit(ip([198, 18, 0, 100])),
+            (u32::from_ne_bytes([198, 18, 0, 100]).wrapping_mul(0x9E37_79B1) >> 16) as usize
+        );
+        assert_eq!(get("nat_addrs"), vec![(vec![198, 19, 0, 11], vec![1])]);
+        // The gates are written after the maps they gate.
+        let order: Vec<&str> = maps.iter().map(|(m, _)| *m).collect();
+        assert_eq!(order, ["hosts", "services", "nat_dests", "nat_addrs", "dst_addrs", "addr_filter"]);
+    }
 }
