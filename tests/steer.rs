@@ -52,6 +52,11 @@ fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
     udp_frame(M1, M2, src, dst, sport, dport, 64, b"x")
 }
 
+/// An ICMP "fragmentation needed" to `dst` quoting `quoted` (a frame: its IP packet).
+fn icmp_about(dst: [u8; 4], quoted: &[u8]) -> Vec<u8> {
+    frag_needed(M1, M2, OTHER, dst, 1280, &quoted[14..])
+}
+
 fn vlan(f: &[u8]) -> Vec<u8> {
     let mut v = f[..12].to_vec();
     v.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
@@ -117,36 +122,12 @@ pub fn table() -> Vec<(&'static str, Vec<u8>, bool)> {
             },
             false,
         ),
-        (
-            "frag-needed about a service's reply",
-            frag_needed(M1, M2, OTHER, VIP, 1280, &tcp(VIP, CLIENT, 80, 40000)[14..]),
-            true,
-        ),
-        (
-            "frag-needed about what a NAT server was sent",
-            frag_needed(M1, M2, OTHER, DIP, 1280, &tcp(CLIENT, NAT_RS, 40000, 8080)[14..]),
-            true,
-        ),
-        (
-            "frag-needed about a FULLNAT local port's packet",
-            frag_needed(M1, M2, OTHER, DIP, 1280, &tcp(DIP, NAT_RS, 25000, 8080)[14..]),
-            true,
-        ),
-        (
-            "frag-needed about a port-0 service's reply",
-            frag_needed(M1, M2, OTHER, VIP_ANY, 1280, &udp(VIP_ANY, CLIENT, 53, 5000)[14..]),
-            true,
-        ),
-        (
-            "frag-needed about the VIP's port with no service",
-            frag_needed(M1, M2, OTHER, VIP, 1280, &tcp(VIP, CLIENT, 22, 40000)[14..]),
-            false,
-        ),
-        (
-            "frag-needed about the host's own traffic",
-            frag_needed(M1, M2, OTHER, DIP, 1280, &tcp(DIP, OTHER, 22, 40000)[14..]),
-            false,
-        ),
+        ("frag-needed about a service's reply", icmp_about(VIP, &tcp(VIP, CLIENT, 80, 40000)), true),
+        ("frag-needed about what a NAT server was sent", icmp_about(DIP, &tcp(CLIENT, NAT_RS, 40000, 8080)), true),
+        ("frag-needed about a FULLNAT local port's packet", icmp_about(DIP, &tcp(DIP, NAT_RS, 25000, 8080)), true),
+        ("frag-needed about a port-0 service's reply", icmp_about(VIP_ANY, &udp(VIP_ANY, CLIENT, 53, 5000)), true),
+        ("frag-needed about the VIP's port with no service", icmp_about(VIP, &tcp(VIP, CLIENT, 22, 40000)), false),
+        ("frag-needed about the host's own traffic", icmp_about(DIP, &tcp(DIP, OTHER, 22, 40000)), false),
         ("ARP", arp, false),
     ]
 }
