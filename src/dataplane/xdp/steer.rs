@@ -112,6 +112,15 @@ fn obj_map<'a>(obj: &'a Object, label: &str, map: &'static str) -> Result<libbpf
     })
 }
 
+/// Writes `value` under `key` in map `map` of a loaded object.
+fn obj_update(obj: &Object, label: &str, map: &'static str, key: &[u8], value: &[u8]) -> Result<(), SteerError> {
+    obj_map(obj, label, map)?.update(key, value, MapFlags::ANY).map_err(|e| SteerError::Map {
+        iface: label.to_string(),
+        map,
+        msg: e.to_string(),
+    })
+}
+
 /// Makes `map` hold exactly `want` (keys to a fixed value per key). An entry already holding
 /// its value is not written again: a hash map update replaces the element, and the kernel may
 /// hand the old one to the next update at once, under a program still reading it (a
@@ -139,12 +148,12 @@ fn obj_sync(obj: &Object, label: &str, map: &'static str, want: &[(Vec<u8>, Vec<
 fn sync_steering(obj: &Object, label: &str, maps: &[(&'static str, MapEntries)]) -> Result<(), SteerError> {
     let filter = maps.iter().find(|(m, _)| *m == "addr_filter").and_then(|(_, e)| e.first());
     if let Some((key, new)) = filter {
-        let m = obj_map(obj, label, "addr_filter")?;
-        let err =
-            |e: libbpf_rs::Error| SteerError::Map { iface: label.to_string(), map: "addr_filter", msg: e.to_string() };
-        let old = m.lookup(key, MapFlags::ANY).map_err(err)?.unwrap_or_default();
+        let old = obj_map(obj, label, "addr_filter")?
+            .lookup(key, MapFlags::ANY)
+            .map_err(|e| SteerError::Map { iface: label.to_string(), map: "addr_filter", msg: e.to_string() })?
+            .unwrap_or_default();
         let union: Vec<u8> = new.iter().enumerate().map(|(i, b)| b | old.get(i).copied().unwrap_or(0)).collect();
-        m.update(key, &union, MapFlags::ANY).map_err(err)?;
+        obj_update(obj, label, "addr_filter", key, &union)?;
     }
     for (map, want) in maps {
         obj_sync(obj, label, map, want)?;
@@ -180,16 +189,7 @@ impl Attached {
         let open = ObjectBuilder::default().open_memory(obj).map_err(|e| SteerError::Load(e.to_string()))?;
         let obj = open.load().map_err(|e| SteerError::Load(e.to_string()))?;
         if let Some(v) = settings {
-            let m = obj.maps().find(|m| m.name() == "settings").ok_or_else(|| SteerError::Map {
-                iface: iface.to_string(),
-                map: "settings",
-                msg: "missing from the object".into(),
-            })?;
-            m.update(&0u32.to_ne_bytes(), &v.to_ne_bytes(), MapFlags::ANY).map_err(|e| SteerError::Map {
-                iface: iface.to_string(),
-                map: "settings",
-                msg: e.to_string(),
-            })?;
+            obj_update(&obj, iface, "settings", &0u32.to_ne_bytes(), &v.to_ne_bytes())?;
         }
         let mut errs = Vec::new();
         let mut mode = None;
@@ -229,16 +229,7 @@ impl Attached {
     }
 
     fn update(&self, map: &'static str, key: &[u8], value: &[u8]) -> Result<(), SteerError> {
-        let m = self.map(map)?;
-        m.update(key, value, MapFlags::ANY).map_err(|e| self.map_err(map, e))
-    }
-
-    fn map(&self, map: &'static str) -> Result<libbpf_rs::Map<'_>, SteerError> {
-        obj_map(&self.obj, &self.iface, map)
-    }
-
-    fn map_err(&self, map: &'static str, e: libbpf_rs::Error) -> SteerError {
-        SteerError::Map { iface: self.iface.clone(), map, msg: e.to_string() }
+        obj_update(&self.obj, &self.iface, map, key, value)
     }
 
     /// Sums a per-CPU u64 counter.
@@ -383,13 +374,8 @@ impl SteerProbe {
     pub fn load(set: &SteerSet) -> Result<SteerProbe, SteerError> {
         let open = ObjectBuilder::default().open_memory(STEER_OBJ).map_err(|e| SteerError::Load(e.to_string()))?;
         let obj = open.load().map_err(|e| SteerError::Load(e.to_string()))?;
-        let settings = obj_map(&obj, "probe", "settings")?;
         let v: u32 = if set.icmp_relay { SET_ICMP_RELAY } else { 0 };
-        settings.update(&0u32.to_ne_bytes(), &v.to_ne_bytes(), MapFlags::ANY).map_err(|e| SteerError::Map {
-            iface: "probe".into(),
-            map: "settings",
-            msg: e.to_string(),
-        })?;
+        obj_update(&obj, "probe", "settings", &0u32.to_ne_bytes(), &v.to_ne_bytes())?;
         let mut p = SteerProbe { obj };
         p.sync(set)?;
         Ok(p)
