@@ -589,3 +589,45 @@ fn an_ack_flood_on_an_mh_service_cannot_lock_the_table() {
     assert_eq!(v, Verdict::Tx(1));
     assert_eq!(f[0..6], first_mac[0][..], "an evicted flow comes back to its server");
 }
+
+/// An idle worker whose expiry has fallen behind (here its clock jumped past every timeout)
+/// catches up in rounds of at most `EXPIRE_CATCH_UP` connections, so that a burst arriving
+/// meanwhile waits for one bounded round only, and does not sleep between those rounds.
+#[test]
+fn an_idle_worker_catches_up_on_expiry_in_bounded_rounds_without_sleeping() {
+    use xvs::dataplane::worker::EXPIRE_CATCH_UP;
+    use xvs::dataplane::{FramePool, MemPort, Poll, Worker};
+    let json = config_json("").replace(r#""max_per_worker": 1024"#, r#""max_per_worker": 4096"#);
+    let cfg = Config::parse(&json).expect("config");
+    let tables = Arc::new(xvs::control::tables_for(&cfg, None).expect("tables"));
+    let ports = vec![MemPort::capturing(), MemPort::capturing()];
+    let mut w = Worker::new(0, Pipeline::new(tables, 0), ports, FramePool::new(256), None);
+    // 3000 SYNs, 1 us of virtual time apart.
+    w.ports[0].ns_per_frame = Some(1000);
+    let n = 3000;
+    for i in 0..n {
+        w.ports[0].push_rx(syn(20000 + i as u16, 80));
+    }
+    while let Poll::Busy(_) = w.poll() {}
+    assert_eq!(w.pipeline.shard.len(), n, "every SYN made a connection");
+    // The port's clock now reads 3000 frames x 100 s: past every timeout, no frame left.
+    w.ports[0].ns_per_frame = Some(100 * S * 1_000_000);
+    let mut left = n;
+    let mut rounds = 0;
+    loop {
+        let p = w.poll();
+        rounds += 1;
+        let now = w.pipeline.shard.len();
+        assert!(left - now <= EXPIRE_CATCH_UP as u32, "round {rounds} expired {} at once", left - now);
+        left = now;
+        match p {
+            Poll::Busy(0) => assert!(left > 0, "busy with nothing left to expire"),
+            // Free to sleep (or, the capture port having no more frames, to stop).
+            Poll::Idle | Poll::Finished => break,
+            other => panic!("round {rounds}: {other:?}"),
+        }
+        assert!(rounds < 10, "expiry does not catch up");
+    }
+    assert_eq!(left, 0, "idle (free to sleep) only once caught up");
+    assert_eq!(rounds, (n as usize).div_ceil(EXPIRE_CATCH_UP), "rounds of the full budget, none lost to sleep");
+}

@@ -3,17 +3,27 @@
 //! and expiry removes as many), and a reconfiguration (a new tables snapshot, one weight
 //! changed) every 1000 bursts. Each loop round (one burst of up to 32 frames) is timed.
 //!
-//! `cargo run --release --example churn-stall -- SECONDS [--no-reconfig]` (default 10; the
-//! issue's figure is over 600). It prints the rounds, the longest, how many took over 50 us, and the same for
-//! a loop doing nothing but reading the clock for as long: what this VM's preemptions alone
-//! cost, so that the worker's own stalls can be told from them. Each round is also timed in the
-//! thread's own CPU time: a round long in wall clock but short in CPU time was the CPU taken
-//! away (the VM, the scheduler), not the worker's work.
+//! `cargo run --release --example churn-stall -- SECONDS [--runs K] [--no-reconfig]` (default
+//! 10 s and 3 runs; the issue's figure is over 600 s).
+//!
+//! This VM takes the CPU away for up to milliseconds at a time (the host's preemptions), and
+//! charges that time to the thread's own CPU-time clock as well, so no single run can tell
+//! the worker's stalls from the VM's. So the workload is made deterministic (the virtual
+//! clock of the in-memory port, the shard's fixed hash seeds, reconfigurations at fixed
+//! rounds) and run K times from scratch: round `r` does the same work in every run. A
+//! preemption lands on a round at random; the worker's own cost is there every time. The
+//! time of round `r` in its fastest run is never less than its true cost, so the longest of
+//! those minima is an upper bound on the longest burst the worker itself takes (the runs
+//! are checked to agree: the same connections created, round for round the same frames).
+//! It also prints each run's own longest round, and a loop doing nothing but reading the
+//! clock: what the preemptions alone cost.
 
 use etherparse::PacketBuilder;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xvs::config::Config;
+use xvs::conn::{ConnShard, ShardConfig};
+use xvs::dataplane::worker::EXPIRE_CATCH_UP;
 use xvs::dataplane::{FramePool, MemPort, Pipeline, Poll, Worker};
 
 const FLOWS: usize = 1_100_000;
@@ -43,40 +53,68 @@ fn syn(i: usize) -> Vec<u8> {
     out
 }
 
-/// Timings of every round of a run.
-#[derive(Default)]
-struct Rounds {
-    n: u64,
-    /// Longest wall-clock round and the rounds over 50 us of wall clock.
-    worst: Duration,
-    over: u64,
-    /// The same in the thread's own CPU time (`CLOCK_THREAD_CPUTIME_ID`): what the loop
-    /// itself spent, without the time the VM or the scheduler took the CPU away.
-    worst_cpu: Duration,
-    over_cpu: u64,
+/// One run's rounds: each round's wall-clock time (ns), the frames it handled, and the
+/// connections created in all.
+struct Run {
+    ns: Vec<u32>,
+    frames: Vec<u8>,
+    created: u64,
+    live: u32,
 }
 
-/// Times each `round` for `secs`, in wall clock and in the thread's CPU time.
-fn timed(secs: f64, mut round: impl FnMut()) -> Rounds {
-    let mut r = Rounds::default();
-    let end = Instant::now() + Duration::from_secs_f64(secs);
-    while Instant::now() < end {
-        let (t, c) = (Instant::now(), cpu_time::ThreadTime::now());
-        round();
-        let (d, dc) = (t.elapsed(), c.elapsed());
-        r.n += 1;
-        r.worst = r.worst.max(d);
-        r.over += u64::from(d > Duration::from_micros(50));
-        r.worst_cpu = r.worst_cpu.max(dc);
-        r.over_cpu += u64::from(dc > Duration::from_micros(50));
+/// The worker, its table filled with about 1M connections (untimed), with fixed hash seeds:
+/// the same table layout every time.
+fn filled(snapshots: &[Arc<xvs::dataplane::Tables>]) -> Worker<MemPort> {
+    let t = &snapshots[0];
+    let shard = ConnShard::new(&ShardConfig {
+        capacity: t.max_conns_per_worker,
+        timeouts: t.timeouts,
+        lport_range: t.lport_range,
+        fullnat: t.has_fullnat,
+        ..ShardConfig::default()
+    });
+    let p = Pipeline::with_shard(t.clone(), shard);
+    // 1 us of virtual time a frame: with SYN_RECV's 1 s, about 1M connections stay live.
+    let mut rx = MemPort::looping((0..FLOWS).map(syn).collect());
+    rx.ns_per_frame = Some(1000);
+    let mut w = Worker::new(0, p, vec![rx, MemPort::looping(Vec::new())], FramePool::new(4096), None);
+    let mut done = 0;
+    while done < FLOWS {
+        if let Poll::Busy(n) = w.poll() {
+            done += n;
+        }
     }
-    r
+    w
+}
+
+/// Builds the worker afresh (fixed hash seeds: the same table layout every run), fills the
+/// table (untimed), then times `rounds` rounds.
+fn run(rounds: usize, reconfigure: bool, snapshots: &[Arc<xvs::dataplane::Tables>]) -> Run {
+    let mut w = filled(snapshots);
+    let (mut ns, mut frames) = (vec![0u32; rounds], vec![0u8; rounds]);
+    for r in 0..rounds {
+        let bursts = r as u64 + 1;
+        let t = Instant::now();
+        if reconfigure && bursts.is_multiple_of(1000) {
+            w.pipeline.set_tables(snapshots[(bursts / 1000) as usize % snapshots.len()].clone());
+        }
+        let handled = match w.poll() {
+            Poll::Busy(n) => n,
+            _ => 0,
+        };
+        ns[r] = t.elapsed().as_nanos().min(u32::MAX as u128) as u32;
+        frames[r] = handled.min(255) as u8;
+    }
+    Run { ns, frames, created: w.pipeline.shard.stats.created, live: w.pipeline.shard.len() }
 }
 
 fn main() {
-    let secs: f64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10.0);
+    let args: Vec<String> = std::env::args().collect();
+    let secs: f64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10.0);
+    let runs: usize =
+        args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(3);
     // `--no-reconfig`: churn alone, to tell the two apart.
-    let reconfigure = !std::env::args().any(|a| a == "--no-reconfig");
+    let reconfigure = !args.iter().any(|a| a == "--no-reconfig");
     let tables = |w: u32, prev: Option<&xvs::dataplane::Tables>| {
         Arc::new(xvs::control::tables_for(&config(w), prev).expect("tables"))
     };
@@ -87,43 +125,98 @@ fn main() {
         let next = tables(w, snapshots.last().map(|t| &**t));
         snapshots.push(next);
     }
-    let p = Pipeline::new(snapshots[0].clone(), 0);
-    // 1 us of virtual time a frame: with SYN_RECV's 1 s, about 1M connections stay live.
-    let mut rx = MemPort::looping((0..FLOWS).map(syn).collect());
-    rx.ns_per_frame = Some(1000);
-    let mut w = Worker::new(0, p, vec![rx, MemPort::looping(Vec::new())], FramePool::new(4096), None);
-    // Fill the table first (untimed).
-    let mut done = 0;
-    while done < FLOWS {
-        if let Poll::Busy(n) = w.poll() {
-            done += n;
+    // As many rounds as `secs` takes at this worker's speed (measured on a short first run).
+    let probe_rounds = 20_000;
+    let probe = run(probe_rounds, reconfigure, &snapshots);
+    let per_round = probe.ns.iter().map(|&t| t as f64).sum::<f64>() / 1e9 / probe_rounds as f64;
+    let rounds = ((secs / per_round.max(1e-7)) as usize).max(1000);
+    let mut fastest = vec![u32::MAX; rounds];
+    let mut first: Option<Run> = None;
+    for k in 0..runs {
+        let r = run(rounds, reconfigure, &snapshots);
+        let longest = r.ns.iter().copied().max().unwrap_or(0);
+        let over = r.ns.iter().filter(|&&t| t > 50_000).count();
+        println!(
+            "run {}: {rounds} rounds, {} connections created, {} live; longest round {:.1} us, {over} over 50 us",
+            k + 1,
+            r.created,
+            r.live,
+            longest as f64 / 1000.0
+        );
+        for (m, &t) in fastest.iter_mut().zip(&r.ns) {
+            *m = (*m).min(t);
+        }
+        match &first {
+            None => first = Some(Run { ns: Vec::new(), ..r }),
+            Some(f) => {
+                assert!(
+                    f.created == r.created && f.live == r.live && f.frames == r.frames,
+                    "run {} did other work than run 1: the workload is not deterministic",
+                    k + 1
+                );
+            }
         }
     }
-    let mut bursts = 0u64;
-    let r = timed(secs, || {
-        bursts += 1;
-        if reconfigure && bursts.is_multiple_of(1000) {
-            w.pipeline.set_tables(snapshots[(bursts / 1000) as usize % snapshots.len()].clone());
-        }
-        w.poll();
-    });
+    let mut worst: Vec<(u32, usize)> = fastest.iter().enumerate().map(|(r, &t)| (t, r)).collect();
+    worst.sort_unstable_by(|a, b| b.cmp(a));
+    let over = fastest.iter().filter(|&&t| t > 50_000).count();
+    let frames: u64 = first.as_ref().map_or(0, |f| f.frames.iter().map(|&n| n as u64).sum());
     println!(
-        "worker: {} rounds in {secs} s ({} connections live, {} created), longest {:?}, {} over 50 us; \
-         on its own CPU time: longest {:?}, {} over 50 us",
-        r.n,
-        w.pipeline.shard.len(),
-        w.pipeline.shard.stats.created,
-        r.worst,
-        r.over,
-        r.worst_cpu,
-        r.over_cpu
+        "worker, each round at its fastest of {runs} runs: longest {:.1} us, {over} of {rounds} rounds over 50 us \
+         ({frames} frames a run, every one a new connection)",
+        worst.first().map_or(0, |w| w.0) as f64 / 1000.0
     );
-    let r = timed(secs, || {
-        std::hint::black_box(Instant::now());
-    });
+    let top: Vec<String> = worst
+        .iter()
+        .take(8)
+        .map(|&(t, r)| {
+            format!(
+                "{:.1} us at round {}{}",
+                t as f64 / 1000.0,
+                r + 1,
+                if (r + 1) % 1000 == 0 { " (reconfiguration)" } else { "" }
+            )
+        })
+        .collect();
+    println!("longest: {}", top.join(", "));
+    // A round after an idle one, or with the table nearly full, expires up to
+    // EXPIRE_CATCH_UP connections instead of EXPIRE_BUDGET: a burst arriving then waits for
+    // that. The churn above never idles, so it is timed here on its own: the same worker
+    // between normal rounds, its clock 50 ms ahead so that plenty is due.
+    let mut w = filled(&snapshots);
+    let mut frames = FLOWS as u64;
+    let mut catch_up = Vec::new();
+    for _ in 0..200 {
+        for _ in 0..100 {
+            if let Poll::Busy(n) = w.poll() {
+                frames += n as u64;
+            }
+        }
+        let now_ms = frames / 1000 + 50;
+        let t = Instant::now();
+        let freed = w.pipeline.housekeeping(now_ms, EXPIRE_CATCH_UP);
+        catch_up.push((t.elapsed(), freed));
+    }
+    let full: Vec<Duration> = catch_up.iter().filter(|c| c.1 == EXPIRE_CATCH_UP).map(|c| c.0).collect();
     println!(
-        "clock alone: {} rounds in {secs} s, longest {:?}, {} over 50 us (this machine's preemptions); \
-         on its own CPU time: longest {:?}, {} over 50 us",
-        r.n, r.worst, r.over, r.worst_cpu, r.over_cpu
+        "catch-up expiry ({EXPIRE_CATCH_UP} connections a call, {} of {} calls freed that many): fastest {:?}, median {:?}",
+        full.len(),
+        catch_up.len(),
+        full.iter().min().copied().unwrap_or_default(),
+        { let mut f = full.clone(); f.sort(); f.get(f.len() / 2).copied().unwrap_or_default() }
+    );
+    // The clock alone, for as long as one run: the preemptions a single run sees.
+    let (mut n, mut longest, mut over) = (0u64, Duration::ZERO, 0u64);
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    while Instant::now() < end {
+        let t = Instant::now();
+        std::hint::black_box(Instant::now());
+        let d = t.elapsed();
+        n += 1;
+        longest = longest.max(d);
+        over += u64::from(d > Duration::from_micros(50));
+    }
+    println!(
+        "clock alone: {n} rounds in {secs} s, longest {longest:?}, {over} over 50 us (this machine's preemptions)"
     );
 }

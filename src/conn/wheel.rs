@@ -153,6 +153,12 @@ impl ConnShard {
         freed
     }
 
+    /// Whether connections due at `now` are still waiting for [`ConnShard::expire`] (its
+    /// budget ran out before it caught up).
+    pub fn expiry_behind(&self, now_ms: u64) -> bool {
+        self.pending_active || after(ms_to_tick(now_ms), self.done_tick)
+    }
+
     /// Prefetches the index lines of connection `i`, both indexes for a FULLNAT one (what
     /// `unindex` then finds in cache): a batch's misses overlap, where reading them stalled
     /// on each.
