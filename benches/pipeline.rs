@@ -114,7 +114,10 @@ fn established(c: &mut Criterion) {
         // `XVS_BENCH_RING=N`: a ring of N frames over the flows in that order instead of one
         // frame a flow (N = 4096 with 1M flows: the table at full size but the records the
         // ring touches in cache; to tell the table's misses from the frames').
-        let ring_len = std::env::var("XVS_BENCH_RING").ok().and_then(|v| v.parse().ok()).unwrap_or(order.len());
+        let ring_len = match std::env::var("XVS_BENCH_RING") {
+            Ok(v) => v.parse().ok().filter(|&n: &usize| n > 0).expect("XVS_BENCH_RING: a number of frames, 1 or more"),
+            Err(_) => order.len(),
+        };
         let ring: Vec<Vec<u8>> = (0..ring_len).map(|j| frame(order[j % order.len()], vport, false, 0)).collect();
         let mut w = worker(ring, p, None);
         g.bench_function(BenchmarkId::from_parameter(mode), |b| b.iter(|| w.poll()));

@@ -154,9 +154,11 @@ impl ConnShard {
     }
 
     /// Whether connections due at `now` are still waiting for [`ConnShard::expire`] (its
-    /// budget ran out before it caught up).
+    /// budget ran out before it caught up). Only a tick after the last one done counts: a
+    /// clock that went back (a capture's timestamps) leaves nothing that `expire` would do,
+    /// so it never keeps a worker from sleeping or a replay from finishing.
     pub fn expiry_behind(&self, now_ms: u64) -> bool {
-        self.pending_active || after(ms_to_tick(now_ms), self.done_tick)
+        after(ms_to_tick(now_ms), self.done_tick)
     }
 
     /// Prefetches the index lines of connection `i`, both indexes for a FULLNAT one (what
