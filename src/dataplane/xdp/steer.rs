@@ -112,13 +112,14 @@ fn obj_map<'a>(obj: &'a Object, label: &str, map: &'static str) -> Result<libbpf
     })
 }
 
+/// A failed operation on map `map` of the object for `label`, as a [`SteerError`].
+fn map_err<'a>(label: &'a str, map: &'static str) -> impl Fn(libbpf_rs::Error) -> SteerError + Copy + 'a {
+    move |e| SteerError::Map { iface: label.to_string(), map, msg: e.to_string() }
+}
+
 /// Writes `value` under `key` in map `map` of a loaded object.
 fn obj_update(obj: &Object, label: &str, map: &'static str, key: &[u8], value: &[u8]) -> Result<(), SteerError> {
-    obj_map(obj, label, map)?.update(key, value, MapFlags::ANY).map_err(|e| SteerError::Map {
-        iface: label.to_string(),
-        map,
-        msg: e.to_string(),
-    })
+    obj_map(obj, label, map)?.update(key, value, MapFlags::ANY).map_err(map_err(label, map))
 }
 
 /// Makes `map` hold exactly `want` (keys to a fixed value per key). An entry already holding
@@ -127,7 +128,7 @@ fn obj_update(obj: &Object, label: &str, map: &'static str, key: &[u8], value: &
 /// `dst_addrs` entry read as another address's); it also saves a syscall an entry a sync.
 fn obj_sync(obj: &Object, label: &str, map: &'static str, want: &[(Vec<u8>, Vec<u8>)]) -> Result<(), SteerError> {
     let m = obj_map(obj, label, map)?;
-    let err = |e: libbpf_rs::Error| SteerError::Map { iface: label.to_string(), map, msg: e.to_string() };
+    let err = map_err(label, map);
     let keep: BTreeSet<&[u8]> = want.iter().map(|(k, _)| k.as_slice()).collect();
     let stale: Vec<Vec<u8>> = m.keys().filter(|k| !keep.contains(k.as_slice())).collect();
     for k in stale {
@@ -150,7 +151,7 @@ fn sync_steering(obj: &Object, label: &str, maps: &[(&'static str, MapEntries)])
     if let Some((key, new)) = filter {
         let old = obj_map(obj, label, "addr_filter")?
             .lookup(key, MapFlags::ANY)
-            .map_err(|e| SteerError::Map { iface: label.to_string(), map: "addr_filter", msg: e.to_string() })?
+            .map_err(map_err(label, "addr_filter"))?
             .unwrap_or_default();
         let union: Vec<u8> = new.iter().enumerate().map(|(i, b)| b | old.get(i).copied().unwrap_or(0)).collect();
         obj_update(obj, label, "addr_filter", key, &union)?;
