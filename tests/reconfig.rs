@@ -530,3 +530,43 @@ fn a_service_switched_to_wrr_starts_as_the_kernels_init_svc() {
     let got: Vec<[u8; 4]> = (0..4).map(|i| to_server(&mut p, 3000 + i, SYN).expect("forwarded")).collect();
     assert_eq!(got, [RS1, RS2, RS1, RS1]);
 }
+
+/// With one worker a client packet looks its connection up before its service (issue 11),
+/// and what the service decided must not change with that: a connection made under a port-0
+/// service keeps its server when an exact service for its port is added on the VIP (a new
+/// connection takes the exact one); with its own service deleted, its next packet ends it
+/// as a deleted server's would; with no service left on the VIP, packets to it are no
+/// service's, connection or not.
+#[test]
+fn a_connection_is_looked_up_first_and_its_service_still_decides() {
+    // Port 0: every port, to the same port of 198.19.0.11.
+    let any_port = r#"{"proto": "tcp", "vip": "198.18.0.100", "port": 0, "scheduler": "rr", "persistence_timeout": 300,
+        "real_servers": [{"addr": "198.19.0.11", "port": 0, "mode": "nat"}]}"#;
+    let mut p = Pipeline::new(cfg(any_port), 0);
+    for port in [1000, 1002] {
+        assert_eq!(to_server(&mut p, port, SYN), Ok(RS1));
+        let (v, _) = run(&mut p, &tcp_frame(RS1_MAC, DIR_R_MAC, RS1, CLIENT, 80, port, SYNACK, 64, &[]), 0);
+        assert!(matches!(v, Verdict::Tx(_)), "SYN-ACK: {v:?}");
+        assert_eq!(to_server(&mut p, port, ACK), Ok(RS1));
+    }
+    let both = next(Some(p.tables()), &[any_port.to_string(), nat80(&rs(13, ""))].join(","));
+    p.set_tables(both);
+    assert_eq!(to_server(&mut p, 1000, ACK), Ok(RS1), "the connection keeps its server");
+    assert_eq!(connect(&mut p, 1001), RS3, "a new connection takes the exact service");
+    let exact = next(Some(p.tables()), &nat80(&rs(13, "")));
+    p.set_tables(exact);
+    assert_eq!(to_server(&mut p, 1001, ACK), Ok(RS3));
+    assert_eq!(to_server(&mut p, 1000, ACK), Err(Verdict::Drop(DropReason::NoConn)), "its service is gone");
+    assert_eq!(p.stats.nodest_expired, 1);
+    let none = next(Some(p.tables()), r#"{"proto": "udp", "vip": "198.18.0.101", "port": 53, "real_servers": []}"#);
+    p.set_tables(none);
+    let before = p.shard.len();
+    for port in [1001, 1002] {
+        assert_eq!(
+            to_server(&mut p, port, ACK),
+            Err(Verdict::Pass(xvs::dataplane::PassReason::NotService)),
+            "no service on the VIP"
+        );
+    }
+    assert_eq!(p.shard.len(), before, "its connections are left to time out");
+}

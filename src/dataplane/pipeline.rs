@@ -594,9 +594,11 @@ impl Pipeline {
         (w != self.worker).then_some(w)
     }
 
-    /// The lookup-and-forward half of [`Pipeline::process`], with the service already looked up (`hash` is the key's hash, used
-    /// for a service's packets) and a lookup hint from the burst's probe stage (checked here: an
-    /// earlier frame of the burst may have created or removed connections since).
+    /// The lookup-and-forward half of [`Pipeline::process`], with the service already looked up
+    /// (`hash` is the key's hash, used for a service's packets) or `deferred` (a possible VIP's
+    /// packet, whose connection is tried first), and a lookup hint from the burst's probe stage
+    /// (checked here: an earlier frame of the burst may have created or removed connections
+    /// since).
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn decide_hinted(
@@ -605,50 +607,76 @@ impl Pipeline {
         p: &Parsed,
         hash: u64,
         svc: Option<u16>,
+        deferred: bool,
         hint: u32,
         rx_port: u8,
         now_ms: u64,
     ) -> Verdict {
+        let to = if deferred { self.established(p, hint, now_ms) } else { None };
+        let (idx, hop) = match to {
+            Some(to) => to,
+            None => {
+                let svc = if deferred { self.tables.service(p.key.proto, p.key.daddr, p.key.dport) } else { svc };
+                let Some(svc) = svc else { return self.decide_reply(frame, p, hint, rx_port, now_ms) };
+                match self.resolve_in(p, hash, svc, hint, now_ms) {
+                    Ok(to) => to,
+                    Err(v) => return v,
+                }
+            }
+        };
+        self.forward_in(frame, p, idx, hop, rx_port, now_ms)
+    }
+
+    /// The connection and real server a packet of service `svc` goes to: its live connection,
+    /// else a new one (scheduled).
+    #[inline]
+    fn resolve_in(
+        &mut self,
+        p: &Parsed,
+        hash: u64,
+        svc: u16,
+        hint: u32,
+        now_ms: u64,
+    ) -> Result<(u32, DestHop), Verdict> {
         let k = &p.key;
-        if let Some(svc) = svc {
-            let found =
-                if hint != NONE && self.shard.is_in(hint, k) { Some(hint) } else { self.shard.lookup_in(k, hash) };
-            let live = self.live(found, now_ms);
-            // Its real server, read once for the test here and the forwarding below.
-            let hop = live.and_then(|i| self.hop_of(i));
-            let (idx, hop) = match (live, hop) {
-                (Some(i), Some(h)) if h.live && !self.reused_by_syn(i, p) => {
-                    if k.proto == PROTO_UDP && !self.shard.conn(i).mode().replies_through_director() {
-                        // A second datagram: the DR/TUN flow's source is real.
-                        self.shard.mark_answered(i);
-                    }
-                    (i, h)
+        let found = if hint != NONE && self.shard.is_in(hint, k) { Some(hint) } else { self.shard.lookup_in(k, hash) };
+        let live = self.live(found, now_ms);
+        // Its real server, read once for the test here and the forwarding below.
+        let hop = live.and_then(|i| self.hop_of(i));
+        match (live, hop) {
+            (Some(i), Some(h)) if h.live && !self.reused_by_syn(i, p) => {
+                if k.proto == PROTO_UDP && !self.shard.conn(i).mode().replies_through_director() {
+                    // A second datagram: the DR/TUN flow's source is real.
+                    self.shard.mark_answered(i);
                 }
-                _ => {
-                    if let Some(i) = live {
-                        // Its real server was deleted, or a client's new SYN reuses a closing
-                        // connection's ports: expire it and schedule this packet afresh (IPVS
-                        // `expire_nodest_conn`, `conn_reuse_mode` 1; a TCP segment without SYN
-                        // is then dropped as `no_conn`).
-                        if hop.is_some_and(|h| h.live) {
-                            self.stats.conn_reused += 1;
-                        } else {
-                            self.stats.nodest_expired += 1;
-                        }
-                        self.shard.remove(i);
+                Ok((i, h))
+            }
+            _ => {
+                if let Some(i) = live {
+                    // Its real server was deleted, or a client's new SYN reuses a closing
+                    // connection's ports: expire it and schedule this packet afresh (IPVS
+                    // `expire_nodest_conn`, `conn_reuse_mode` 1; a TCP segment without SYN
+                    // is then dropped as `no_conn`).
+                    if hop.is_some_and(|h| h.live) {
+                        self.stats.conn_reused += 1;
+                    } else {
+                        self.stats.nodest_expired += 1;
                     }
-                    let i = match self.new_conn(svc, p, now_ms) {
-                        Ok(i) => i,
-                        Err(v) => return v,
-                    };
-                    match self.hop_of(i) {
-                        Some(h) => (i, h),
-                        None => return Verdict::Drop(DropReason::StaleConn),
-                    }
+                    self.shard.remove(i);
                 }
-            };
-            return self.forward_in(frame, p, idx, hop, rx_port, now_ms);
+                let i = self.new_conn(svc, p, now_ms)?;
+                match self.hop_of(i) {
+                    Some(h) => Ok((i, h)),
+                    None => Err(Verdict::Drop(DropReason::StaleConn)),
+                }
+            }
         }
+    }
+
+    /// A packet to no service: a real server's reply to a connection, or not the director's.
+    #[inline]
+    fn decide_reply(&mut self, frame: &mut Frame<'_>, p: &Parsed, hint: u32, rx_port: u8, now_ms: u64) -> Verdict {
+        let k = &p.key;
         let found = if hint != NONE && self.shard.is_out(hint, k) { Some(hint) } else { self.find_reply(k) };
         if let Some(idx) = self.live(found, now_ms) {
             if k.proto == PROTO_UDP {
@@ -657,6 +685,33 @@ impl Pipeline {
             return self.forward_out(frame, p, idx, rx_port, now_ms);
         }
         Verdict::Pass(PassReason::NotService)
+    }
+
+    /// A client packet of slab entry `idx`, when that is its live connection, to a real server
+    /// still live, and not a SYN that starts afresh: what [`Pipeline::resolve_in`] decides
+    /// then, without the service's lookup (the record names its service). None, with nothing
+    /// changed, for anything else: the caller then looks the service up and decides the usual
+    /// way. (A live server's service is live, and covers the connection's VIP and port: that
+    /// lookup would have found a service, and with it this connection and this server.)
+    #[inline]
+    fn established(&mut self, p: &Parsed, idx: u32, now_ms: u64) -> Option<(u32, DestHop)> {
+        if !self.shard.is_in(idx, &p.key) || self.shard.is_expired(idx, now_ms) {
+            return None;
+        }
+        let c = self.shard.conn(idx);
+        // A deleted service's servers are all deleted too (`Tables::build`): the server's
+        // liveness answers for both.
+        let d = self.tables.services.get(c.svc as usize)?.dests.get(c.dest as usize).filter(|d| d.live)?;
+        let hop = DestHop { next_hop: d.next_hop, id: d.id, live: true };
+        let answered = p.key.proto == PROTO_UDP && !c.mode().replies_through_director();
+        if self.reused_by_syn(idx, p) {
+            return None;
+        }
+        if answered {
+            // A second datagram: the DR/TUN flow's source is real.
+            self.shard.mark_answered(idx);
+        }
+        Some((idx, hop))
     }
 
     /// Processes a burst of frames (at most [`BURST`]) in stages, like DPDK's bulk hash
@@ -682,6 +737,12 @@ impl Pipeline {
         // 802.1Q tags taken out of frames (0x1_0000 | TCI; 0: untagged). A tagged frame is
         // decided untagged and tagged again on its way out.
         let mut tags = [0u32; BURST];
+        // With one worker nothing is handed off, so the service is not needed before the
+        // connection is looked up: a flow to a possible VIP probes the client-side index
+        // first, and its service is looked up (stage 2 or 3) only when no live connection of
+        // a live service is found. `deferred`: those flows, by position, until then.
+        let connection_first = self.workers < 2;
+        let mut deferred = 0u32;
         // Frame and byte counts kept in registers for the burst, added once at its end.
         let (mut rx_bytes, mut tx_frames, mut tx_bytes) = (0u64, 0u64, 0u64);
         for i in 0..n {
@@ -705,7 +766,13 @@ impl Pipeline {
                     }
                 },
             };
-            svcs[i] = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
+            if !self.tables.maybe_vip(p.key.daddr) {
+                // No service's: a reply, or not the director's (`svcs[i]` stays None).
+            } else if connection_first {
+                deferred |= 1 << i;
+            } else {
+                svcs[i] = self.tables.service(p.key.proto, p.key.daddr, p.key.dport);
+            }
             if let Some(w) = self.owner(&p.key, svcs[i]) {
                 if let Some(id) = p.frag_id {
                     // A NIC hashes a datagram's fragments alike (by addresses): the later ones
@@ -718,7 +785,7 @@ impl Pipeline {
             flow[i] = true;
             // NAT replies are looked up by another key (see `first_probe`); FULLNAT replies
             // by their own, in the reply index.
-            if svcs[i].is_some() {
+            if svcs[i].is_some() || deferred & (1 << i) != 0 {
                 hashes[i] = self.shard.hash(&p.key);
                 self.shard.prefetch_in(hashes[i]);
             } else if self.shard.is_local_addr(p.key.daddr) {
@@ -731,7 +798,21 @@ impl Pipeline {
         // probe them all, prefetching each candidate record for the decisions below.
         for j in 0..n {
             if flow[j] {
-                hint[j] = self.first_probe(&parsed[j].key, hashes[j], svcs[j]);
+                if deferred & (1 << j) != 0 {
+                    hint[j] = self.shard.probe_in(hashes[j]);
+                    if hint[j] == NONE {
+                        // No connection: the service decides (a new one, whose probe is this
+                        // one, or a reply, probed by its own key).
+                        deferred &= !(1 << j);
+                        let k = &parsed[j].key;
+                        svcs[j] = self.tables.service(k.proto, k.daddr, k.dport);
+                        if svcs[j].is_none() {
+                            hint[j] = self.first_probe(k, hashes[j], None);
+                        }
+                    }
+                } else {
+                    hint[j] = self.first_probe(&parsed[j].key, hashes[j], svcs[j]);
+                }
                 self.shard.prefetch_conn(hint[j]);
             }
         }
@@ -741,7 +822,9 @@ impl Pipeline {
             self.rx_vlan = self.tx_vlan;
             if flow[i] {
                 let mut f = store.frame(&descs[i]);
-                out[i] = self.decide_hinted(&mut f, &parsed[i], hashes[i], svcs[i], hint[i], rx_port, now_ms);
+                let p = &parsed[i];
+                let deferred = deferred & (1 << i) != 0;
+                out[i] = self.decide_hinted(&mut f, p, hashes[i], svcs[i], deferred, hint[i], rx_port, now_ms);
                 descs[i].head = f.head() as u16;
                 descs[i].len = f.len() as u16;
             } else if (later | icmps) & (1 << i) != 0 {

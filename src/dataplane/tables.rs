@@ -159,6 +159,11 @@ pub struct Tables {
     /// Services by slot, tombstones included.
     pub services: Vec<ServiceEntry>,
     svc_by_key: ServiceIndex,
+    /// A 256-bit filter of the live services' VIPs (a set bit for each; no false negatives):
+    /// a packet to another address (a reply, the kernel's own traffic) is known to be no
+    /// service's without a lookup, and with one worker a client packet looks its connection
+    /// up first and its service only if that is not found.
+    vip_filter: [u64; 4],
     vips: HashMap<u32, (), ahash::RandomState>,
     /// NAT real server (proto, addr, port) -> the services it serves: a reply from it is
     /// matched by rebuilding the client-side key for each (usually one).
@@ -197,6 +202,14 @@ pub struct Tables {
     id_slots: Vec<(u16, u16)>,
 }
 
+/// The word and bit of [`Tables::maybe_vip`]'s filter for `addr`: the top 8 bits of a
+/// multiplicative hash (a `u32` shifted by 24 cannot index past four words).
+#[inline]
+fn vip_filter_bit(addr: u32) -> (usize, u64) {
+    let h = (addr.wrapping_mul(0x9E37_79B1) >> 24) as usize;
+    (h >> 6, 1 << (h & 63))
+}
+
 #[inline]
 fn svc_key(proto: u8, vip: u32, port: u16) -> u64 {
     ((vip as u64) << 24) | ((port as u64) << 8) | proto as u64
@@ -214,6 +227,7 @@ impl Tables {
         let mut t = Tables {
             services: Vec::new(),
             svc_by_key: ServiceIndex::default(),
+            vip_filter: [0; 4],
             vips: HashMap::with_hasher(seeded()),
             nat_dests: HashMap::with_hasher(seeded()),
             neigh,
@@ -365,6 +379,10 @@ impl Tables {
         }
         t.has_fullnat = t.services.iter().any(|s| s.dests.iter().any(|d| d.mode == FwdMode::FullNat));
         t.svc_by_key = ServiceIndex::build(&t.services);
+        for s in t.services.iter().filter(|s| s.live) {
+            let (w, bit) = vip_filter_bit(s.vip);
+            t.vip_filter[w] |= bit;
+        }
         Ok(t)
     }
 
@@ -402,6 +420,14 @@ impl Tables {
             return v;
         }
         self.nat_dests.get(&svc_key(proto, addr, 0)).map_or(&[], |v| v.as_slice())
+    }
+
+    /// False when `addr` is no live service's VIP; true when it may be one (a 256-bit filter:
+    /// a few instructions, where a service lookup is two).
+    #[inline]
+    pub fn maybe_vip(&self, addr: u32) -> bool {
+        let (w, bit) = vip_filter_bit(addr);
+        self.vip_filter[w] & bit != 0
     }
 
     /// Whether `addr` is the VIP of some service.
