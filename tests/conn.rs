@@ -313,6 +313,66 @@ fn expiry_is_budgeted_and_complete() {
     assert_eq!(s.loads(0)[0].inactive, 0);
 }
 
+/// A connection made by its first segment (`create_by`, what the pipeline does) is the one
+/// that creating it in NONE and applying the segment makes (`create`, then `on_packet`, as
+/// IPVS does): the same record (state, timeout, flags), loads and expiry, for every mode and
+/// every first segment the pipeline may make a connection by; and the pipeline applying the
+/// segment again changes nothing.
+#[test]
+fn a_connection_made_by_its_first_segment_is_the_one_that_segment_leaves() {
+    use xvs::conn::{ConnKey, Dir, NewConn, SlotSpec, NONE};
+    use xvs::model::FwdMode;
+    use xvs::wire::tcp::{ACK, FIN, PSH, RST, SYN};
+    let shard = || {
+        let mut s = ConnShard::new(&ShardConfig { capacity: 1024, fullnat: true, ..ShardConfig::default() });
+        s.set_service(0, &[0], &[SlotSpec { weight: 1, ..Default::default() }]);
+        s.start_clock(0);
+        s
+    };
+    let mut cases = 0;
+    for mode in [FwdMode::Nat, FwdMode::FullNat, FwdMode::Dr, FwdMode::Tun] {
+        for flags in [SYN, ACK, PSH | ACK, FIN | ACK, SYN | ACK, SYN | FIN, PSH, 0] {
+            for proto in [6u8, 17] {
+                let n = NewConn {
+                    key: ConnKey { saddr: 0xC612_0002, daddr: 0xC612_0064, sport: 40000, dport: 80, proto },
+                    daddr: 0xC613_000B,
+                    dport: 8080,
+                    mode,
+                    laddr: 0xC613_0001,
+                    svc: 0,
+                    dest: 0,
+                    template: NONE,
+                };
+                let tcp = (proto == 6).then_some(flags);
+                let (mut applied, mut born, mut again) = (shard(), shard(), shard());
+                let a = applied.create(&n, 5_000).unwrap();
+                applied.on_packet(a, Dir::of_client(mode), tcp, 5_000);
+                let b = born.create_by(&n, if proto == 6 { flags } else { 0 }, 5_000).unwrap();
+                let c = again.create_by(&n, if proto == 6 { flags } else { 0 }, 5_000).unwrap();
+                again.on_packet(c, Dir::of_client(mode), tcp, 5_000);
+                let what = format!("{mode:?} proto {proto} flags {flags:#04x}");
+                for (s, i, how) in [(&mut born, b, "made by it"), (&mut again, c, "and applied again")] {
+                    assert_eq!(format!("{:?}", s.conn(i)), format!("{:?}", applied.conn(a)), "{what}: {how}");
+                    assert_eq!(s.loads(0), applied.loads(0), "{what}: {how}");
+                }
+                // The same expiry: due at the same round, whatever the wheel filed.
+                let due = (1..=2000).map(|t| t * 1000).find(|&t| applied.is_expired(a, t));
+                for (s, i) in [(&born, b), (&again, c)] {
+                    assert_eq!((1..=2000).map(|t| t * 1000).find(|&t| s.is_expired(i, t)), due, "{what}");
+                }
+                for t in [due.unwrap_or(0) - 1000, due.unwrap_or(0) + 2000] {
+                    let freed: Vec<usize> =
+                        [&mut applied, &mut born, &mut again].into_iter().map(|s| s.expire(t, usize::MAX)).collect();
+                    assert!(freed.iter().all(|&f| f == freed[0]), "{what}: at {t} ms freed {freed:?}");
+                }
+                assert!(applied.is_empty() && born.is_empty() && again.is_empty(), "{what}");
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 64);
+}
+
 mod model {
     //! The shard against a plain model: after every full expiry pass, the live connections,
     //! their per-server counts and the free local ports are exactly what a naive map says.

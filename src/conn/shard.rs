@@ -8,7 +8,7 @@ use super::wheel::*;
 pub use super::wheel::{ms_to_tick, TICK_MS};
 use crate::model::DestLoad;
 use crate::model::{ConnEntry, FwdMode};
-use crate::wire::tcp::{FIN, RST, SYN};
+use crate::wire::tcp::{ACK, FIN, RST, SYN};
 
 /// "No slab index".
 pub const NONE: u32 = u32::MAX;
@@ -458,12 +458,28 @@ impl ConnShard {
     /// Creates a connection for the client's first packet. It starts inactive in state NONE
     /// (the caller then applies the packet with [`ConnShard::on_packet`]).
     pub fn create(&mut self, n: &NewConn, now_ms: u64) -> Result<u32, Refused> {
-        self.create_with(n, None, now_ms)
+        self.create_with(n, None, 0, now_ms)
+    }
+
+    /// [`ConnShard::create`] by a client's TCP segment with `tcp_flags`, already applied: the
+    /// connection is made in the state that segment leads to from NONE, with that state's
+    /// timeout and load, as [`ConnShard::on_packet`] would leave it (IPVS creates it in NONE
+    /// and applies the segment at once). The caller does not apply the segment again. Saves
+    /// the state change that re-files every new connection on the wheel.
+    pub fn create_by(&mut self, n: &NewConn, tcp_flags: u8, now_ms: u64) -> Result<u32, Refused> {
+        self.create_with(n, None, tcp_flags, now_ms)
     }
 
     /// [`ConnShard::create`], with FULLNAT's local tuple given (a synced connection keeps
     /// the master's) instead of taken from the pools.
-    pub(super) fn create_with(&mut self, n: &NewConn, tuple: Option<(u32, u16)>, now_ms: u64) -> Result<u32, Refused> {
+    /// (`tcp_flags`: see [`ConnShard::create_by`]; 0 applies none.)
+    pub(super) fn create_with(
+        &mut self,
+        n: &NewConn,
+        tuple: Option<(u32, u16)>,
+        tcp_flags: u8,
+        now_ms: u64,
+    ) -> Result<u32, Refused> {
         let full = n.mode == FwdMode::FullNat;
         let Some(i) = self.alloc().or_else(|| self.evict_embryonic()) else {
             self.stats.refused_full += 1;
@@ -487,9 +503,17 @@ impl ConnShard {
             (0, 0)
         };
         let udp = n.key.proto == crate::wire::ipv4::PROTO_UDP;
-        let state = if udp { UDP_STATE } else { TcpState::None as u8 };
-        let mut flags = F_IN_USE | F_INACTIVE | (mode_code(n.mode) << MODE_SHIFT);
-        if udp {
+        let state = match udp {
+            true => UDP_STATE,
+            false => next_state(TcpState::None, Dir::of_client(n.mode), tcp_flags) as u8,
+        };
+        let active = state == TcpState::Established as u8;
+        let mut flags = F_IN_USE | (mode_code(n.mode) << MODE_SHIFT);
+        if !active {
+            flags |= F_INACTIVE;
+        }
+        // As `transition` marks a connection whose first segment was not a SYN.
+        if udp || (state != TcpState::None as u8 && state != TcpState::SynRecv as u8) {
             flags |= F_BY_HASH;
         }
         if n.mode.replies_through_director() {
@@ -498,7 +522,7 @@ impl ConnShard {
         if full {
             flags |= F_LPORT;
         }
-        let expires = ms_to_tick(now_ms).wrapping_add(self.timeouts[state as usize]);
+        let expires = ms_to_tick(now_ms).wrapping_add(self.state_timeout(state, full));
         self.slab[i as usize] = Conn {
             caddr: n.key.saddr,
             vaddr: n.key.daddr,
@@ -528,6 +552,9 @@ impl ConnShard {
             }
         }
         self.loads.bind(n.svc, n.dest);
+        if active {
+            self.loads.shift(n.svc, n.dest, 1);
+        }
         self.stats.created += 1;
         Ok(i)
     }
@@ -600,26 +627,21 @@ impl ConnShard {
     /// The rest of [`ConnShard::on_packet`]: a segment that may change the TCP state.
     #[inline(never)]
     fn transition(&mut self, idx: u32, dir: Dir, tcp_flags: Option<u8>, now: u32) -> u8 {
-        let Some(c) = self.slab.get_mut(idx as usize) else {
+        let Some(c) = self.slab.get(idx as usize) else {
             return 0;
         };
-        let old = c.state;
+        let (old, lport) = (c.state, c.flags & F_LPORT != 0);
         let new = match (tcp_flags, TcpState::from_u8(old)) {
+            // A SYN in SYN_RECV stays there, in every direction: the segment a connection was
+            // made by ([`ConnShard::create_by`]) applied again, or a retransmission.
+            (Some(f), _) if old == TcpState::SynRecv as u8 && f & (SYN | FIN | RST | ACK) == SYN => old,
             (Some(f), Some(s)) => next_state(s, dir, f) as u8,
             _ => old,
         };
-        let mut timeout = self.timeouts[new as usize];
-        if new == TcpState::TimeWait as u8 && c.flags & F_LPORT != 0 {
-            // Its local tuple is free when the entry goes: not before the real server's own
-            // TIME_WAIT has passed.
-            timeout = timeout.max(self.fullnat_time_wait);
-        }
-        if new == TcpState::SynRecv as u8 && self.used > self.pressure_at {
-            // A flood fills the table: its half-open connections go sooner (IPVS's
-            // `secure_tcp` idea), so that room comes back before the table is full.
-            timeout = timeout.min(self.syn_recv_pressure);
-        }
-        let expires = now.wrapping_add(timeout);
+        let expires = now.wrapping_add(self.state_timeout(new, lport));
+        let Some(c) = self.slab.get_mut(idx as usize) else {
+            return 0;
+        };
         c.expires = expires;
         if new == old {
             // The wheel re-files it lazily when its slot comes round.
@@ -637,6 +659,23 @@ impl ConnShard {
         self.unlink(idx);
         self.link(idx, expires);
         new
+    }
+
+    /// The timeout of a connection entering `state` (`lport`: it holds a FULLNAT local tuple).
+    #[inline]
+    fn state_timeout(&self, state: u8, lport: bool) -> u32 {
+        let mut timeout = self.timeouts[state as usize % STATES];
+        if state == TcpState::TimeWait as u8 && lport {
+            // Its local tuple is free when the entry goes: not before the real server's own
+            // TIME_WAIT has passed.
+            timeout = timeout.max(self.fullnat_time_wait);
+        }
+        if state == TcpState::SynRecv as u8 && self.used > self.pressure_at {
+            // A flood fills the table: its half-open connections go sooner (IPVS's
+            // `secure_tcp` idea), so that room comes back before the table is full.
+            timeout = timeout.min(self.syn_recv_pressure);
+        }
+        timeout
     }
 
     pub(super) fn free_conn(&mut self, i: u32) {

@@ -15,6 +15,19 @@ pub enum Dir {
     InputOnly = 2,
 }
 
+impl Dir {
+    /// The table a client's segments are looked up in: replies tracked too (NAT, FULLNAT),
+    /// or not (DR, TUN).
+    #[inline]
+    pub fn of_client(mode: crate::model::FwdMode) -> Dir {
+        use crate::model::FwdMode;
+        match mode {
+            FwdMode::Nat | FwdMode::FullNat => Dir::Input,
+            FwdMode::Tun | FwdMode::Dr => Dir::InputOnly,
+        }
+    }
+}
+
 use TcpState::{
     Close as CL, CloseWait as CW, Established as ES, FinWait as FW, LastAck as LA, Listen as LI, SynRecv as SR,
     SynSent as SS, TimeWait as TW,

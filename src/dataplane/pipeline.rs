@@ -1078,7 +1078,8 @@ impl Pipeline {
             }
         }
         let n = NewConn { template, ..n };
-        match self.shard.create(&n, now_ms) {
+        let flags = if k.proto == PROTO_TCP { p.tcp_flags } else { 0 };
+        match self.shard.create_by(&n, flags, now_ms) {
             Ok(i) => {
                 if let Some(c) = self.stats.dests.get_mut(d.id as usize) {
                     c.conns += 1;
