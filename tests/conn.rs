@@ -322,7 +322,7 @@ fn expiry_is_budgeted_and_complete() {
 fn a_connection_made_by_its_first_segment_is_the_one_that_segment_leaves() {
     use xvs::conn::{ConnKey, Dir, NewConn, SlotSpec, NONE};
     use xvs::model::FwdMode;
-    use xvs::wire::tcp::{ACK, FIN, PSH, RST, SYN};
+    use xvs::wire::tcp::{ACK, FIN, PSH, SYN};
     let shard = || {
         let mut s = ConnShard::new(&ShardConfig { capacity: 1024, fullnat: true, ..ShardConfig::default() });
         s.set_service(0, &[0], &[SlotSpec { weight: 1, ..Default::default() }]);
