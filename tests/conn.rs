@@ -323,14 +323,32 @@ fn a_connection_made_by_its_first_segment_is_the_one_that_segment_leaves() {
     use xvs::conn::{ConnKey, Dir, NewConn, SlotSpec, NONE};
     use xvs::model::FwdMode;
     use xvs::wire::tcp::{ACK, FIN, PSH, SYN};
-    let shard = || {
+    // `full`: 900 of 1024 entries taken (UDP, service 1), past the 7/8 at which half-open
+    // connections get the shorter SYN_RECV timeout.
+    let shard = |full: bool| {
         let mut s = ConnShard::new(&ShardConfig { capacity: 1024, fullnat: true, ..ShardConfig::default() });
         s.set_service(0, &[0], &[SlotSpec { weight: 1, ..Default::default() }]);
+        s.set_service(1, &[0], &[SlotSpec { weight: 1, ..Default::default() }]);
         s.start_clock(0);
+        for i in 0..if full { 900 } else { 0 } {
+            let key = ConnKey { saddr: 0xC612_1000 + i, daddr: 0xC612_0064, sport: 53, dport: 53, proto: 17 };
+            let n = NewConn {
+                key,
+                daddr: 0xC613_000C,
+                dport: 53,
+                mode: FwdMode::Dr,
+                laddr: 0,
+                svc: 1,
+                dest: 0,
+                template: NONE,
+            };
+            s.create(&n, 5_000).unwrap();
+        }
         s
     };
     let mut cases = 0;
-    for mode in [FwdMode::Nat, FwdMode::FullNat, FwdMode::Dr, FwdMode::Tun] {
+    let modes = [FwdMode::Nat, FwdMode::FullNat, FwdMode::Dr, FwdMode::Tun];
+    for (mode, full) in modes.into_iter().flat_map(|m| [(m, false), (m, true)]) {
         for flags in [SYN, ACK, PSH | ACK, FIN | ACK, SYN | ACK, SYN | FIN, PSH, 0] {
             for proto in [6u8, 17] {
                 let n = NewConn {
@@ -344,13 +362,13 @@ fn a_connection_made_by_its_first_segment_is_the_one_that_segment_leaves() {
                     template: NONE,
                 };
                 let tcp = (proto == 6).then_some(flags);
-                let (mut applied, mut born, mut again) = (shard(), shard(), shard());
+                let (mut applied, mut born, mut again) = (shard(full), shard(full), shard(full));
                 let a = applied.create(&n, 5_000).unwrap();
                 applied.on_packet(a, Dir::of_client(mode), tcp, 5_000);
                 let b = born.create_by(&n, if proto == 6 { flags } else { 0 }, 5_000).unwrap();
                 let c = again.create_by(&n, if proto == 6 { flags } else { 0 }, 5_000).unwrap();
                 again.on_packet(c, Dir::of_client(mode), tcp, 5_000);
-                let what = format!("{mode:?} proto {proto} flags {flags:#04x}");
+                let what = format!("{mode:?} proto {proto} flags {flags:#04x} full {full}");
                 for (s, i, how) in [(&mut born, b, "made by it"), (&mut again, c, "and applied again")] {
                     assert_eq!(format!("{:?}", s.conn(i)), format!("{:?}", applied.conn(a)), "{what}: {how}");
                     assert_eq!(s.loads(0), applied.loads(0), "{what}: {how}");
@@ -365,12 +383,14 @@ fn a_connection_made_by_its_first_segment_is_the_one_that_segment_leaves() {
                         [&mut applied, &mut born, &mut again].into_iter().map(|s| s.expire(t, usize::MAX)).collect();
                     assert!(freed.iter().all(|&f| f == freed[0]), "{what}: at {t} ms freed {freed:?}");
                 }
-                assert!(applied.is_empty() && born.is_empty() && again.is_empty(), "{what}");
+                for s in [&applied, &born, &again] {
+                    assert!(!s.iter().any(|(_, c)| c.svc == 0), "{what}: expired");
+                }
                 cases += 1;
             }
         }
     }
-    assert_eq!(cases, 64);
+    assert_eq!(cases, 128);
 }
 
 mod model {
@@ -622,6 +642,32 @@ fn sh_and_mh_schedule_an_unknown_flows_ack_by_the_hash() {
     }
     let mut p = pipeline(&json);
     assert_eq!(run(&mut p, &client(40000, 92, ACK), 0).0, Verdict::Drop(DropReason::NoConn), "rr needs a SYN");
+}
+
+/// A connection is made in the state of its first segment, unless that segment cannot be
+/// forwarded: a TTL-1 ACK to an sh service is answered with "time exceeded" and leaves its
+/// entry in NONE (2 s, inactive), not ESTABLISHED (900 s, counted active) for a flow no server
+/// saw; a TTL-1 SYN the same.
+#[test]
+fn a_segment_that_cannot_be_forwarded_leaves_its_connection_in_none() {
+    let json = config_json(
+        r#", {"proto": "tcp", "vip": "198.18.0.100", "port": 91, "scheduler": "sh", "sched_flags": ["sh-port"],
+             "real_servers": [{"addr": "198.19.0.11", "port": 8080, "mode": "nat"}]}"#,
+    );
+    let mut p = pipeline(&json);
+    let svc = p.tables().service(6, u32::from_be_bytes(VIP), 91).expect("service");
+    for (sport, t) in [(40000u16, ACK), (40001, SYN)] {
+        let ttl1 = tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, 91, t, 1, &[]);
+        assert_eq!(run(&mut p, &ttl1, 0).0, Verdict::Tx(0), "answered: time exceeded");
+        assert_eq!(state_of(&p, sport), Some(TcpState::None));
+    }
+    assert_eq!(p.stats.icmp_time_exceeded, 2);
+    let l = &p.shard.loads(svc)[0];
+    assert_eq!((l.active, l.inactive), (0, 2));
+    // Deliverable, the same ACK makes it established at once.
+    assert_eq!(run(&mut p, &client(40002, 91, ACK), 0).0, Verdict::Tx(1));
+    assert_eq!(state_of(&p, 40002), Some(TcpState::Established));
+    assert_eq!(p.shard.loads(svc)[0].active, 1);
 }
 
 /// An ACK flood against an mh service (each ACK of an unknown flow makes a connection by the

@@ -535,7 +535,7 @@ fn a_service_switched_to_wrr_starts_as_the_kernels_init_svc() {
 /// and what the service decided must not change with that: a connection made under a port-0
 /// service keeps its server when an exact service for its port is added on the VIP (a new
 /// connection takes the exact one); with its own service deleted, its next packet ends it
-/// as a deleted server's would; with no service left on the VIP, packets to it are no
+/// as a deleted server's would; with no TCP service left on the VIP, its TCP packets are no
 /// service's, connection or not.
 #[test]
 fn a_connection_is_looked_up_first_and_its_service_still_decides() {
@@ -558,14 +558,16 @@ fn a_connection_is_looked_up_first_and_its_service_still_decides() {
     assert_eq!(to_server(&mut p, 1001, ACK), Ok(RS3));
     assert_eq!(to_server(&mut p, 1000, ACK), Err(Verdict::Drop(DropReason::NoConn)), "its service is gone");
     assert_eq!(p.stats.nodest_expired, 1);
-    let none = next(Some(p.tables()), r#"{"proto": "udp", "vip": "198.18.0.101", "port": 53, "real_servers": []}"#);
+    // A UDP service keeps the VIP itself (its filter bit set), so that the TCP packets still
+    // find their connections first and only then no service.
+    let none = next(Some(p.tables()), r#"{"proto": "udp", "vip": "198.18.0.100", "port": 53, "real_servers": []}"#);
     p.set_tables(none);
     let before = p.shard.len();
     for port in [1001, 1002] {
         assert_eq!(
             to_server(&mut p, port, ACK),
             Err(Verdict::Pass(xvs::dataplane::PassReason::NotService)),
-            "no service on the VIP"
+            "no TCP service on the VIP"
         );
     }
     assert_eq!(p.shard.len(), before, "its connections are left to time out");

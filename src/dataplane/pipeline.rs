@@ -1078,7 +1078,13 @@ impl Pipeline {
             }
         }
         let n = NewConn { template, ..n };
-        let flags = if k.proto == PROTO_TCP { p.tcp_flags } else { 0 };
+        // The connection is made in the state its first segment leads to, unless that segment
+        // cannot be forwarded (its TTL runs out, its server's neighbour is unknown): then it
+        // stays in NONE, which `forward_in` leaves it in, with NONE's short timeout, as before
+        // connections were made in their first segment's state. (Else a flood of TTL-1 ACKs to
+        // an sh/mh service would leave ESTABLISHED entries that no server ever saw.)
+        let deliverable = p.ttl > 1 && d.next_hop.is_some();
+        let flags = if k.proto == PROTO_TCP && deliverable { p.tcp_flags } else { 0 };
         match self.shard.create_by(&n, flags, now_ms) {
             Ok(i) => {
                 if let Some(c) = self.stats.dests.get_mut(d.id as usize) {

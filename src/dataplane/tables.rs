@@ -162,7 +162,8 @@ pub struct Tables {
     /// A 256-bit filter of the live services' VIPs (a set bit for each; no false negatives):
     /// a packet to another address (a reply, the kernel's own traffic) is known to be no
     /// service's without a lookup, and with one worker a client packet looks its connection
-    /// up first and its service only if that is not found.
+    /// up first and its service only if that is not found. Built with `svc_by_key` from the
+    /// live services; `services` must not change after `build` (nothing changes a snapshot).
     vip_filter: [u64; 4],
     vips: HashMap<u32, (), ahash::RandomState>,
     /// NAT real server (proto, addr, port) -> the services it serves: a reply from it is
