@@ -1121,16 +1121,13 @@ impl Pipeline {
         if p.ttl <= 1 {
             return self.time_exceeded(frame, rx_port, p.key.daddr, now_ms);
         }
-        let dir = match mode {
-            FwdMode::Nat | FwdMode::FullNat => {
-                // The replies go back to the client: at its own MAC when it is on our link.
-                if let Some(at) = self.tables.on_link(p.key.saddr) {
-                    learn_client(&mut self.onlink, frame.data(), p.key.saddr, at, (rx_port, self.rx_vlan), now_ms);
-                }
-                Dir::Input
+        let dir = Dir::of_client(mode);
+        if dir == Dir::Input {
+            // The replies go back to the client: at its own MAC when it is on our link.
+            if let Some(at) = self.tables.on_link(p.key.saddr) {
+                learn_client(&mut self.onlink, frame.data(), p.key.saddr, at, (rx_port, self.rx_vlan), now_ms);
             }
-            FwdMode::Tun | FwdMode::Dr => Dir::InputOnly,
-        };
+        }
         let flags = (p.key.proto == PROTO_TCP).then_some(p.tcp_flags);
         let len = frame.len() as u64;
         match mode {
