@@ -111,4 +111,8 @@ fn syn_flood_run(p: Pipeline, flows: usize, packets: usize, vport: u16) {
         shard.stats.created,
         shard.len()
     );
+    // Counted only as the flood it claims to be: every frame a new connection, none refused
+    // (a path that drops them would count cheap and pass its budget).
+    assert_eq!(s.total_drops(), 0, "a SYN refused");
+    assert_eq!(shard.stats.created, done as u64, "a frame that made no connection");
 }
