@@ -5,7 +5,7 @@
 //!   never allocates after `with_capacity`, so no packet ever waits for it (hashbrown clears
 //!   its tombstones by rehashing the whole table in place, a stall of milliseconds at 1M
 //!   entries).
-//! - Buckets of one cache line: eight 16-bit signatures and eight `u32` slab indices. A key
+//! - Buckets of one cache line: ten 16-bit signatures and ten `u32` slab indices. A key
 //!   lives in one of two buckets (from the two halves of its 64-bit hash); a lookup reads the
 //!   signatures of at most two lines and compares the key (in the slab record) only where a
 //!   signature matches.
@@ -15,20 +15,22 @@
 //!   (`benches/flowtable.rs` has both side by side).
 //! - No tombstones: a removed entry's signature is zeroed and its slot is free at once.
 //! - Each bucket counts the entries that have it as their first bucket but live in their
-//!   second (`spill`), by the low three bits of their signature. A lookup that finds nothing
+//!   second (`spill`), by the low two bits of their signature. A lookup that finds nothing
 //!   in the first bucket stops there when its class's count is 0, which it nearly always is:
 //!   a new flow's lookup (every SYN, every FULLNAT local tuple tried) reads one line, not
 //!   two.
 //! - Room for 8/10 of a slot per entry at the shard's capacity (1.25 slots an entry, any
-//!   bucket count, not a power of two): 10 bytes a connection. An insert whose two buckets are
+//!   bucket count, not a power of two): 8 bytes a connection (ten slots a line; eight left
+//!   16 bytes of the line unused and cost 10). An insert whose two buckets are
 //!   full moves an entry of one of them to its other bucket (two levels deep); at that load
 //!   this practically never fails, and a failure is a refused connection, counted, not a
 //!   stall.
 
 use super::shard::NONE;
 
-/// Slots per bucket.
-pub const WAYS: usize = 8;
+/// Slots per bucket: ten signatures (20 bytes), ten indices (40) and four spill counts fill
+/// the line.
+pub const WAYS: usize = 10;
 /// Below this capacity the table has four slots an entry (see `buckets_for`).
 const SMALL: usize = 1024;
 /// Slots per entry of capacity, as a fraction: 5/4.
@@ -42,12 +44,12 @@ struct Bucket {
     sig: [u16; WAYS],
     idx: [u32; WAYS],
     /// Entries whose first bucket is this one and that live in their second, by the low
-    /// three bits of their signature (255: at least that many, and stays so: never wrong,
+    /// two bits of their signature (255: at least that many, and stays so: never wrong,
     /// only slower).
     spill: [u8; SPILL_CLASSES],
 }
 
-const SPILL_CLASSES: usize = 8;
+const SPILL_CLASSES: usize = 4;
 const EMPTY: Bucket = Bucket { sig: [0; WAYS], idx: [NONE; WAYS], spill: [0; SPILL_CLASSES] };
 
 /// The spill count of signature `sig`.
@@ -57,13 +59,18 @@ fn class(sig: u16) -> usize {
 }
 const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
 
-/// Two mask bits for each slot of `sigs` equal to `sig` (SSE2: compare, movemask).
+/// Two mask bits for each slot of `sigs` equal to `sig` (bits `2j`, `2j + 1` for slot `j`).
+/// SSE2: one compare and movemask over the first eight signatures and one over the last
+/// eight (overlapping in slots 2..8, whose bits then agree).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn sig_mask(sigs: &[u16; WAYS], sig: u16) -> u32 {
     use safe_arch::*;
-    let eq = cmp_eq_mask_i16_m128i(m128i::from(*sigs), set_splat_i16_m128i(sig as i16));
-    move_mask_i8_m128i(eq) as u32
+    let (Some(lo), Some(hi)) = (sigs.first_chunk::<8>(), sigs.last_chunk::<8>()) else { return 0 };
+    let want = set_splat_i16_m128i(sig as i16);
+    let lo = move_mask_i8_m128i(cmp_eq_mask_i16_m128i(m128i::from(*lo), want)) as u32;
+    let hi = move_mask_i8_m128i(cmp_eq_mask_i16_m128i(m128i::from(*hi), want)) as u32;
+    lo | hi << (2 * (WAYS - 8))
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -71,6 +78,17 @@ fn sig_mask(sigs: &[u16; WAYS], sig: u16) -> u32 {
 fn sig_mask(sigs: &[u16; WAYS], sig: u16) -> u32 {
     sigs.iter().enumerate().fold(0, |m, (j, &s)| if s == sig { m | 3 << (2 * j) } else { m })
 }
+
+/// The first slot a nonzero [`sig_mask`] names (`min` keeps the index provably in bounds
+/// in two instructions, where `% WAYS` costs a division by a constant).
+#[inline(always)]
+fn slot_of(m: u32) -> usize {
+    ((m.trailing_zeros() / 2) as usize).min(WAYS - 1)
+}
+
+/// One bit of each slot's pair in a [`sig_mask`].
+const SLOT_BITS: u32 = 0x5_5555;
+const _: () = assert!(SLOT_BITS.count_ones() as usize == WAYS && SLOT_BITS < 1 << (2 * WAYS));
 
 /// Why an insert failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +112,7 @@ impl FlowTable {
             // A few buckets fill unevenly: 10 entries in 2 buckets fail when 9 choose the
             // same one (the fuzzer found it). Four slots an entry make that impossible, at
             // 32 KB at most.
-            return (capacity / 2).max(2);
+            return (capacity * 4).div_ceil(WAYS).max(2);
         }
         (capacity * SLOTS_NUM / SLOTS_DEN).div_ceil(WAYS)
     }
@@ -134,9 +152,9 @@ impl FlowTable {
         let (b1, b2, sig) = self.place(h);
         for b in [b1, b2] {
             let Some(bk) = self.buckets.get(b) else { continue };
-            let mut m = sig_mask(&bk.sig, sig) & 0x5555;
+            let mut m = sig_mask(&bk.sig, sig) & SLOT_BITS;
             while m != 0 {
-                let i = bk.idx[(m.trailing_zeros() / 2) as usize % WAYS];
+                let i = bk.idx[slot_of(m)];
                 if eq(i) {
                     return Some(i);
                 }
@@ -170,7 +188,7 @@ impl FlowTable {
             let Some(bk) = self.buckets.get(b) else { continue };
             let m = sig_mask(&bk.sig, sig);
             if m != 0 {
-                return bk.idx[(m.trailing_zeros() / 2) as usize % WAYS];
+                return bk.idx[slot_of(m)];
             }
             if bk.spill[class(sig)] == 0 {
                 return NONE;
@@ -340,7 +358,7 @@ mod tests {
     }
 
     #[test]
-    fn full_capacity_fits_at_any_size_and_costs_ten_bytes_an_entry() {
+    fn full_capacity_fits_at_any_size_and_costs_eight_bytes_an_entry() {
         for cap in [16usize, 1000, 4096, 100_000, 917_504, 1_048_576] {
             let mut t = FlowTable::with_capacity(cap);
             for i in 0..cap as u32 {
@@ -351,7 +369,7 @@ mod tests {
                 assert_eq!(t.find(hash(i), |j| j == i), Some(i));
             }
             let per = t.memory_bytes() as f64 / cap as f64;
-            assert!(per <= 10.5 || cap < SMALL, "{cap}: {per} bytes an entry");
+            assert!(per <= 8.1 || cap < SMALL, "{cap}: {per} bytes an entry");
         }
     }
 
@@ -384,20 +402,21 @@ mod tests {
     #[test]
     fn a_miss_reads_the_second_bucket_only_while_its_class_spilled() {
         // Two buckets; every key's first bucket is 0 and its second 1 (low half below 2^31,
-        // high half above), signatures 1..=16.
+        // high half above), signatures 1..=2 * WAYS.
         let hash_of = |i: u32| (0x8000_0000u64 << 32) | (i as u64 + 1);
         let mut t = FlowTable::with_capacity(4);
         assert_eq!(t.buckets.len(), 2);
-        for i in 0..16 {
+        let (ways, both) = (WAYS as u32, 2 * WAYS as u32);
+        for i in 0..both {
             t.insert(hash_of(i), i, hash_of).expect("room");
         }
-        // Eight live in bucket 1, spilled from bucket 0: their classes count them.
+        // WAYS live in bucket 1, spilled from bucket 0: their classes count them.
         assert!(t.spills_are_exact(hash_of));
-        assert_eq!(t.buckets[0].spill.iter().map(|&n| n as u32).sum::<u32>(), 8);
-        for i in 0..16 {
+        assert_eq!(t.buckets[0].spill.iter().map(|&n| n as u32).sum::<u32>(), ways);
+        for i in 0..both {
             assert_eq!(t.find(hash_of(i), |j| j == i), Some(i));
         }
-        for i in 8..16 {
+        for i in ways..both {
             assert!(t.remove(hash_of(i), i));
         }
         assert_eq!(t.buckets[0].spill, [0; SPILL_CLASSES]);

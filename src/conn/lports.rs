@@ -249,7 +249,7 @@ impl ConnShard {
     }
 
     /// Sizes the reply index for the whole capacity, if it is not yet (FULLNAT appeared in
-    /// the configuration: a one-time allocation of 10 bytes a connection, at a reload).
+    /// the configuration: a one-time allocation of 8 bytes a connection, at a reload).
     pub fn enable_fullnat(&mut self) {
         if self.by_out.is_none() {
             self.by_out = Some(super::flowtable::FlowTable::with_capacity(self.slab.len()));

@@ -1,8 +1,8 @@
 //! The connection table: one [`ConnShard`] per worker.
 //!
-//! A shard is a pre-sized slab of connection records (32 hot bytes + 16 cold) with one flow
+//! A shard is a pre-sized slab of connection records (32 hot bytes + 12 cold) with one flow
 //! index of `u32` slab positions ([`flowtable`]: cache-line buckets of 16-bit signatures, two
-//! choices, fixed size, 10 bytes a connection; it never grows or rehashes, and a burst
+//! choices, fixed size, 8 bytes a connection; it never grows or rehashes, and a burst
 //! prefetches its lines). Keys are not duplicated in the index: a probe compares against the
 //! slab record it points to. FULLNAT replies are found in a second index of the same kind by
 //! their whole tuple (see `lports`); NAT replies by rebuilding the client-side key from the

@@ -51,7 +51,7 @@ impl ConnKey {
 
 /// One connection (or persistence template): the 32 bytes every packet reads, aligned so
 /// that a lookup costs one cache line. The wheel links and template bookkeeping live apart
-/// in [`Links`] (16 bytes), which only housekeeping and state changes touch.
+/// in [`Links`] (12 bytes), which only housekeeping and state changes touch.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C, align(32))]
 pub struct Conn {
@@ -82,16 +82,71 @@ pub struct Conn {
     pub(super) flags: u8,
 }
 
-/// The cold half of a connection.
+/// The cold half of a connection: 12 bytes, which only housekeeping, state changes and sync
+/// touch.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Links {
     pub(super) next: u32,
     pub(super) prev: u32,
-    /// Slab index of the template this connection follows (or NONE); for a template, the
-    /// number of connections following it.
-    pub(super) template: u32,
-    /// For a template: its timeout in ticks.
-    pub(super) timeout: u32,
+    /// Bits 0..23: for a connection, the slab index of the template it follows
+    /// ([`NO_TEMPLATE`] if none); for a template, how many connections follow it. Bits
+    /// 23..32: a connection's sync bookkeeping (see `sync`). Packed so that a connection
+    /// costs 12 bytes here, not 16: slab indices fit 23 bits ([`MAX_CAPACITY`]).
+    aux: u32,
+}
+
+/// Most connections and templates a shard holds: its slab indices (below it) fit the 23 bits
+/// of [`Links`]'s template field, beside [`NO_TEMPLATE`].
+pub const MAX_CAPACITY: u32 = crate::model::MAX_CONNS_PER_WORKER;
+const TEMPLATE_BITS: u32 = (1 << 23) - 1;
+const _: () = assert!(MAX_CAPACITY <= TEMPLATE_BITS && std::mem::size_of::<Links>() == 12);
+/// [`Links`]'s template field of a connection that follows none.
+pub(super) const NO_TEMPLATE: u32 = TEMPLATE_BITS;
+/// Where [`Links`]'s sync bookkeeping starts.
+pub(super) const SYNC_SHIFT: u32 = 23;
+
+impl Links {
+    /// A slot on the free list (`next`: the next free one).
+    pub(super) fn free(next: u32) -> Links {
+        Links { next, prev: super::shard::NONE, aux: NO_TEMPLATE }
+    }
+    /// A connection just made, following template `t` ([`super::shard::NONE`]: none), not on
+    /// the wheel yet, never synced.
+    pub(super) fn following(t: u32) -> Links {
+        let none = super::shard::NONE;
+        Links { next: none, prev: none, aux: if t == none { NO_TEMPLATE } else { t & TEMPLATE_BITS } }
+    }
+    /// A template just made: no connection follows it yet.
+    pub(super) fn new_template() -> Links {
+        Links { next: super::shard::NONE, prev: super::shard::NONE, aux: 0 }
+    }
+    /// The template a connection follows, or [`super::shard::NONE`].
+    #[inline]
+    pub(super) fn template(&self) -> u32 {
+        match self.aux & TEMPLATE_BITS {
+            NO_TEMPLATE => super::shard::NONE,
+            t => t,
+        }
+    }
+    /// How many connections follow a template.
+    #[inline]
+    pub(super) fn followers(&self) -> u32 {
+        self.aux & TEMPLATE_BITS
+    }
+    /// One more (`+1`) or one fewer (`-1`) connection follows this template.
+    pub(super) fn add_followers(&mut self, d: i32) {
+        let n = (self.followers() as i64 + d as i64).clamp(0, (TEMPLATE_BITS - 1) as i64) as u32;
+        self.aux = (self.aux & !TEMPLATE_BITS) | n;
+    }
+    /// A connection's sync bookkeeping (9 bits).
+    #[inline]
+    pub(super) fn sync_bits(&self) -> u32 {
+        self.aux >> SYNC_SHIFT
+    }
+    #[inline]
+    pub(super) fn set_sync_bits(&mut self, b: u32) {
+        self.aux = (self.aux & TEMPLATE_BITS) | b << SYNC_SHIFT;
+    }
 }
 
 pub(super) const MODE_SHIFT: u8 = 5;
@@ -113,6 +168,17 @@ impl Conn {
     }
     pub fn is_template(&self) -> bool {
         self.flags & F_TEMPLATE != 0
+    }
+    /// A template's timeout in seconds, which it keeps where a connection keeps its FULLNAT
+    /// local tuple (24 bits: more than [`super::wheel::secs_to_ticks`] takes).
+    #[inline]
+    pub(super) fn template_timeout_s(&self) -> u32 {
+        self.lport as u32 | (self.laddr_idx as u32) << 16
+    }
+    pub(super) fn set_template_timeout_s(&mut self, s: u32) {
+        let s = s.min(0xff_ffff);
+        self.lport = s as u16;
+        self.laddr_idx = (s >> 16) as u8;
     }
     /// Counted as inactive (every state but ESTABLISHED, and UDP).
     pub fn is_inactive(&self) -> bool {

@@ -28,7 +28,7 @@ pub struct ShardConfig {
     /// every director and `xvs replay` use, draws random ones per process, so that nobody who
     /// reads this source can send keys that collide.
     pub hash_seeds: [u64; 4],
-    /// Size the FULLNAT reply index at start (10 bytes a connection); without it, it is
+    /// Size the FULLNAT reply index at start (8 bytes a connection); without it, it is
     /// allocated when a FULLNAT real server first appears ([`ConnShard::enable_fullnat`]).
     pub fullnat: bool,
 }
@@ -126,14 +126,10 @@ pub(super) const LADDRS: usize = 256;
 
 impl ConnShard {
     pub fn new(cfg: &ShardConfig) -> ConnShard {
-        let cap = cfg.capacity.clamp(1, SLOT_LINK - 1);
+        let cap = cfg.capacity.clamp(1, MAX_CAPACITY);
         let slab = vec![Conn::default(); cap as usize];
-        let mut links = vec![Links::default(); cap as usize];
-        for (i, l) in links.iter_mut().enumerate() {
-            l.next = if i + 1 < cap as usize { i as u32 + 1 } else { NONE };
-            l.prev = NONE;
-            l.template = NONE;
-        }
+        let links: Vec<Links> =
+            (0..cap).map(|i| Links::free(if i + 1 < cap { i + 1 } else { NONE })).collect();
         let (lo, hi) = cfg.lport_range;
         let workers = cfg.workers.max(1) as u32;
         let width = (hi as u32 + 1).saturating_sub(lo as u32);
@@ -234,11 +230,11 @@ impl ConnShard {
     pub fn is_empty(&self) -> bool {
         self.used == 0
     }
-    /// Bytes of table memory: slab records (32), their links (16), the index (a 64-byte
-    /// bucket per 6.4 connections: 10), the ring of embryonic connections (0.5): 58.5 bytes
-    /// per connection at any capacity, 68.5 with FULLNAT's reply index (10 more), plus the
-    /// fixed wheel and pools (0.5 at 917,504). `tests/mem.rs` checks it against what the
-    /// allocator hands out.
+    /// Bytes of table memory: slab records (32), their links (12), the index (a 64-byte
+    /// bucket per 8 connections: 8), the ring of embryonic connections (0.5): 52.5 bytes
+    /// per connection at any capacity, 60.5 with FULLNAT's reply index (8 more), plus the
+    /// wheel and pools that scale with it (up to 1 byte) and 1.3 KB of address arrays.
+    /// `tests/mem.rs` checks it against what the allocator hands out.
     pub fn memory_bytes(&self) -> usize {
         self.slab.len() * std::mem::size_of::<Conn>()
             + self.links.len() * std::mem::size_of::<Links>()
@@ -275,7 +271,7 @@ impl ConnShard {
     #[inline]
     pub fn is_expired(&self, idx: u32, now_ms: u64) -> bool {
         let c = &self.slab[idx as usize];
-        let followed = c.is_template() && self.links[idx as usize].template > 0;
+        let followed = c.is_template() && self.links[idx as usize].followers() > 0;
         !after(c.expires, ms_to_tick(now_ms)) && !followed
     }
 
@@ -287,7 +283,7 @@ impl ConnShard {
         if !self.slab.get(idx as usize).is_some_and(|c| c.flags & F_IN_USE != 0 && c.is_template()) {
             return;
         }
-        if self.links[idx as usize].template == 0 {
+        if self.links[idx as usize].followers() == 0 {
             self.remove(idx);
         } else {
             self.unindex(idx);
@@ -311,7 +307,7 @@ impl ConnShard {
     /// Whether connection `idx` follows a persistence template.
     #[inline]
     pub fn follows_template(&self, idx: u32) -> bool {
-        self.links.get(idx as usize).is_some_and(|l| l.template != NONE)
+        self.links.get(idx as usize).is_some_and(|l| l.template() != NONE)
     }
 
     #[inline]
@@ -447,10 +443,7 @@ impl ConnShard {
     /// Puts slab slot `i` back on the free list.
     fn release_slot(&mut self, i: u32) {
         self.slab[i as usize].flags = 0;
-        let l = &mut self.links[i as usize];
-        l.next = self.free;
-        l.prev = NONE;
-        l.template = NONE;
+        self.links[i as usize] = Links::free(self.free);
         self.free = i;
         self.used -= 1;
     }
@@ -540,7 +533,7 @@ impl ConnShard {
             laddr_idx,
             flags,
         };
-        self.links[i as usize] = Links { next: NONE, prev: NONE, template: n.template, timeout: 0 };
+        self.links[i as usize] = Links::following(n.template);
         if !self.index(i) {
             self.unalloc(i);
             return Err(Refused::TableFull);
@@ -549,7 +542,7 @@ impl ConnShard {
         self.note_embryonic(i);
         if n.template != NONE {
             if let Some(t) = self.links.get_mut(n.template as usize) {
-                t.template = t.template.saturating_add(1);
+                t.add_followers(1);
             }
         }
         self.loads.bind(n.svc, n.dest);
@@ -585,7 +578,8 @@ impl ConnShard {
             laddr_idx: 0,
             flags: F_IN_USE | F_TEMPLATE | (mode_code(n.mode) << MODE_SHIFT),
         };
-        self.links[i as usize] = Links { next: NONE, prev: NONE, template: 0, timeout: ticks };
+        self.slab[i as usize].set_template_timeout_s(timeout_s);
+        self.links[i as usize] = Links::new_template();
         if !self.index(i) {
             self.unalloc(i);
             return Err(Refused::TableFull);
@@ -598,9 +592,8 @@ impl ConnShard {
 
     /// A template was used for a new connection: it lives another timeout from now.
     pub fn touch_template(&mut self, idx: u32, now_ms: u64) {
-        let Some(l) = self.links.get(idx as usize) else { return };
-        let e = ms_to_tick(now_ms).wrapping_add(l.timeout);
-        self.slab[idx as usize].expires = e;
+        let Some(c) = self.slab.get_mut(idx as usize) else { return };
+        c.expires = ms_to_tick(now_ms).wrapping_add(secs_to_ticks(c.template_timeout_s()));
     }
 
     /// Applies one packet of connection `idx`: TCP state transition (with active/inactive
@@ -691,10 +684,10 @@ impl ConnShard {
         let c = self.slab[i as usize];
         if !c.is_template() {
             self.loads.unbind(c.svc, c.dest, c.is_inactive());
-            let t = self.links[i as usize].template;
+            let t = self.links[i as usize].template();
             if t != NONE {
                 if let Some(tl) = self.links.get_mut(t as usize) {
-                    tl.template = tl.template.saturating_sub(1);
+                    tl.add_followers(-1);
                 }
             }
         } else {

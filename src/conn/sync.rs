@@ -2,9 +2,10 @@
 //! synced and its message; on a backup, installing a message as `ip_vs_proc_conn` does.
 //!
 //! A connection's sync bookkeeping (packets modulo [`SYNC_PERIOD`], and the state last
-//! synced: IPVS's `in_pkts` and `old_state`) lives in its cold `Links::timeout`, which only
-//! templates use otherwise, so the hot record keeps its 32 bytes and a director without a
-//! sync master never touches it.
+//! synced: IPVS's `in_pkts` and `old_state`) lives in 9 bits of its cold `Links`, so the hot
+//! record keeps its 32 bytes and a director without a sync master never touches it: 6 bits
+//! of count, and 3 of state, which tell apart every state a connection is synced in (all
+//! below 8) and "another state", all that `old_state` is compared for.
 
 use super::record::*;
 use super::shard::{ConnShard, NONE};
@@ -23,6 +24,19 @@ const SYNCED_STATES: u32 = 1 << TcpState::Established as u32
     | 1 << TcpState::Close as u32
     | 1 << TcpState::CloseWait as u32
     | 1 << TcpState::TimeWait as u32;
+
+/// The state last synced, as kept in 3 bits: a state a connection is synced in is itself
+/// (they are all below 8), any other 0 (NONE, never synced in), which differs from all of them,
+/// as the state itself would.
+#[inline]
+fn synced_code(state: u32) -> u32 {
+    if state < 8 && SYNCED_STATES & (1 << state) != 0 {
+        state
+    } else {
+        0
+    }
+}
+const _: () = assert!(SYNCED_STATES < 1 << 8 && SYNCED_STATES & 1 == 0 && SYNC_PERIOD <= 64);
 
 /// How a message was installed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,27 +61,28 @@ impl ConnShard {
         if c.is_template() {
             return false;
         }
-        let pkts = ((l.timeout & 0xffff) + 1) % SYNC_PERIOD;
-        let synced = l.timeout >> 24;
-        l.timeout = synced << 24 | pkts;
+        let bits = l.sync_bits();
+        let pkts = ((bits & 63) + 1) % SYNC_PERIOD;
+        let synced = bits >> 6;
+        l.set_sync_bits(synced << 6 | pkts);
         let state = c.state as u32;
         let due = if c.proto == PROTO_TCP {
             if state >= 32 || SYNCED_STATES & (1 << state) == 0 {
                 return false;
             }
-            (state != synced && state != TcpState::Established as u32) || pkts == SYNC_THRESHOLD
+            (synced_code(state) != synced && state != TcpState::Established as u32) || pkts == SYNC_THRESHOLD
         } else {
             pkts == SYNC_THRESHOLD
         };
         if due {
-            l.timeout = state << 24 | pkts;
+            l.set_sync_bits(synced_code(state) << 6 | pkts);
         }
         due
     }
 
     /// The template connection `idx` follows, if any.
     pub fn template_of(&self, idx: u32) -> Option<u32> {
-        let t = self.links.get(idx as usize)?.template;
+        let t = self.links.get(idx as usize)?.template();
         (t != NONE && self.slab.get(t as usize).is_some_and(|c| c.flags & F_IN_USE != 0 && c.is_template()))
             .then_some(t)
     }
@@ -84,7 +99,7 @@ impl ConnShard {
         };
         let ticks = if template {
             flags |= sync_flags::TEMPLATE;
-            self.links.get(idx as usize)?.timeout
+            secs_to_ticks(c.template_timeout_s())
         } else {
             if c.is_inactive() {
                 flags |= sync_flags::INACTIVE;
@@ -170,7 +185,7 @@ impl ConnShard {
             let c = self.slab[t as usize];
             if (c.daddr, c.dport) == (n.daddr, n.dport) {
                 let ticks = secs_to_ticks(timeout_s);
-                self.links[t as usize].timeout = ticks;
+                self.slab[t as usize].set_template_timeout_s(timeout_s);
                 self.slab[t as usize].expires = ms_to_tick(now_ms).wrapping_add(ticks);
                 return Ok(Installed::Updated);
             }
@@ -203,8 +218,111 @@ impl ConnShard {
         self.slab[idx as usize].expires = expires;
         self.loads.shift(svc, dest, delta);
         // Synced in this state: a backup that becomes master syncs it again on a change.
-        self.links[idx as usize].timeout = (state as u32) << 24;
+        self.links[idx as usize].set_sync_bits(synced_code(state as u32) << 6);
         self.unlink(idx);
         self.link(idx, expires);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::shard::ShardConfig;
+    use proptest::prelude::*;
+
+    /// IPVS's `ip_vs_sync_conn_needed` (sync_refresh_period 0, sync_period 50, threshold 3)
+    /// with its whole `old_state` and an unbounded `in_pkts`: the oracle for the 9 bits the
+    /// shard keeps instead.
+    #[derive(Default)]
+    struct Ipvs {
+        in_pkts: u64,
+        old_state: u32,
+    }
+
+    impl Ipvs {
+        fn due(&mut self, tcp: bool, state: u32) -> bool {
+            self.in_pkts += 1;
+            if tcp {
+                if SYNCED_STATES & (1 << state) == 0 {
+                    return false;
+                }
+                if state != self.old_state && state != TcpState::Established as u32 {
+                    self.old_state = state;
+                    return true;
+                }
+            }
+            if self.in_pkts % SYNC_PERIOD as u64 != SYNC_THRESHOLD as u64 {
+                return false;
+            }
+            self.old_state = state;
+            true
+        }
+    }
+
+    proptest! {
+        /// Any sequence of states a TCP connection's packets see (each state a run of
+        /// packets), and a UDP flow's packets: due exactly when IPVS's test says so.
+        #[test]
+        fn sync_due_agrees_with_ipvs(
+            tcp in any::<bool>(),
+            follows in any::<bool>(),
+            runs in prop::collection::vec((0u8..11, 1usize..120), 1..40),
+        ) {
+            let mut s = ConnShard::new(&ShardConfig { capacity: 64, ..ShardConfig::default() });
+            let proto = if tcp { PROTO_TCP } else { PROTO_UDP };
+            let n = |sport: u16, template: u32| NewConn {
+                key: ConnKey { saddr: 0xc612_0001, daddr: 0xc613_0001, sport, dport: 80, proto },
+                daddr: 0xc613_000b,
+                dport: 80,
+                mode: FwdMode::Nat,
+                laddr: 0,
+                svc: 0,
+                dest: 0,
+                template,
+            };
+            let template = if follows {
+                let key = ConnKey::template(proto, 0xc612_0000, 0xc613_0001, 80);
+                s.create_template(key, &n(0, NONE), 300, 0).expect("room")
+            } else {
+                NONE
+            };
+            let i = s.create(&n(40000, template), 0).expect("room");
+            let mut ipvs = Ipvs::default();
+            for (state, packets) in runs {
+                let state = if tcp { state } else { crate::conn::UDP_STATE };
+                s.slab[i as usize].state = state;
+                for k in 0..packets {
+                    prop_assert_eq!(s.sync_due(i), ipvs.due(tcp, state as u32), "state {} packet {}", state, k);
+                }
+            }
+            // The bookkeeping beside it leaves the template relation alone.
+            prop_assert_eq!(s.template_of(i), (template != NONE).then_some(template));
+        }
+    }
+
+    #[test]
+    fn the_packed_links_keep_template_followers_and_sync_bits_apart() {
+        let top = super::super::record::MAX_CAPACITY - 1;
+        let mut l = Links::following(top);
+        l.set_sync_bits(0x1ff);
+        assert_eq!((l.template(), l.sync_bits()), (top, 0x1ff));
+        l.set_sync_bits(0);
+        assert_eq!((l.template(), l.sync_bits()), (top, 0));
+        let mut l = Links::following(NONE);
+        l.set_sync_bits(0x1ff);
+        assert_eq!((l.template(), l.sync_bits()), (NONE, 0x1ff));
+        let mut t = Links::new_template();
+        t.set_sync_bits(0x155);
+        for _ in 0..top {
+            t.add_followers(1);
+        }
+        assert_eq!((t.followers(), t.sync_bits()), (top, 0x155));
+        t.add_followers(1);
+        assert_eq!(t.followers(), top, "saturates below the field's top");
+        t.add_followers(-1);
+        assert_eq!(t.followers(), top - 1);
+        let mut t = Links::new_template();
+        t.add_followers(-1);
+        assert_eq!(t.followers(), 0, "never below 0");
     }
 }

@@ -123,9 +123,9 @@ impl ConnShard {
                     let c = self.slab[i as usize];
                     if after(c.expires, now) {
                         self.link(i, c.expires);
-                    } else if c.is_template() && self.links[i as usize].template > 0 {
+                    } else if c.is_template() && self.links[i as usize].followers() > 0 {
                         // Connections still follow it: keep it one more timeout.
-                        let e = now.wrapping_add(self.links[i as usize].timeout);
+                        let e = now.wrapping_add(secs_to_ticks(c.template_timeout_s()));
                         self.slab[i as usize].expires = e;
                         self.link(i, e);
                     } else {

@@ -9,7 +9,7 @@ mod service;
 mod sync;
 mod tcp;
 
-pub use conn::ConnEntry;
+pub use conn::{ConnEntry, MAX_CONNS_PER_WORKER};
 pub use counters::{DestCounters, Rates, ServerCounters, ServiceView};
 pub use health::{CheckKind, CheckSpec, ServiceHealth};
 pub use load::DestLoad;
