@@ -14,8 +14,8 @@ fn table_memory_as_allocated_matches_the_account_at_every_size() {
     let mut rows = Vec::new();
     for fullnat in [false, true] {
         for cap in [
-            16u32, 256, 1_024, 4_096, 16_384, 65_536, 100_000, 131_072, 458_752, 917_504, 1_000_000, 1_048_576, 1_500_000,
-            4_000_000,
+            16u32, 256, 1_024, 4_096, 16_384, 65_536, 100_000, 131_072, 458_752, 917_504, 1_000_000, 1_048_576,
+            1_500_000, 4_000_000,
         ] {
             let region = Region::new(GLOBAL);
             let s = ConnShard::new(&ShardConfig { capacity: cap, fullnat, ..ShardConfig::default() });

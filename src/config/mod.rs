@@ -597,8 +597,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         None => None,
     };
     let max = raw.conn.max_per_worker.unwrap_or(DEFAULT_MAX_CONNS as u64);
-    let max_conns_per_worker =
-        range("conn.max_per_worker", max, 16, crate::model::MAX_CONNS_PER_WORKER as u64)? as u32;
+    let max_conns_per_worker = range("conn.max_per_worker", max, 16, crate::model::MAX_CONNS_PER_WORKER as u64)? as u32;
     let umem_frames = range("director.umem_frames", d.umem_frames.unwrap_or(8192), 256, 1 << 20)? as u32;
     let timeouts = timeouts(&raw.conn.timeouts)?;
     let mut services = Vec::new();

@@ -109,9 +109,9 @@ impl FlowTable {
 
     fn buckets_for(capacity: usize) -> usize {
         if capacity < SMALL {
-            // A few buckets fill unevenly: 10 entries in 2 buckets fail when 9 choose the
-            // same one (the fuzzer found it). Four slots an entry make that impossible, at
-            // 32 KB at most.
+            // A few buckets fill unevenly: with eight slots a bucket, 10 entries in 2 buckets
+            // failed when 9 chose the same one (the fuzzer found it). Four slots an entry make
+            // that impossible, at 26 KB at most.
             return (capacity * 4).div_ceil(WAYS).max(2);
         }
         (capacity * SLOTS_NUM / SLOTS_DEN).div_ceil(WAYS)

@@ -50,8 +50,9 @@ impl ConnKey {
 }
 
 /// One connection (or persistence template): the 32 bytes every packet reads, aligned so
-/// that a lookup costs one cache line. The wheel links and template bookkeeping live apart
-/// in [`Links`] (12 bytes), which only housekeeping and state changes touch.
+/// that a lookup costs one cache line. The wheel links, a connection's template and sync
+/// bookkeeping, and a template's follower count live apart in [`Links`] (12 bytes), which
+/// only housekeeping, state changes and sync touch.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C, align(32))]
 pub struct Conn {
@@ -64,7 +65,8 @@ pub struct Conn {
     pub cport: u16,
     pub vport: u16,
     pub dport: u16,
-    /// FULLNAT local port.
+    /// FULLNAT local port. A template has none: it keeps its timeout here and in
+    /// `laddr_idx` ([`Conn::template_timeout_s`]).
     pub lport: u16,
     /// Tick at which the connection expires unless refreshed.
     pub expires: u32,
@@ -76,7 +78,8 @@ pub struct Conn {
     pub proto: u8,
     /// [`TcpState`] as u8, or [`UDP_STATE`].
     pub state: u8,
-    /// FULLNAT local address: index into the shard's local addresses.
+    /// FULLNAT local address: index into the shard's local addresses (a template: the top
+    /// byte of its timeout).
     pub(super) laddr_idx: u8,
     /// F_* bits, and the forwarding mode in bits 5..7.
     pub(super) flags: u8,

@@ -128,8 +128,7 @@ impl ConnShard {
     pub fn new(cfg: &ShardConfig) -> ConnShard {
         let cap = cfg.capacity.clamp(1, MAX_CAPACITY);
         let slab = vec![Conn::default(); cap as usize];
-        let links: Vec<Links> =
-            (0..cap).map(|i| Links::free(if i + 1 < cap { i + 1 } else { NONE })).collect();
+        let links: Vec<Links> = (0..cap).map(|i| Links::free(if i + 1 < cap { i + 1 } else { NONE })).collect();
         let (lo, hi) = cfg.lport_range;
         let workers = cfg.workers.max(1) as u32;
         let width = (hi as u32 + 1).saturating_sub(lo as u32);
@@ -250,7 +249,7 @@ impl ConnShard {
     /// FULLNAT's reply index or without, before building it (to refuse a size that does not
     /// fit).
     pub fn memory_for(capacity: u32, fullnat: bool) -> usize {
-        let cap = capacity.clamp(1, SLOT_LINK - 1) as usize;
+        let cap = capacity.clamp(1, MAX_CAPACITY) as usize;
         let index = super::flowtable::FlowTable::bytes_for(cap);
         cap * (std::mem::size_of::<Conn>() + std::mem::size_of::<Links>())
             + index

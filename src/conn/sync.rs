@@ -217,8 +217,10 @@ impl ConnShard {
         let expires = ms_to_tick(now_ms).wrapping_add(ticks);
         self.slab[idx as usize].expires = expires;
         self.loads.shift(svc, dest, delta);
-        // Synced in this state: a backup that becomes master syncs it again on a change.
-        self.links[idx as usize].set_sync_bits(synced_code(state as u32) << 6);
+        // As `ip_vs_proc_conn`: synced in this state (a backup that becomes master syncs it
+        // again on a change), its packets counted from the threshold (the next sync at the
+        // 50th packet, not the 3rd).
+        self.links[idx as usize].set_sync_bits(synced_code(state as u32) << 6 | SYNC_THRESHOLD);
         self.unlink(idx);
         self.link(idx, expires);
     }
@@ -261,11 +263,14 @@ mod tests {
 
     proptest! {
         /// Any sequence of states a TCP connection's packets see (each state a run of
-        /// packets), and a UDP flow's packets: due exactly when IPVS's test says so.
+        /// packets), and a UDP flow's packets: due exactly when IPVS's test says so. Made by
+        /// its first packet, or installed from a sync message in some state (IPVS's
+        /// `ip_vs_proc_conn`: `in_pkts` at the threshold, `old_state` that state).
         #[test]
         fn sync_due_agrees_with_ipvs(
             tcp in any::<bool>(),
             follows in any::<bool>(),
+            installed in prop::option::of(0u8..11),
             runs in prop::collection::vec((0u8..11, 1usize..120), 1..40),
         ) {
             let mut s = ConnShard::new(&ShardConfig { capacity: 64, ..ShardConfig::default() });
@@ -288,6 +293,13 @@ mod tests {
             };
             let i = s.create(&n(40000, template), 0).expect("room");
             let mut ipvs = Ipvs::default();
+            if let Some(state) = installed {
+                let mut m = s.sync_message(i).expect("a connection");
+                m.state = if tcp { state as u16 } else { 0 };
+                s.apply_synced(i, &m, 0);
+                let state = if tcp { state as u32 } else { crate::conn::UDP_STATE as u32 };
+                ipvs = Ipvs { in_pkts: SYNC_THRESHOLD as u64, old_state: state };
+            }
             for (state, packets) in runs {
                 let state = if tcp { state } else { crate::conn::UDP_STATE };
                 s.slab[i as usize].state = state;
