@@ -146,27 +146,41 @@ impl FlowTable {
         (b1, b2, if s == 0 { 1 } else { s })
     }
 
-    /// The entry for hash `h` that `eq` accepts (it compares the slab record's key).
+    /// The entry for hash `h` that `eq` accepts (it compares the slab record's key). The
+    /// second bucket, as in [`FlowTable::probe`], only out of line.
     #[inline]
     pub fn find(&self, h: u64, eq: impl Fn(u32) -> bool) -> Option<u32> {
-        let (b1, b2, sig) = self.place(h);
-        for b in [b1, b2] {
-            let Some(bk) = self.buckets.get(b) else { continue };
-            let mut m = sig_mask(&bk.sig, sig) & SLOT_BITS;
-            while m != 0 {
-                let i = bk.idx[slot_of(m)];
-                if eq(i) {
-                    return Some(i);
-                }
-                m &= m - 1;
+        let (b1, _, sig) = self.place(h);
+        let bk = self.buckets.get(b1)?;
+        if let Some(i) = Self::find_in(bk, sig, &eq) {
+            return Some(i);
+        }
+        // Nothing of the first bucket's with this signature class lives in its second: the
+        // key is not there.
+        if bk.spill[class(sig)] == 0 {
+            return None;
+        }
+        self.find_second(h, &eq)
+    }
+
+    #[inline(always)]
+    fn find_in(bk: &Bucket, sig: u16, eq: &impl Fn(u32) -> bool) -> Option<u32> {
+        let mut m = sig_mask(&bk.sig, sig) & SLOT_BITS;
+        while m != 0 {
+            let i = bk.idx[slot_of(m)];
+            if eq(i) {
+                return Some(i);
             }
-            // Nothing of the first bucket's with this signature class lives in its second:
-            // the key is not there.
-            if bk.spill[class(sig)] == 0 {
-                return None;
-            }
+            m &= m - 1;
         }
         None
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn find_second(&self, h: u64, eq: &impl Fn(u32) -> bool) -> Option<u32> {
+        let (_, b2, sig) = self.place(h);
+        Self::find_in(self.buckets.get(b2)?, sig, eq)
     }
 
     /// Asks the CPU to load the first bucket line of hash `h` (a burst's first stage: the misses
@@ -180,19 +194,30 @@ impl FlowTable {
     }
 
     /// The first entry whose signature matches, without looking at the slab (a burst's first
-    /// stage: the caller verifies it); [`NONE`] if none.
+    /// stage: the caller verifies it); [`NONE`] if none. The second bucket's place is worked
+    /// out only when the first has nothing and its class spilled (rare: out of line).
     #[inline]
     pub fn probe(&self, h: u64) -> u32 {
-        let (b1, b2, sig) = self.place(h);
-        for b in [b1, b2] {
-            let Some(bk) = self.buckets.get(b) else { continue };
-            let m = sig_mask(&bk.sig, sig);
-            if m != 0 {
-                return bk.idx[slot_of(m)];
-            }
-            if bk.spill[class(sig)] == 0 {
-                return NONE;
-            }
+        let (b1, _, sig) = self.place(h);
+        let Some(bk) = self.buckets.get(b1) else { return NONE };
+        let m = sig_mask(&bk.sig, sig);
+        if m != 0 {
+            return bk.idx[slot_of(m)];
+        }
+        if bk.spill[class(sig)] == 0 {
+            return NONE;
+        }
+        self.probe_second(h)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn probe_second(&self, h: u64) -> u32 {
+        let (_, b2, sig) = self.place(h);
+        let Some(bk) = self.buckets.get(b2) else { return NONE };
+        let m = sig_mask(&bk.sig, sig);
+        if m != 0 {
+            return bk.idx[slot_of(m)];
         }
         NONE
     }

@@ -78,7 +78,9 @@ pub struct ConnShard {
     pub(super) done_tick: u32,
     /// The slot of tick `done_tick + 1` has been moved to the PENDING list.
     pub(super) pending_active: bool,
-    pub(super) timeouts: [u32; STATES],
+    /// Per state, in ticks; indexed by `state & (TIMEOUT_SLOTS - 1)`, one AND where `% STATES`
+    /// is a division by a constant (the slots past the last state hold 0: never reached).
+    pub(super) timeouts: [u32; TIMEOUT_SLOTS],
     /// Indices (into `laddrs`) of the local addresses new FULLNAT connections use.
     pub(super) pool: Vec<u8>,
     /// Per pool of real servers: where its walk of local tuples stands (see `lports`).
@@ -108,12 +110,29 @@ pub struct ConnShard {
     pub(super) embryonic: Vec<u32>,
     pub(super) emb_write: u64,
     pub(super) emb_read: u64,
+    /// `emb_write` and `emb_read` modulo the ring's length, kept as they move: the ring is
+    /// not a power of two, and a 64-bit `%` a new connection was a division (tens of cycles).
+    pub(super) emb_wpos: u32,
+    pub(super) emb_rpos: u32,
     /// SYN_RECV's timeout while the table is more than 7/8 full (a flood): ticks.
     pub(super) syn_recv_pressure: u32,
     /// 7/8 of the capacity: above it the table is under pressure.
     pub(super) pressure_at: u32,
     pub stats: ShardStats,
 }
+
+/// The position after `pos` in a ring of `len` entries.
+#[inline]
+fn ring_next(pos: u32, len: u64) -> u32 {
+    if pos as u64 + 1 >= len {
+        0
+    } else {
+        pos + 1
+    }
+}
+
+/// [`ConnShard::timeouts`]' length: the states, rounded up to a power of two.
+pub(super) const TIMEOUT_SLOTS: usize = STATES.next_power_of_two();
 
 /// Stale ring entries an eviction skips at most before it gives up (refusing the new
 /// connection): bounds its time.
@@ -152,7 +171,7 @@ impl ConnShard {
             wheel: vec![NONE; wheel_slots(cap as usize) + 1],
             done_tick: 0,
             pending_active: false,
-            timeouts: [0; STATES],
+            timeouts: [0; TIMEOUT_SLOTS],
             pool: Vec::with_capacity(LADDRS),
             pools,
             pool_seed,
@@ -167,6 +186,8 @@ impl ConnShard {
             embryonic: vec![NONE; (cap as usize / 8).max(16)],
             emb_write: 0,
             emb_read: 0,
+            emb_wpos: 0,
+            emb_rpos: 0,
             syn_recv_pressure: secs_to_ticks(SYN_RECV_PRESSURE_SECS),
             pressure_at: (cap as u64 * 7 / 8) as u32,
             stats: ShardStats::default(),
@@ -372,11 +393,16 @@ impl ConnShard {
     #[inline]
     fn note_embryonic(&mut self, i: u32) {
         let cap = self.embryonic.len() as u64;
-        if let Some(e) = self.embryonic.get_mut((self.emb_write % cap) as usize) {
+        if let Some(e) = self.embryonic.get_mut(self.emb_wpos as usize) {
             *e = i;
         }
         self.emb_write += 1;
-        self.emb_read = self.emb_read.max(self.emb_write.saturating_sub(cap));
+        self.emb_wpos = ring_next(self.emb_wpos, cap);
+        if self.emb_write - self.emb_read > cap {
+            // The oldest entry was just overwritten: reading resumes at the next oldest.
+            self.emb_read = self.emb_write - cap;
+            self.emb_rpos = self.emb_wpos;
+        }
     }
 
     /// Whether slab entry `i` is a connection a full table may take back: a TCP one that never
@@ -414,8 +440,9 @@ impl ConnShard {
             if self.emb_read >= self.emb_write {
                 return None;
             }
-            let i = self.embryonic.get((self.emb_read % cap) as usize).copied().unwrap_or(NONE);
+            let i = self.embryonic.get(self.emb_rpos as usize).copied().unwrap_or(NONE);
             self.emb_read += 1;
+            self.emb_rpos = ring_next(self.emb_rpos, cap);
             if self.is_embryonic(i) {
                 self.unlink(i);
                 self.release_conn(i);
@@ -611,7 +638,7 @@ impl ConnShard {
             Some(f) => old == TcpState::Established as u8 && f & (SYN | FIN | RST) == 0,
         };
         if quiet {
-            c.expires = now.wrapping_add(self.timeouts[old as usize % STATES]);
+            c.expires = now.wrapping_add(self.timeouts[old as usize & (TIMEOUT_SLOTS - 1)]);
             return old;
         }
         self.transition(idx, dir, tcp_flags, now)
@@ -657,7 +684,7 @@ impl ConnShard {
     /// The timeout of a connection entering `state` (`lport`: it holds a FULLNAT local tuple).
     #[inline]
     fn state_timeout(&self, state: u8, lport: bool) -> u32 {
-        let mut timeout = self.timeouts[state as usize % STATES];
+        let mut timeout = self.timeouts[state as usize & (TIMEOUT_SLOTS - 1)];
         if state == TcpState::TimeWait as u8 && lport {
             // Its local tuple is free when the entry goes: not before the real server's own
             // TIME_WAIT has passed.
@@ -693,5 +720,50 @@ impl ConnShard {
             self.loads.persist(c.svc, c.dest, -1);
         }
         self.release_slot(i);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embryonic ring's positions, kept as they move, stay its counters modulo its
+    /// length (what `%` gave before) through a flood that overwrites and evicts.
+    #[test]
+    fn the_embryonic_rings_positions_are_its_counters_modulo_its_length() {
+        for cap in [128u32, 200, 1000] {
+            let mut s = ConnShard::new(&ShardConfig { capacity: cap, fullnat: false, ..ShardConfig::default() });
+            let len = s.embryonic.len() as u64;
+            let (mut created, mut refused) = (0, 0);
+            for k in 0..20_000u32 {
+                let n = NewConn {
+                    key: ConnKey {
+                        saddr: 0xc612_0000 | k,
+                        daddr: 0xc613_0001,
+                        sport: 1024 + (k % 60000) as u16,
+                        dport: 80,
+                        proto: 6,
+                    },
+                    daddr: 0xc613_000b,
+                    dport: 80,
+                    mode: FwdMode::Dr,
+                    laddr: 0,
+                    svc: 0,
+                    dest: 0,
+                    template: NONE,
+                };
+                // SYNs, and every seventh a mid-connection ACK (DR: ESTABLISHED, evictable
+                // as made by the hash).
+                let flags = if k % 7 == 0 { ACK } else { SYN };
+                match s.create_by(&n, flags, 1000) {
+                    Ok(_) => created += 1,
+                    Err(_) => refused += 1,
+                }
+                assert_eq!(s.emb_wpos as u64, s.emb_write % len, "write, {cap} at {k}");
+                assert_eq!(s.emb_rpos as u64, s.emb_read % len, "read, {cap} at {k}");
+                assert!(s.emb_write - s.emb_read <= len);
+            }
+            assert!(created > 10_000 && s.stats.evicted_embryonic > 5_000, "{cap}: {created} {refused} {:?}", s.stats);
+        }
     }
 }
