@@ -295,6 +295,18 @@ impl ConnShard {
         !after(c.expires, ms_to_tick(now_ms)) && !followed
     }
 
+    /// Slab entry `idx` when it is a live connection whose client-side key is `k` and that
+    /// is not past its timeout: [`ConnShard::is_in`] and not [`ConnShard::is_expired`], with
+    /// one bounds check and one read of the record.
+    #[inline]
+    pub fn live_in(&self, idx: u32, k: &ConnKey, now_ms: u64) -> Option<&Conn> {
+        let c = self.slab.get(idx as usize)?;
+        let mine = c.flags & F_IN_USE != 0 && c.in_key() == *k;
+        let live = after(c.expires, ms_to_tick(now_ms))
+            || (c.is_template() && self.links.get(idx as usize).is_some_and(|l| l.followers() > 0));
+        (mine && live).then_some(c)
+    }
+
     /// Takes persistence template `idx` out of use (its real server is gone: IPVS's
     /// `ip_vs_check_template`): freed now when no connection follows it, else only taken out
     /// of the index, so that a new template for the same clients can be found, and freed by

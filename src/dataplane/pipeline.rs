@@ -695,15 +695,14 @@ impl Pipeline {
     /// lookup would have found a service, and with it this connection and this server.)
     #[inline]
     fn established(&mut self, p: &Parsed, idx: u32, now_ms: u64) -> Option<(u32, DestHop)> {
-        if !self.shard.is_in(idx, &p.key) || self.shard.is_expired(idx, now_ms) {
-            return None;
-        }
-        let c = self.shard.conn(idx);
+        // One read of the record: live, this key's, not past its timeout.
+        let c = self.shard.live_in(idx, &p.key, now_ms)?;
+        let (svc, dest, replies) = (c.svc, c.dest, c.mode().replies_through_director());
         // A deleted service's servers are all deleted too (`Tables::build`): the server's
         // liveness answers for both.
-        let d = self.tables.services.get(c.svc as usize)?.dests.get(c.dest as usize).filter(|d| d.live)?;
+        let d = self.tables.services.get(svc as usize)?.dests.get(dest as usize).filter(|d| d.live)?;
         let hop = DestHop { next_hop: d.next_hop, id: d.id, live: true };
-        let answered = p.key.proto == PROTO_UDP && !c.mode().replies_through_director();
+        let answered = p.key.proto == PROTO_UDP && !replies;
         if self.reused_by_syn(idx, p) {
             return None;
         }
