@@ -87,7 +87,9 @@ pub struct Conn {
 
 /// The cold half of a connection: 12 bytes, which only housekeeping, state changes and sync
 /// touch.
-#[derive(Clone, Copy, Debug, Default)]
+/// No `Default`: an all-zero word would say "follows template 0"; [`Links::free`],
+/// [`Links::following`] and [`Links::new_template`] say what a slot is.
+#[derive(Clone, Copy, Debug)]
 pub(super) struct Links {
     pub(super) next: u32,
     pub(super) prev: u32,
