@@ -374,6 +374,39 @@ fn burst_processing_equals_single_frames() {
     assert_eq!(burst.shard.len(), single.shard.len());
 }
 
+/// A new flow's SYN, its retransmission and its ACK in one burst (ten flows, every mode's
+/// service): the later frames find the connection the first made in that burst, although
+/// their stage-2 probes found nothing. Frame for frame as one at a time: the same verdicts,
+/// bytes and connections.
+#[test]
+fn a_new_flows_frames_in_one_burst_share_the_connection_its_first_made() {
+    use xvs::dataplane::{FramePool, FrameStore, BURST};
+    let mut frames = Vec::new();
+    for c in 0..10u16 {
+        let port = [80u16, 81, 82, 83][c as usize % 4];
+        for t in [SYN, SYN, ACK] {
+            frames.push(tcp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, 42000 + c, port, t, 64, &[]));
+        }
+    }
+    assert!(frames.len() <= BURST);
+    let json = config_json("");
+    let mut single = pipeline(&json);
+    let expected: Vec<_> = frames.iter().map(|f| run(&mut single, f, 5)).collect();
+    let mut burst = pipeline(&json);
+    let mut pool = FramePool::new(64);
+    let mut descs: Vec<_> = frames.iter().map(|f| pool.load(f).unwrap()).collect();
+    let mut verdicts = vec![Verdict::Drop(DropReason::NoConn); descs.len()];
+    burst.process_burst(&mut pool, &mut descs, 0, 5, &mut verdicts);
+    for (i, (d, v)) in descs.iter().zip(verdicts).enumerate() {
+        assert_eq!(v, expected[i].0, "frame {i}: verdict");
+        assert!(matches!(v, Verdict::Tx(_)), "frame {i}: forwarded");
+        assert_eq!(FrameStore::bytes(&pool, d), &expected[i].1[..], "frame {i}: bytes");
+    }
+    assert_eq!(burst.shard.len(), 10, "one connection a flow");
+    assert_eq!(burst.shard.len(), single.shard.len());
+    assert_eq!(burst.stats, single.stats);
+}
+
 /// A NAT real server in two services: its reply is matched to the right one. And a port-0
 /// (all ports, persistent) NAT service: the reply's source port is the client's original port.
 #[test]

@@ -115,6 +115,16 @@ pub struct Pipeline {
     onlink: OnLink,
     /// A sync master's queue to its daemon (None: not a master).
     sync_out: Option<Arc<SyncLink>>,
+    /// The connections made so far in this burst, as a 64-bit filter of their hashes
+    /// ([`made_bit`]): a new flow whose stage-2 probe found nothing is looked up again only
+    /// when an earlier frame of the burst may have made its connection since.
+    made_in_burst: u64,
+}
+
+/// A connection hash's bit in [`Pipeline::made_in_burst`].
+#[inline(always)]
+fn made_bit(hash: u64) -> u64 {
+    1 << (hash >> 58)
 }
 
 /// ICMP errors a worker sends at most per second, and in one burst (the kernel's defaults:
@@ -166,6 +176,7 @@ impl Pipeline {
             shard,
             stats: WorkerStats::default(),
             ident: 0,
+            made_in_burst: 0,
             worker: 0,
             workers: 1,
             fresh: true,
@@ -639,7 +650,15 @@ impl Pipeline {
         now_ms: u64,
     ) -> Result<(u32, DestHop), Verdict> {
         let k = &p.key;
-        let found = if hint != NONE && self.shard.is_in(hint, k) { Some(hint) } else { self.shard.lookup_in(k, hash) };
+        // A probe that found nothing in stage 2 stands unless this burst has made a
+        // connection of a like hash since (a second SYN of the flow, its ACK).
+        let found = if hint != NONE && self.shard.is_in(hint, k) {
+            Some(hint)
+        } else if hint == NONE && self.made_in_burst & made_bit(hash) == 0 {
+            None
+        } else {
+            self.shard.lookup_in(k, hash)
+        };
         let live = self.live(found, now_ms);
         // Its real server, read once for the test here and the forwarding below.
         let hop = live.and_then(|i| self.hop_of(i));
@@ -665,6 +684,7 @@ impl Pipeline {
                     self.shard.remove(i);
                 }
                 let i = self.new_conn(svc, p, now_ms)?;
+                self.made_in_burst |= made_bit(hash);
                 match self.hop_of(i) {
                     Some(h) => Ok((i, h)),
                     None => Err(Verdict::Drop(DropReason::StaleConn)),
@@ -726,6 +746,7 @@ impl Pipeline {
         out: &mut [Verdict],
     ) {
         let n = descs.len().min(out.len()).min(BURST);
+        self.made_in_burst = 0;
         let mut parsed = [Parsed::default(); BURST];
         let mut hashes = [0u64; BURST];
         let mut svcs = [None; BURST];
