@@ -290,9 +290,15 @@ impl ConnShard {
     /// A template that connections still follow is never expired (IPVS re-arms it).
     #[inline]
     pub fn is_expired(&self, idx: u32, now_ms: u64) -> bool {
-        let c = &self.slab[idx as usize];
-        let followed = c.is_template() && self.links[idx as usize].followers() > 0;
-        !after(c.expires, ms_to_tick(now_ms)) && !followed
+        self.slab.get(idx as usize).is_some_and(|c| !self.lives(idx, c, now_ms))
+    }
+
+    /// Whether record `c` (slab entry `idx`) is within its timeout at `now_ms`, or a template
+    /// that connections still follow.
+    #[inline(always)]
+    fn lives(&self, idx: u32, c: &Conn, now_ms: u64) -> bool {
+        after(c.expires, ms_to_tick(now_ms))
+            || (c.is_template() && self.links.get(idx as usize).is_some_and(|l| l.followers() > 0))
     }
 
     /// Slab entry `idx` when it is a live connection whose client-side key is `k` and that
@@ -301,10 +307,7 @@ impl ConnShard {
     #[inline]
     pub fn live_in(&self, idx: u32, k: &ConnKey, now_ms: u64) -> Option<&Conn> {
         let c = self.slab.get(idx as usize)?;
-        let mine = c.flags & F_IN_USE != 0 && c.in_key() == *k;
-        let live = after(c.expires, ms_to_tick(now_ms))
-            || (c.is_template() && self.links.get(idx as usize).is_some_and(|l| l.followers() > 0));
-        (mine && live).then_some(c)
+        (c.flags & F_IN_USE != 0 && c.in_key() == *k && self.lives(idx, c, now_ms)).then_some(c)
     }
 
     /// Takes persistence template `idx` out of use (its real server is gone: IPVS's

@@ -36,7 +36,16 @@ fn synced_code(state: u32) -> u32 {
         0
     }
 }
-const _: () = assert!(SYNCED_STATES < 1 << 8 && SYNCED_STATES & 1 == 0 && SYNC_PERIOD <= 64);
+const _: () = assert!(SYNCED_STATES < 1 << 8 && SYNCED_STATES & 1 == 0 && SYNC_PERIOD <= 1 << COUNT_BITS);
+
+/// The packet count's bits in the 9 (the state's code above them).
+const COUNT_BITS: u32 = 6;
+
+/// The 9 bits of a connection's sync bookkeeping: the synced state's code and the count.
+#[inline]
+fn sync_word(code: u32, pkts: u32) -> u32 {
+    code << COUNT_BITS | pkts
+}
 
 /// How a message was installed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,9 +71,9 @@ impl ConnShard {
             return false;
         }
         let bits = l.sync_bits();
-        let pkts = ((bits & 63) + 1) % SYNC_PERIOD;
-        let synced = bits >> 6;
-        l.set_sync_bits(synced << 6 | pkts);
+        let pkts = ((bits & ((1 << COUNT_BITS) - 1)) + 1) % SYNC_PERIOD;
+        let synced = bits >> COUNT_BITS;
+        l.set_sync_bits(sync_word(synced, pkts));
         let state = c.state as u32;
         let due = if c.proto == PROTO_TCP {
             if state >= 32 || SYNCED_STATES & (1 << state) == 0 {
@@ -75,7 +84,7 @@ impl ConnShard {
             pkts == SYNC_THRESHOLD
         };
         if due {
-            l.set_sync_bits(synced_code(state) << 6 | pkts);
+            l.set_sync_bits(sync_word(synced_code(state), pkts));
         }
         due
     }
@@ -220,7 +229,7 @@ impl ConnShard {
         // As `ip_vs_proc_conn`: synced in this state (a backup that becomes master syncs it
         // again on a change), its packets counted from the threshold (the next sync at the
         // 50th packet, not the 3rd).
-        self.links[idx as usize].set_sync_bits(synced_code(state as u32) << 6 | SYNC_THRESHOLD);
+        self.links[idx as usize].set_sync_bits(sync_word(synced_code(state as u32), SYNC_THRESHOLD));
         self.unlink(idx);
         self.link(idx, expires);
     }
