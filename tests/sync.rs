@@ -206,6 +206,40 @@ fn templates_ride_along_and_keep_new_connections_on_their_server() {
 }
 
 #[test]
+fn a_handed_over_template_expires_when_it_would_have_and_is_rearmed_with_the_persistence() {
+    // A hitless restart hands over what each entry has left (`sync_all`). A template's time
+    // left sets when it expires; what a new connection re-arms it with is still the
+    // service's persistence timeout (it once took the 10 s left as its timeout too).
+    let svc = r#", {"proto": "tcp", "vip": "198.18.0.100", "port": 443, "scheduler": "rr",
+        "persistence_timeout": 300,
+        "real_servers": [{"addr": "198.19.0.11", "mode": "dr"}, {"addr": "198.19.0.12", "mode": "dr"}]}"#;
+    let mut old = pipeline(&config_json(svc));
+    let other = tcp_frame(CLIENT_MAC, DIR_C_MAC, [198, 18, 0, 9], VIP, 1000, 443, SYN, 64, &[]);
+    run(&mut old, &other, 0);
+    assert_eq!(run(&mut old, &client(40000, 443, SYN), 0).1[0..6], RS2_MAC);
+    let handed: Vec<SyncConn> = old.shard.sync_all(290_000).into_iter().filter(|m| m.is_template()).collect();
+    let mine = handed.iter().find(|m| m.caddr == u32::from_be_bytes(CLIENT)).expect("our template");
+    assert_eq!(mine.timeout_s, 10, "what it has left");
+    let mut new = pipeline(&config_json(svc));
+    let link = SyncLink { timeouts_left: true, ..SyncLink::default() };
+    let created = SyncOutcome::Done(xvs::conn::sync::Installed::Created);
+    assert_eq!(new.install_synced(mine, &link, 0), created);
+    let template = |p: &Pipeline, now: u64| {
+        p.shard.entries(now, 100).into_iter().find(|e| e.template && e.client.0.octets() == CLIENT).map(|e| e.expires_s)
+    };
+    assert_eq!(template(&new, 0), Some(10), "it expires when it would have");
+    // A new connection of the client within those 10 s follows it to RS2 and re-arms it
+    // for the persistence timeout.
+    assert_eq!(run(&mut new, &client(40001, 443, SYN), 5_000).1[0..6], RS2_MAC);
+    assert_eq!(template(&new, 5_000), Some(300), "re-armed with the service's persistence");
+    // Installed again by live sync (the master's whole timeout), the same holds.
+    let mut backup = pipeline(&config_json(svc));
+    let live = SyncConn { timeout_s: 300, ..*mine };
+    assert_eq!(install(&mut backup, &[live], 0), vec![created]);
+    assert_eq!(template(&backup, 0), Some(300));
+}
+
+#[test]
 fn messages_the_backup_cannot_place_are_counted_not_installed() {
     let (mut m, link) = master();
     open_nat(&mut m, 40000, 0);

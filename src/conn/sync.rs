@@ -151,8 +151,9 @@ impl ConnShard {
     /// server and the mode the caller found for it in its tables. A known connection with
     /// another real server is replaced unless the message is INACTIVE; a known one is
     /// updated; otherwise it is created (FULLNAT with the master's local tuple), with the
-    /// message's timeout (0: this shard's own). `template_timeout_s` is a template's timeout
-    /// (the caller's choice when the message has none).
+    /// message's timeout (0: this shard's own). `template_timeout_s` is a template's own
+    /// timeout (what a follower re-arms it with); it expires after the message's timeout, or
+    /// its own when the message has none.
     pub fn install_synced(
         &mut self,
         n: &NewConn,
@@ -189,19 +190,25 @@ impl ConnShard {
     ) -> Result<Installed, Refused> {
         let key = ConnKey::template(n.key.proto, m.caddr, m.vaddr, m.vport);
         let found = self.lookup_in(&key, self.hash(&key)).filter(|&i| self.in_use(i));
+        let expires =
+            ms_to_tick(now_ms).wrapping_add(secs_to_ticks(if m.timeout_s == 0 { timeout_s } else { m.timeout_s }));
         let mut how = Installed::Created;
         if let Some(t) = found {
             let c = self.slab[t as usize];
             if (c.daddr, c.dport) == (n.daddr, n.dport) {
-                let ticks = secs_to_ticks(timeout_s);
                 self.slab[t as usize].set_template_timeout_s(timeout_s);
-                self.slab[t as usize].expires = ms_to_tick(now_ms).wrapping_add(ticks);
+                self.slab[t as usize].expires = expires;
+                self.unlink(t);
+                self.link(t, expires);
                 return Ok(Installed::Updated);
             }
             self.retire_template(t);
             how = Installed::Replaced;
         }
-        self.create_template(key, n, timeout_s, now_ms)?;
+        let t = self.create_template(key, n, timeout_s, now_ms)?;
+        self.slab[t as usize].expires = expires;
+        self.unlink(t);
+        self.link(t, expires);
         Ok(how)
     }
 

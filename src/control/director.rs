@@ -235,7 +235,10 @@ impl Director {
         let read = super::sync::handover::read(path);
         let _ = std::fs::remove_file(path);
         let (h, age_ms) = read.map_err(|e| e.to_string())?;
-        let link = Arc::new(crate::dataplane::pipeline::SyncLink::default());
+        let link = Arc::new(crate::dataplane::pipeline::SyncLink {
+            timeouts_left: true,
+            ..crate::dataplane::pipeline::SyncLink::default()
+        });
         let same = h.owner_seed == self.current.owner_seed && h.workers.len() == self.handles.len();
         for (w, conns) in h.workers.iter().enumerate() {
             let targets: Vec<&WorkerHandle> =

@@ -28,6 +28,10 @@ pub struct SyncLink {
     pub no_dest: AtomicU64,
     /// No room (table full, or FULLNAT's local tuple held or another worker's).
     pub refused: AtomicU64,
+    /// The messages' timeouts are what each entry has left (a handover from the previous
+    /// run), not its state's whole timeout (IPVS's sync): a template then expires when it
+    /// would have, and is re-armed with the service's persistence timeout.
+    pub timeouts_left: bool,
 }
 
 impl Default for SyncLink {
@@ -42,6 +46,7 @@ impl Default for SyncLink {
             no_service: AtomicU64::new(0),
             no_dest: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            timeouts_left: false,
         }
     }
 }
@@ -91,7 +96,7 @@ impl Pipeline {
     /// `link`. A message for a service or real server not configured here is dropped (IPVS
     /// would keep an unbound entry; xvs could not forward it).
     pub fn install_synced(&mut self, m: &SyncConn, link: &SyncLink, now_ms: u64) -> SyncOutcome {
-        let out = self.install_one(m, now_ms);
+        let out = self.install_one(m, link.timeouts_left, now_ms);
         match out {
             SyncOutcome::Done(Installed::Created) => bump(&link.created),
             SyncOutcome::Done(Installed::Updated) => bump(&link.updated),
@@ -104,7 +109,7 @@ impl Pipeline {
         out
     }
 
-    fn install_one(&mut self, m: &SyncConn, now_ms: u64) -> SyncOutcome {
+    fn install_one(&mut self, m: &SyncConn, timeouts_left: bool, now_ms: u64) -> SyncOutcome {
         let t = self.tables.clone();
         let Some(svc) = t.service(m.proto, m.vaddr, m.vport) else {
             return SyncOutcome::NoService;
@@ -141,8 +146,12 @@ impl Pipeline {
             dest: slot,
             template: NONE,
         };
+        // A template's own timeout, what a follower re-arms it with: the master's (IPVS
+        // takes the message's), else the service's persistence. A handover's message has
+        // only the time left, which sets when the template expires, not its timeout.
         let template_timeout = match (m.timeout_s, s.persistence) {
-            (0, Some((t, _))) => t,
+            (t, _) if t != 0 && !timeouts_left => t,
+            (_, Some((t, _))) => t,
             (0, None) => 180,
             (t, _) => t,
         };
