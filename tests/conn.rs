@@ -31,12 +31,13 @@ fn conn_entry_is_one_aligned_half_line() {
 
 #[test]
 fn table_memory_per_connection_is_under_64_bytes() {
-    // At every size from 1,024: 52.5 bytes a connection (32 of record, 12 of links, 8 of
-    // flow index), the wheel and the FULLNAT port pools scaling with it (half a byte each),
-    // and 1.3 KB of address arrays. FULLNAT's reply index adds 8.
+    // At every size: 52.5 bytes a connection (32 of record, 12 of links, 8 of flow index),
+    // the wheel and the FULLNAT port pools scaling with it (half a byte each). FULLNAT's
+    // reply index adds 8. The smallest sizes round the index up to whole lines (21: 63.9
+    // with FULLNAT); `tests/mem.rs` goes through every size to 1,100.
     for cap in [
-        1_024u32, 16_384, 65_536, 100_000, 131_072, 200_000, 917_504, 1_000_000, 1_048_576, 1_100_000, 2_000_000,
-        4_000_000,
+        16u32, 21, 31, 100, 1_024, 16_384, 65_536, 100_000, 131_072, 200_000, 917_504, 1_000_000, 1_048_576, 1_100_000,
+        2_000_000, 4_000_000,
     ] {
         for fullnat in [false, true] {
             let s = ConnShard::new(&ShardConfig { capacity: cap, fullnat, ..ShardConfig::default() });
@@ -187,9 +188,16 @@ fn a_full_table_evicts_unanswered_udp_flows_and_keeps_answered_ones() {
     // datagram came, the source is real).
     let dr = r#", {"proto": "udp", "vip": "198.18.0.100", "port": 54, "scheduler": "rr",
         "real_servers": [{"addr": "198.19.0.11", "mode": "dr"}]}"#;
-    let json = config_json(dr).replace(r#""max_per_worker": 1024"#, r#""max_per_worker": 16"#);
+    // 128 connections: the ring of embryonic ones remembers the last 16 (one for every 8).
+    let json = config_json(dr).replace(r#""max_per_worker": 1024"#, r#""max_per_worker": 128"#);
     let mut p = pipeline(&json);
     let dgram = |sport: u16, port: u16| udp_frame(CLIENT_MAC, DIR_C_MAC, CLIENT, VIP, sport, port, 64, b"q");
+    // 112 answered flows first.
+    for i in 0..112 {
+        assert_eq!(run(&mut p, &dgram(20000 + i, 53), 0).0, Verdict::Tx(1));
+        let reply = udp_frame(RS1_MAC, DIR_R_MAC, RS1, CLIENT, 5353, 20000 + i, 64, b"a");
+        assert_eq!(run(&mut p, &reply, 0).0, Verdict::Tx(0));
+    }
     for i in 0..8 {
         assert_eq!(run(&mut p, &dgram(30000 + i, 53), 0).0, Verdict::Tx(1));
         assert_eq!(run(&mut p, &dgram(31000 + i, 54), 0).0, Verdict::Tx(1));
@@ -204,7 +212,7 @@ fn a_full_table_evicts_unanswered_udp_flows_and_keeps_answered_ones() {
     for i in 0..100 {
         assert_eq!(run(&mut p, &dgram(40000 + i, 53), 2).0, Verdict::Tx(1), "datagram {i}");
     }
-    assert_eq!(p.shard.len(), 16);
+    assert_eq!(p.shard.len(), 128);
     assert_eq!(p.shard.stats.evicted_embryonic, 100);
     assert_eq!(p.stats.dropped(DropReason::TableFull), 0);
     // The answered flows are still there, on their server.
@@ -213,12 +221,19 @@ fn a_full_table_evicts_unanswered_udp_flows_and_keeps_answered_ones() {
         assert!(live(&p, 30000 + i) && live(&p, 31000 + i), "answered flow {i} kept");
         assert!(!live(&p, 30004 + i) && !live(&p, 31004 + i), "unanswered flow {i} evicted");
     }
+    assert!((0..112).all(|i| live(&p, 20000 + i)), "the first answered flows kept");
 }
 
 #[test]
 fn a_full_table_evicts_half_open_connections_first_then_refuses() {
-    let json = config_json("").replace(r#""max_per_worker": 1024"#, r#""max_per_worker": 16"#);
+    // 128 connections: the ring of embryonic ones remembers the last 16 (one for every 8).
+    let json = config_json("").replace(r#""max_per_worker": 1024"#, r#""max_per_worker": 128"#);
     let mut p = pipeline(&json);
+    // 112 established first.
+    for i in 0..112 {
+        assert_eq!(run(&mut p, &syn(30000 + i, 82), 0).0, Verdict::Tx(1));
+        assert_eq!(run(&mut p, &client(30000 + i, 82, ACK), 0).0, Verdict::Tx(1));
+    }
     for i in 0..16 {
         assert_eq!(run(&mut p, &syn(40000 + i, 82), 0).0, Verdict::Tx(1));
     }
@@ -231,7 +246,7 @@ fn a_full_table_evicts_half_open_connections_first_then_refuses() {
         assert_eq!(run(&mut p, &syn(41000 + i, 82), 2).0, Verdict::Tx(1), "SYN {i} evicts a half-open one");
     }
     assert_eq!(p.shard.stats.evicted_embryonic, 4);
-    assert_eq!(p.shard.len(), 16);
+    assert_eq!(p.shard.len(), 128);
     for i in 0..4 {
         assert_eq!(run(&mut p, &client(41000 + i, 82, ACK), 3).0, Verdict::Tx(1));
     }

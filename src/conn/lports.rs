@@ -81,9 +81,12 @@ impl ConnShard {
     }
 
     /// The local addresses new FULLNAT connections use, in turn (control plane). Addresses
-    /// keep their index for the connections already using them.
+    /// keep their index for the connections already using them. Room is made here for
+    /// them and one more (the fallback `take_lport` files on the packet path, where it
+    /// never allocates).
     pub fn set_local_addrs(&mut self, addrs: &[u32]) {
-        let mut pool = Vec::with_capacity(addrs.len());
+        self.laddr_room(addrs.len() + 1);
+        let mut pool = Vec::with_capacity(addrs.len().max(1));
         for &a in addrs.iter().filter(|a| **a != 0) {
             if let Some(i) = self.laddr_index(a) {
                 if !pool.contains(&i) {
@@ -94,11 +97,20 @@ impl ConnShard {
         self.pool = pool;
     }
 
+    /// Room for `more` local addresses than are filed (up to [`super::shard::LADDRS`] in
+    /// all; control plane: allocates).
+    fn laddr_room(&mut self, more: usize) {
+        let want = (self.laddrs.len() + more).min(super::shard::LADDRS);
+        self.laddrs.reserve_exact(want.saturating_sub(self.laddrs.len()));
+    }
+
+    /// The index of local address `laddr`, filed if it is new and there is room (never
+    /// allocating: the room was made by the control plane).
     fn laddr_index(&mut self, laddr: u32) -> Option<u8> {
         if let Some(i) = self.laddrs.iter().position(|a| *a == laddr) {
             return Some(i as u8);
         }
-        if self.laddrs.len() < super::shard::LADDRS {
+        if self.laddrs.len() < self.laddrs.capacity().min(super::shard::LADDRS) {
             self.laddrs.push(laddr);
             return Some((self.laddrs.len() - 1) as u8);
         }
@@ -253,6 +265,11 @@ impl ConnShard {
     pub fn enable_fullnat(&mut self) {
         if self.by_out.is_none() {
             self.by_out = Some(super::flowtable::FlowTable::with_capacity(self.slab.len()));
+        }
+        // Room for the fallback local address and its place in the pool.
+        self.laddr_room(1);
+        if self.pool.capacity() == 0 {
+            self.pool.reserve_exact(1);
         }
     }
 }

@@ -131,6 +131,12 @@ fn ring_next(pos: u32, len: u64) -> u32 {
     }
 }
 
+/// The embryonic ring's length for `capacity` connections: one for every 8 (the ring
+/// forgets the oldest beyond it), at least 2.
+fn embryonic_slots(capacity: usize) -> usize {
+    (capacity / 8).max(2)
+}
+
 /// [`ConnShard::timeouts`]' length: the states, rounded up to a power of two.
 pub(super) const TIMEOUT_SLOTS: usize = STATES.next_power_of_two();
 
@@ -140,7 +146,9 @@ const EVICT_TRIES: u32 = 64;
 /// SYN_RECV's timeout under pressure: a SYN-ACK's first two retransmissions (1 s, 3 s) fit.
 pub const SYN_RECV_PRESSURE_SECS: u32 = 4;
 
-/// Room for FULLNAT local addresses (their u8 index in a connection), allocated up front.
+/// FULLNAT local addresses a shard files at most (their u8 index in a connection). Room is
+/// made for those configured and one more (see `lports`), not for all up front: a small
+/// table stays within 64 bytes a connection.
 pub(super) const LADDRS: usize = 256;
 
 impl ConnShard {
@@ -159,9 +167,9 @@ impl ConnShard {
         let mut s = ConnShard {
             slab,
             links,
-            // Room for every address up front: `take_lport`'s fallback (a shard no addresses
-            // were set on) files one on the packet path without allocating.
-            laddrs: Vec::with_capacity(LADDRS),
+            // Room for one address with FULLNAT: `take_lport`'s fallback (a shard no
+            // addresses were set on) files it on the packet path without allocating.
+            laddrs: Vec::with_capacity(cfg.fullnat as usize),
             free: 0,
             used: 0,
             // Fixed: it never grows or rehashes (see `flowtable`).
@@ -172,7 +180,7 @@ impl ConnShard {
             done_tick: 0,
             pending_active: false,
             timeouts: [0; TIMEOUT_SLOTS],
-            pool: Vec::with_capacity(LADDRS),
+            pool: Vec::with_capacity(cfg.fullnat as usize),
             pools,
             pool_seed,
             ports_owned,
@@ -183,7 +191,7 @@ impl ConnShard {
             worker: cfg.worker,
             workers: workers as u16,
             loads: Loads::default(),
-            embryonic: vec![NONE; (cap as usize / 8).max(16)],
+            embryonic: vec![NONE; embryonic_slots(cap as usize)],
             emb_write: 0,
             emb_read: 0,
             emb_wpos: 0,
@@ -253,8 +261,10 @@ impl ConnShard {
     /// Bytes of table memory: slab records (32), their links (12), the index (a 64-byte
     /// bucket per 8 connections: 8), the ring of embryonic connections (0.5): 52.5 bytes
     /// per connection at any capacity, 60.5 with FULLNAT's reply index (8 more), plus the
-    /// wheel and pools that scale with it (up to 1 byte) and 1.3 KB of address arrays.
-    /// `tests/mem.rs` checks it against what the allocator hands out.
+    /// wheel and pools that scale with it (up to 1 byte) and the local addresses' room
+    /// (5 bytes each). Below 40 connections the index rounds up to whole lines (at most
+    /// 64 bytes a connection with FULLNAT, at 21). `tests/mem.rs` checks it against what
+    /// the allocator hands out, at every size from 16 to 1,100 and beyond.
     pub fn memory_bytes(&self) -> usize {
         self.slab.len() * std::mem::size_of::<Conn>()
             + self.links.len() * std::mem::size_of::<Links>()
@@ -263,7 +273,8 @@ impl ConnShard {
             + self.wheel.len() * 4
             + self.pools.len() * 8
             + self.embryonic.len() * 4
-            + LADDRS * (4 + 1)
+            + self.laddrs.capacity() * 4
+            + self.pool.capacity()
     }
 
     /// What [`ConnShard::memory_bytes`] will be for a shard of `capacity` connections, with
@@ -277,8 +288,8 @@ impl ConnShard {
             + if fullnat { index } else { 0 }
             + (wheel_slots(cap) + 1) * 4
             + super::lports::pools_for(cap, fullnat) * 8
-            + (cap / 8).max(16) * 4
-            + LADDRS * (4 + 1)
+            + embryonic_slots(cap) * 4
+            + if fullnat { 4 + 1 } else { 0 }
     }
 
     /// Bytes of the index (fixed: it never grows, which would allocate on the packet path).

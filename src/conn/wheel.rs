@@ -12,12 +12,12 @@ pub const TICK_MS: u64 = 10;
 pub(super) const WHEEL_SLOTS: usize = 1 << 16;
 
 /// Slots of the wheel of a shard of `capacity` connections: one for every 8 connections (a
-/// power of two, 16 to [`WHEEL_SLOTS`]), so that its 4 bytes a slot stay half a byte a
+/// power of two, 2 to [`WHEEL_SLOTS`]), so that its 4 bytes a slot stay half a byte a
 /// connection at any size. A smaller wheel turns sooner and re-files a long-lived connection
 /// once a turn (an unlink and a link when its slot comes round): at 65,536 connections, 8,192
 /// slots turn in 82 s, eight connections a tick.
 pub(super) fn wheel_slots(capacity: usize) -> usize {
-    (capacity / 8).next_power_of_two().clamp(16, WHEEL_SLOTS)
+    (capacity / 8).next_power_of_two().clamp(2, WHEEL_SLOTS)
 }
 
 /// Marks a `prev` link that names a wheel slot rather than a connection.
