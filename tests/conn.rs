@@ -380,8 +380,9 @@ fn a_connection_made_by_its_first_segment_is_the_one_that_segment_leaves() {
                 let (mut applied, mut born, mut again) = (shard(full), shard(full), shard(full));
                 let a = applied.create(&n, 5_000).unwrap();
                 applied.on_packet(a, Dir::of_client(mode), tcp, 5_000);
-                let b = born.create_by(&n, if proto == 6 { flags } else { 0 }, 5_000).unwrap();
-                let c = again.create_by(&n, if proto == 6 { flags } else { 0 }, 5_000).unwrap();
+                let f = if proto == 6 { flags } else { 0 };
+                let b = born.create_by(&n, born.hash(&n.key), f, 5_000).unwrap();
+                let c = again.create_by(&n, again.hash(&n.key), f, 5_000).unwrap();
                 again.on_packet(c, Dir::of_client(mode), tcp, 5_000);
                 let what = format!("{mode:?} proto {proto} flags {flags:#04x} full {full}");
                 for (s, i, how) in [(&mut born, b, "made by it"), (&mut again, c, "and applied again")] {

@@ -55,8 +55,14 @@ impl ConnShard {
 
     /// Indexes slab entry `i`; false if the index has no room for it.
     pub(super) fn index(&mut self, i: u32) -> bool {
+        let h = self.hash(&self.slab[i as usize].in_key());
+        self.index_hashed(i, h)
+    }
+
+    /// [`ConnShard::index`] with the hash of `i`'s client-side key, which the caller has.
+    pub(super) fn index_hashed(&mut self, i: u32, h: u64) -> bool {
         let c = self.slab[i as usize];
-        let h = self.hash(&c.in_key());
+        debug_assert_eq!(h, self.hash(&c.in_key()));
         let (slab, hasher) = (&self.slab, &self.hasher);
         let rehash = |j: u32| slab.get(j as usize).map_or(0, |c| hash_with(hasher, &c.in_key()));
         if self.by_in.insert(h, i, rehash).is_err() {
@@ -70,8 +76,14 @@ impl ConnShard {
     }
 
     pub(super) fn unindex(&mut self, i: u32) {
+        let h = self.hash(&self.slab[i as usize].in_key());
+        self.unindex_hashed(i, h);
+    }
+
+    /// [`ConnShard::unindex`] with the hash of `i`'s client-side key, which the caller has.
+    pub(super) fn unindex_hashed(&mut self, i: u32, h: u64) {
         let c = self.slab[i as usize];
-        let h = self.hash(&c.in_key());
+        debug_assert_eq!(h, self.hash(&c.in_key()));
         self.by_in.remove(h, i);
         if c.flags & F_LPORT != 0 {
             self.unindex_out(i);
@@ -107,7 +119,9 @@ impl KeyHash {
         KeyHash([seeds[0], seeds[1] | 1, seeds[2] ^ seeds[3]])
     }
 
-    #[inline]
+    /// Always inlined: out of line (called from more places, the compiler chose to) it cost
+    /// a call on every new connection.
+    #[inline(always)]
     pub fn hash(&self, k: &ConnKey) -> u64 {
         let fold = |a: u64, b: u64| {
             let r = (a as u128) * (b as u128);

@@ -471,7 +471,7 @@ impl ConnShard {
             self.emb_rpos = ring_next(self.emb_rpos, cap);
             if self.is_embryonic(i) {
                 self.unlink(i);
-                self.release_conn(i);
+                self.release_conn(i, self.hash(&self.slab[i as usize].in_key()));
                 self.stats.evicted_embryonic += 1;
                 return self.alloc();
             }
@@ -503,7 +503,7 @@ impl ConnShard {
     /// Creates a connection for the client's first packet. It starts inactive in state NONE
     /// (the caller then applies the packet with [`ConnShard::on_packet`]).
     pub fn create(&mut self, n: &NewConn, now_ms: u64) -> Result<u32, Refused> {
-        self.create_with(n, None, 0, now_ms)
+        self.create_with(n, None, 0, self.hash(&n.key), now_ms)
     }
 
     /// [`ConnShard::create`] by a client's TCP segment with `tcp_flags`, already applied: the
@@ -512,18 +512,20 @@ impl ConnShard {
     /// and applies the segment at once). Applying the segment again through `on_packet`, as
     /// the pipeline does, changes nothing. Saves the state change that re-filed every new
     /// connection on the wheel.
-    pub fn create_by(&mut self, n: &NewConn, tcp_flags: u8, now_ms: u64) -> Result<u32, Refused> {
-        self.create_with(n, None, tcp_flags, now_ms)
+    /// `hash` is `n.key`'s ([`ConnShard::hash`]), which the caller has from its lookup.
+    pub fn create_by(&mut self, n: &NewConn, hash: u64, tcp_flags: u8, now_ms: u64) -> Result<u32, Refused> {
+        self.create_with(n, None, tcp_flags, hash, now_ms)
     }
 
     /// [`ConnShard::create`], with FULLNAT's local tuple given (a synced connection keeps
     /// the master's) instead of taken from the pools.
-    /// (`tcp_flags`: see [`ConnShard::create_by`]; 0 applies none.)
+    /// (`tcp_flags`: see [`ConnShard::create_by`]; 0 applies none. `hash`: `n.key`'s.)
     pub(super) fn create_with(
         &mut self,
         n: &NewConn,
         tuple: Option<(u32, u16)>,
         tcp_flags: u8,
+        hash: u64,
         now_ms: u64,
     ) -> Result<u32, Refused> {
         let full = n.mode == FwdMode::FullNat;
@@ -586,7 +588,7 @@ impl ConnShard {
             flags,
         };
         self.links[i as usize] = Links::following(n.template);
-        if !self.index(i) {
+        if !self.index_hashed(i, hash) {
             self.unalloc(i);
             return Err(Refused::TableFull);
         }
@@ -724,15 +726,23 @@ impl ConnShard {
         timeout
     }
 
+    #[inline(never)]
     pub(super) fn free_conn(&mut self, i: u32) {
-        self.release_conn(i);
+        let h = self.hash(&self.slab[i as usize].in_key());
+        self.free_conn_hashed(i, h);
+    }
+
+    /// [`ConnShard::free_conn`] with the hash of `i`'s client-side key (expiry has it from
+    /// the prefetch of its index line).
+    pub(super) fn free_conn_hashed(&mut self, i: u32, h: u64) {
+        self.release_conn(i, h);
         self.stats.expired += 1;
     }
 
-    /// Unindexes slab entry `i`, uncounts its load, gives back its local port and its slot
-    /// (already unlinked from the wheel).
-    fn release_conn(&mut self, i: u32) {
-        self.unindex(i);
+    /// Unindexes slab entry `i` (`h`: its client-side key's hash), uncounts its load, gives
+    /// back its local port and its slot (already unlinked from the wheel).
+    fn release_conn(&mut self, i: u32, h: u64) {
+        self.unindex_hashed(i, h);
         let c = self.slab[i as usize];
         if !c.is_template() {
             self.loads.unbind(c.svc, c.dest, c.is_inactive());
@@ -781,7 +791,7 @@ mod tests {
                 // SYNs, and every seventh a mid-connection ACK (DR: ESTABLISHED, evictable
                 // as made by the hash).
                 let flags = if k % 7 == 0 { ACK } else { SYN };
-                match s.create_by(&n, flags, 1000) {
+                match s.create_by(&n, s.hash(&n.key), flags, 1000) {
                     Ok(_) => created += 1,
                     Err(_) => refused += 1,
                 }

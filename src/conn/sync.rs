@@ -176,7 +176,7 @@ impl ConnShard {
             how = Installed::Replaced;
         }
         let tuple = (n.mode == FwdMode::FullNat).then_some((m.laddr, m.lport));
-        let i = self.create_with(n, tuple, 0, now_ms)?;
+        let i = self.create_with(n, tuple, 0, self.hash(&n.key), now_ms)?;
         self.apply_synced(i, m, now_ms);
         Ok(how)
     }

@@ -112,6 +112,7 @@ impl ConnShard {
                 // Collect a batch of due connections, then free them in two passes: the first
                 // only reads their index entries so that those cache misses overlap.
                 let mut batch = [NONE; EXPIRE_BATCH];
+                let mut hashes = [0u64; EXPIRE_BATCH];
                 let mut nb = 0;
                 while nb < EXPIRE_BATCH && seen < budget {
                     let i = self.wheel[pending];
@@ -133,11 +134,11 @@ impl ConnShard {
                         nb += 1;
                     }
                 }
-                for &i in &batch[..nb] {
-                    self.touch_index(i);
+                for (&i, h) in batch[..nb].iter().zip(hashes.iter_mut()) {
+                    *h = self.touch_index(i);
                 }
-                for &i in &batch[..nb] {
-                    self.free_conn(i);
+                for (&i, &h) in batch[..nb].iter().zip(hashes.iter()) {
+                    self.free_conn_hashed(i, h);
                 }
                 freed += nb;
                 if self.wheel[pending] == NONE {
@@ -163,12 +164,14 @@ impl ConnShard {
 
     /// Prefetches the index lines of connection `i`, both indexes for a FULLNAT one (what
     /// `unindex` then finds in cache): a batch's misses overlap, where reading them stalled
-    /// on each.
-    pub(super) fn touch_index(&self, i: u32) {
-        let Some(c) = self.slab.get(i as usize) else { return };
-        self.by_in.prefetch(self.hash(&c.in_key()));
+    /// on each. Returns the client-side key's hash, which the removal reuses.
+    pub(super) fn touch_index(&self, i: u32) -> u64 {
+        let Some(c) = self.slab.get(i as usize) else { return 0 };
+        let h = self.hash(&c.in_key());
+        self.by_in.prefetch(h);
         if c.flags & super::record::F_LPORT != 0 {
             self.prefetch_out(self.hash(&super::index::out_key(c, &self.laddrs)));
         }
+        h
     }
 }

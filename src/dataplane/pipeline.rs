@@ -683,7 +683,7 @@ impl Pipeline {
                     }
                     self.shard.remove(i);
                 }
-                let i = self.new_conn(svc, p, now_ms)?;
+                let i = self.new_conn(svc, p, hash, now_ms)?;
                 self.made_in_burst |= made_bit(hash);
                 match self.hop_of(i) {
                     Some(h) => Ok((i, h)),
@@ -1016,8 +1016,10 @@ impl Pipeline {
         Some(DestHop { next_hop: d.next_hop, id: d.id, live: d.live })
     }
 
-    /// Schedules a new connection (IPVS `ip_vs_schedule` / `ip_vs_sched_persist`).
-    fn new_conn(&mut self, svc: u16, p: &Parsed, now_ms: u64) -> Result<u32, Verdict> {
+    /// Schedules a new connection (IPVS `ip_vs_schedule` / `ip_vs_sched_persist`); `hash`
+    /// is its key's, from the lookup that missed.
+    #[inline(never)]
+    fn new_conn(&mut self, svc: u16, p: &Parsed, hash: u64, now_ms: u64) -> Result<u32, Verdict> {
         let k = p.key;
         if k.proto == PROTO_TCP && p.tcp_flags & (tcp::SYN | tcp::ACK | tcp::RST) != tcp::SYN {
             // sh and mh pick by the flow's addresses alone: a flow whose entry was lost (an
@@ -1105,7 +1107,7 @@ impl Pipeline {
         // an sh/mh service would leave ESTABLISHED entries that no server ever saw.)
         let deliverable = p.ttl > 1 && d.next_hop.is_some();
         let flags = if k.proto == PROTO_TCP && deliverable { p.tcp_flags } else { 0 };
-        match self.shard.create_by(&n, flags, now_ms) {
+        match self.shard.create_by(&n, hash, flags, now_ms) {
             Ok(i) => {
                 if let Some(c) = self.stats.dests.get_mut(d.id as usize) {
                     c.conns += 1;
