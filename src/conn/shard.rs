@@ -509,9 +509,10 @@ impl ConnShard {
     /// [`ConnShard::create`] by a client's TCP segment with `tcp_flags`, already applied: the
     /// connection is made in the state that segment leads to from NONE, with that state's
     /// timeout and load, as [`ConnShard::on_packet`] would leave it (IPVS creates it in NONE
-    /// and applies the segment at once). Applying the segment again through `on_packet`, as
-    /// the pipeline does, changes nothing. Saves the state change that re-filed every new
-    /// connection on the wheel.
+    /// and applies the segment at once). Applying the segment again through `on_packet`
+    /// changes nothing (`tests/conn.rs` checks both against `create` and `on_packet`), so
+    /// the pipeline does not. Saves the state change that re-filed every new connection on
+    /// the wheel, and the second application.
     /// `hash` is `n.key`'s ([`ConnShard::hash`]), which the caller has from its lookup.
     pub fn create_by(&mut self, n: &NewConn, hash: u64, tcp_flags: u8, now_ms: u64) -> Result<u32, Refused> {
         self.create_with(n, None, tcp_flags, hash, now_ms)

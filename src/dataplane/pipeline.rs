@@ -60,6 +60,9 @@ struct DestHop {
     /// Where its counters are kept.
     id: u32,
     live: bool,
+    /// The connection was made by this very packet, its segment already applied
+    /// ([`ConnShard::create_by`]): `on_packet` would change nothing.
+    fresh: bool,
 }
 
 /// Whether a client's segment with `flags` opens its connection (state `state` before it):
@@ -686,7 +689,7 @@ impl Pipeline {
                 let i = self.new_conn(svc, p, hash, now_ms)?;
                 self.made_in_burst |= made_bit(hash);
                 match self.hop_of(i) {
-                    Some(h) => Ok((i, h)),
+                    Some(h) => Ok((i, DestHop { fresh: true, ..h })),
                     None => Err(Verdict::Drop(DropReason::StaleConn)),
                 }
             }
@@ -721,7 +724,7 @@ impl Pipeline {
         // A deleted service's servers are all deleted too (`Tables::build`): the server's
         // liveness answers for both.
         let d = self.tables.services.get(svc as usize)?.dests.get(dest as usize).filter(|d| d.live)?;
-        let hop = DestHop { next_hop: d.next_hop, id: d.id, live: true };
+        let hop = DestHop { next_hop: d.next_hop, id: d.id, live: true, fresh: false };
         let answered = p.key.proto == PROTO_UDP && !replies;
         if self.reused_by_syn(idx, p) {
             return None;
@@ -1013,7 +1016,7 @@ impl Pipeline {
     fn hop_of(&self, idx: u32) -> Option<DestHop> {
         let c = self.shard.conn(idx);
         let d = self.tables.services.get(c.svc as usize)?.dests.get(c.dest as usize)?;
-        Some(DestHop { next_hop: d.next_hop, id: d.id, live: d.live })
+        Some(DestHop { next_hop: d.next_hop, id: d.id, live: d.live, fresh: false })
     }
 
     /// Schedules a new connection (IPVS `ip_vs_schedule` / `ip_vs_sched_persist`); `hash`
@@ -1180,7 +1183,9 @@ impl Pipeline {
                 }
             }
         }
-        self.shard.on_packet(idx, dir, flags, now_ms);
+        if !d.fresh {
+            self.shard.on_packet(idx, dir, flags, now_ms);
+        }
         if let Some(s) = self.stats.dests.get_mut(d.id as usize) {
             s.in_pkts += 1;
             s.in_bytes += len;
