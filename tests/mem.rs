@@ -56,4 +56,24 @@ fn table_memory_as_allocated_matches_the_account_at_every_size() {
         ));
     }
     println!("{}", rows.join("\n"));
+    one_local_address_configured_stays_within_64_bytes_at_the_tightest_size();
+}
+
+/// Called by the test above: the allocator's counts are the whole process's, so the two
+/// must not run at once.
+fn one_local_address_configured_stays_within_64_bytes_at_the_tightest_size() {
+    // 21 connections with FULLNAT is the tightest size (the index rounds up to whole lines);
+    // the room made for one configured local address is the room a bare shard has for the
+    // fallback, so it adds nothing; each further address adds 5 bytes (4 + its pool slot).
+    let region = Region::new(GLOBAL);
+    let mut s = ConnShard::new(&ShardConfig { capacity: 21, fullnat: true, ..ShardConfig::default() });
+    s.set_local_addrs(&[0xC613_0001]);
+    s.enable_fullnat();
+    // Reloaded with the same address: no more room.
+    s.set_local_addrs(&[0xC613_0001]);
+    s.enable_fullnat();
+    let change = region.change();
+    let held = change.bytes_allocated.saturating_sub(change.bytes_deallocated) as f64 / 21.0;
+    assert!(held <= 64.0, "{held:.2} bytes a connection");
+    assert_eq!(s.memory_bytes(), ConnShard::memory_for(21, true));
 }

@@ -217,9 +217,18 @@ fn a_handed_over_template_expires_when_it_would_have_and_is_rearmed_with_the_per
     let other = tcp_frame(CLIENT_MAC, DIR_C_MAC, [198, 18, 0, 9], VIP, 1000, 443, SYN, 64, &[]);
     run(&mut old, &other, 0);
     assert_eq!(run(&mut old, &client(40000, 443, SYN), 0).1[0..6], RS2_MAC);
+    // The other client's connection is established: its template is still followed.
+    let ack = tcp_frame(CLIENT_MAC, DIR_C_MAC, [198, 18, 0, 9], VIP, 1000, 443, ACK, 64, &[]);
+    run(&mut old, &ack, 1);
+    // Ours (half-open) has expired by 290 s; its template has 10 s left.
+    old.housekeeping(290_000, usize::MAX);
     let handed: Vec<SyncConn> = old.shard.sync_all(290_000).into_iter().filter(|m| m.is_template()).collect();
     let mine = handed.iter().find(|m| m.caddr == u32::from_be_bytes(CLIENT)).expect("our template");
     assert_eq!(mine.timeout_s, 10, "what it has left");
+    // A followed template goes with 0: the next run, whose connections follow none, gives it
+    // a whole timeout (here it would have lived as long as its connection).
+    let followed = handed.iter().find(|m| m.caddr == u32::from_be_bytes([198, 18, 0, 9])).expect("the other");
+    assert_eq!(followed.timeout_s, 0);
     let mut new = pipeline(&config_json(svc));
     let link = SyncLink { timeouts_left: true, ..SyncLink::default() };
     let created = SyncOutcome::Done(xvs::conn::sync::Installed::Created);
@@ -232,6 +241,16 @@ fn a_handed_over_template_expires_when_it_would_have_and_is_rearmed_with_the_per
     // for the persistence timeout.
     assert_eq!(run(&mut new, &client(40001, 443, SYN), 5_000).1[0..6], RS2_MAC);
     assert_eq!(template(&new, 5_000), Some(300), "re-armed with the service's persistence");
+    let link2 = SyncLink { timeouts_left: true, ..SyncLink::default() };
+    assert_eq!(new.install_synced(followed, &link2, 5_000), created);
+    let other_t = |p: &Pipeline, now: u64| {
+        p.shard
+            .entries(now, 100)
+            .into_iter()
+            .find(|e| e.template && e.client.0.octets() == [198, 18, 0, 9])
+            .map(|e| e.expires_s)
+    };
+    assert_eq!(other_t(&new, 5_000), Some(300), "a followed one: a whole timeout");
     // Installed again by live sync (the master's whole timeout), the same holds.
     let mut backup = pipeline(&config_json(svc));
     let live = SyncConn { timeout_s: 300, ..*mine };

@@ -82,10 +82,12 @@ impl ConnShard {
 
     /// The local addresses new FULLNAT connections use, in turn (control plane). Addresses
     /// keep their index for the connections already using them. Room is made here for
-    /// them and one more (the fallback `take_lport` files on the packet path, where it
-    /// never allocates).
+    /// those not filed yet, or, when none is set, for the fallback that `take_lport` files
+    /// on the packet path, where it never allocates.
     pub fn set_local_addrs(&mut self, addrs: &[u32]) {
-        self.laddr_room(addrs.len() + 1);
+        let new = addrs.iter().filter(|&&a| a != 0 && !self.laddrs.contains(&a)).count();
+        let fallback = addrs.iter().all(|&a| a == 0);
+        self.laddr_room(new + usize::from(fallback));
         let mut pool = Vec::with_capacity(addrs.len().max(1));
         for &a in addrs.iter().filter(|a| **a != 0) {
             if let Some(i) = self.laddr_index(a) {
@@ -266,9 +268,9 @@ impl ConnShard {
         if self.by_out.is_none() {
             self.by_out = Some(super::flowtable::FlowTable::with_capacity(self.slab.len()));
         }
-        // Room for the fallback local address and its place in the pool.
-        self.laddr_room(1);
-        if self.pool.capacity() == 0 {
+        // Room for the fallback local address and its place in the pool, if none is set.
+        if self.pool.is_empty() {
+            self.laddr_room(1);
             self.pool.reserve_exact(1);
         }
     }

@@ -141,7 +141,13 @@ impl ConnShard {
             .filter_map(|(i, c)| {
                 let mut m = self.sync_message(i)?;
                 let left = self.expires_in_s(i, now_ms);
-                m.timeout_s = if c.is_template() { left } else { left.max(1) };
+                m.timeout_s = match c.is_template() {
+                    // Followed, it lives on here as long as its connections do: the next run
+                    // (whose connections follow no template) gives it a whole timeout.
+                    true if self.links[i as usize].followers() > 0 => 0,
+                    true => left,
+                    false => left.max(1),
+                };
                 Some(m)
             })
             .collect()
