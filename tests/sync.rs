@@ -177,16 +177,24 @@ fn fullnat_keeps_the_masters_local_tuple_and_dr_its_server() {
     assert_ne!(lports[0], lports[1]);
 }
 
+/// A persistent service on port 443 (300 s) with two DR real servers.
+const PERSISTENT_443: &str = r#", {"proto": "tcp", "vip": "198.18.0.100", "port": 443, "scheduler": "rr",
+    "persistence_timeout": 300,
+    "real_servers": [{"addr": "198.19.0.11", "mode": "dr"}, {"addr": "198.19.0.12", "mode": "dr"}]}"#;
+
+/// A segment of another client (198.18.0.9:1000) to port 443.
+fn other_client(t: Tcp) -> Vec<u8> {
+    tcp_frame(CLIENT_MAC, DIR_C_MAC, [198, 18, 0, 9], VIP, 1000, 443, t, 64, &[])
+}
+
 #[test]
 fn templates_ride_along_and_keep_new_connections_on_their_server() {
-    let svc = r#", {"proto": "tcp", "vip": "198.18.0.100", "port": 443, "scheduler": "rr",
-        "persistence_timeout": 300,
-        "real_servers": [{"addr": "198.19.0.11", "mode": "dr"}, {"addr": "198.19.0.12", "mode": "dr"}]}"#;
+    let svc = PERSISTENT_443;
     let mut m = pipeline(&config_json(svc));
     let link = Arc::new(SyncLink::default());
     m.set_sync_out(Some(link.clone()));
     // A first client takes RS1; ours then takes RS2 and its template pins it there.
-    let other = tcp_frame(CLIENT_MAC, DIR_C_MAC, [198, 18, 0, 9], VIP, 1000, 443, SYN, 64, &[]);
+    let other = other_client(SYN);
     run(&mut m, &other, 0);
     for (i, t) in [SYN, ACK, ACK].into_iter().enumerate() {
         assert_eq!(run(&mut m, &client(40000, 443, t), i as u64).1[0..6], RS2_MAC);
@@ -210,16 +218,13 @@ fn a_handed_over_template_expires_when_it_would_have_and_is_rearmed_with_the_per
     // A hitless restart hands over what each entry has left (`sync_all`). A template's time
     // left sets when it expires; what a new connection re-arms it with is still the
     // service's persistence timeout (it once took the 10 s left as its timeout too).
-    let svc = r#", {"proto": "tcp", "vip": "198.18.0.100", "port": 443, "scheduler": "rr",
-        "persistence_timeout": 300,
-        "real_servers": [{"addr": "198.19.0.11", "mode": "dr"}, {"addr": "198.19.0.12", "mode": "dr"}]}"#;
+    let svc = PERSISTENT_443;
     let mut old = pipeline(&config_json(svc));
-    let other = tcp_frame(CLIENT_MAC, DIR_C_MAC, [198, 18, 0, 9], VIP, 1000, 443, SYN, 64, &[]);
+    let other = other_client(SYN);
     run(&mut old, &other, 0);
     assert_eq!(run(&mut old, &client(40000, 443, SYN), 0).1[0..6], RS2_MAC);
     // The other client's connection is established: its template is still followed.
-    let ack = tcp_frame(CLIENT_MAC, DIR_C_MAC, [198, 18, 0, 9], VIP, 1000, 443, ACK, 64, &[]);
-    run(&mut old, &ack, 1);
+    run(&mut old, &other_client(ACK), 1);
     // Ours (half-open) has expired by 290 s; its template has 10 s left.
     old.housekeeping(290_000, usize::MAX);
     let handed: Vec<SyncConn> = old.shard.sync_all(290_000).into_iter().filter(|m| m.is_template()).collect();
