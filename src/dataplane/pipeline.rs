@@ -1085,7 +1085,7 @@ impl Pipeline {
         let Some(d) = s.dests.get(di) else {
             return Err(Verdict::Drop(DropReason::NoDest));
         };
-        let n = NewConn {
+        let mut n = NewConn {
             key: k,
             daddr: d.addr,
             dport: if d.port == 0 { k.dport } else { d.port },
@@ -1098,11 +1098,11 @@ impl Pipeline {
         if let (Some((timeout, mask)), NONE) = (s.persistence, template) {
             let tkey = ConnKey::template(k.proto, k.saddr & mask, k.daddr, s.vport);
             match self.shard.create_template(tkey, &n, timeout, now_ms) {
-                Ok(t) => template = t,
+                // In place: a second `NewConn` built from this one cost 20 instructions.
+                Ok(t) => n.template = t,
                 Err(_) => return Err(Verdict::Drop(DropReason::TableFull)),
             }
         }
-        let n = NewConn { template, ..n };
         // The connection is made in the state its first segment leads to, unless that segment
         // cannot be forwarded (its TTL runs out, its server's neighbour is unknown): then it
         // stays in NONE, which `forward_in` leaves it in, with NONE's short timeout, as before
