@@ -91,6 +91,26 @@ fn add_toa(stats: &mut WorkerStats, tables: &Tables, frame: &mut Frame<'_>, p: &
     }
 }
 
+/// Where a burst's frames to transmit go, in burst order: the worker's per-port lists.
+pub trait TxLists {
+    /// Takes frame `d`, to be sent out of interface `iface`; false when it cannot (its
+    /// verdict is then the caller's to act on).
+    fn push(&mut self, iface: u8, d: Desc) -> bool;
+}
+
+// `process_burst_to` answers with a bit a position.
+const _: () = assert!(BURST <= 32);
+
+/// No lists: every verdict is the caller's (tests, a frame at a time).
+pub struct NoTxLists;
+
+impl TxLists for NoTxLists {
+    #[inline]
+    fn push(&mut self, _iface: u8, _d: Desc) -> bool {
+        false
+    }
+}
+
 /// One worker's packet core.
 pub struct Pipeline {
     tables: Arc<Tables>,
@@ -748,6 +768,23 @@ impl Pipeline {
         now_ms: u64,
         out: &mut [Verdict],
     ) {
+        self.process_burst_to(store, descs, rx_port, now_ms, out, &mut NoTxLists);
+    }
+
+    /// [`Pipeline::process_burst`], with each frame to transmit put straight on `tx`'s list
+    /// for its interface, in burst order, so that the caller does not dispatch every verdict
+    /// a second time. Returns the positions (a bit each) that `tx` did not take: every
+    /// frame not transmitted, and any `tx` refused; `out` holds their verdicts.
+    pub fn process_burst_to<S: FrameStore, T: TxLists>(
+        &mut self,
+        store: &mut S,
+        descs: &mut [Desc],
+        rx_port: u8,
+        now_ms: u64,
+        out: &mut [Verdict],
+        tx: &mut T,
+    ) -> u32 {
+        let mut rest = 0u32;
         let n = descs.len().min(out.len()).min(BURST);
         self.made_in_burst = 0;
         let mut parsed = [Parsed::default(); BURST];
@@ -860,19 +897,25 @@ impl Pipeline {
                 out[i] = self.retag(store, &mut descs[i], out[i], tags[i]);
             }
             match out[i] {
-                Verdict::Tx(_) => {
+                Verdict::Tx(iface) => {
                     tx_frames += 1;
                     tx_bytes += descs[i].len as u64;
+                    if !tx.push(iface, descs[i]) {
+                        rest |= 1 << i;
+                    }
+                    continue;
                 }
                 Verdict::Drop(r) => self.stats.drops[r as usize] += 1,
                 Verdict::Pass(r) => self.stats.passes[r as usize] += 1,
                 Verdict::Handoff(_) => self.stats.handoff_out += 1,
             }
+            rest |= 1 << i;
         }
         self.stats.rx_frames += n as u64;
         self.stats.rx_bytes += rx_bytes;
         self.stats.tx_frames += tx_frames;
         self.stats.tx_bytes += tx_bytes;
+        rest
     }
 
     /// Takes a received frame's 802.1Q tag out; `0x1_0000 | TCI`.
@@ -1133,9 +1176,8 @@ impl Pipeline {
         rx_port: u8,
         now_ms: u64,
     ) -> Verdict {
-        // Only what every mode needs; FULLNAT reads the rest of the record in its own arm.
-        let c = self.shard.conn(idx);
-        let (mode, daddr, dport) = (c.mode(), c.daddr, c.dport);
+        // Only what every mode needs; the others read the rest of the record in their arms.
+        let mode = self.shard.conn(idx).mode();
         let Some(NextHop { mac, port, vlan }) = d.next_hop else {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
@@ -1156,10 +1198,14 @@ impl Pipeline {
         let flags = (p.key.proto == PROTO_TCP).then_some(p.tcp_flags);
         let len = frame.len() as u64;
         match mode {
-            FwdMode::Nat => nat::rewrite_in(frame.data_mut(), l4, daddr, dport, mac, src_mac),
+            FwdMode::Nat => {
+                let c = self.shard.conn(idx);
+                nat::rewrite_in(frame.data_mut(), l4, c.daddr, c.dport, mac, src_mac)
+            }
             FwdMode::FullNat => {
                 let c = self.shard.conn(idx);
                 let (laddr, lport, state, svc) = (self.shard.laddr(c), c.lport, c.state, c.svc);
+                let (daddr, dport) = (c.daddr, c.dport);
                 fullnat::rewrite_in(frame.data_mut(), l4, laddr, lport, daddr, dport, mac, src_mac);
                 if p.key.proto == PROTO_TCP && opens_connection(p.tcp_flags, state) {
                     add_toa(&mut self.stats, &self.tables, frame, p, svc);
@@ -1168,6 +1214,7 @@ impl Pipeline {
             FwdMode::Dr => dr::rewrite(frame.data_mut(), mac, src_mac),
             FwdMode::Tun => {
                 self.ident = self.ident.wrapping_add(1);
+                let daddr = self.shard.conn(idx).daddr;
                 match tun::encap(frame, self.tables.dip, daddr, self.ident, self.tables.mtu, mac, src_mac) {
                     Ok(()) => {}
                     Err(tun::TunError::TooBig { df: true }) => {

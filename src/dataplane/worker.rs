@@ -5,7 +5,7 @@
 use super::handoff::Handoff;
 use super::io::RingStats;
 use super::io::{Desc, FrameStore, Frames, Port, BURST};
-use super::pipeline::Pipeline;
+use super::pipeline::{Pipeline, TxLists};
 use super::stats::{
     BoardExtra, DropReason, LoopRounds, PassReason, StatsBoard, Verdict, WorkerStats, MAX_RINGS, PUBLISH_MS,
 };
@@ -103,11 +103,7 @@ pub struct Worker<P: Port> {
     handoff: Option<Arc<Handoff>>,
     start: Instant,
     rx: [Desc; BURST],
-    tx: [[Desc; BURST]; MAX_PORTS],
-    tx_n: [usize; MAX_PORTS],
-    /// Which port transmits for each interface index in `Verdict::Tx` (identity unless
-    /// several interfaces share one port, as in `xvs replay`).
-    iface_port: [u8; MAX_PORTS],
+    tx: PortLists,
     /// The interface each port belongs to (identity unless set by [`Worker::map_ports`]).
     port_iface: [u8; MAX_PORTS],
     /// The wall clock at the start of this loop round.
@@ -126,6 +122,52 @@ pub struct Worker<P: Port> {
     /// `ipvsadm -c` listings: the first in progress (next slab slot, limit, entries so far,
     /// reply), others waiting their turn.
     listings: std::collections::VecDeque<Listing>,
+}
+
+/// Frames to transmit, a list a port, filled by the pipeline as it decides ([`TxLists`]) and
+/// sent at the end of each burst.
+struct PortLists {
+    desc: [[Desc; BURST]; MAX_PORTS],
+    n: [usize; MAX_PORTS],
+    /// Which port transmits for each interface index in `Verdict::Tx` (identity unless
+    /// several interfaces share one port, as in `xvs replay`).
+    iface_port: [u8; MAX_PORTS],
+    /// `iface_port` for an interface with a port, `NO_PORT` for any other: the lists'
+    /// position for every `Verdict::Tx` value in one load.
+    port_of: [u8; 256],
+}
+
+/// `PortLists::port_of` of an interface without a port.
+const NO_PORT: u8 = u8::MAX;
+
+impl PortLists {
+    /// Derives `port_of` again (the ports or their interfaces changed).
+    fn map(&mut self, ports: usize) {
+        self.port_of = [NO_PORT; 256];
+        for (i, &p) in self.iface_port.iter().enumerate() {
+            if (p as usize) < ports {
+                self.port_of[i] = p;
+            }
+        }
+    }
+}
+
+impl TxLists for PortLists {
+    /// False for an interface without a port, or a full list (never, as each burst's lists
+    /// are sent before the next: [`Worker::handle_burst`] then flushes and queues it).
+    #[inline]
+    fn push(&mut self, iface: u8, d: Desc) -> bool {
+        let p = self.port_of[iface as usize] as usize;
+        let (Some(list), Some(n)) = (self.desc.get_mut(p), self.n.get_mut(p)) else { return false };
+        match list.get_mut(*n) {
+            Some(slot) => {
+                *slot = d;
+                *n += 1;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A connection listing being walked a slice per loop round.
@@ -157,9 +199,12 @@ impl<P: Port> Worker<P> {
             handoff: None,
             start: Instant::now(),
             rx: [Desc::default(); BURST],
-            tx: [[Desc::default(); BURST]; MAX_PORTS],
-            tx_n: [0; MAX_PORTS],
-            iface_port: core::array::from_fn(|i| i as u8),
+            tx: PortLists {
+                desc: [[Desc::default(); BURST]; MAX_PORTS],
+                n: [0; MAX_PORTS],
+                iface_port: core::array::from_fn(|i| i as u8),
+                port_of: [NO_PORT; 256],
+            },
             port_iface: core::array::from_fn(|i| i as u8),
             round_ms: 0,
             was_idle: true,
@@ -171,6 +216,7 @@ impl<P: Port> Worker<P> {
             listings: std::collections::VecDeque::new(),
         };
         w.ports.truncate(MAX_PORTS);
+        w.tx.map(w.ports.len());
         let now = w.now_ms();
         w.pipeline.shard.start_clock(now);
         // FULLNAT's walks follow wall-clock time (see `conn::lports`); a capture's clock is
@@ -232,14 +278,16 @@ impl<P: Port> Worker<P> {
         }
         for i in 0..MAX_PORTS {
             if let Some(pi) = ifaces.iter().position(|&x| x as usize == i) {
-                self.iface_port[i] = pi as u8;
+                self.tx.iface_port[i] = pi as u8;
             }
         }
+        self.tx.map(self.ports.len());
     }
 
     /// Sends every interface's frames through port `port` (one capture for all of them).
     pub fn share_port(&mut self, port: u8) {
-        self.iface_port = [port; MAX_PORTS];
+        self.tx.iface_port = [port; MAX_PORTS];
+        self.tx.map(self.ports.len());
     }
 
     fn now_ms(&self) -> u64 {
@@ -445,65 +493,81 @@ impl<P: Port> Worker<P> {
         // for this round.
         let now = self.ports.first().and_then(|p| p.clock_ms()).unwrap_or(self.round_ms);
         let mut verdicts = [Verdict::Pass(PassReason::NotIp); BURST];
-        self.pipeline.process_burst(&mut self.pool, &mut self.rx[..n], pi as u8, now, &mut verdicts[..n]);
-        let rx = self.rx;
-        for (&d, &v) in rx[..n].iter().zip(verdicts[..n].iter()) {
-            let out = match v {
-                Verdict::Tx(i) => self.iface_port.get(i as usize).map_or(usize::MAX, |p| *p as usize),
-                _ => usize::MAX,
-            };
-            match v {
-                Verdict::Tx(_) if out < self.ports.len() => {
-                    if self.tx_n[out] == BURST {
-                        self.flush(out);
-                    }
-                    self.tx[out][self.tx_n[out]] = d;
-                    self.tx_n[out] += 1;
-                }
-                Verdict::Tx(_) => {
-                    self.pipeline.stats.drops[DropReason::TxFull as usize] += 1;
-                    self.pipeline.stats.tx_frames = self.pipeline.stats.tx_frames.saturating_sub(1);
-                    self.pool.free(d.idx);
-                }
-                Verdict::Drop(_) => self.pool.free(d.idx),
-                Verdict::Pass(_) => {
-                    match self.ports.get_mut(self.iface_port.get(pi).map_or(usize::MAX, |p| *p as usize)) {
-                        Some(p) => p.pass_to_kernel(&mut self.pool, d),
-                        None => self.pool.free(d.idx),
-                    }
-                }
-                Verdict::Handoff(_) if handed => {
-                    self.pipeline.stats.handoff_out = self.pipeline.stats.handoff_out.saturating_sub(1);
-                    self.pipeline.stats.drops[DropReason::HandoffLoop as usize] += 1;
-                    self.pool.free(d.idx);
-                }
-                Verdict::Handoff(w) => {
-                    let sent = match &self.handoff {
-                        Some(h) => h.send(w as u16, pi as u8, self.pool.bytes(&d)),
-                        None => false,
-                    };
-                    if !sent {
-                        self.pipeline.stats.handoff_full += 1;
-                    }
-                    self.pool.free(d.idx);
-                }
+        // The frames to transmit are on their ports' lists already; the rest (few) by position.
+        let mut rest = self.pipeline.process_burst_to(
+            &mut self.pool,
+            &mut self.rx[..n],
+            pi as u8,
+            now,
+            &mut verdicts[..n],
+            &mut self.tx,
+        );
+        while rest != 0 {
+            let i = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            if let (Some(&d), Some(&v)) = (self.rx.get(i), verdicts.get(i)) {
+                self.dispatch(d, v, pi, handed);
             }
         }
         for o in 0..self.ports.len() {
-            if self.tx_n[o] > 0 {
+            if self.tx.n[o] > 0 {
                 self.flush(o);
             }
         }
     }
 
+    /// Acts on a frame's verdict that the pipeline did not put on a port's list.
+    fn dispatch(&mut self, d: Desc, v: Verdict, pi: usize, handed: bool) {
+        let out = match v {
+            Verdict::Tx(i) => self.tx.iface_port.get(i as usize).map_or(usize::MAX, |p| *p as usize),
+            _ => usize::MAX,
+        };
+        match v {
+            Verdict::Tx(_) if out < self.ports.len() => {
+                if self.tx.n[out] == BURST {
+                    self.flush(out);
+                }
+                self.tx.desc[out][self.tx.n[out]] = d;
+                self.tx.n[out] += 1;
+            }
+            Verdict::Tx(_) => {
+                self.pipeline.stats.drops[DropReason::TxFull as usize] += 1;
+                self.pipeline.stats.tx_frames = self.pipeline.stats.tx_frames.saturating_sub(1);
+                self.pool.free(d.idx);
+            }
+            Verdict::Drop(_) => self.pool.free(d.idx),
+            Verdict::Pass(_) => {
+                match self.ports.get_mut(self.tx.iface_port.get(pi).map_or(usize::MAX, |p| *p as usize)) {
+                    Some(p) => p.pass_to_kernel(&mut self.pool, d),
+                    None => self.pool.free(d.idx),
+                }
+            }
+            Verdict::Handoff(_) if handed => {
+                self.pipeline.stats.handoff_out = self.pipeline.stats.handoff_out.saturating_sub(1);
+                self.pipeline.stats.drops[DropReason::HandoffLoop as usize] += 1;
+                self.pool.free(d.idx);
+            }
+            Verdict::Handoff(w) => {
+                let sent = match &self.handoff {
+                    Some(h) => h.send(w as u16, pi as u8, self.pool.bytes(&d)),
+                    None => false,
+                };
+                if !sent {
+                    self.pipeline.stats.handoff_full += 1;
+                }
+                self.pool.free(d.idx);
+            }
+        }
+    }
+
     fn flush(&mut self, o: usize) {
-        let n = self.tx_n[o];
-        let sent = self.ports[o].tx_burst(&mut self.pool, &self.tx[o][..n]);
-        for d in &self.tx[o][sent.min(n)..n] {
+        let n = self.tx.n[o];
+        let sent = self.ports[o].tx_burst(&mut self.pool, &self.tx.desc[o][..n]);
+        for d in &self.tx.desc[o][sent.min(n)..n] {
             self.pipeline.stats.drops[DropReason::TxFull as usize] += 1;
             self.pipeline.stats.tx_frames = self.pipeline.stats.tx_frames.saturating_sub(1);
             self.pool.free(d.idx);
         }
-        self.tx_n[o] = 0;
+        self.tx.n[o] = 0;
     }
 }
