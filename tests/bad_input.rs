@@ -262,3 +262,21 @@ fn worker_loop_accounts_every_frame_and_loses_no_buffer() {
     assert_eq!(w.ports[1].tx.len() as u64, s.tx_frames, "forwarded frames left on the real-server port");
     assert_eq!(w.pool.available(), 256, "every frame buffer is back in the pool");
 }
+
+#[test]
+fn a_frame_for_a_port_taken_away_is_counted_and_its_buffer_freed() {
+    let mut port = MemPort::capturing();
+    for _ in 0..100 {
+        port.push_rx(syn80());
+    }
+    let p = pipeline(&config_json(""));
+    let mut w = Worker::new(0, p, vec![port, MemPort::capturing()], xvs::dataplane::FramePool::new(256), None);
+    // The real servers' port, gone after the worker mapped its interfaces (`ports` is public).
+    w.ports.pop();
+    assert_eq!(w.run(), xvs::dataplane::Poll::Finished);
+    let s = &w.pipeline.stats;
+    assert_eq!(s.rx_frames, 100);
+    assert_eq!(s.tx_frames, 0, "nothing could be sent");
+    assert_eq!(s.drops[xvs::dataplane::DropReason::TxFull as usize], 100);
+    assert_eq!(w.pool.available(), 256, "every frame buffer is back in the pool");
+}

@@ -153,8 +153,9 @@ impl PortLists {
 }
 
 impl TxLists for PortLists {
-    /// False for an interface without a port, or a full list (never, as each burst's lists
-    /// are sent before the next: [`Worker::handle_burst`] then flushes and queues it).
+    /// False for an interface without a port, or a full list (never: each burst's lists are
+    /// sent before the next). A refused frame goes to [`Worker::dispatch`], which flushes a
+    /// full list before queuing it.
     #[inline]
     fn push(&mut self, iface: u8, d: Desc) -> bool {
         let p = self.port_of[iface as usize] as usize;
@@ -509,7 +510,9 @@ impl<P: Port> Worker<P> {
                 self.dispatch(d, v, pi, handed);
             }
         }
-        for o in 0..self.ports.len() {
+        // Every list, not only those of today's ports: `ports` is public, and a list left
+        // behind by a port taken away would hold its frames for good.
+        for o in 0..MAX_PORTS {
             if self.tx.n[o] > 0 {
                 self.flush(o);
             }
@@ -562,7 +565,10 @@ impl<P: Port> Worker<P> {
 
     fn flush(&mut self, o: usize) {
         let n = self.tx.n[o];
-        let sent = self.ports[o].tx_burst(&mut self.pool, &self.tx.desc[o][..n]);
+        let sent = match self.ports.get_mut(o) {
+            Some(port) => port.tx_burst(&mut self.pool, &self.tx.desc[o][..n]),
+            None => 0,
+        };
         for d in &self.tx.desc[o][sent.min(n)..n] {
             self.pipeline.stats.drops[DropReason::TxFull as usize] += 1;
             self.pipeline.stats.tx_frames = self.pipeline.stats.tx_frames.saturating_sub(1);
