@@ -127,8 +127,10 @@ impl KeyHash {
             let r = (a as u128) * (b as u128);
             (r as u64) ^ ((r >> 64) as u64)
         };
-        let addrs = (((k.saddr as u64) << 32) | k.daddr as u64) ^ self.0[0];
-        let rest = (((k.sport as u64) << 24) | ((k.dport as u64) << 8) | k.proto as u64) ^ self.0[1];
+        // The words in the order of the key's fields, as `ConnKey`'s comparison takes them:
+        // the compiler loads them whole, with fewer shifts (1-10 instructions a packet).
+        let addrs = (k.saddr as u64 | (k.daddr as u64) << 32) ^ self.0[0];
+        let rest = (k.sport as u64 | (k.dport as u64) << 16 | (k.proto as u64) << 32) ^ self.0[1];
         fold(fold(addrs, rest) ^ self.0[2], 0x9E37_79B9_7F4A_7C15)
     }
 }
