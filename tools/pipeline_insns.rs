@@ -1,6 +1,6 @@
 //! A deterministic companion to `benches/pipeline.rs` for instruction counts: runs N frames of
 //! established flows (F flows, random order) through the worker loop on the in-memory port.
-//! `valgrind --tool=callgrind --toggle-collect='*Worker*poll*' target/release/examples/pipeline-insns 4096 100000 [dr|nat|fullnat]`
+//! `valgrind --tool=callgrind --toggle-collect='*Worker*poll*' target/release/examples/pipeline-insns 4096 100000 [dr|nat|fullnat|tun]`
 //! then Ir / N = instructions per packet (the compute floor, independent of this VM's noise).
 //! `tools/insns-check` runs it against `tools/insns-budget` in `tools/test`.
 //!
@@ -35,6 +35,7 @@ fn main() {
     let vport = match mode.trim_start_matches("syn-") {
         "nat" => 80,
         "fullnat" => 81,
+        "tun" => 83,
         _ => 82,
     };
     // The SYN flood's table: as `new_conn`'s, a quarter more room than the live connections.
@@ -49,7 +50,9 @@ fn main() {
           {"proto": "tcp", "vip": "198.18.0.100", "port": 80,
           "real_servers": [{"addr": "198.19.0.11", "mode": "nat"}, {"addr": "198.19.0.12", "mode": "nat"}]},
           {"proto": "tcp", "vip": "198.18.0.100", "port": 81,
-          "real_servers": [{"addr": "198.19.0.11", "mode": "fullnat"}, {"addr": "198.19.0.12", "mode": "fullnat"}]}]}"#;
+          "real_servers": [{"addr": "198.19.0.11", "mode": "fullnat"}, {"addr": "198.19.0.12", "mode": "fullnat"}]},
+          {"proto": "tcp", "vip": "198.18.0.100", "port": 83,
+          "real_servers": [{"addr": "198.19.0.11", "mode": "tun"}, {"addr": "198.19.0.12", "mode": "tun"}]}]}"#;
     let timeouts = if syn_flood { r#", "timeouts": {"tcp_syn_recv": 1}"# } else { "" };
     let cfg = Config::parse(&json.replace("MAX", &max.to_string()).replace("TIMEOUTS", timeouts)).expect("config");
     let mut p = Pipeline::new(Arc::new(xvs::control::tables_for(&cfg, None).expect("tables")), 0);

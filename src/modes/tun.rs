@@ -39,8 +39,11 @@ pub fn encap(
 ) -> Result<(), TunError> {
     // The inner TTL is decremented first, as IPVS does before its MTU check (a
     // "fragmentation needed" then quotes the decremented header, as the kernel's does).
-    super::decrement_ttl(frame.data_mut());
-    let inner = Ipv4Packet::new_unchecked(&frame.data()[ETH_LEN..]);
+    // On the fixed first 34 bytes (Ethernet and an option-less IPv4 header, which every
+    // parsed frame holds): one length check for all the reads and writes below.
+    let Some(h) = frame.data_mut().first_chunk_mut::<{ ETH_LEN + 20 }>() else { return Err(TunError::NoRoom) };
+    let mut inner = Ipv4Packet::new_unchecked(&mut h[ETH_LEN..]);
+    inner.decrement_ttl();
     let inner_total = inner.total_len() as usize;
     // The outer header takes the inner TOS (DSCP and ECN: RFC 6040's normal mode copies the
     // ECN field as it is), the inner TTL (already decremented) and the inner DF (IPVS's
@@ -54,12 +57,12 @@ pub fn encap(
     if !frame.set_len(ETH_LEN + inner_total) || !frame.prepend(OVERHEAD) {
         return Err(TunError::NoRoom);
     }
-    let f = frame.data_mut();
+    let Some(f) = frame.data_mut().first_chunk_mut::<{ ETH_LEN + OVERHEAD }>() else { return Err(TunError::NoRoom) };
     let mut eth = EthernetFrame::new_unchecked(&mut f[..ETH_LEN]);
     eth.set_dst(dst_mac);
     eth.set_src(src_mac);
     eth.set_ethertype(ETHERTYPE_IPV4);
-    let mut outer = Ipv4Packet::new_unchecked(&mut f[ETH_LEN..ETH_LEN + OVERHEAD]);
+    let mut outer = Ipv4Packet::new_unchecked(&mut f[ETH_LEN..]);
     outer.write_header(tos, (inner_total + OVERHEAD) as u16, ident, df, ttl, PROTO_IPIP, dip, rip);
     Ok(())
 }
