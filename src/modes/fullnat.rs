@@ -2,7 +2,7 @@
 //! RIP:rport->DIP:lport becomes VIP:vport->client:cport. The real server needs no route back
 //! through the director; the local port names the worker that owns the connection.
 
-use super::{route, set_endpoint, End, L4};
+use super::{rewrite_routed, L4};
 use crate::wire::MacAddr;
 
 /// Client -> real server.
@@ -18,9 +18,7 @@ pub fn rewrite_in(
     dst_mac: MacAddr,
     src_mac: MacAddr,
 ) {
-    set_endpoint(f, l4, End::Src, dip, lport);
-    set_endpoint(f, l4, End::Dst, rip, rport);
-    route(f, dst_mac, src_mac);
+    rewrite_routed(f, l4, Some((dip, lport)), Some((rip, rport)), dst_mac, src_mac);
 }
 
 /// Real server -> client.
@@ -36,7 +34,5 @@ pub fn rewrite_out(
     dst_mac: MacAddr,
     src_mac: MacAddr,
 ) {
-    set_endpoint(f, l4, End::Src, vip, vport);
-    set_endpoint(f, l4, End::Dst, client, cport);
-    route(f, dst_mac, src_mac);
+    rewrite_routed(f, l4, Some((vip, vport)), Some((client, cport)), dst_mac, src_mac);
 }

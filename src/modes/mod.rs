@@ -90,6 +90,99 @@ fn set_port<const N: usize>(h: &mut [u8; N], port_at: usize, csum_at: usize, add
     h[csum_at..csum_at + 2].copy_from_slice(&new.to_be_bytes());
 }
 
+/// NAT's and FULLNAT's whole rewrite of a parsed frame: the source's address and port (if
+/// `src`), the destination's (if `dst`), the TTL decremented and the MACs set, each checksum
+/// updated once for all of it (the same bytes as [`set_endpoint`] for each end, then
+/// [`route`]; a property test holds it to them). The common frame (an option-less IPv4
+/// header, TCP or UDP) is rewritten on its fixed first 52 or 42 bytes, one length check for
+/// everything; any other goes the general way. Always inlined: each caller's ends are known
+/// there, and the code for an absent one goes.
+#[inline(always)]
+pub fn rewrite_routed(
+    f: &mut [u8],
+    l4: L4,
+    src: Option<(u32, u16)>,
+    dst: Option<(u32, u16)>,
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+) {
+    if l4.off == ETH_LEN + 20 {
+        match l4.proto {
+            PROTO_TCP => {
+                if let Some(h) = f.first_chunk_mut::<{ ETH_LEN + 20 + 18 }>() {
+                    return rewrite_routed_fixed(h, 16, false, src, dst, dst_mac, src_mac);
+                }
+            }
+            PROTO_UDP => {
+                if let Some(h) = f.first_chunk_mut::<{ ETH_LEN + 20 + 8 }>() {
+                    return rewrite_routed_fixed(h, 6, true, src, dst, dst_mac, src_mac);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((addr, port)) = src {
+        set_endpoint(f, l4, End::Src, addr, port);
+    }
+    if let Some((addr, port)) = dst {
+        set_endpoint(f, l4, End::Dst, addr, port);
+    }
+    route(f, dst_mac, src_mac);
+}
+
+/// [`rewrite_routed`] on the fixed headers `h` (Ethernet, a 20-byte IPv4 header, then the
+/// transport header with its checksum at `csum_at`). RFC 1624 eqn. 3 with every change's
+/// terms summed first: `~m + m'` for each address and port word, and 0xfeff for the TTL's
+/// word (see [`Ipv4Packet::decrement_ttl`]).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rewrite_routed_fixed<const N: usize>(
+    h: &mut [u8; N],
+    csum_at: usize,
+    udp: bool,
+    src: Option<(u32, u16)>,
+    dst: Option<(u32, u16)>,
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+) {
+    const IP: usize = ETH_LEN;
+    const L4_AT: usize = ETH_LEN + 20;
+    let (mut addr_delta, mut port_delta) = (0u32, 0u32);
+    if let Some((addr, port)) = src {
+        let (a, p) = set_end(h, IP + 12, L4_AT, addr, port);
+        (addr_delta, port_delta) = (addr_delta + a, port_delta + p);
+    }
+    if let Some((addr, port)) = dst {
+        let (a, p) = set_end(h, IP + 16, L4_AT + 2, addr, port);
+        (addr_delta, port_delta) = (addr_delta + a, port_delta + p);
+    }
+    h[IP + 8] = h[IP + 8].wrapping_sub(1);
+    let ip_csum = u16::from_be_bytes([h[IP + 10], h[IP + 11]]);
+    h[IP + 10..IP + 12].copy_from_slice(&(!fold(!ip_csum as u32 + addr_delta + 0xfeff)).to_be_bytes());
+    let at = L4_AT + csum_at;
+    let c = u16::from_be_bytes([h[at], h[at + 1]]);
+    if !(udp && c == 0) {
+        let mut new = !fold(!c as u32 + addr_delta + port_delta);
+        if udp && new == 0 {
+            new = 0xffff;
+        }
+        h[at..at + 2].copy_from_slice(&new.to_be_bytes());
+    }
+    h[..6].copy_from_slice(&dst_mac.0);
+    h[6..12].copy_from_slice(&src_mac.0);
+}
+
+/// One end's address and port set in the fixed headers `h`; RFC 1624's `~m + m'` terms of
+/// the address's and the port's change.
+#[inline(always)]
+fn set_end<const N: usize>(h: &mut [u8; N], addr_at: usize, port_at: usize, addr: u32, port: u16) -> (u32, u32) {
+    let old = u32::from_be_bytes([h[addr_at], h[addr_at + 1], h[addr_at + 2], h[addr_at + 3]]);
+    h[addr_at..addr_at + 4].copy_from_slice(&addr.to_be_bytes());
+    let old_port = u16::from_be_bytes([h[port_at], h[port_at + 1]]);
+    h[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    ((!(old >> 16) & 0xffff) + (!old & 0xffff) + (addr >> 16) + (addr & 0xffff), !old_port as u32 + port as u32)
+}
+
 /// Routes a parsed frame one hop: the IPv4 TTL decremented (header checksum fixed) and the
 /// Ethernet destination and source set. Works on the fixed first 34 bytes (Ethernet and an
 /// option-less IPv4 header, which every parsed frame holds), so the compiler checks the length
@@ -202,6 +295,46 @@ mod tests {
             let mut want = frame.clone();
             set_endpoint_by_views(&mut want, l4, end, addr, port);
             set_endpoint(&mut frame, l4, end, addr, port);
+            prop_assert_eq!(frame, want);
+        }
+
+        /// NAT's and FULLNAT's one-pass rewrite writes what the per-end rewrites and `route`
+        /// write in turn: either end, both or none, TCP, UDP and another protocol, an IPv4
+        /// header with options (the general way), checksums 0, 0xffff and any other, and
+        /// frames too short for the fixed headers.
+        #[test]
+        fn routed_rewrite_matches_the_rewrites_in_turn(
+            mut frame in prop::collection::vec(any::<u8>(), 30..80),
+            proto in prop::sample::select(vec![PROTO_TCP, PROTO_UDP, 1u8]),
+            options in any::<bool>(),
+            src in prop::option::of((any::<u32>(), any::<u16>())),
+            dst in prop::option::of((any::<u32>(), any::<u16>())),
+            csum in prop::sample::select(vec![None, Some(0u16), Some(0xffff), Some(1)]),
+            ip_csum in prop::sample::select(vec![None, Some(0u16), Some(0xffff), Some(0xfeff)]),
+            ttl in 1u8..,
+            macs in (any::<[u8; 6]>(), any::<[u8; 6]>()),
+        ) {
+            let l4 = L4 { off: ETH_LEN + if options { 24 } else { 20 }, proto };
+            let at = if proto == PROTO_TCP { l4.off + 16 } else { l4.off + 6 };
+            if let (Some(c), Some(b)) = (csum, frame.get_mut(at..at + 2)) {
+                b.copy_from_slice(&c.to_be_bytes());
+            }
+            if let (Some(c), Some(b)) = (ip_csum, frame.get_mut(ETH_LEN + 10..ETH_LEN + 12)) {
+                b.copy_from_slice(&c.to_be_bytes());
+            }
+            if let Some(b) = frame.get_mut(ETH_LEN + 8) {
+                *b = ttl;
+            }
+            let (dst_mac, src_mac) = (MacAddr(macs.0), MacAddr(macs.1));
+            let mut want = frame.clone();
+            if let Some((a, p)) = src {
+                set_endpoint(&mut want, l4, End::Src, a, p);
+            }
+            if let Some((a, p)) = dst {
+                set_endpoint(&mut want, l4, End::Dst, a, p);
+            }
+            route(&mut want, dst_mac, src_mac);
+            rewrite_routed(&mut frame, l4, src, dst, dst_mac, src_mac);
             prop_assert_eq!(frame, want);
         }
     }
