@@ -130,30 +130,17 @@ struct PortLists {
     desc: [[Desc; BURST]; MAX_PORTS],
     n: [usize; MAX_PORTS],
     /// Which port transmits for each interface index in `Verdict::Tx` (identity unless
-    /// several interfaces share one port, as in `xvs replay`).
-    iface_port: [u8; MAX_PORTS],
-    /// `iface_port` for an interface with a port, `NO_PORT` for any other: the lists'
-    /// position for every `Verdict::Tx` value in one load.
+    /// several interfaces share one port, as in `xvs replay`), for every u8 so that a
+    /// verdict's list is one load; `NO_PORT` past `MAX_PORTS`. A list whose port is missing
+    /// is counted as `TxFull` when flushed ([`Worker::flush`]).
     port_of: [u8; 256],
 }
 
-/// `PortLists::port_of` of an interface without a port.
+/// `PortLists::port_of` of an interface that no port can transmit for.
 const NO_PORT: u8 = u8::MAX;
 
-impl PortLists {
-    /// Derives `port_of` again (the ports or their interfaces changed).
-    fn map(&mut self, ports: usize) {
-        self.port_of = [NO_PORT; 256];
-        for (i, &p) in self.iface_port.iter().enumerate() {
-            if (p as usize) < ports {
-                self.port_of[i] = p;
-            }
-        }
-    }
-}
-
 impl TxLists for PortLists {
-    /// False for an interface without a port, or a full list (never: each burst's lists are
+    /// False for an interface past `MAX_PORTS`, or a full list (never: each burst's lists are
     /// sent before the next). A refused frame goes to [`Worker::dispatch`], which flushes a
     /// full list before queuing it.
     #[inline]
@@ -203,8 +190,7 @@ impl<P: Port> Worker<P> {
             tx: PortLists {
                 desc: [[Desc::default(); BURST]; MAX_PORTS],
                 n: [0; MAX_PORTS],
-                iface_port: core::array::from_fn(|i| i as u8),
-                port_of: [NO_PORT; 256],
+                port_of: core::array::from_fn(|i| if i < MAX_PORTS { i as u8 } else { NO_PORT }),
             },
             port_iface: core::array::from_fn(|i| i as u8),
             round_ms: 0,
@@ -217,7 +203,6 @@ impl<P: Port> Worker<P> {
             listings: std::collections::VecDeque::new(),
         };
         w.ports.truncate(MAX_PORTS);
-        w.tx.map(w.ports.len());
         let now = w.now_ms();
         w.pipeline.shard.start_clock(now);
         // FULLNAT's walks follow wall-clock time (see `conn::lports`); a capture's clock is
@@ -279,16 +264,14 @@ impl<P: Port> Worker<P> {
         }
         for i in 0..MAX_PORTS {
             if let Some(pi) = ifaces.iter().position(|&x| x as usize == i) {
-                self.tx.iface_port[i] = pi as u8;
+                self.tx.port_of[i] = pi as u8;
             }
         }
-        self.tx.map(self.ports.len());
     }
 
     /// Sends every interface's frames through port `port` (one capture for all of them).
     pub fn share_port(&mut self, port: u8) {
-        self.tx.iface_port = [port; MAX_PORTS];
-        self.tx.map(self.ports.len());
+        self.tx.port_of[..MAX_PORTS].fill(port);
     }
 
     fn now_ms(&self) -> u64 {
@@ -510,8 +493,9 @@ impl<P: Port> Worker<P> {
                 self.dispatch(d, v, pi, handed);
             }
         }
-        // Every list, not only those of today's ports: `ports` is public, and a list left
-        // behind by a port taken away would hold its frames for good.
+        // Every list, not only those of today's ports: a frame for an interface without a
+        // port (or whose port was taken away: `ports` is public) is on a list too, and its
+        // flush counts and frees it.
         for o in 0..MAX_PORTS {
             if self.tx.n[o] > 0 {
                 self.flush(o);
@@ -522,11 +506,11 @@ impl<P: Port> Worker<P> {
     /// Acts on a frame's verdict that the pipeline did not put on a port's list.
     fn dispatch(&mut self, d: Desc, v: Verdict, pi: usize, handed: bool) {
         let out = match v {
-            Verdict::Tx(i) => self.tx.iface_port.get(i as usize).map_or(usize::MAX, |p| *p as usize),
+            Verdict::Tx(i) => self.tx.port_of[i as usize] as usize,
             _ => usize::MAX,
         };
         match v {
-            Verdict::Tx(_) if out < self.ports.len() => {
+            Verdict::Tx(_) if out < MAX_PORTS => {
                 if self.tx.n[out] == BURST {
                     self.flush(out);
                 }
@@ -539,12 +523,10 @@ impl<P: Port> Worker<P> {
                 self.pool.free(d.idx);
             }
             Verdict::Drop(_) => self.pool.free(d.idx),
-            Verdict::Pass(_) => {
-                match self.ports.get_mut(self.tx.iface_port.get(pi).map_or(usize::MAX, |p| *p as usize)) {
-                    Some(p) => p.pass_to_kernel(&mut self.pool, d),
-                    None => self.pool.free(d.idx),
-                }
-            }
+            Verdict::Pass(_) => match self.ports.get_mut(self.tx.port_of.get(pi).map_or(usize::MAX, |p| *p as usize)) {
+                Some(p) => p.pass_to_kernel(&mut self.pool, d),
+                None => self.pool.free(d.idx),
+            },
             Verdict::Handoff(_) if handed => {
                 self.pipeline.stats.handoff_out = self.pipeline.stats.handoff_out.saturating_sub(1);
                 self.pipeline.stats.drops[DropReason::HandoffLoop as usize] += 1;

@@ -53,8 +53,7 @@ pub fn set_endpoint(f: &mut [u8], l4: L4, end: End, addr: u32, port: u16) {
     };
     let old = u32::from_be_bytes([ip[addr_at], ip[addr_at + 1], ip[addr_at + 2], ip[addr_at + 3]]);
     ip[addr_at..addr_at + 4].copy_from_slice(&addr.to_be_bytes());
-    // RFC 1624 eqn. 3 terms of the address change: ~m + m', word by word.
-    let addr_delta = (!(old >> 16) & 0xffff) + (!old & 0xffff) + (addr >> 16) + (addr & 0xffff);
+    let addr_delta = word_terms(old, addr);
     let ip_csum = u16::from_be_bytes([ip[10], ip[11]]);
     ip[10..12].copy_from_slice(&(!fold(!ip_csum as u32 + addr_delta)).to_be_bytes());
     match l4.proto {
@@ -161,6 +160,8 @@ fn rewrite_routed_fixed<const N: usize>(
     h[IP + 10..IP + 12].copy_from_slice(&(!fold(!ip_csum as u32 + addr_delta + 0xfeff)).to_be_bytes());
     let at = L4_AT + csum_at;
     let c = u16::from_be_bytes([h[at], h[at + 1]]);
+    // UDP's rule as in `set_port`. Shared as a function, it cost DR 5 and FULLNAT 3
+    // instructions a packet, in the register allocation of the pipeline's inlined body.
     if !(udp && c == 0) {
         let mut new = !fold(!c as u32 + addr_delta + port_delta);
         if udp && new == 0 {
@@ -172,6 +173,13 @@ fn rewrite_routed_fixed<const N: usize>(
     h[6..12].copy_from_slice(&src_mac.0);
 }
 
+/// RFC 1624 eqn. 3's terms `~m + m'` for a 32-bit field changing from `old` to `new`, a
+/// 16-bit word at a time.
+#[inline(always)]
+fn word_terms(old: u32, new: u32) -> u32 {
+    (!(old >> 16) & 0xffff) + (!old & 0xffff) + (new >> 16) + (new & 0xffff)
+}
+
 /// One end's address and port set in the fixed headers `h`; RFC 1624's `~m + m'` terms of
 /// the address's and the port's change.
 #[inline(always)]
@@ -180,7 +188,7 @@ fn set_end<const N: usize>(h: &mut [u8; N], addr_at: usize, port_at: usize, addr
     h[addr_at..addr_at + 4].copy_from_slice(&addr.to_be_bytes());
     let old_port = u16::from_be_bytes([h[port_at], h[port_at + 1]]);
     h[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
-    ((!(old >> 16) & 0xffff) + (!old & 0xffff) + (addr >> 16) + (addr & 0xffff), !old_port as u32 + port as u32)
+    (word_terms(old, addr), !old_port as u32 + port as u32)
 }
 
 /// Routes a parsed frame one hop: the IPv4 TTL decremented (header checksum fixed) and the
